@@ -1,0 +1,145 @@
+"""``client.chat.completions``: create, submit, map."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any, Optional, Union
+
+from ._call import CallOptions
+from ._config import TimeoutArg
+from ._exceptions import InvalidArgumentError
+from ._models import ChatCompletion
+from ._ordered_map import ordered_map
+from ._validation import check_chat_params
+
+if TYPE_CHECKING:
+    from ._client import CometClient
+
+__all__ = ["Chat", "Completions"]
+
+ROUTE = "/chat/completions"
+# Keyword arguments of create() that configure the call rather than go into the body.
+_OPTION_NAMES = ("timeout", "max_retries", "total_timeout", "extra_headers", "extra_body")
+
+
+class Completions:
+    """Chat completions. Shared by every thread of the client, like the client itself."""
+
+    def __init__(self, client: CometClient) -> None:
+        self._client = client
+
+    def create(
+        self,
+        *,
+        timeout: Optional[TimeoutArg] = None,
+        max_retries: Optional[int] = None,
+        total_timeout: Optional[float] = None,
+        extra_headers: Optional[Mapping[str, str]] = None,
+        extra_body: Optional[Mapping[str, Any]] = None,
+        **params: Any,
+    ) -> ChatCompletion:
+        """Send one chat completion and wait for it, retrying what can heal.
+
+        ``params`` is the request body (``model``, ``messages`` and any other parameter, passed
+        through as given). ``timeout``, ``max_retries``, ``total_timeout`` and
+        ``extra_headers`` override the client's settings for this call; ``extra_body`` adds
+        fields to the body.
+
+        >>> completion = client.chat.completions.create(
+        ...     model="gpt-4o-mini", messages=[{"role": "user", "content": "Say hello."}])
+        >>> completion.choices[0].message.content
+        'Hello.'
+        """
+        payload, options = self._prepare(
+            params,
+            timeout=timeout,
+            max_retries=max_retries,
+            total_timeout=total_timeout,
+            extra_headers=extra_headers,
+            extra_body=extra_body,
+        )
+        return self._run(payload, options)
+
+    def submit(self, **kwargs: Any) -> Future[ChatCompletion]:
+        """Run :meth:`create` on the client's bounded executor.
+
+        The arguments are checked now, in the calling thread, so a wrong one raises here
+        rather than from the future.
+        """
+        params = dict(kwargs)
+        overrides = {name: params.pop(name) for name in _OPTION_NAMES if name in params}
+        payload, options = self._prepare(params, **overrides)
+        return self._client._executor_for_submit().submit(self._run, payload, options)
+
+    def map(
+        self,
+        jobs: Iterable[Mapping[str, Any]],
+        *,
+        return_exceptions: bool = False,
+        window: Optional[int] = None,
+    ) -> Iterator[Union[ChatCompletion, BaseException]]:
+        """Run many calls on the client's executor and yield their results in input order.
+
+        ``jobs`` is any iterable of keyword dicts for :meth:`create`; it is read lazily, with at
+        most ``window`` jobs (default: twice the executor's workers) submitted ahead of the
+        result being yielded, so a generator of a million jobs is never held in memory.
+        With ``return_exceptions=True`` a failed job yields its exception in its place;
+        otherwise the first failure is raised and the jobs not yet started are cancelled.
+
+        >>> jobs = ({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": p}]}
+        ...         for p in prompts)
+        >>> for completion in client.chat.completions.map(jobs):
+        ...     print(completion.choices[0].message.content)
+        """
+        self._client._check_open()
+        size = window if window is not None else 2 * self._client.config.max_workers
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise InvalidArgumentError("window", f"expected an int >= 1, got {window!r}")
+        return ordered_map(
+            self._client._executor_for_submit(),
+            self._call_job,
+            jobs,
+            window=size,
+            return_exceptions=return_exceptions,
+        )
+
+    def _call_job(self, job: Mapping[str, Any]) -> ChatCompletion:
+        if not isinstance(job, Mapping):
+            raise InvalidArgumentError("jobs", f"each job must be a dict, got {type(job).__name__}")
+        return self.create(**job)
+
+    def _run(self, payload: dict[str, Any], options: CallOptions) -> ChatCompletion:
+        data = self._client._runner.post_json(
+            ROUTE, payload, options=options, required=("choices",)
+        )
+        return ChatCompletion(data)
+
+    def _prepare(
+        self,
+        params: dict[str, Any],
+        *,
+        timeout: Optional[TimeoutArg] = None,
+        max_retries: Optional[int] = None,
+        total_timeout: Optional[float] = None,
+        extra_headers: Optional[Mapping[str, str]] = None,
+        extra_body: Optional[Mapping[str, Any]] = None,
+    ) -> tuple[dict[str, Any], CallOptions]:
+        """Check everything and build the body; nothing is sent if this raises."""
+        self._client._check_open()
+        if extra_body is not None:
+            if not isinstance(extra_body, Mapping):
+                raise InvalidArgumentError("extra_body", "expected a dict")
+            params = {**params, **extra_body}
+        check_chat_params(params)
+        return params, self._client._call_options(
+            timeout=timeout,
+            max_retries=max_retries,
+            total_timeout=total_timeout,
+            extra_headers=extra_headers,
+        )
+
+
+class Chat:
+    def __init__(self, client: CometClient) -> None:
+        self.completions = Completions(client)

@@ -1,0 +1,207 @@
+"""The client: configuration, lifecycle, and the pieces every call shares."""
+
+from __future__ import annotations
+
+import random as _random
+import threading
+import time
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from types import TracebackType
+from typing import Callable, Optional
+
+from ._call import CallOptions, CallRunner, Clock
+from ._chat import Chat
+from ._config import (
+    DEFAULT_BACKOFF_BASE,
+    DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_MAX_WAIT,
+    DEFAULT_TOTAL_TIMEOUT,
+    DEFAULT_WORKERS_PER_SLOT,
+    ClientConfig,
+    RetryConfig,
+    Timeout,
+    TimeoutArg,
+    resolve_api_key,
+    resolve_base_url,
+)
+from ._exceptions import ClientClosedError, InvalidArgumentError
+from ._limiter import ConcurrencyLimiter
+from ._metrics import Metrics, RequestRecord
+from ._transport import Transport
+from ._version import __version__
+
+__all__ = ["CometClient"]
+
+_UNSET: float = -1.0
+
+
+class CometClient:
+    """A synchronous CometAPI client, meant to be shared by every thread of a process.
+
+    >>> from comet_sync import CometClient
+    >>> with CometClient() as client:            # key from COMETAPI_KEY
+    ...     reply = client.chat.completions.create(
+    ...         model="gpt-4o-mini", messages=[{"role": "user", "content": "Say hello."}])
+    ...     print(reply.choices[0].message.content)
+
+    Thread-safety contract:
+
+    * One client serves any number of threads at once: ``chat.completions.create`` may be
+      called directly from web-server threads while ``submit`` and ``map`` run on the
+      client's own executor. Build it once per process, not per request.
+    * Shared and safe: the ``requests`` session and its urllib3 pool (built once, never
+      changed afterwards), the concurrency limiter (its condition guards the in-flight count),
+      ``metrics`` (one lock guards its counters), the executor (created once, under
+      ``_lock``). Configuration is frozen. Per-call state lives on the calling thread.
+    * No lock is ever held across network I/O or a sleep: locks guard counters only.
+    * ``close()`` may be called from any thread, once or more; calls made after it raise
+      :class:`ClientClosedError`. Calls already running finish first.
+    * At most ``max_concurrency`` requests are in flight at once, whichever threads send
+      them; ``submit``/``map`` run on at most ``max_workers`` threads.
+    * ``on_request`` is called on the thread that made the call; it must be thread-safe.
+    """
+
+    def __init__(
+        self,
+        api_key: Optional[str] = None,
+        base_url: Optional[str] = None,
+        *,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        max_workers: Optional[int] = None,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        max_wait: float = DEFAULT_MAX_WAIT,
+        backoff_base: float = DEFAULT_BACKOFF_BASE,
+        timeout: TimeoutArg = Timeout(),  # noqa: B008  (frozen, so safe as a default)
+        total_timeout: Optional[float] = DEFAULT_TOTAL_TIMEOUT,
+        on_request: Optional[Callable[[RequestRecord], None]] = None,
+        clock: Optional[Callable[[], float]] = None,
+        sleep: Optional[Callable[[float], None]] = None,
+        random: Optional[Callable[[], float]] = None,
+    ) -> None:
+        self._api_key = resolve_api_key(api_key)
+        if isinstance(max_concurrency, int) and max_workers is None:
+            max_workers = max_concurrency * DEFAULT_WORKERS_PER_SLOT
+        self.config = ClientConfig(
+            base_url=resolve_base_url(base_url),
+            max_concurrency=max_concurrency,
+            max_workers=max_workers,  # type: ignore[arg-type]
+            timeout=Timeout.coerce(timeout),
+            retry=RetryConfig(
+                max_retries=max_retries,
+                max_wait=max_wait,
+                backoff_base=backoff_base,
+                total_timeout=total_timeout,
+            ),
+        )
+        if on_request is not None and not callable(on_request):
+            raise InvalidArgumentError("on_request", "expected a callable taking a RequestRecord")
+        clock_ = Clock(
+            monotonic=clock or time.monotonic,
+            sleep=sleep or time.sleep,
+            random=random or _random.Random().random,
+        )
+        self.metrics = Metrics()
+        self._limiter = ConcurrencyLimiter(max_concurrency, clock=clock_.monotonic)
+        self._transport = Transport(
+            pool_size=max_concurrency, user_agent=f"comet-sync/{__version__}"
+        )
+        self._runner = CallRunner(
+            base_url=self.config.base_url,
+            api_key=self._api_key,
+            transport=self._transport,
+            limiter=self._limiter,
+            metrics=self.metrics,
+            clock=clock_,
+            on_request=on_request,
+        )
+        self._lock = threading.Lock()  # guards _executor and _closed
+        self._executor: Optional[ThreadPoolExecutor] = None
+        self._closed = False
+        self.chat = Chat(self)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Wait for submitted calls, then release the executor and every connection."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            executor, self._executor = self._executor, None
+        # Outside the lock: waiting for running calls is I/O.
+        if executor is not None:
+            executor.shutdown(wait=True)
+        self._transport.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self) -> CometClient:
+        self._check_open()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: Optional[type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return (
+            f"<CometClient {state} base_url={self.config.base_url!r} "
+            f"max_concurrency={self.config.max_concurrency}>"
+        )
+
+    # -- what the resources share ------------------------------------------------------------
+
+    @property
+    def in_flight(self) -> int:
+        """Requests of this client on the wire right now."""
+        return self._limiter.in_use
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClientClosedError("this CometClient is closed; create a new one")
+
+    def _executor_for_submit(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._closed:
+                raise ClientClosedError("this CometClient is closed; create a new one")
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(
+                    max_workers=self.config.max_workers, thread_name_prefix="comet_sync"
+                )
+            return self._executor
+
+    def _call_options(
+        self,
+        *,
+        timeout: Optional[TimeoutArg],
+        max_retries: Optional[int],
+        total_timeout: Optional[float],
+        extra_headers: Optional[Mapping[str, str]],
+    ) -> CallOptions:
+        retry = self.config.retry
+        if max_retries is not None or total_timeout is not None:
+            retry = retry.replace(
+                **({"max_retries": max_retries} if max_retries is not None else {}),
+                **({"total_timeout": total_timeout} if total_timeout is not None else {}),
+            )
+        headers: dict[str, str] = {}
+        if extra_headers is not None:
+            if not isinstance(extra_headers, Mapping) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in extra_headers.items()
+            ):
+                raise InvalidArgumentError("extra_headers", "expected a dict of str to str")
+            headers = dict(extra_headers)
+        return CallOptions(
+            timeout=self.config.timeout if timeout is None else Timeout.coerce(timeout),
+            retry=retry,
+            extra_headers=headers,
+        )

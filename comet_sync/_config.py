@@ -1,0 +1,144 @@
+"""Configuration values: frozen, validated once, with every default written down once."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from typing import Optional, Union
+
+from ._exceptions import CometError, InvalidArgumentError
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "ClientConfig",
+    "RetryConfig",
+    "Timeout",
+    "resolve_api_key",
+    "resolve_base_url",
+]
+
+DEFAULT_BASE_URL = "https://api.cometapi.com/v1"
+# COMETAPI_KEY is the name CometAPI's own guides use; the others are used by third-party
+# integrations and are accepted as fallbacks, in this order.
+API_KEY_ENV_VARS = ("COMETAPI_KEY", "COMET_API_KEY", "COMETAPI_API_KEY")
+BASE_URL_ENV_VAR = "COMETAPI_BASE_URL"
+
+# CometAPI's guide limits concurrency to 5 in its example; 8 keeps a small script quick while
+# staying in that range. Batch users raise it, and the limiter lowers it when 429s say so.
+DEFAULT_MAX_CONCURRENCY = 8
+# Retries wait with the in-flight slot released, so a few more workers than slots keep the
+# slots busy while some workers sleep.
+DEFAULT_WORKERS_PER_SLOT = 2
+# CometAPI's recipe allows 5 attempts with waits of 2^n s + U(0, 1) s. Full jitter waits half as
+# long on average, so one more retry fits in about the same total wait.
+DEFAULT_MAX_RETRIES = 5
+# CometAPI's own cap on a single wait.
+DEFAULT_MAX_WAIT = 30.0
+# The first full-jitter window; it doubles with each retry up to max_wait.
+DEFAULT_BACKOFF_BASE = 1.0
+# No official timeout exists; slow reasoning models can think for minutes before the first
+# byte, so reads get openai-python's 600 s, while a connect that takes 10 s is already broken.
+DEFAULT_CONNECT_TIMEOUT = 10.0
+DEFAULT_READ_TIMEOUT = 600.0
+# Caps a whole call, every attempt and wait included, so a retrying call ends.
+DEFAULT_TOTAL_TIMEOUT = 900.0
+
+TimeoutArg = Union[float, int, "Timeout", tuple]
+
+
+@dataclass(frozen=True)
+class Timeout:
+    """Per-attempt timeouts in seconds, as requests takes them (connect, read)."""
+
+    connect: float = DEFAULT_CONNECT_TIMEOUT
+    read: float = DEFAULT_READ_TIMEOUT
+
+    @classmethod
+    def coerce(cls, value: TimeoutArg, argument: str = "timeout") -> Timeout:
+        """Accept a Timeout, a number (both phases) or a (connect, read) pair."""
+        if isinstance(value, Timeout):
+            return value
+        if isinstance(value, tuple) and len(value) == 2:
+            connect, read = value
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            connect = read = value
+        else:
+            raise InvalidArgumentError(
+                argument, f"expected seconds or a (connect, read) pair, got {value!r}"
+            )
+        return cls(
+            connect=_positive(argument, connect),
+            read=_positive(argument, read),
+        )
+
+
+@dataclass(frozen=True)
+class RetryConfig:
+    """How a call retries. See ``_retry.py`` for what is retried and how waits are chosen."""
+
+    max_retries: int = DEFAULT_MAX_RETRIES
+    max_wait: float = DEFAULT_MAX_WAIT
+    backoff_base: float = DEFAULT_BACKOFF_BASE
+    total_timeout: Optional[float] = DEFAULT_TOTAL_TIMEOUT
+
+    def __post_init__(self) -> None:
+        if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, int):
+            raise InvalidArgumentError("max_retries", f"expected an int, got {self.max_retries!r}")
+        if self.max_retries < 0:
+            raise InvalidArgumentError("max_retries", "must be >= 0")
+        _positive("max_wait", self.max_wait)
+        _positive("backoff_base", self.backoff_base)
+        if self.total_timeout is not None:
+            _positive("total_timeout", self.total_timeout)
+
+    def replace(self, **changes: object) -> RetryConfig:
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    """Everything a client was built with except the key, which is held apart so that no
+    repr, log or copy of the configuration can carry it."""
+
+    base_url: str
+    max_concurrency: int
+    max_workers: int
+    timeout: Timeout
+    retry: RetryConfig
+
+    def __post_init__(self) -> None:
+        for name in ("max_concurrency", "max_workers"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InvalidArgumentError(name, f"expected an int >= 1, got {value!r}")
+        if not self.base_url.startswith(("http://", "https://")):
+            raise InvalidArgumentError(
+                "base_url", f"expected an http(s) URL, got {self.base_url!r}"
+            )
+
+
+def resolve_api_key(api_key: Optional[str]) -> str:
+    if api_key is None:
+        for name in API_KEY_ENV_VARS:
+            api_key = os.environ.get(name)
+            if api_key:
+                break
+    if not api_key:
+        raise CometError(
+            "No API key: pass api_key=... or set the COMETAPI_KEY environment variable."
+        )
+    if not isinstance(api_key, str):
+        raise InvalidArgumentError("api_key", "expected a string")
+    return api_key
+
+
+def resolve_base_url(base_url: Optional[str]) -> str:
+    url = base_url or os.environ.get(BASE_URL_ENV_VAR) or DEFAULT_BASE_URL
+    return url.rstrip("/")
+
+
+def _positive(argument: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise InvalidArgumentError(argument, f"expected a positive number, got {value!r}")
+    return float(value)

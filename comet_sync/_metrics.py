@@ -1,0 +1,196 @@
+"""A record of every call, and a bounded in-memory summary per (route, model).
+
+Thread safety: :class:`Metrics` guards all of its state with one lock, held only while a record
+is folded in or a snapshot copied out; percentiles are computed on the copy, outside the lock.
+Memory is bounded twice: each (route, model) keeps a fixed window of recent latencies, and at
+most ``max_keys`` pairs are kept (least recently used dropped), however many models appear.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter, deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from cachetools import LRUCache
+
+__all__ = ["Metrics", "RequestRecord", "RouteStats", "format_table"]
+
+DEFAULT_LATENCY_WINDOW = 1024
+DEFAULT_MAX_KEYS = 256
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """One logical call, retries included.
+
+    ``status`` is the last HTTP status (None when no response came); ``latency`` covers the
+    whole call in seconds, waits included; ``attempt_statuses`` lists each attempt's status in
+    order, so 429s absorbed by retries stay visible; ``error`` is the exception class name when
+    the call failed.
+    """
+
+    route: str
+    model: Optional[str]
+    status: Optional[int]
+    latency: float
+    attempts: int
+    request_id: Optional[str] = None
+    error: Optional[str] = None
+    usage: Optional[Mapping[str, Any]] = None
+    attempt_statuses: tuple[Optional[int], ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass(frozen=True)
+class RouteStats:
+    """A snapshot of one (route, model)'s calls."""
+
+    route: str
+    model: Optional[str]
+    calls: int
+    ok: int
+    failed: int
+    by_status: dict[str, int]
+    retries: int
+    throttled: int  # 429 answers seen, retried or not
+    p50: Optional[float]
+    p95: Optional[float]
+    p99: Optional[float]
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+@dataclass
+class _Accumulator:
+    calls: int = 0
+    ok: int = 0
+    retries: int = 0
+    throttled: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    by_status: Counter[str] = field(default_factory=Counter)
+    latencies: deque[float] = field(default_factory=lambda: deque(maxlen=DEFAULT_LATENCY_WINDOW))
+
+
+class Metrics:
+    """Folds :class:`RequestRecord` objects into per-(route, model) counters."""
+
+    def __init__(
+        self,
+        *,
+        latency_window: int = DEFAULT_LATENCY_WINDOW,
+        max_keys: int = DEFAULT_MAX_KEYS,
+    ) -> None:
+        self._lock = threading.Lock()
+        self._window = latency_window
+        self._stats: LRUCache[tuple[str, Optional[str]], _Accumulator] = LRUCache(max_keys)
+
+    def record(self, rec: RequestRecord) -> None:
+        key = (rec.route, rec.model)
+        usage = rec.usage or {}
+        with self._lock:
+            acc = self._stats.get(key)
+            if acc is None:
+                acc = _Accumulator(latencies=deque(maxlen=self._window))
+                self._stats[key] = acc
+            acc.calls += 1
+            acc.ok += rec.ok
+            acc.retries += max(rec.attempts - 1, 0)
+            acc.throttled += sum(1 for s in rec.attempt_statuses if s == 429)
+            acc.by_status[_status_key(rec)] += 1
+            acc.latencies.append(rec.latency)
+            acc.prompt_tokens += _int(usage.get("prompt_tokens"))
+            acc.completion_tokens += _int(usage.get("completion_tokens"))
+            acc.total_tokens += _int(usage.get("total_tokens"))
+
+    def snapshot(self) -> dict[tuple[str, Optional[str]], RouteStats]:
+        """A copy of every (route, model)'s figures, keyed by (route, model)."""
+        with self._lock:
+            copied = [
+                (key, acc, sorted(acc.latencies), dict(acc.by_status))
+                for key, acc in self._stats.items()
+            ]
+        return {
+            key: RouteStats(
+                route=key[0],
+                model=key[1],
+                calls=acc.calls,
+                ok=acc.ok,
+                failed=acc.calls - acc.ok,
+                by_status=by_status,
+                retries=acc.retries,
+                throttled=acc.throttled,
+                p50=_percentile(lat, 0.50),
+                p95=_percentile(lat, 0.95),
+                p99=_percentile(lat, 0.99),
+                prompt_tokens=acc.prompt_tokens,
+                completion_tokens=acc.completion_tokens,
+                total_tokens=acc.total_tokens,
+            )
+            for key, acc, lat, by_status in copied
+        }
+
+    def reset(self) -> None:
+        with self._lock:
+            self._stats.clear()
+
+
+def _status_key(rec: RequestRecord) -> str:
+    if rec.status is not None:
+        return str(rec.status)
+    return rec.error or "no response"
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _percentile(sorted_values: list[float], q: float) -> Optional[float]:
+    """Nearest-rank percentile."""
+    if not sorted_values:
+        return None
+    rank = max(int(-(-q * len(sorted_values) // 1)), 1)  # ceil(q * n), at least 1
+    return sorted_values[rank - 1]
+
+
+def format_table(stats: Mapping[Any, RouteStats]) -> str:
+    """A plain-text table of a snapshot, one row per (route, model)."""
+    header = ("route", "model", "calls", "ok", "failed", "retries", "429s", "p50 ms", "p95 ms",
+              "p99 ms", "tokens")
+    rows = [header]
+    for st in sorted(stats.values(), key=lambda s: (s.route, s.model or "")):
+        rows.append(
+            (
+                st.route,
+                st.model or "-",
+                str(st.calls),
+                str(st.ok),
+                str(st.failed),
+                str(st.retries),
+                str(st.throttled),
+                _ms(st.p50),
+                _ms(st.p95),
+                _ms(st.p99),
+                str(st.total_tokens),
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = [
+        "  ".join(cell.ljust(w) if i < 2 else cell.rjust(w) for i, (cell, w) in
+                  enumerate(zip(row, widths)))
+        for row in rows
+    ]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _ms(value: Optional[float]) -> str:
+    return "-" if value is None else f"{value * 1000:.1f}"

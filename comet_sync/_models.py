@@ -1,0 +1,153 @@
+"""Response objects: attribute access over the JSON the API sent, nothing dropped.
+
+A model wraps the decoded dict as it came. Attributes are looked up in it on access, nested
+dicts and lists are wrapped on the way out, and ``to_dict()`` gives the raw JSON back. Fields
+we do not know about stay reachable (``completion.system_fingerprint``), and a field the
+OpenAI shape names but this answer lacks reads as ``None`` rather than raising, because which
+optional fields arrive varies by the provider behind CometAPI.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, ClassVar, Optional
+
+__all__ = [
+    "APIObject",
+    "ChatCompletion",
+    "ChatCompletionMessage",
+    "Choice",
+    "ToolCall",
+    "Usage",
+]
+
+
+class APIObject:
+    """A read-only view of one JSON object from the API."""
+
+    # Fields of the OpenAI shape: absent ones read as None. Others raise AttributeError when
+    # absent, so a typo is not silently None.
+    _known: ClassVar[frozenset[str]] = frozenset()
+    # Which class wraps a nested object (or each element of a nested list) under a key.
+    _nested: ClassVar[dict[str, type[APIObject]]] = {}
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        object.__setattr__(self, "_data", data)
+
+    def __getattr__(self, name: str) -> Any:
+        data = object.__getattribute__(self, "_data")
+        if name in data:
+            return _wrap(data[name], type(self)._nested.get(name, APIObject))
+        if name in type(self)._known:
+            return None
+        raise AttributeError(f"{type(self).__name__} has no field {name!r}")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"{type(self).__name__} is read-only")
+
+    def __getitem__(self, key: str) -> Any:
+        return _wrap(self._data[key], type(self)._nested.get(key, APIObject))
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._data
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, APIObject):
+            return bool(self._data == other._data)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # mutable payload underneath
+
+    def __dir__(self) -> list[str]:
+        return sorted(set(super().__dir__()) | set(self._data) | self._known)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._data!r})"
+
+    def get(self, key: str, default: Any = None) -> Any:
+        if key in self._data:
+            return self[key]
+        return default
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object as the API sent it (a deep copy: changing it changes nothing here)."""
+        return copy.deepcopy(self._data)
+
+
+def _wrap(value: Any, cls: type[APIObject]) -> Any:
+    if isinstance(value, dict):
+        return cls(value)
+    if isinstance(value, list):
+        return [_wrap(item, cls) for item in value]
+    return value
+
+
+class Usage(APIObject):
+    _known = frozenset(
+        {
+            "prompt_tokens",
+            "completion_tokens",
+            "total_tokens",
+            "prompt_tokens_details",
+            "completion_tokens_details",
+        }
+    )
+    prompt_tokens: Optional[int]
+    completion_tokens: Optional[int]
+    total_tokens: Optional[int]
+
+
+class FunctionCall(APIObject):
+    _known = frozenset({"name", "arguments"})
+    name: Optional[str]
+    arguments: Optional[str]
+
+
+class ToolCall(APIObject):
+    _known = frozenset({"id", "type", "function", "index"})
+    _nested = {"function": FunctionCall}
+    id: Optional[str]
+    type: Optional[str]
+    function: Optional[FunctionCall]
+
+
+class ChatCompletionMessage(APIObject):
+    _known = frozenset(
+        {"role", "content", "refusal", "tool_calls", "function_call", "audio", "annotations"}
+    )
+    _nested = {"tool_calls": ToolCall, "function_call": FunctionCall}
+    role: Optional[str]
+    content: Optional[str]
+    refusal: Optional[str]
+    tool_calls: Optional[list[ToolCall]]
+
+
+class Choice(APIObject):
+    _known = frozenset({"index", "message", "finish_reason", "logprobs"})
+    _nested = {"message": ChatCompletionMessage}
+    index: Optional[int]
+    message: ChatCompletionMessage
+    finish_reason: Optional[str]
+
+
+class ChatCompletion(APIObject):
+    """The answer to ``chat.completions.create``.
+
+    >>> completion.choices[0].message.content
+    'Hello.'
+    >>> completion.usage.total_tokens
+    12
+    """
+
+    _known = frozenset(
+        {"id", "object", "created", "model", "choices", "usage", "system_fingerprint"}
+    )
+    _nested = {"choices": Choice, "usage": Usage}
+    id: Optional[str]
+    object: Optional[str]
+    created: Optional[int]
+    model: Optional[str]
+    choices: list[Choice]
+    usage: Optional[Usage]

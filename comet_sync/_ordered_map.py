@@ -1,0 +1,59 @@
+"""Lazy, bounded, order-keeping fan-out of jobs over an executor."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Executor, Future
+from typing import Any, Callable, TypeVar, Union
+
+__all__ = ["ordered_map"]
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def ordered_map(
+    executor: Executor,
+    fn: Callable[[T], R],
+    jobs: Iterable[T],
+    *,
+    window: int,
+    return_exceptions: bool,
+) -> Iterator[Union[R, BaseException]]:
+    """Yield ``fn(job)`` for each job, in input order, with at most ``window`` jobs pending.
+
+    Jobs are pulled from ``jobs`` only as results are taken, so an endless generator is fine.
+    If the consumer stops early (``break``, ``close()``, garbage collection), jobs not yet
+    started are cancelled.
+    """
+    pending: deque[Future[Any]] = deque()
+    source = iter(jobs)
+    exhausted = False
+
+    def fill() -> None:
+        nonlocal exhausted
+        while not exhausted and len(pending) < window:
+            try:
+                job = next(source)
+            except StopIteration:
+                exhausted = True
+                return
+            pending.append(executor.submit(fn, job))
+
+    try:
+        fill()
+        while pending:
+            future = pending.popleft()
+            try:
+                result: Union[R, BaseException] = future.result()
+            except Exception as exc:
+                if not return_exceptions:
+                    raise
+                result = exc
+            # Refill before yielding so the pool stays busy while the consumer works.
+            fill()
+            yield result
+    finally:
+        for future in pending:
+            future.cancel()

@@ -1,0 +1,127 @@
+"""Reading CometAPI's answers: JSON bodies, error bodies, request ids, Retry-After.
+
+Parsing is defensive: gateways and proxies in front of CometAPI send HTML pages, redirects and
+odd error shapes, and each of those must become one of our exceptions with the status, the
+request id and a snippet of the body, never a bare ``JSONDecodeError``.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any, Optional
+
+import requests
+
+from ._exceptions import (
+    APIResponseValidationError,
+    APIStatusError,
+    scrub,
+    snippet,
+    status_error_class,
+)
+from ._retry import parse_retry_after
+
+__all__ = ["error_from_response", "json_body", "request_id_of"]
+
+# Header first (the gateway family CometAPI runs on sends X-Oneapi-Request-Id; proxies send
+# x-request-id), then CometAPI's habit of writing "(request id: XXXX)" into the message.
+_REQUEST_ID_HEADERS = ("x-request-id", "x-oneapi-request-id", "request-id")
+_REQUEST_ID_IN_TEXT = re.compile(r"request id:\s*([A-Za-z0-9._:-]+)", re.IGNORECASE)
+
+
+def request_id_of(response: requests.Response, message: str = "") -> Optional[str]:
+    for name in _REQUEST_ID_HEADERS:
+        value = response.headers.get(name)
+        if value:
+            return value
+    match = _REQUEST_ID_IN_TEXT.search(message)
+    return match.group(1) if match else None
+
+
+def json_body(
+    response: requests.Response,
+    *,
+    route: str,
+    required: tuple[str, ...],
+    secret: Optional[str],
+) -> dict[str, Any]:
+    """The decoded JSON object of a 2xx answer, checked for the keys the route must have."""
+    text = response.text
+    try:
+        data = response.json()
+    except ValueError:
+        data = None
+        problem = f"expected JSON, got {response.headers.get('content-type') or 'no content type'}"
+    else:
+        if not isinstance(data, dict):
+            problem = f"expected a JSON object, got {type(data).__name__}"
+        else:
+            missing = [key for key in required if key not in data]
+            if not missing:
+                return data
+            problem = f"JSON lacks {', '.join(missing)}"
+    request_id = request_id_of(response, text)
+    raise APIResponseValidationError(
+        f"{response.status_code} from {route}: {problem}"
+        f"{_rid_suffix(request_id)}; body: {snippet(text, secret)!r}"
+        " (a wrong base_url or a proxy answers like this)",
+        response=response,
+        status_code=response.status_code,
+        request_id=request_id,
+        body=data if data is not None else scrub(text, secret),
+    )
+
+
+def error_from_response(
+    response: requests.Response, *, route: str, secret: Optional[str]
+) -> APIStatusError:
+    """The exception for a non-2xx answer."""
+    status = response.status_code
+    text = response.text
+    body: Any
+    code: Optional[str] = None
+    try:
+        body = response.json()
+    except ValueError:
+        body = scrub(text, secret)
+        server_message = snippet(text, secret) or response.reason or "no body"
+    else:
+        server_message, code = _error_fields(body, text, secret)
+    request_id = request_id_of(response, server_message)
+    message = f"{status} from {route}: {server_message}"
+    if request_id and request_id not in server_message:
+        message += _rid_suffix(request_id)
+    if 300 <= status < 400:
+        message += f" (redirected to {response.headers.get('location')!r}: check base_url)"
+    elif status in (401, 404):
+        message += " (a wrong base_url answers like this too)"
+    return status_error_class(status)(
+        message,
+        response=response,
+        status_code=status,
+        request_id=request_id,
+        body=body,
+        code=code,
+        retry_after=parse_retry_after(response.headers, time.time()),
+    )
+
+
+def _error_fields(body: Any, text: str, secret: Optional[str]) -> tuple[str, Optional[str]]:
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict):
+        message = error.get("message")
+        code = error.get("code")
+        return (
+            scrub(str(message), secret) if message else snippet(text, secret),
+            str(code) if code else None,
+        )
+    if isinstance(error, str):
+        return scrub(error, secret), None
+    if isinstance(body, dict) and isinstance(body.get("message"), str):
+        return scrub(body["message"], secret), None
+    return snippet(text, secret), None
+
+
+def _rid_suffix(request_id: Optional[str]) -> str:
+    return f" (request id: {request_id})" if request_id else ""

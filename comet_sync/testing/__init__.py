@@ -1,0 +1,10 @@
+"""Test helpers users can use too: a fake CometAPI server on loopback.
+
+>>> from comet_sync.testing import FakeCometServer
+>>> with FakeCometServer(rps=50) as server:
+...     ...  # point a CometClient at server.base_url
+"""
+
+from ._server import DEFAULT_MODELS, FakeCometServer, Fault, ReceivedRequest, ServerStats
+
+__all__ = ["DEFAULT_MODELS", "FakeCometServer", "Fault", "ReceivedRequest", "ServerStats"]
