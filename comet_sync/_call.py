@@ -12,7 +12,7 @@ import json
 import logging
 from collections.abc import Generator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 import backoff
 import requests
@@ -54,8 +54,8 @@ class _CallState:
 
     start: float
     decision: Decision = field(default_factory=lambda: Decision(retry=False))
-    attempt_statuses: list[Optional[int]] = field(default_factory=list)
-    request_id: Optional[str] = None
+    attempt_statuses: list[int | None] = field(default_factory=list)
+    request_id: str | None = None
 
 
 class CallRunner:
@@ -70,7 +70,7 @@ class CallRunner:
         limiter: ConcurrencyLimiter,
         metrics: Metrics,
         clock: Clock,
-        on_request: Optional[Callable[[RequestRecord], None]],
+        on_request: Callable[[RequestRecord], None] | None,
     ) -> None:
         self._base_url = base_url
         self._api_key = api_key
@@ -115,8 +115,8 @@ class CallRunner:
             logger=None,
         )(attempt)
 
-        result: Optional[dict[str, Any]] = None
-        error: Optional[BaseException] = None
+        result: dict[str, Any] | None = None
+        error: BaseException | None = None
         try:
             result = retrying()
             return result
@@ -182,7 +182,7 @@ class CallRunner:
         )
         return response
 
-    def _remaining(self, retry: RetryConfig, state: _CallState) -> Optional[float]:
+    def _remaining(self, retry: RetryConfig, state: _CallState) -> float | None:
         if retry.total_timeout is None:
             return None
         return max(retry.total_timeout - (self._clock.monotonic() - state.start), 0.0)
@@ -211,7 +211,7 @@ class CallRunner:
             yield 0.0
 
     def _log_backoff(
-        self, details: Any, route: str, model: Optional[str], state: _CallState
+        self, details: Any, route: str, model: str | None, state: _CallState
     ) -> None:
         exc = details.get("exception")
         logger.debug(
@@ -225,10 +225,10 @@ class CallRunner:
     def _record(
         self,
         route: str,
-        model: Optional[str],
+        model: str | None,
         state: _CallState,
-        result: Optional[dict[str, Any]],
-        error: Optional[BaseException],
+        result: dict[str, Any] | None,
+        error: BaseException | None,
     ) -> None:
         usage = result.get("usage") if result is not None else None
         rec = RequestRecord(

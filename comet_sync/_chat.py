@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, Any, Optional, Union
+from typing import TYPE_CHECKING, Any
 
 from ._call import CallOptions
 from ._config import TimeoutArg
@@ -32,11 +32,11 @@ class Completions:
     def create(
         self,
         *,
-        timeout: Optional[TimeoutArg] = None,
-        max_retries: Optional[int] = None,
-        total_timeout: Optional[float] = None,
-        extra_headers: Optional[Mapping[str, str]] = None,
-        extra_body: Optional[Mapping[str, Any]] = None,
+        timeout: TimeoutArg | None = None,
+        max_retries: int | None = None,
+        total_timeout: float | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        extra_body: Mapping[str, Any] | None = None,
         **params: Any,
     ) -> ChatCompletion:
         """Send one chat completion and wait for it, retrying what can heal.
@@ -77,8 +77,8 @@ class Completions:
         jobs: Iterable[Mapping[str, Any]],
         *,
         return_exceptions: bool = False,
-        window: Optional[int] = None,
-    ) -> Iterator[Union[ChatCompletion, BaseException]]:
+        window: int | None = None,
+    ) -> Iterator[ChatCompletion | BaseException]:
         """Run many calls on the client's executor and yield their results in input order.
 
         ``jobs`` is any iterable of keyword dicts for :meth:`create`; it is read lazily, with at
@@ -119,11 +119,11 @@ class Completions:
         self,
         params: dict[str, Any],
         *,
-        timeout: Optional[TimeoutArg] = None,
-        max_retries: Optional[int] = None,
-        total_timeout: Optional[float] = None,
-        extra_headers: Optional[Mapping[str, str]] = None,
-        extra_body: Optional[Mapping[str, Any]] = None,
+        timeout: TimeoutArg | None = None,
+        max_retries: int | None = None,
+        total_timeout: float | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        extra_body: Mapping[str, Any] | None = None,
     ) -> tuple[dict[str, Any], CallOptions]:
         """Check everything and build the body; nothing is sent if this raises."""
         self._client._check_open()

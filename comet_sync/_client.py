@@ -8,7 +8,7 @@ import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
-from typing import Callable, Optional
+from typing import Callable
 
 from ._call import CallOptions, CallRunner, Clock
 from ._chat import Chat
@@ -65,20 +65,20 @@ class CometClient:
 
     def __init__(
         self,
-        api_key: Optional[str] = None,
-        base_url: Optional[str] = None,
+        api_key: str | None = None,
+        base_url: str | None = None,
         *,
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
-        max_workers: Optional[int] = None,
+        max_workers: int | None = None,
         max_retries: int = DEFAULT_MAX_RETRIES,
         max_wait: float = DEFAULT_MAX_WAIT,
         backoff_base: float = DEFAULT_BACKOFF_BASE,
         timeout: TimeoutArg = Timeout(),  # noqa: B008  (frozen, so safe as a default)
-        total_timeout: Optional[float] = DEFAULT_TOTAL_TIMEOUT,
-        on_request: Optional[Callable[[RequestRecord], None]] = None,
-        clock: Optional[Callable[[], float]] = None,
-        sleep: Optional[Callable[[float], None]] = None,
-        random: Optional[Callable[[], float]] = None,
+        total_timeout: float | None = DEFAULT_TOTAL_TIMEOUT,
+        on_request: Callable[[RequestRecord], None] | None = None,
+        clock: Callable[[], float] | None = None,
+        sleep: Callable[[float], None] | None = None,
+        random: Callable[[], float] | None = None,
     ) -> None:
         self._api_key = resolve_api_key(api_key)
         if isinstance(max_concurrency, int) and max_workers is None:
@@ -117,7 +117,7 @@ class CometClient:
             on_request=on_request,
         )
         self._lock = threading.Lock()  # guards _executor and _closed
-        self._executor: Optional[ThreadPoolExecutor] = None
+        self._executor: ThreadPoolExecutor | None = None
         self._closed = False
         self.chat = Chat(self)
 
@@ -145,9 +145,9 @@ class CometClient:
 
     def __exit__(
         self,
-        exc_type: Optional[type[BaseException]],
-        exc: Optional[BaseException],
-        tb: Optional[TracebackType],
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.close()
 
@@ -182,10 +182,10 @@ class CometClient:
     def _call_options(
         self,
         *,
-        timeout: Optional[TimeoutArg],
-        max_retries: Optional[int],
-        total_timeout: Optional[float],
-        extra_headers: Optional[Mapping[str, str]],
+        timeout: TimeoutArg | None,
+        max_retries: int | None,
+        total_timeout: float | None,
+        extra_headers: Mapping[str, str] | None,
     ) -> CallOptions:
         retry = self.config.retry
         if max_retries is not None or total_timeout is not None:

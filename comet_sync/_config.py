@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass
-from typing import Optional, Union
+from typing import Union
 
 from ._exceptions import CometError, InvalidArgumentError
 
@@ -80,7 +80,7 @@ class RetryConfig:
     max_retries: int = DEFAULT_MAX_RETRIES
     max_wait: float = DEFAULT_MAX_WAIT
     backoff_base: float = DEFAULT_BACKOFF_BASE
-    total_timeout: Optional[float] = DEFAULT_TOTAL_TIMEOUT
+    total_timeout: float | None = DEFAULT_TOTAL_TIMEOUT
 
     def __post_init__(self) -> None:
         if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, int):
@@ -118,7 +118,7 @@ class ClientConfig:
             )
 
 
-def resolve_api_key(api_key: Optional[str]) -> str:
+def resolve_api_key(api_key: str | None) -> str:
     if api_key is None:
         for name in API_KEY_ENV_VARS:
             api_key = os.environ.get(name)
@@ -133,7 +133,7 @@ def resolve_api_key(api_key: Optional[str]) -> str:
     return api_key
 
 
-def resolve_base_url(base_url: Optional[str]) -> str:
+def resolve_base_url(base_url: str | None) -> str:
     url = base_url or os.environ.get(BASE_URL_ENV_VAR) or DEFAULT_BASE_URL
     return url.rstrip("/")
 

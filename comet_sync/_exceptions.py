@@ -26,7 +26,7 @@ built by :func:`status_error`, which scrubs the key out of anything the server e
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import requests
 
@@ -80,7 +80,7 @@ class APIError(CometError):
         self,
         message: str,
         *,
-        request_id: Optional[str] = None,
+        request_id: str | None = None,
         body: Any = None,
     ) -> None:
         super().__init__(message)
@@ -89,7 +89,7 @@ class APIError(CometError):
         self.body = body
         # Filled in by the retry loop when it stops retrying for a reason of its own (attempts,
         # time budget, Retry-After too long); None when the error was simply not retryable.
-        self.giveup_reason: Optional[str] = None
+        self.giveup_reason: str | None = None
         self.attempts: int = 1
 
     def __str__(self) -> str:
@@ -107,10 +107,10 @@ class APIStatusError(APIError):
         *,
         response: requests.Response,
         status_code: int,
-        request_id: Optional[str] = None,
+        request_id: str | None = None,
         body: Any = None,
-        code: Optional[str] = None,
-        retry_after: Optional[float] = None,
+        code: str | None = None,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(message, request_id=request_id, body=body)
         self.response = response
@@ -170,7 +170,7 @@ class APIResponseValidationError(APIError):
         *,
         response: requests.Response,
         status_code: int,
-        request_id: Optional[str] = None,
+        request_id: str | None = None,
         body: Any = None,
     ) -> None:
         super().__init__(message, request_id=request_id, body=body)
@@ -195,7 +195,7 @@ def status_error_class(status: int) -> type[APIStatusError]:
     return _STATUS_CLASSES.get(status, APIStatusError)
 
 
-def snippet(text: str, secret: Optional[str] = None) -> str:
+def snippet(text: str, secret: str | None = None) -> str:
     """The first characters of a body, single-line, with the key scrubbed out."""
     text = scrub(text, secret)
     flat = " ".join(text.split())
@@ -204,8 +204,21 @@ def snippet(text: str, secret: Optional[str] = None) -> str:
     return flat
 
 
-def scrub(text: str, secret: Optional[str]) -> str:
+def scrub(text: str, secret: str | None) -> str:
     # Some gateways echo the bad token back ("invalid token sk-…"); it must not reach a log.
     if secret and secret in text:
         return text.replace(secret, "***")
     return text
+
+
+def scrub_json(value: Any, secret: str | None) -> Any:
+    """A copy of decoded JSON with the key scrubbed out of every string in it."""
+    if not secret:
+        return value
+    if isinstance(value, str):
+        return scrub(value, secret)
+    if isinstance(value, dict):
+        return {k: scrub_json(v, secret) for k, v in value.items()}
+    if isinstance(value, list):
+        return [scrub_json(v, secret) for v in value]
+    return value

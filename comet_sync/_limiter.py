@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 from types import TracebackType
-from typing import Callable, Optional
+from typing import Callable
 
 __all__ = ["ConcurrencyLimiter", "Slot"]
 
@@ -38,7 +38,7 @@ class ConcurrencyLimiter:
     def in_use(self) -> int:
         return self._in_use
 
-    def acquire(self, timeout: Optional[float] = None) -> Optional[Slot]:
+    def acquire(self, timeout: float | None = None) -> Slot | None:
         """Wait for a free slot; None if ``timeout`` seconds pass first."""
         with self._cond:
             if self._in_use >= self._limit:
@@ -63,7 +63,7 @@ class Slot:
     __slots__ = ("_limiter", "_lock")
 
     def __init__(self, limiter: ConcurrencyLimiter) -> None:
-        self._limiter: Optional[ConcurrencyLimiter] = limiter
+        self._limiter: ConcurrencyLimiter | None = limiter
         self._lock = threading.Lock()
 
     @property
@@ -82,8 +82,8 @@ class Slot:
 
     def __exit__(
         self,
-        exc_type: Optional[type[BaseException]],
-        exc: Optional[BaseException],
-        tb: Optional[TracebackType],
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.release()

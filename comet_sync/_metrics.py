@@ -12,7 +12,7 @@ import threading
 from collections import Counter, deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from cachetools import LRUCache
 
@@ -33,14 +33,14 @@ class RequestRecord:
     """
 
     route: str
-    model: Optional[str]
-    status: Optional[int]
+    model: str | None
+    status: int | None
     latency: float
     attempts: int
-    request_id: Optional[str] = None
-    error: Optional[str] = None
-    usage: Optional[Mapping[str, Any]] = None
-    attempt_statuses: tuple[Optional[int], ...] = ()
+    request_id: str | None = None
+    error: str | None = None
+    usage: Mapping[str, Any] | None = None
+    attempt_statuses: tuple[int | None, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -52,16 +52,16 @@ class RouteStats:
     """A snapshot of one (route, model)'s calls."""
 
     route: str
-    model: Optional[str]
+    model: str | None
     calls: int
     ok: int
     failed: int
     by_status: dict[str, int]
     retries: int
     throttled: int  # 429 answers seen, retried or not
-    p50: Optional[float]
-    p95: Optional[float]
-    p99: Optional[float]
+    p50: float | None
+    p95: float | None
+    p99: float | None
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
@@ -91,7 +91,7 @@ class Metrics:
     ) -> None:
         self._lock = threading.Lock()
         self._window = latency_window
-        self._stats: LRUCache[tuple[str, Optional[str]], _Accumulator] = LRUCache(max_keys)
+        self._stats: LRUCache[tuple[str, str | None], _Accumulator] = LRUCache(max_keys)
 
     def record(self, rec: RequestRecord) -> None:
         key = (rec.route, rec.model)
@@ -111,7 +111,7 @@ class Metrics:
             acc.completion_tokens += _int(usage.get("completion_tokens"))
             acc.total_tokens += _int(usage.get("total_tokens"))
 
-    def snapshot(self) -> dict[tuple[str, Optional[str]], RouteStats]:
+    def snapshot(self) -> dict[tuple[str, str | None], RouteStats]:
         """A copy of every (route, model)'s figures, keyed by (route, model)."""
         with self._lock:
             copied = [
@@ -153,7 +153,7 @@ def _int(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
-def _percentile(sorted_values: list[float], q: float) -> Optional[float]:
+def _percentile(sorted_values: list[float], q: float) -> float | None:
     """Nearest-rank percentile."""
     if not sorted_values:
         return None
@@ -192,5 +192,5 @@ def format_table(stats: Mapping[Any, RouteStats]) -> str:
     return "\n".join(lines)
 
 
-def _ms(value: Optional[float]) -> str:
+def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value * 1000:.1f}"

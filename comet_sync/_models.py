@@ -10,7 +10,7 @@ optional fields arrive varies by the provider behind CometAPI.
 from __future__ import annotations
 
 import copy
-from typing import Any, ClassVar, Optional
+from typing import Any, ClassVar
 
 __all__ = [
     "APIObject",
@@ -94,23 +94,23 @@ class Usage(APIObject):
             "completion_tokens_details",
         }
     )
-    prompt_tokens: Optional[int]
-    completion_tokens: Optional[int]
-    total_tokens: Optional[int]
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    total_tokens: int | None
 
 
 class FunctionCall(APIObject):
     _known = frozenset({"name", "arguments"})
-    name: Optional[str]
-    arguments: Optional[str]
+    name: str | None
+    arguments: str | None
 
 
 class ToolCall(APIObject):
     _known = frozenset({"id", "type", "function", "index"})
     _nested = {"function": FunctionCall}
-    id: Optional[str]
-    type: Optional[str]
-    function: Optional[FunctionCall]
+    id: str | None
+    type: str | None
+    function: FunctionCall | None
 
 
 class ChatCompletionMessage(APIObject):
@@ -118,18 +118,18 @@ class ChatCompletionMessage(APIObject):
         {"role", "content", "refusal", "tool_calls", "function_call", "audio", "annotations"}
     )
     _nested = {"tool_calls": ToolCall, "function_call": FunctionCall}
-    role: Optional[str]
-    content: Optional[str]
-    refusal: Optional[str]
-    tool_calls: Optional[list[ToolCall]]
+    role: str | None
+    content: str | None
+    refusal: str | None
+    tool_calls: list[ToolCall] | None
 
 
 class Choice(APIObject):
     _known = frozenset({"index", "message", "finish_reason", "logprobs"})
     _nested = {"message": ChatCompletionMessage}
-    index: Optional[int]
+    index: int | None
     message: ChatCompletionMessage
-    finish_reason: Optional[str]
+    finish_reason: str | None
 
 
 class ChatCompletion(APIObject):
@@ -145,9 +145,9 @@ class ChatCompletion(APIObject):
         {"id", "object", "created", "model", "choices", "usage", "system_fingerprint"}
     )
     _nested = {"choices": Choice, "usage": Usage}
-    id: Optional[str]
-    object: Optional[str]
-    created: Optional[int]
-    model: Optional[str]
+    id: str | None
+    object: str | None
+    created: int | None
+    model: str | None
     choices: list[Choice]
-    usage: Optional[Usage]
+    usage: Usage | None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Executor, Future
-from typing import Any, Callable, TypeVar, Union
+from typing import Any, Callable, TypeVar
 
 __all__ = ["ordered_map"]
 
@@ -20,7 +20,7 @@ def ordered_map(
     *,
     window: int,
     return_exceptions: bool,
-) -> Iterator[Union[R, BaseException]]:
+) -> Iterator[R | BaseException]:
     """Yield ``fn(job)`` for each job, in input order, with at most ``window`` jobs pending.
 
     Jobs are pulled from ``jobs`` only as results are taken, so an endless generator is fine.
@@ -46,7 +46,7 @@ def ordered_map(
         while pending:
             future = pending.popleft()
             try:
-                result: Union[R, BaseException] = future.result()
+                result: R | BaseException = future.result()
             except Exception as exc:
                 if not return_exceptions:
                     raise

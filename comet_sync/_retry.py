@@ -20,7 +20,7 @@ import email.utils
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable
 
 from ._config import RetryConfig
 from ._exceptions import APIConnectionError, APIError, APIStatusError
@@ -64,7 +64,7 @@ def is_quota_exhausted(exc: APIStatusError) -> bool:
     return bool(_QUOTA_WORDS.search(exc.message or ""))
 
 
-def parse_retry_after(headers: Mapping[str, str], now: float) -> Optional[float]:
+def parse_retry_after(headers: Mapping[str, str], now: float) -> float | None:
     """Seconds the server asked us to wait, or None.
 
     ``retry-after-ms`` (OpenAI's finer header) wins over ``Retry-After``, which may be seconds
@@ -107,7 +107,7 @@ class Decision:
 
     retry: bool
     wait: float = 0.0
-    reason: Optional[str] = None
+    reason: str | None = None
 
 
 def decide(
@@ -136,7 +136,10 @@ def decide(
         if floor > config.max_wait:
             return Decision(
                 retry=False,
-                reason=f"server asked to wait {floor:.3g}s, more than max_wait={config.max_wait:g}s",
+                reason=(
+                    f"server asked to wait {floor:.3g}s, more than "
+                    f"max_wait={config.max_wait:g}s"
+                ),
             )
         wait = max(wait, floor)
     if config.total_timeout is not None and elapsed + wait >= config.total_timeout:

@@ -6,8 +6,6 @@ pool (urllib3) is thread-safe, so every thread sends through the same transport.
 
 from __future__ import annotations
 
-from typing import Optional
-
 import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
@@ -44,7 +42,7 @@ class Transport:
         url: str,
         *,
         headers: dict[str, str],
-        body: Optional[bytes],
+        body: bytes | None,
         timeout: Timeout,
         stream: bool = False,
     ) -> requests.Response:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Any, Optional
+from typing import Any
 
 import requests
 
@@ -17,6 +17,7 @@ from ._exceptions import (
     APIResponseValidationError,
     APIStatusError,
     scrub,
+    scrub_json,
     snippet,
     status_error_class,
 )
@@ -30,7 +31,7 @@ _REQUEST_ID_HEADERS = ("x-request-id", "x-oneapi-request-id", "request-id")
 _REQUEST_ID_IN_TEXT = re.compile(r"request id:\s*([A-Za-z0-9._:-]+)", re.IGNORECASE)
 
 
-def request_id_of(response: requests.Response, message: str = "") -> Optional[str]:
+def request_id_of(response: requests.Response, message: str = "") -> str | None:
     for name in _REQUEST_ID_HEADERS:
         value = response.headers.get(name)
         if value:
@@ -44,7 +45,7 @@ def json_body(
     *,
     route: str,
     required: tuple[str, ...],
-    secret: Optional[str],
+    secret: str | None,
 ) -> dict[str, Any]:
     """The decoded JSON object of a 2xx answer, checked for the keys the route must have."""
     text = response.text
@@ -69,18 +70,18 @@ def json_body(
         response=response,
         status_code=response.status_code,
         request_id=request_id,
-        body=data if data is not None else scrub(text, secret),
+        body=scrub_json(data, secret) if data is not None else scrub(text, secret),
     )
 
 
 def error_from_response(
-    response: requests.Response, *, route: str, secret: Optional[str]
+    response: requests.Response, *, route: str, secret: str | None
 ) -> APIStatusError:
     """The exception for a non-2xx answer."""
     status = response.status_code
     text = response.text
     body: Any
-    code: Optional[str] = None
+    code: str | None = None
     try:
         body = response.json()
     except ValueError:
@@ -88,6 +89,7 @@ def error_from_response(
         server_message = snippet(text, secret) or response.reason or "no body"
     else:
         server_message, code = _error_fields(body, text, secret)
+        body = scrub_json(body, secret)
     request_id = request_id_of(response, server_message)
     message = f"{status} from {route}: {server_message}"
     if request_id and request_id not in server_message:
@@ -107,7 +109,7 @@ def error_from_response(
     )
 
 
-def _error_fields(body: Any, text: str, secret: Optional[str]) -> tuple[str, Optional[str]]:
+def _error_fields(body: Any, text: str, secret: str | None) -> tuple[str, str | None]:
     error = body.get("error") if isinstance(body, dict) else None
     if isinstance(error, dict):
         message = error.get("message")
@@ -123,5 +125,5 @@ def _error_fields(body: Any, text: str, secret: Optional[str]) -> tuple[str, Opt
     return snippet(text, secret), None
 
 
-def _rid_suffix(request_id: Optional[str]) -> str:
+def _rid_suffix(request_id: str | None) -> str:
     return f" (request id: {request_id})" if request_id else ""

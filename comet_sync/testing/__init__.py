@@ -5,6 +5,14 @@
 ...     ...  # point a CometClient at server.base_url
 """
 
+from ._env import real_or_fake
 from ._server import DEFAULT_MODELS, FakeCometServer, Fault, ReceivedRequest, ServerStats
 
-__all__ = ["DEFAULT_MODELS", "FakeCometServer", "Fault", "ReceivedRequest", "ServerStats"]
+__all__ = [
+    "DEFAULT_MODELS",
+    "FakeCometServer",
+    "Fault",
+    "ReceivedRequest",
+    "ServerStats",
+    "real_or_fake",
+]

@@ -10,10 +10,12 @@ it is never held while a handler sleeps or writes to a socket.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import socket
 import struct
+import sys
 import threading
 import time
 from collections import Counter, deque
@@ -21,9 +23,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
-__all__ = ["DEFAULT_MODELS", "Fault", "FakeCometServer", "ReceivedRequest", "ServerStats"]
+__all__ = ["DEFAULT_MODELS", "FakeCometServer", "Fault", "ReceivedRequest", "ServerStats"]
 
 DEFAULT_MODELS = ("gpt-4o-mini", "gpt-4o", "claude-3-5-haiku", "gemini-2.0-flash", "deepseek-chat")
 
@@ -41,18 +43,22 @@ class Fault:
 
     ``status`` with a JSON error body built from ``message``/``code`` (or ``body`` as given,
     a dict or raw text with ``content_type``); ``reset=True`` drops the connection without
-    answering; ``delay`` sleeps first (to provoke timeouts); ``headers`` are added.
+    answering; ``delay`` sleeps first (to provoke timeouts); ``passthrough=True`` answers
+    normally after the delay; ``headers`` are added; ``request_id_header=False`` leaves the
+    request id only in the error message, as some CometAPI routes do.
     """
 
     status: int = 500
-    message: Optional[str] = None
-    code: Optional[str] = None
+    message: str | None = None
+    code: str | None = None
     body: Any = None
-    content_type: Optional[str] = None
+    content_type: str | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
     reset: bool = False
     delay: float = 0.0
-    route: Optional[str] = None  # only requests to this path ("/chat/completions"); None: any
+    passthrough: bool = False
+    request_id_header: bool = True
+    route: str | None = None  # only requests to this path ("/chat/completions"); None: any
 
 
 @dataclass(frozen=True)
@@ -63,7 +69,7 @@ class ReceivedRequest:
     path: str
     headers: Mapping[str, str]
     body: Any
-    status: Optional[int]  # None when the connection was reset
+    status: int | None  # None when the connection was reset
     connection: int
     started: float
     ended: float
@@ -74,7 +80,7 @@ class ServerStats:
     requests: int
     max_in_flight: int
     connections_opened: int
-    statuses: dict[Optional[int], int]
+    statuses: dict[int | None, int]
     attempts: dict[str, int]  # by the last user message's text
 
 
@@ -95,7 +101,7 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             self.server.fake._connection_closed(self.request)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         pass  # tests read counters, not stderr
 
     def do_GET(self) -> None:
@@ -124,6 +130,13 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 256
     fake: FakeCometServer
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that hung up (timeout, test teardown) is normal here, not worth a traceback.
+        exc = sys.exc_info()[1]
+        if isinstance(exc, OSError):
+            return
+        super().handle_error(request, client_address)
+
 
 class FakeCometServer:
     """A CometAPI look-alike on ``127.0.0.1`` (port 0: the OS picks a free one).
@@ -146,11 +159,11 @@ class FakeCometServer:
         self,
         *,
         latency: float = 0.0,
-        max_in_flight: Optional[int] = None,
-        rps: Optional[float] = None,
-        burst: Optional[float] = None,
-        retry_after: Optional[float] = None,
-        api_key: Optional[str] = None,
+        max_in_flight: int | None = None,
+        rps: float | None = None,
+        burst: float | None = None,
+        retry_after: float | None = None,
+        api_key: str | None = None,
         models: Iterable[str] = DEFAULT_MODELS,
         host: str = "127.0.0.1",
         port: int = 0,
@@ -170,8 +183,8 @@ class FakeCometServer:
         self._ids = itertools.count(1)
         self._conn_ids = itertools.count(1)
         self._open_sockets: set[socket.socket] = set()
-        self._server: Optional[_Server] = None
-        self._thread: Optional[threading.Thread] = None
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
         self._reset_counters()
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -196,16 +209,14 @@ class FakeCometServer:
         with self._lock:
             sockets = list(self._open_sockets)
         for sock in sockets:  # wake handler threads parked on idle keep-alive connections
-            try:
+            with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
     def __enter__(self) -> FakeCometServer:
         return self.start()
 
-    def __exit__(self, exc_type: Optional[type[BaseException]], exc: Optional[BaseException],
-                 tb: Optional[TracebackType]) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         self.stop()
 
     @property
@@ -230,7 +241,7 @@ class FakeCometServer:
         with self._lock:
             for name, value in knobs.items():
                 setattr(self, name, value)
-            self._tokens: Optional[float] = None  # refill the bucket under the new rate
+            self._tokens: float | None = None  # refill the bucket under the new rate
 
     def fail(self, status: int, times: int = 1, **fault: Any) -> None:
         """Answer the next ``times`` requests with ``status`` (see :class:`Fault`)."""
@@ -240,8 +251,12 @@ class FakeCometServer:
         """Drop the connection of the next ``times`` requests without answering."""
         self._push(Fault(reset=True, **fault), times)
 
+    def delay_next(self, seconds: float, times: int = 1, **fault: Any) -> None:
+        """Answer the next ``times`` requests normally, but only after ``seconds``."""
+        self._push(Fault(delay=seconds, passthrough=True, **fault), times)
+
     def respond_next(self, body: Any, *, status: int = 200, times: int = 1,
-                     content_type: Optional[str] = None, **fault: Any) -> None:
+                     content_type: str | None = None, **fault: Any) -> None:
         """Answer the next ``times`` requests with this body (a dict as JSON, or text)."""
         self._push(Fault(status=status, body=body, content_type=content_type, **fault), times)
 
@@ -276,7 +291,7 @@ class FakeCometServer:
         self._in_flight = 0
         self._max_in_flight = 0
         self._connections = 0
-        self._statuses: Counter[Optional[int]] = Counter()
+        self._statuses: Counter[int | None] = Counter()
         self._attempts: Counter[str] = Counter()
         # Bounded so a long benchmark does not grow without limit.
         self._received: deque[ReceivedRequest] = deque(maxlen=100_000)
@@ -314,31 +329,39 @@ class FakeCometServer:
             over_limit = self._over_limit_locked()
             fault = self._take_fault_locked(route, h.command)
             latency = self.latency
-        status: Optional[int] = None
         try:
             if fault is not None and fault.delay:
                 time.sleep(fault.delay)
             elif latency and not over_limit:
                 time.sleep(latency)
             if fault is not None and fault.reset:
+                self._log(h, path, body, None, started)
                 h.reset()
                 return
             status, payload, ctype, headers = self._answer(
                 h, route, body, rid, fault, over_limit
             )
-            headers = {"X-Oneapi-Request-Id": rid, **headers}
+            if fault is None or fault.request_id_header:
+                headers = {"X-Oneapi-Request-Id": rid, **headers}
+            # Logged before the answer leaves, so a test that reads the log right after its
+            # call returns always finds the request there.
+            self._log(h, path, body, status, started)
             h.send_whole(status, payload, ctype, headers)
         finally:
-            ended = self._clock()
             with self._lock:
                 self._in_flight -= 1
-                self._statuses[status] += 1
-                self._received.append(ReceivedRequest(
-                    method=h.command, path=path, headers=dict(h.headers.items()), body=body,
-                    status=status, connection=h.connection_id, started=started, ended=ended,
-                ))
 
-    def _over_limit_locked(self) -> Optional[str]:
+    def _log(self, h: _Handler, path: str, body: Any, status: int | None,
+             started: float) -> None:
+        ended = self._clock()
+        with self._lock:
+            self._statuses[status] += 1
+            self._received.append(ReceivedRequest(
+                method=h.command, path=path, headers=dict(h.headers.items()), body=body,
+                status=status, connection=h.connection_id, started=started, ended=ended,
+            ))
+
+    def _over_limit_locked(self) -> str | None:
         if self.max_in_flight is not None and self._in_flight > self.max_in_flight:
             return f"too many requests in flight (limit {self.max_in_flight})"
         if self.rps is not None:
@@ -353,7 +376,7 @@ class FakeCometServer:
             self._tokens -= 1
         return None
 
-    def _take_fault_locked(self, route: str, method: str) -> Optional[Fault]:
+    def _take_fault_locked(self, route: str, method: str) -> Fault | None:
         if method != "POST" and not self._faults:
             return None
         for i, fault in enumerate(self._faults):
@@ -363,10 +386,10 @@ class FakeCometServer:
         return None
 
     def _answer(
-        self, h: _Handler, route: str, body: Any, rid: str, fault: Optional[Fault],
-        over_limit: Optional[str],
+        self, h: _Handler, route: str, body: Any, rid: str, fault: Fault | None,
+        over_limit: str | None,
     ) -> tuple[int, bytes, str, dict[str, str]]:
-        if fault is not None:
+        if fault is not None and not fault.passthrough:
             return _fault_answer(fault, rid)
         if self.api_key is not None and h.headers.get("Authorization") != f"Bearer {self.api_key}":
             return _error(401, "invalid token", rid, code="")

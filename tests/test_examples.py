@@ -1,0 +1,59 @@
+"""Every example runs as shipped, against the embedded fake server, and the demo too."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
+
+
+def run(args: list[str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("COMETAPI_KEY", "COMET_API_KEY", "COMETAPI_API_KEY", "COMETAPI_BASE_URL")}
+    return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def test_there_are_examples() -> None:
+    assert len(EXAMPLES) >= 3
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_example_runs(path: pathlib.Path) -> None:
+    result = run([str(path)])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip()
+    assert "Traceback" not in result.stderr
+
+
+def test_threaded_batch_loses_nothing() -> None:
+    result = run([str(ROOT / "examples" / "threaded_batch.py")])
+    assert "60 answered, 0 failed, 0 lost" in result.stdout
+
+
+def test_metrics_hook_prints_one_line_per_call() -> None:
+    result = run([str(ROOT / "examples" / "metrics_hook.py")])
+    lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
+    assert len(lines) == 10
+
+
+def test_demo_absorbs_faults_and_loses_nothing() -> None:
+    result = run(["-m", "comet_sync", "demo", "--calls", "90"])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "90 calls sent, 90 answered, 0 failed, 0 lost" in result.stdout
+    assert "429s" in result.stdout
+
+
+def test_cli_help() -> None:
+    for args in (["--help"], ["demo", "--help"]):
+        result = run(["-m", "comet_sync", *args])
+        assert result.returncode == 0
+        assert "usage:" in result.stdout
+    bad = run(["-m", "comet_sync", "demo", "--calls", "0"])
+    assert bad.returncode == 2 and "--calls" in bad.stderr

@@ -1,0 +1,110 @@
+"""The fake server's own knobs, checked with a bare requests session (no client code)."""
+
+from __future__ import annotations
+
+import threading
+
+import requests
+
+from comet_sync.testing import FakeCometServer
+
+BODY = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+
+
+def post(server: FakeCometServer, session: requests.Session, body=BODY) -> requests.Response:
+    return session.post(server.base_url + "/chat/completions", json=body,
+                        headers={"Authorization": "Bearer k"}, timeout=5)
+
+
+def test_chat_shape_and_request_id() -> None:
+    with FakeCometServer() as server, requests.Session() as s:
+        r = post(server, s)
+        assert r.status_code == 200
+        data = r.json()
+        assert data["object"] == "chat.completion"
+        assert data["choices"][0]["message"]["content"] == "echo: hi"
+        assert data["usage"]["total_tokens"] == 3
+        assert r.headers["X-Oneapi-Request-Id"].startswith("fake-")
+
+
+def test_models_list_and_unknown_route() -> None:
+    with FakeCometServer(models=["a", "b"]) as server, requests.Session() as s:
+        r = s.get(server.base_url + "/models", timeout=5)
+        assert [m["id"] for m in r.json()["data"]] == ["a", "b"]
+        r = s.post(server.base_url + "/nope", json={}, timeout=5)
+        assert r.status_code == 404
+        assert "(request id: fake-" in r.json()["error"]["message"]
+
+
+def test_missing_messages_is_a_500_invalid_request_like_cometapi() -> None:
+    with FakeCometServer() as server, requests.Session() as s:
+        r = post(server, s, {"model": "m"})
+        assert r.status_code == 500
+        assert r.json()["error"]["code"] == "invalid_request"
+
+
+def test_auth() -> None:
+    with FakeCometServer(api_key="right") as server, requests.Session() as s:
+        assert post(server, s).status_code == 401
+
+
+def test_rate_limit_with_retry_after() -> None:
+    with FakeCometServer(rps=1, burst=2, retry_after=2) as server, requests.Session() as s:
+        statuses = [post(server, s).status_code for _ in range(4)]
+        assert statuses == [200, 200, 429, 429]
+        r = post(server, s)
+        assert r.headers["Retry-After"] == "2"
+        server.configure(rps=None)
+        assert post(server, s).status_code == 200
+
+
+def test_concurrency_limit_and_counters() -> None:
+    with FakeCometServer(max_in_flight=2, latency=0.2) as server:
+        statuses: list[int] = []
+        lock = threading.Lock()
+
+        def one() -> None:
+            with requests.Session() as s:
+                code = post(server, s).status_code
+            with lock:
+                statuses.append(code)
+
+        threads = [threading.Thread(target=one) for _ in range(5)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(statuses) == [200, 200, 429, 429, 429]
+        stats = server.stats()
+        assert stats.connections_opened == 5
+        assert stats.statuses == {200: 2, 429: 3}
+        assert stats.attempts == {"hi": 5}
+
+
+def test_scripted_faults_in_order() -> None:
+    with FakeCometServer() as server, requests.Session() as s:
+        server.fail(503, code="model_not_found", message="no such model")
+        server.respond_next("<html>hi</html>")
+        server.reset_next()
+        r = post(server, s)
+        assert r.status_code == 503 and r.json()["error"]["code"] == "model_not_found"
+        r = post(server, s)
+        assert r.status_code == 200 and r.text == "<html>hi</html>"
+        try:
+            post(server, s)
+        except requests.ConnectionError:
+            pass
+        else:
+            raise AssertionError("the connection should have been reset")
+        assert post(server, s).status_code == 200
+        assert [r.status for r in server.received] == [503, 200, None, 200]
+
+
+def test_keep_alive() -> None:
+    # Whether the server adds Nagle delays is shown by benchmarks/overhead.py, which prints the
+    # bare per-call time (about 1 ms, not 40); tests do not time things.
+    with FakeCometServer() as server, requests.Session() as s:
+        for _ in range(20):
+            assert post(server, s).status_code == 200
+        assert server.stats().connections_opened == 1
+        assert len({r.connection for r in server.received}) == 1

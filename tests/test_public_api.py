@@ -1,0 +1,51 @@
+import pathlib
+
+import comet_sync
+import comet_sync.testing
+
+EXPECTED = {
+    "DEFAULT_BASE_URL", "APIConnectionError", "APIError", "APIObject",
+    "APIResponseValidationError", "APIStatusError", "APITimeoutError", "AuthenticationError",
+    "BadRequestError", "ChatCompletion", "ChatCompletionMessage", "Choice", "ClientClosedError",
+    "CometClient", "CometError", "InternalServerError", "InvalidArgumentError", "Metrics",
+    "NotFoundError", "PermissionDeniedError", "RateLimitError", "RequestRecord",
+    "RequestTooLargeError", "RetryConfig", "RouteStats", "Timeout", "ToolCall",
+    "UnprocessableEntityError", "Usage", "__version__", "format_table",
+}
+
+
+def test_all_is_pinned() -> None:
+    # A change to the public surface must be a deliberate edit of this list too.
+    assert set(comet_sync.__all__) == EXPECTED
+    for name in comet_sync.__all__:
+        assert hasattr(comet_sync, name), name
+
+
+def test_testing_surface() -> None:
+    assert set(comet_sync.testing.__all__) == {
+        "DEFAULT_MODELS", "FakeCometServer", "Fault", "ReceivedRequest", "ServerStats",
+        "real_or_fake",
+    }
+
+
+def test_modules_are_private() -> None:
+    package = pathlib.Path(comet_sync.__file__).parent
+    for path in package.rglob("*.py"):
+        if path.name in ("__init__.py", "__main__.py"):
+            continue
+        assert path.name.startswith("_"), f"{path} should be private (leading underscore)"
+
+
+def test_exception_tree_matches_openai_names() -> None:
+    e = comet_sync
+    assert issubclass(e.RateLimitError, e.APIStatusError)
+    assert issubclass(e.APIStatusError, e.APIError)
+    assert issubclass(e.APITimeoutError, e.APIConnectionError)
+    assert issubclass(e.APIResponseValidationError, e.APIError)
+    assert issubclass(e.InternalServerError, e.APIStatusError)
+    assert issubclass(e.InvalidArgumentError, ValueError)
+    assert issubclass(e.APIError, e.CometError)
+
+
+def test_py_typed_is_shipped() -> None:
+    assert (pathlib.Path(comet_sync.__file__).parent / "py.typed").exists()
