@@ -7,7 +7,7 @@ call, over one ``requests`` session shared by all threads. See ``CometClient``.
 import logging
 
 from ._client import CometClient
-from ._config import DEFAULT_BASE_URL, RetryConfig, Timeout
+from ._config import DEFAULT_BASE_URL, RateControl, RetryConfig, Timeout
 from ._exceptions import (
     APIConnectionError,
     APIError,
@@ -26,7 +26,8 @@ from ._exceptions import (
     RequestTooLargeError,
     UnprocessableEntityError,
 )
-from ._metrics import Metrics, RequestRecord, RouteStats, format_table
+from ._limiter import LimiterState
+from ._metrics import Metrics, RequestRecord, RouteStats, Snapshot, format_table
 from ._models import APIObject, ChatCompletion, ChatCompletionMessage, Choice, ToolCall, Usage
 from ._version import __version__
 
@@ -48,14 +49,17 @@ __all__ = [
     "CometError",
     "InternalServerError",
     "InvalidArgumentError",
+    "LimiterState",
     "Metrics",
     "NotFoundError",
     "PermissionDeniedError",
+    "RateControl",
     "RateLimitError",
     "RequestRecord",
     "RequestTooLargeError",
     "RetryConfig",
     "RouteStats",
+    "Snapshot",
     "Timeout",
     "ToolCall",
     "UnprocessableEntityError",

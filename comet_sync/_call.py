@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import backoff
-import requests
 
 from ._config import RetryConfig, Timeout
-from ._exceptions import APIError, APITimeoutError
-from ._limiter import ConcurrencyLimiter
+from ._estimate import estimate_tokens
+from ._exceptions import APIError, APIStatusError, APITimeoutError
+from ._limiter import Limiter
 from ._metrics import Metrics, RequestRecord
 from ._retry import Decision, decide, is_retryable
 from ._transport import Transport
@@ -67,7 +66,7 @@ class CallRunner:
         base_url: str,
         api_key: str,
         transport: Transport,
-        limiter: ConcurrencyLimiter,
+        limiter: Limiter,
         metrics: Metrics,
         clock: Clock,
         on_request: Callable[[RequestRecord], None] | None,
@@ -100,18 +99,22 @@ class CallRunner:
         model = payload.get("model")
         model = model if isinstance(model, str) else None
         state = _CallState(start=self._clock.monotonic())
+        cost = float(estimate_tokens(payload)) if self._limiter.paces_tokens else 0.0
 
         def attempt() -> dict[str, Any]:
-            response = self._send(route, headers, body, options, state)
-            return json_body(response, route=route, required=required, secret=self._api_key)
+            return self._attempt(route, headers, body, cost, required, options, state)
 
         retrying = backoff.on_exception(
-            lambda: self._waits(state),
+            # backoff would sleep with time.sleep, which no test can fake: it is handed waits
+            # of 0, and the wait _giveup decided is slept in _on_backoff through the
+            # injectable sleep, after the attempt is logged.
+            backoff.constant,
             APIError,
+            interval=0,
             max_tries=options.retry.max_retries + 1,
             jitter=None,
             giveup=lambda exc: self._giveup(exc, state, options.retry),
-            on_backoff=lambda details: self._log_backoff(details, route, model, state),
+            on_backoff=lambda details: self._on_backoff(details, route, model, state),
             logger=None,
         )(attempt)
 
@@ -141,46 +144,64 @@ class CallRunner:
 
     # -- one attempt -------------------------------------------------------------------------
 
-    def _send(
+    def _attempt(
         self,
         route: str,
         headers: dict[str, str],
         body: bytes,
+        cost: float,
+        required: tuple[str, ...],
         options: CallOptions,
         state: _CallState,
-    ) -> requests.Response:
+    ) -> dict[str, Any]:
         timeout = options.timeout
         remaining = self._remaining(options.retry, state)
         if remaining is not None:
             # An attempt may not outlive the call's budget.
             timeout = Timeout(connect=min(timeout.connect, remaining),
                               read=min(timeout.read, remaining))
-        slot = self._limiter.acquire(timeout=remaining)
-        if slot is None:
+        permit = self._limiter.acquire(
+            cost=cost, timeout=remaining, first_attempt=not state.attempt_statuses
+        )
+        if permit is None:
             state.attempt_statuses.append(None)
             raise APITimeoutError(
-                f"no concurrency slot came free within total_timeout "
-                f"({self._limiter.limit} requests in flight)"
+                f"{route}: the limiter could not let this call out within total_timeout "
+                f"({self._limiter.in_use} in flight, limit {self._limiter.limit})"
             )
-        with slot:
-            try:
-                response = self._transport.send(
-                    "POST", self._base_url + route, headers=headers, body=body, timeout=timeout
-                )
-                # Reading the body is part of the request: it stays under the slot.
-                response.content  # noqa: B018
-            except BaseException:
-                state.attempt_statuses.append(None)
-                raise
-        state.attempt_statuses.append(response.status_code)
-        if response.status_code >= 300:
+        try:
+            response = self._transport.send(
+                "POST", self._base_url + route, headers=headers, body=body, timeout=timeout
+            )
+            # Reading the body is part of the request: it stays under the permit.
+            response.content  # noqa: B018
+        except BaseException:
+            state.attempt_statuses.append(None)
+            permit.release()
+            raise
+        status = response.status_code
+        state.attempt_statuses.append(status)
+        if status >= 300:
             err = error_from_response(response, route=route, secret=self._api_key)
             state.request_id = err.request_id
+            permit.release(
+                status,
+                throttled=status == 429 and is_retryable(err),
+                retry_after=err.retry_after,
+            )
             raise err
         state.request_id = response.headers.get("x-request-id") or response.headers.get(
             "x-oneapi-request-id"
         )
-        return response
+        try:
+            data = json_body(response, route=route, required=required, secret=self._api_key)
+        except BaseException:
+            permit.release(status)
+            raise
+        usage = data.get("usage")
+        total = usage.get("total_tokens") if isinstance(usage, dict) else None
+        permit.release(status, total_tokens=total if isinstance(total, int) else None)
+        return data
 
     def _remaining(self, retry: RetryConfig, state: _CallState) -> float | None:
         if retry.total_timeout is None:
@@ -197,20 +218,23 @@ class CallRunner:
             elapsed=self._clock.monotonic() - state.start,
             random=self._clock.random,
         )
+        # 429 retries are not charged: they pass through the limiter, which the 429 itself has
+        # just told to send less, so they cannot pile load on. 5xx and connection failures
+        # have no such brake, and an outage must not be met with a retry storm.
+        throttled = isinstance(exc, APIStatusError) and exc.status_code == 429
+        if state.decision.retry and not throttled and not self._limiter.allow_retry():
+            state.decision = Decision(
+                retry=False,
+                reason=(
+                    "retry budget exhausted: retries may add only a bounded share of the "
+                    "load, and this client's recent calls have used it up"
+                ),
+            )
         if not state.decision.retry and state.decision.reason and isinstance(exc, APIError):
             exc.giveup_reason = state.decision.reason
         return not state.decision.retry
 
-    def _waits(self, state: _CallState) -> Generator[float, Any, None]:
-        # backoff sends each failure in and sleeps for what we yield with time.sleep, which no
-        # test can fake; so the wait _giveup decided is slept here, through the injectable
-        # sleep, and backoff is handed 0.
-        yield 0.0  # priming: backoff's first send(None) stops here
-        while True:
-            self._clock.sleep(state.decision.wait)
-            yield 0.0
-
-    def _log_backoff(
+    def _on_backoff(
         self, details: Any, route: str, model: str | None, state: _CallState
     ) -> None:
         exc = details.get("exception")
@@ -219,6 +243,7 @@ class CallRunner:
             route, model, details["tries"], state.attempt_statuses[-1], state.request_id,
             state.decision.wait, exc,
         )
+        self._clock.sleep(state.decision.wait)
 
     # -- the record --------------------------------------------------------------------------
 

@@ -19,6 +19,9 @@ if TYPE_CHECKING:
 __all__ = ["Chat", "Completions"]
 
 ROUTE = "/chat/completions"
+# Results wait in input order behind the oldest unfinished job, which may be in a long retry:
+# a wider window keeps the workers busy meanwhile, at the cost of holding more results.
+DEFAULT_MAP_WINDOW = 64
 # Keyword arguments of create() that configure the call rather than go into the body.
 _OPTION_NAMES = ("timeout", "max_retries", "total_timeout", "extra_headers", "extra_body")
 
@@ -82,8 +85,9 @@ class Completions:
         """Run many calls on the client's executor and yield their results in input order.
 
         ``jobs`` is any iterable of keyword dicts for :meth:`create`; it is read lazily, with at
-        most ``window`` jobs (default: twice the executor's workers) submitted ahead of the
-        result being yielded, so a generator of a million jobs is never held in memory.
+        most ``window`` jobs (default: four times the executor's workers, at least 64)
+        submitted ahead of the result being yielded, so a generator of a million jobs is never
+        held in memory.
         With ``return_exceptions=True`` a failed job yields its exception in its place;
         otherwise the first failure is raised and the jobs not yet started are cancelled.
 
@@ -93,7 +97,9 @@ class Completions:
         ...     print(completion.choices[0].message.content)
         """
         self._client._check_open()
-        size = window if window is not None else 2 * self._client.config.max_workers
+        size = window if window is not None else max(
+            DEFAULT_MAP_WINDOW, 4 * self._client.config.max_workers
+        )
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise InvalidArgumentError("window", f"expected an int >= 1, got {window!r}")
         return ordered_map(

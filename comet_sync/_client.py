@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random as _random
 import threading
 import time
@@ -20,6 +21,7 @@ from ._config import (
     DEFAULT_TOTAL_TIMEOUT,
     DEFAULT_WORKERS_PER_SLOT,
     ClientConfig,
+    RateControl,
     RetryConfig,
     Timeout,
     TimeoutArg,
@@ -27,7 +29,7 @@ from ._config import (
     resolve_base_url,
 )
 from ._exceptions import ClientClosedError, InvalidArgumentError
-from ._limiter import ConcurrencyLimiter
+from ._limiter import Limiter
 from ._metrics import Metrics, RequestRecord
 from ._transport import Transport
 from ._version import __version__
@@ -46,20 +48,27 @@ class CometClient:
     ...         model="gpt-4o-mini", messages=[{"role": "user", "content": "Say hello."}])
     ...     print(reply.choices[0].message.content)
 
+    Rate control (``rate_control=RateControl(...)``, on by default): the concurrency limit is
+    cut on 429s and grown back while calls succeed; ``rpm``/``tpm`` ceilings are paced; a
+    request rate is learned from 429s when none is given; a ``Retry-After`` pauses every new
+    send; retries may add only a bounded share of the load.
+
     Thread-safety contract:
 
     * One client serves any number of threads at once: ``chat.completions.create`` may be
       called directly from web-server threads while ``submit`` and ``map`` run on the
       client's own executor. Build it once per process, not per request.
     * Shared and safe: the ``requests`` session and its urllib3 pool (built once, never
-      changed afterwards), the concurrency limiter (its condition guards the in-flight count),
+      changed afterwards), the limiter (one condition guards its in-flight count, AIMD limit,
+      pacers, cooldown and retry budget),
       ``metrics`` (one lock guards its counters), the executor (created once, under
       ``_lock``). Configuration is frozen. Per-call state lives on the calling thread.
     * No lock is ever held across network I/O or a sleep: locks guard counters only.
     * ``close()`` may be called from any thread, once or more; calls made after it raise
       :class:`ClientClosedError`. Calls already running finish first.
     * At most ``max_concurrency`` requests are in flight at once, whichever threads send
-      them; ``submit``/``map`` run on at most ``max_workers`` threads.
+      them, and fewer while 429s say the server wants less (see ``RateControl``);
+      ``submit``/``map`` run on at most ``max_workers`` threads.
     * ``on_request`` is called on the thread that made the call; it must be thread-safe.
     """
 
@@ -75,6 +84,9 @@ class CometClient:
         backoff_base: float = DEFAULT_BACKOFF_BASE,
         timeout: TimeoutArg = Timeout(),  # noqa: B008  (frozen, so safe as a default)
         total_timeout: float | None = DEFAULT_TOTAL_TIMEOUT,
+        rpm: float | None = None,
+        tpm: float | None = None,
+        rate_control: RateControl | None = None,
         on_request: Callable[[RequestRecord], None] | None = None,
         clock: Callable[[], float] | None = None,
         sleep: Callable[[float], None] | None = None,
@@ -102,8 +114,24 @@ class CometClient:
             sleep=sleep or time.sleep,
             random=random or _random.Random().random,
         )
-        self.metrics = Metrics()
-        self._limiter = ConcurrencyLimiter(max_concurrency, clock=clock_.monotonic)
+        control = rate_control if rate_control is not None else RateControl()
+        if not isinstance(control, RateControl):
+            raise InvalidArgumentError("rate_control", "expected a comet_sync.RateControl")
+        if rpm is not None or tpm is not None:
+            control = dataclasses.replace(
+                control,
+                rpm=rpm if rpm is not None else control.rpm,
+                tpm=tpm if tpm is not None else control.tpm,
+            )
+        self.rate_control = control
+        self._limiter = Limiter(
+            max_concurrency,
+            control,
+            clock=clock_.monotonic,
+            sleep=clock_.sleep,
+            random=clock_.random,
+        )
+        self.metrics = Metrics(limiter_state=self._limiter.state)
         self._transport = Transport(
             pool_size=max_concurrency, user_agent=f"comet-sync/{__version__}"
         )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any, TextIO
@@ -28,6 +29,7 @@ FAKE_MODELS = ("gpt-4o-mini", "claude-3-5-haiku", "gemini-2.0-flash")
 REAL_CALLS = 12
 REAL_MODEL_ENV = "COMET_SYNC_DEMO_MODEL"
 REAL_DEFAULT_MODEL = "gpt-4o-mini"
+FAULT_EVERY = 25
 
 
 def run_demo(calls: int, out: TextIO) -> int:
@@ -37,9 +39,11 @@ def run_demo(calls: int, out: TextIO) -> int:
         settings: dict[str, Any] = {}
         if not real:
             server = stack.enter_context(FakeCometServer(rps=60, burst=8, latency=0.02))
-            server.fail(503, times=6, message="no available channel for this model")
-            server.fail(500, times=4, message="upstream error")
-            server.reset_next(times=3)
+            stop = threading.Event()
+            injector = threading.Thread(target=_inject_faults, args=(server, stop), daemon=True)
+            injector.start()
+            stack.callback(injector.join)
+            stack.callback(stop.set)
             settings = {"api_key": FAKE_KEY, "base_url": server.base_url}
         if real:
             calls = min(calls, REAL_CALLS)
@@ -58,7 +62,14 @@ def run_demo(calls: int, out: TextIO) -> int:
             )
             wall = time.monotonic() - started
             failed = [r for r in results if isinstance(r, BaseException)]
-            out.write("\n" + format_table(client.metrics.snapshot()) + "\n\n")
+            snapshot = client.metrics.snapshot()
+            out.write("\n" + format_table(snapshot) + "\n\n")
+            lim = snapshot.limiter
+            rate = f"{lim.learned_rate:.1f} requests/s" if lim.learned_rate else "none needed"
+            out.write(
+                f"limiter: concurrency {lim.concurrency_limit} of {lim.max_concurrency}, "
+                f"learned rate {rate}, {lim.cuts} cuts, {lim.retries_refused} retries refused\n"
+            )
             answered = len(results) - len(failed)
             out.write(
                 f"{calls} calls sent, {answered} answered, {len(failed)} failed, "
@@ -67,6 +78,22 @@ def run_demo(calls: int, out: TextIO) -> int:
             for exc in failed[:5]:
                 out.write(f"  failed: {type(exc).__name__}: {exc}\n")
     return 0 if not failed and len(results) == calls else 1
+
+
+def _inject_faults(server: FakeCometServer, stop: threading.Event) -> None:
+    # One request in FAULT_EVERY fails, in turn a 503, a 500 and a dropped connection: a
+    # fault is queued only once the last one was used, so faults never pile up.
+    faults = itertools.cycle((
+        lambda: server.fail(503, message="no available channel for this model"),
+        lambda: server.fail(500, message="upstream error"),
+        server.reset_next,
+    ))
+    last = 0
+    while not stop.wait(0.01):
+        seen = server.stats().requests
+        if seen - last >= FAULT_EVERY and server.pending_faults == 0:
+            next(faults)()
+            last = seen
 
 
 def _jobs(calls: int, models: tuple[str, ...]) -> Iterator[dict[str, Any]]:

@@ -12,11 +12,11 @@ import threading
 from collections import Counter, deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from cachetools import LRUCache
 
-__all__ = ["Metrics", "RequestRecord", "RouteStats", "format_table"]
+__all__ = ["Metrics", "RequestRecord", "RouteStats", "Snapshot", "format_table"]
 
 DEFAULT_LATENCY_WINDOW = 1024
 DEFAULT_MAX_KEYS = 256
@@ -80,6 +80,13 @@ class _Accumulator:
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=DEFAULT_LATENCY_WINDOW))
 
 
+class Snapshot(dict):  # type: ignore[type-arg]
+    """Per-(route, model) :class:`RouteStats`, keyed by ``(route, model)``, plus ``.limiter``:
+    the client's rate-control state at the time (a ``LimiterState``, or None)."""
+
+    limiter: Any = None
+
+
 class Metrics:
     """Folds :class:`RequestRecord` objects into per-(route, model) counters."""
 
@@ -88,7 +95,9 @@ class Metrics:
         *,
         latency_window: int = DEFAULT_LATENCY_WINDOW,
         max_keys: int = DEFAULT_MAX_KEYS,
+        limiter_state: Callable[[], Any] | None = None,
     ) -> None:
+        self._limiter_state = limiter_state
         self._lock = threading.Lock()
         self._window = latency_window
         self._stats: LRUCache[tuple[str, str | None], _Accumulator] = LRUCache(max_keys)
@@ -111,14 +120,14 @@ class Metrics:
             acc.completion_tokens += _int(usage.get("completion_tokens"))
             acc.total_tokens += _int(usage.get("total_tokens"))
 
-    def snapshot(self) -> dict[tuple[str, str | None], RouteStats]:
+    def snapshot(self) -> Snapshot:
         """A copy of every (route, model)'s figures, keyed by (route, model)."""
         with self._lock:
             copied = [
                 (key, acc, sorted(acc.latencies), dict(acc.by_status))
                 for key, acc in self._stats.items()
             ]
-        return {
+        snap = Snapshot({
             key: RouteStats(
                 route=key[0],
                 model=key[1],
@@ -136,7 +145,9 @@ class Metrics:
                 total_tokens=acc.total_tokens,
             )
             for key, acc, lat, by_status in copied
-        }
+        })
+        snap.limiter = self._limiter_state() if self._limiter_state is not None else None
+        return snap
 
     def reset(self) -> None:
         with self._lock:

@@ -7,9 +7,10 @@ EXPECTED = {
     "DEFAULT_BASE_URL", "APIConnectionError", "APIError", "APIObject",
     "APIResponseValidationError", "APIStatusError", "APITimeoutError", "AuthenticationError",
     "BadRequestError", "ChatCompletion", "ChatCompletionMessage", "Choice", "ClientClosedError",
-    "CometClient", "CometError", "InternalServerError", "InvalidArgumentError", "Metrics",
-    "NotFoundError", "PermissionDeniedError", "RateLimitError", "RequestRecord",
-    "RequestTooLargeError", "RetryConfig", "RouteStats", "Timeout", "ToolCall",
+    "CometClient", "CometError", "InternalServerError", "InvalidArgumentError", "LimiterState",
+    "Metrics", "NotFoundError", "PermissionDeniedError", "RateControl", "RateLimitError",
+    "RequestRecord", "RequestTooLargeError", "RetryConfig", "RouteStats", "Snapshot", "Timeout",
+    "ToolCall",
     "UnprocessableEntityError", "Usage", "__version__", "format_table",
 }
 

@@ -9,6 +9,7 @@ from comet_sync import (
     APITimeoutError,
     BadRequestError,
     InternalServerError,
+    RateControl,
     RateLimitError,
 )
 from comet_sync._exceptions import status_error_class
@@ -71,7 +72,10 @@ def test_timeouts_are_retried_and_raised_as_timeouts(server, make_client, fake_t
     assert "2 attempts" in str(info.value)
 
 
-def test_retry_after_is_never_undercut(server, client, fake_time) -> None:
+def test_retry_after_is_never_undercut(server, make_client, fake_time) -> None:
+    # Rate control off: only the retry waits are slept (the limiter's own pause on a
+    # Retry-After is tested in test_rate_control.py).
+    client = make_client(rate_control=RateControl.off())
     server.fail(429, times=1, headers={"Retry-After": "3"})
     server.fail(503, times=1, headers={"retry-after-ms": "1500"})
     client.chat.completions.create(model="gpt-4o-mini", messages=user("f"))

@@ -151,7 +151,8 @@ class FakeCometServer:
     Knobs (constructor or :meth:`configure`, at any time): ``latency`` seconds per request;
     ``max_in_flight`` answers 429 past that many concurrent requests; ``rps`` and ``burst``
     a token bucket answering 429 when empty; ``retry_after`` (seconds) adds a ``Retry-After``
-    header to those 429s; ``api_key`` if set, any other bearer token gets a 401.
+    header to those 429s; ``outage`` a status (say 503) that every request gets while set;
+    ``api_key`` if set, any other bearer token gets a 401.
     Scripted failures: :meth:`fail`, :meth:`reset_next`, :meth:`respond_next`.
     """
 
@@ -163,6 +164,7 @@ class FakeCometServer:
         rps: float | None = None,
         burst: float | None = None,
         retry_after: float | None = None,
+        outage: int | None = None,
         api_key: str | None = None,
         models: Iterable[str] = DEFAULT_MODELS,
         host: str = "127.0.0.1",
@@ -176,6 +178,7 @@ class FakeCometServer:
         self.rps = rps
         self.burst = burst
         self.retry_after = retry_after
+        self.outage = outage
         self.api_key = api_key
         self.models = tuple(models)
         self._host, self._port = host, port
@@ -234,7 +237,7 @@ class FakeCometServer:
 
     def configure(self, **knobs: Any) -> None:
         """Change knobs while running, e.g. ``configure(rps=20)`` to drop the rate limit."""
-        allowed = {"latency", "max_in_flight", "rps", "burst", "retry_after", "api_key"}
+        allowed = {"latency", "max_in_flight", "rps", "burst", "retry_after", "outage", "api_key"}
         unknown = set(knobs) - allowed
         if unknown:
             raise TypeError(f"unknown knob(s): {', '.join(sorted(unknown))}")
@@ -259,6 +262,12 @@ class FakeCometServer:
                      content_type: str | None = None, **fault: Any) -> None:
         """Answer the next ``times`` requests with this body (a dict as JSON, or text)."""
         self._push(Fault(status=status, body=body, content_type=content_type, **fault), times)
+
+    @property
+    def pending_faults(self) -> int:
+        """Scripted answers not yet used."""
+        with self._lock:
+            return len(self._faults)
 
     def _push(self, fault: Fault, times: int) -> None:
         with self._lock:
@@ -393,6 +402,9 @@ class FakeCometServer:
             return _fault_answer(fault, rid)
         if self.api_key is not None and h.headers.get("Authorization") != f"Bearer {self.api_key}":
             return _error(401, "invalid token", rid, code="")
+        outage = self.outage
+        if outage is not None:
+            return _error(outage, "no available channel, try again later", rid, code="")
         if over_limit is not None:
             headers = {}
             if self.retry_after is not None:
