@@ -6,6 +6,7 @@ call, over one ``requests`` session shared by all threads. See ``CometClient``.
 
 import logging
 
+from ._cache import ResponseCache
 from ._client import CometClient
 from ._config import DEFAULT_BASE_URL, RateControl, RetryConfig, Timeout
 from ._exceptions import (
@@ -28,7 +29,19 @@ from ._exceptions import (
 )
 from ._limiter import LimiterState
 from ._metrics import Metrics, RequestRecord, RouteStats, Snapshot, format_table
-from ._models import APIObject, ChatCompletion, ChatCompletionMessage, Choice, ToolCall, Usage
+from ._models import (
+    APIObject,
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionMessage,
+    Choice,
+    CreateEmbeddingResponse,
+    Embedding,
+    Model,
+    ToolCall,
+    Usage,
+)
+from ._streaming import Stream
 from ._version import __version__
 
 __all__ = [
@@ -42,24 +55,30 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "ChatCompletion",
+    "ChatCompletionChunk",
     "ChatCompletionMessage",
     "Choice",
     "ClientClosedError",
     "CometClient",
     "CometError",
+    "CreateEmbeddingResponse",
+    "Embedding",
     "InternalServerError",
     "InvalidArgumentError",
     "LimiterState",
     "Metrics",
+    "Model",
     "NotFoundError",
     "PermissionDeniedError",
     "RateControl",
     "RateLimitError",
     "RequestRecord",
     "RequestTooLargeError",
+    "ResponseCache",
     "RetryConfig",
     "RouteStats",
     "Snapshot",
+    "Stream",
     "Timeout",
     "ToolCall",
     "UnprocessableEntityError",

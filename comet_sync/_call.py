@@ -11,22 +11,27 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 import backoff
+import requests
 
 from ._config import RetryConfig, Timeout
 from ._estimate import estimate_tokens
-from ._exceptions import APIError, APIStatusError, APITimeoutError
-from ._limiter import Limiter
+from ._exceptions import APIConnectionError, APIError, APIStatusError, APITimeoutError
+from ._limiter import Limiter, Permit
 from ._metrics import Metrics, RequestRecord
 from ._retry import Decision, decide, is_retryable
+from ._sse import iter_events
+from ._streaming import Stream
 from ._transport import Transport
-from ._wire import error_from_response, json_body
+from ._wire import error_from_response, json_body, not_a_stream
 
 __all__ = ["CallOptions", "CallRunner", "Clock"]
 
 logger = logging.getLogger("comet_sync")
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,17 @@ class CallOptions:
     timeout: Timeout
     retry: RetryConfig
     extra_headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Request:
+    method: str
+    route: str
+    url: str
+    model: str | None
+    headers: dict[str, str]
+    body: bytes | None
+    cost: float
 
 
 @dataclass
@@ -80,30 +96,65 @@ class CallRunner:
         self._clock = clock
         self._on_request = on_request
 
-    def post_json(
+    def request_json(
         self,
+        method: str,
         route: str,
-        payload: dict[str, Any],
+        payload: dict[str, Any] | None,
         *,
         options: CallOptions,
         required: tuple[str, ...],
     ) -> dict[str, Any]:
-        """POST ``payload`` to ``route`` with retries; the decoded JSON answer."""
-        body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-        headers = {
-            "Authorization": self._auth_header,
-            "Content-Type": "application/json",
-            "Accept": "application/json",
-            **options.extra_headers,
-        }
-        model = payload.get("model")
-        model = model if isinstance(model, str) else None
+        """Send one request with retries; the decoded JSON answer."""
+        req = self._request(method, route, payload, options, accept="application/json")
         state = _CallState(start=self._clock.monotonic())
-        cost = float(estimate_tokens(payload)) if self._limiter.paces_tokens else 0.0
+        result: dict[str, Any] | None = None
+        error: BaseException | None = None
+        try:
+            result = self._run(req, options, state, lambda: self._json_attempt(
+                req, required, options, state))
+            return result
+        except BaseException as exc:  # KeyboardInterrupt mid-call still gets its record
+            error = exc
+            raise
+        finally:
+            usage = result.get("usage") if result is not None else None
+            self.record(req.route, req.model, state, error=error,
+                        usage=usage if isinstance(usage, dict) else None)
 
-        def attempt() -> dict[str, Any]:
-            return self._attempt(route, headers, body, cost, required, options, state)
+    def open_stream(self, route: str, payload: dict[str, Any], *,
+                    options: CallOptions) -> Stream:
+        """Open a streamed call, retrying until its first event arrives; the stream writes
+        the call's record when it ends."""
+        req = self._request("POST", route, payload, options, accept="text/event-stream")
+        state = _CallState(start=self._clock.monotonic())
+        try:
+            return self._run(req, options, state, lambda: self._stream_attempt(
+                req, options, state))
+        except BaseException as exc:
+            self.record(req.route, req.model, state, error=exc)
+            raise
 
+    def _request(self, method: str, route: str, payload: dict[str, Any] | None,
+                 options: CallOptions, *, accept: str) -> _Request:
+        headers = {"Authorization": self._auth_header, "Accept": accept}
+        body = None
+        if payload is not None:
+            body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+            headers["Content-Type"] = "application/json"
+        headers.update(options.extra_headers)
+        model = payload.get("model") if payload is not None else None
+        cost = (
+            float(estimate_tokens(payload))
+            if payload is not None and self._limiter.paces_tokens
+            else 0.0
+        )
+        return _Request(method=method, route=route, url=self._base_url + route,
+                        model=model if isinstance(model, str) else None,
+                        headers=headers, body=body, cost=cost)
+
+    def _run(self, req: _Request, options: CallOptions, state: _CallState,
+             attempt: Callable[[], T]) -> T:
         retrying = backoff.on_exception(
             # backoff would sleep with time.sleep, which no test can fake: it is handed waits
             # of 0, and the wait _giveup decided is slept in _on_backoff through the
@@ -114,17 +165,12 @@ class CallRunner:
             max_tries=options.retry.max_retries + 1,
             jitter=None,
             giveup=lambda exc: self._giveup(exc, state, options.retry),
-            on_backoff=lambda details: self._on_backoff(details, route, model, state),
+            on_backoff=lambda details: self._on_backoff(details, req, state),
             logger=None,
         )(attempt)
-
-        result: dict[str, Any] | None = None
-        error: BaseException | None = None
         try:
-            result = retrying()
-            return result
+            return retrying()
         except APIError as exc:
-            error = exc
             exc.attempts = len(state.attempt_statuses)
             if is_retryable(exc) and exc.giveup_reason is None:
                 exc.giveup_reason = state.decision.reason or (
@@ -133,27 +179,56 @@ class CallRunner:
             if exc.giveup_reason:
                 logger.warning(
                     "giving up on %s model=%s after %d attempt(s): %s",
-                    route, model, exc.attempts, exc,
+                    req.route, req.model, exc.attempts, exc,
                 )
             raise
-        except BaseException as exc:  # KeyboardInterrupt mid-call still gets its record
-            error = exc
-            raise
-        finally:
-            self._record(route, model, state, result, error)
 
     # -- one attempt -------------------------------------------------------------------------
 
-    def _attempt(
-        self,
-        route: str,
-        headers: dict[str, str],
-        body: bytes,
-        cost: float,
-        required: tuple[str, ...],
-        options: CallOptions,
-        state: _CallState,
-    ) -> dict[str, Any]:
+    def _json_attempt(self, req: _Request, required: tuple[str, ...], options: CallOptions,
+                      state: _CallState) -> dict[str, Any]:
+        permit, response = self._send(req, options, state, stream=False)
+        try:
+            data = json_body(response, route=req.route, required=required,
+                             secret=self._api_key)
+        except BaseException:
+            permit.release(response.status_code)
+            raise
+        usage = data.get("usage")
+        total = usage.get("total_tokens") if isinstance(usage, dict) else None
+        permit.release(response.status_code,
+                       total_tokens=total if isinstance(total, int) else None)
+        return data
+
+    def _stream_attempt(self, req: _Request, options: CallOptions,
+                        state: _CallState) -> Stream:
+        permit, response = self._send(req, options, state, stream=True)
+        try:
+            ctype = response.headers.get("content-type", "")
+            if "text/event-stream" not in ctype:
+                raise not_a_stream(response, route=req.route, secret=self._api_key)
+            events = iter_events(self._transport.iter_body(response))
+            # Retries are possible only until the first event: after it, the answer has begun.
+            try:
+                first = next(events)
+            except StopIteration:
+                raise APIConnectionError(
+                    f"{req.route}: the stream ended before its first event"
+                ) from None
+        except BaseException:
+            response.close()
+            permit.release(response.status_code)
+            raise
+        return Stream(
+            response=response, permit=permit, events=events, first=first, route=req.route,
+            secret=self._api_key, clock=self._clock.monotonic,
+            finish=lambda **kw: self.record(req.route, req.model, state, **kw),
+        )
+
+    def _send(self, req: _Request, options: CallOptions, state: _CallState, *,
+              stream: bool) -> tuple[Permit, requests.Response]:
+        """Take a permit and send; a 2xx response (body unread when streaming) with the
+        permit still held, or raise with it released."""
         timeout = options.timeout
         remaining = self._remaining(options.retry, state)
         if remaining is not None:
@@ -161,20 +236,22 @@ class CallRunner:
             timeout = Timeout(connect=min(timeout.connect, remaining),
                               read=min(timeout.read, remaining))
         permit = self._limiter.acquire(
-            cost=cost, timeout=remaining, first_attempt=not state.attempt_statuses
+            cost=req.cost, timeout=remaining, first_attempt=not state.attempt_statuses
         )
         if permit is None:
             state.attempt_statuses.append(None)
             raise APITimeoutError(
-                f"{route}: the limiter could not let this call out within total_timeout "
+                f"{req.route}: the limiter could not let this call out within total_timeout "
                 f"({self._limiter.in_use} in flight, limit {self._limiter.limit})"
             )
         try:
             response = self._transport.send(
-                "POST", self._base_url + route, headers=headers, body=body, timeout=timeout
+                req.method, req.url, headers=req.headers, body=req.body, timeout=timeout,
+                stream=stream,
             )
-            # Reading the body is part of the request: it stays under the permit.
-            response.content  # noqa: B018
+            if not stream or response.status_code >= 300:
+                # Reading the body is part of the request: it stays under the permit.
+                response.content  # noqa: B018
         except BaseException:
             state.attempt_statuses.append(None)
             permit.release()
@@ -182,7 +259,7 @@ class CallRunner:
         status = response.status_code
         state.attempt_statuses.append(status)
         if status >= 300:
-            err = error_from_response(response, route=route, secret=self._api_key)
+            err = error_from_response(response, route=req.route, secret=self._api_key)
             state.request_id = err.request_id
             permit.release(
                 status,
@@ -193,15 +270,7 @@ class CallRunner:
         state.request_id = response.headers.get("x-request-id") or response.headers.get(
             "x-oneapi-request-id"
         )
-        try:
-            data = json_body(response, route=route, required=required, secret=self._api_key)
-        except BaseException:
-            permit.release(status)
-            raise
-        usage = data.get("usage")
-        total = usage.get("total_tokens") if isinstance(usage, dict) else None
-        permit.release(status, total_tokens=total if isinstance(total, int) else None)
-        return data
+        return permit, response
 
     def _remaining(self, retry: RetryConfig, state: _CallState) -> float | None:
         if retry.total_timeout is None:
@@ -234,40 +303,49 @@ class CallRunner:
             exc.giveup_reason = state.decision.reason
         return not state.decision.retry
 
-    def _on_backoff(
-        self, details: Any, route: str, model: str | None, state: _CallState
-    ) -> None:
+    def _on_backoff(self, details: Any, req: _Request, state: _CallState) -> None:
         exc = details.get("exception")
         logger.debug(
             "retrying %s model=%s after attempt %d (status=%s, request_id=%s): waiting %.3fs: %s",
-            route, model, details["tries"], state.attempt_statuses[-1], state.request_id,
-            state.decision.wait, exc,
+            req.route, req.model, details["tries"], state.attempt_statuses[-1],
+            state.request_id, state.decision.wait, exc,
         )
         self._clock.sleep(state.decision.wait)
 
     # -- the record --------------------------------------------------------------------------
 
-    def _record(
+    def record(
         self,
         route: str,
         model: str | None,
-        state: _CallState,
-        result: dict[str, Any] | None,
-        error: BaseException | None,
+        state: _CallState | None,
+        *,
+        error: BaseException | None = None,
+        usage: dict[str, Any] | None = None,
+        chunks: int | None = None,
+        first_chunk_at: float | None = None,
+        cached: bool = False,
+        started: float | None = None,
     ) -> None:
-        usage = result.get("usage") if result is not None else None
+        """Write a call's record: metrics, the debug log, the user's hook."""
+        now = self._clock.monotonic()
+        start = state.start if state is not None else (started if started is not None else now)
+        statuses = tuple(state.attempt_statuses) if state is not None else ()
         rec = RequestRecord(
             route=route,
             # The model asked for, not the dated snapshot id the answer may name, so that one
             # model's successes and failures add up under one key.
             model=model,
-            status=state.attempt_statuses[-1] if state.attempt_statuses else None,
-            latency=self._clock.monotonic() - state.start,
-            attempts=len(state.attempt_statuses),
-            request_id=state.request_id,
+            status=statuses[-1] if statuses else (200 if cached else None),
+            latency=now - start,
+            attempts=len(statuses),
+            request_id=state.request_id if state is not None else None,
             error=type(error).__name__ if error is not None else None,
-            usage=usage if isinstance(usage, dict) else None,
-            attempt_statuses=tuple(state.attempt_statuses),
+            usage=usage,
+            attempt_statuses=statuses,
+            cached=cached,
+            chunks=chunks,
+            first_chunk_latency=first_chunk_at - start if first_chunk_at is not None else None,
         )
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from ._call import CallOptions
 from ._config import TimeoutArg
 from ._exceptions import InvalidArgumentError
 from ._models import ChatCompletion
 from ._ordered_map import ordered_map
+from ._streaming import Stream
 from ._validation import check_chat_params
 
 if TYPE_CHECKING:
@@ -32,9 +33,23 @@ class Completions:
     def __init__(self, client: CometClient) -> None:
         self._client = client
 
+    @overload
+    def create(self, *, stream: Literal[True], timeout: TimeoutArg | None = None,
+               max_retries: int | None = None, total_timeout: float | None = None,
+               extra_headers: Mapping[str, str] | None = None,
+               extra_body: Mapping[str, Any] | None = None, **params: Any) -> Stream: ...
+
+    @overload
+    def create(self, *, stream: Literal[False] = False, timeout: TimeoutArg | None = None,
+               max_retries: int | None = None, total_timeout: float | None = None,
+               extra_headers: Mapping[str, str] | None = None,
+               extra_body: Mapping[str, Any] | None = None,
+               **params: Any) -> ChatCompletion: ...
+
     def create(
         self,
         *,
+        stream: bool = False,
         timeout: TimeoutArg | None = None,
         max_retries: int | None = None,
         total_timeout: float | None = None,
@@ -53,7 +68,12 @@ class Completions:
         ...     model="gpt-4o-mini", messages=[{"role": "user", "content": "Say hello."}])
         >>> completion.choices[0].message.content
         'Hello.'
+
+        With ``stream=True`` it returns a :class:`Stream` of chunks once the first one has
+        arrived (retries happen only before that); use it in a ``with`` block.
         """
+        if stream:
+            params["stream"] = True
         payload, options = self._prepare(
             params,
             timeout=timeout,
@@ -62,6 +82,8 @@ class Completions:
             extra_headers=extra_headers,
             extra_body=extra_body,
         )
+        if stream:
+            return self._client._runner.open_stream(ROUTE, payload, options=options)
         return self._run(payload, options)
 
     def submit(self, **kwargs: Any) -> Future[ChatCompletion]:
@@ -116,10 +138,9 @@ class Completions:
         return self.create(**job)
 
     def _run(self, payload: dict[str, Any], options: CallOptions) -> ChatCompletion:
-        data = self._client._runner.post_json(
-            ROUTE, payload, options=options, required=("choices",)
-        )
-        return ChatCompletion(data)
+        return ChatCompletion(self._client._request_json(
+            "POST", ROUTE, payload, options=options, required=("choices",)
+        ))
 
     def _prepare(
         self,

@@ -9,9 +9,11 @@ import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
-from typing import Callable
+from typing import Any, Callable
 
+from ._cache import ResponseCache
 from ._call import CallOptions, CallRunner, Clock
+from ._catalog import DEFAULT_MODELS_TTL, Embeddings, Models
 from ._chat import Chat
 from ._config import (
     DEFAULT_BACKOFF_BASE,
@@ -87,6 +89,8 @@ class CometClient:
         rpm: float | None = None,
         tpm: float | None = None,
         rate_control: RateControl | None = None,
+        cache: ResponseCache | None = None,
+        models_ttl: float = DEFAULT_MODELS_TTL,
         on_request: Callable[[RequestRecord], None] | None = None,
         clock: Callable[[], float] | None = None,
         sleep: Callable[[float], None] | None = None,
@@ -132,6 +136,10 @@ class CometClient:
             random=clock_.random,
         )
         self.metrics = Metrics(limiter_state=self._limiter.state)
+        if cache is not None and not isinstance(cache, ResponseCache):
+            raise InvalidArgumentError("cache", "expected a comet_sync.ResponseCache")
+        self.cache = cache
+        self._clock = clock_
         self._transport = Transport(
             pool_size=max_concurrency, user_agent=f"comet-sync/{__version__}"
         )
@@ -148,6 +156,8 @@ class CometClient:
         self._executor: ThreadPoolExecutor | None = None
         self._closed = False
         self.chat = Chat(self)
+        self.models = Models(self, models_ttl)
+        self.embeddings = Embeddings(self)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -207,13 +217,31 @@ class CometClient:
                 )
             return self._executor
 
+    def _request_json(self, method: str, route: str, payload: dict[str, Any] | None, *,
+                      options: CallOptions, required: tuple[str, ...]) -> dict[str, Any]:
+        """A JSON call, through the response cache when there is one (POSTs only)."""
+        if self.cache is None or payload is None:
+            return self._runner.request_json(method, route, payload, options=options,
+                                             required=required)
+        started = self._clock.monotonic()
+        data, hit = self.cache.get_or_call(
+            ResponseCache.key(route, payload),
+            lambda: self._runner.request_json(method, route, payload, options=options,
+                                              required=required),
+        )
+        if hit:
+            model = payload.get("model")
+            self._runner.record(route, model if isinstance(model, str) else None, None,
+                                cached=True, started=started)
+        return data  # type: ignore[no-any-return]
+
     def _call_options(
         self,
         *,
-        timeout: TimeoutArg | None,
-        max_retries: int | None,
-        total_timeout: float | None,
-        extra_headers: Mapping[str, str] | None,
+        timeout: TimeoutArg | None = None,
+        max_retries: int | None = None,
+        total_timeout: float | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> CallOptions:
         retry = self.config.retry
         if max_retries is not None or total_timeout is not None:

@@ -188,9 +188,10 @@ class RateControl:
 
     ``adaptive``: cut the concurrency limit on 429s, grow it back while calls succeed.
     ``rpm``/``tpm``: configured ceilings, enforced by pacing (tokens are estimated before a
-    call and corrected from ``usage`` after). ``learn_rate``: when 429s come without a
-    configured ``rpm``, learn a request rate and pace to it. ``cooldown``: a ``Retry-After``
-    pauses every new send of the client, not only the retrying one. ``retry_budget``: retries
+    call and corrected from ``usage`` after). ``learn_rate``: when 429s come, learn the request
+    rate the server accepts and pace to it (under ``rpm`` when that is set too).
+    ``cooldown``: a ``Retry-After`` pauses every new send of the client, not only the retrying
+    one. ``retry_budget``: retries
     may add at most ``retry_ratio`` of the load; past that a retryable error is raised at once.
     """
 

@@ -99,7 +99,9 @@ class Limiter:
                 max_probe_interval=control.max_probe_interval,
                 hold=control.rate_hold,
             )
-            if control.learn_rate and control.rpm is None
+            # Learned even under a configured rpm: the ceiling is what may be sent, the learned
+            # rate what the server accepts today, and it can be lower.
+            if control.learn_rate
             else None
         )
         self._learned: Pacer | None = None

@@ -29,7 +29,9 @@ class RequestRecord:
     ``status`` is the last HTTP status (None when no response came); ``latency`` covers the
     whole call in seconds, waits included; ``attempt_statuses`` lists each attempt's status in
     order, so 429s absorbed by retries stay visible; ``error`` is the exception class name when
-    the call failed.
+    the call failed. A cache hit has ``cached=True``, no attempts and its (tiny) latency; a
+    streamed call is recorded when its stream ends, with ``chunks`` and
+    ``first_chunk_latency``.
     """
 
     route: str
@@ -41,6 +43,9 @@ class RequestRecord:
     error: str | None = None
     usage: Mapping[str, Any] | None = None
     attempt_statuses: tuple[int | None, ...] = ()
+    cached: bool = False  # answered from the response cache, no request sent
+    chunks: int | None = None  # streamed calls: chunks received
+    first_chunk_latency: float | None = None  # streamed calls: seconds to the first chunk
 
     @property
     def ok(self) -> bool:
@@ -59,6 +64,7 @@ class RouteStats:
     by_status: dict[str, int]
     retries: int
     throttled: int  # 429 answers seen, retried or not
+    cache_hits: int  # answered from the response cache; not in the latency percentiles
     p50: float | None
     p95: float | None
     p99: float | None
@@ -73,6 +79,7 @@ class _Accumulator:
     ok: int = 0
     retries: int = 0
     throttled: int = 0
+    cache_hits: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
@@ -112,9 +119,13 @@ class Metrics:
                 self._stats[key] = acc
             acc.calls += 1
             acc.ok += rec.ok
+            acc.by_status[_status_key(rec)] += 1
+            if rec.cached:
+                # A hit's microseconds would make the API look fast: counted apart.
+                acc.cache_hits += 1
+                return
             acc.retries += max(rec.attempts - 1, 0)
             acc.throttled += sum(1 for s in rec.attempt_statuses if s == 429)
-            acc.by_status[_status_key(rec)] += 1
             acc.latencies.append(rec.latency)
             acc.prompt_tokens += _int(usage.get("prompt_tokens"))
             acc.completion_tokens += _int(usage.get("completion_tokens"))
@@ -137,6 +148,7 @@ class Metrics:
                 by_status=by_status,
                 retries=acc.retries,
                 throttled=acc.throttled,
+                cache_hits=acc.cache_hits,
                 p50=_percentile(lat, 0.50),
                 p95=_percentile(lat, 0.95),
                 p99=_percentile(lat, 0.99),
@@ -155,6 +167,8 @@ class Metrics:
 
 
 def _status_key(rec: RequestRecord) -> str:
+    if rec.cached:
+        return "cached"
     if rec.status is not None:
         return str(rec.status)
     return rec.error or "no response"
@@ -174,8 +188,8 @@ def _percentile(sorted_values: list[float], q: float) -> float | None:
 
 def format_table(stats: Mapping[Any, RouteStats]) -> str:
     """A plain-text table of a snapshot, one row per (route, model)."""
-    header = ("route", "model", "calls", "ok", "failed", "retries", "429s", "p50 ms", "p95 ms",
-              "p99 ms", "tokens")
+    header = ("route", "model", "calls", "ok", "failed", "retries", "429s", "cached", "p50 ms",
+              "p95 ms", "p99 ms", "tokens")
     rows = [header]
     for st in sorted(stats.values(), key=lambda s: (s.route, s.model or "")):
         rows.append(
@@ -187,6 +201,7 @@ def format_table(stats: Mapping[Any, RouteStats]) -> str:
                 str(st.failed),
                 str(st.retries),
                 str(st.throttled),
+                str(st.cache_hits),
                 _ms(st.p50),
                 _ms(st.p95),
                 _ms(st.p99),

@@ -15,8 +15,14 @@ from typing import Any, ClassVar
 __all__ = [
     "APIObject",
     "ChatCompletion",
+    "ChatCompletionChunk",
     "ChatCompletionMessage",
     "Choice",
+    "ChoiceDelta",
+    "ChunkChoice",
+    "CreateEmbeddingResponse",
+    "Embedding",
+    "Model",
     "ToolCall",
     "Usage",
 ]
@@ -150,4 +156,57 @@ class ChatCompletion(APIObject):
     created: int | None
     model: str | None
     choices: list[Choice]
+    usage: Usage | None
+
+
+class ChoiceDelta(APIObject):
+    _known = frozenset({"role", "content", "refusal", "tool_calls", "function_call"})
+    _nested = {"tool_calls": ToolCall, "function_call": FunctionCall}
+    role: str | None
+    content: str | None
+    tool_calls: list[ToolCall] | None
+
+
+class ChunkChoice(APIObject):
+    _known = frozenset({"index", "delta", "finish_reason", "logprobs"})
+    _nested = {"delta": ChoiceDelta}
+    index: int | None
+    delta: ChoiceDelta
+    finish_reason: str | None
+
+
+class ChatCompletionChunk(APIObject):
+    """One event of a streamed chat completion: ``chunk.choices[0].delta.content``."""
+
+    _known = frozenset(
+        {"id", "object", "created", "model", "choices", "usage", "system_fingerprint"}
+    )
+    _nested = {"choices": ChunkChoice, "usage": Usage}
+    id: str | None
+    model: str | None
+    choices: list[ChunkChoice]
+    usage: Usage | None
+
+
+class Model(APIObject):
+    """An entry of ``GET /models``: ``.id``, ``.owned_by``; extra fields kept."""
+
+    _known = frozenset({"id", "object", "created", "owned_by", "supported_endpoint_types"})
+    id: str
+    owned_by: str | None
+
+
+class Embedding(APIObject):
+    _known = frozenset({"object", "embedding", "index"})
+    embedding: list[float]
+    index: int
+
+
+class CreateEmbeddingResponse(APIObject):
+    """The answer to ``embeddings.create``: ``.data[i].embedding``, ``.usage``."""
+
+    _known = frozenset({"object", "data", "model", "usage"})
+    _nested = {"data": Embedding, "usage": Usage}
+    data: list[Embedding]
+    model: str | None
     usage: Usage | None

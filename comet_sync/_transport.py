@@ -6,7 +6,10 @@ pool (urllib3) is thread-safe, so every thread sends through the same transport.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
@@ -62,6 +65,19 @@ class Transport:
         except requests.RequestException as exc:
             raise APIConnectionError(
                 f"{method} {url}: connection error ({type(exc).__name__}: {_reason(exc)})"
+            ) from exc
+
+    def iter_body(self, response: requests.Response) -> Iterator[bytes]:
+        """A streamed body's bytes as they arrive; a connection that breaks mid-body raises
+        APIConnectionError (APITimeoutError when a read timed out)."""
+        try:
+            # chunk_size=None: whatever the socket has, as soon as it has it.
+            yield from response.iter_content(chunk_size=None)
+        except (requests.Timeout, urllib3.exceptions.ReadTimeoutError) as exc:
+            raise APITimeoutError(f"reading the stream timed out ({type(exc).__name__})") from exc
+        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+            raise APIConnectionError(
+                f"the connection broke ({type(exc).__name__}: {_reason(exc)})"
             ) from exc
 
     def close(self) -> None:

@@ -52,5 +52,5 @@ def check_chat_params(params: Mapping[str, Any]) -> None:
                 f"expected a string or a list of parts, got {type(content).__name__}",
             )
     stream = params.get("stream")
-    if stream:
-        raise InvalidArgumentError("stream", "streaming is not supported yet; omit stream=True")
+    if stream is not None and not isinstance(stream, bool):
+        raise InvalidArgumentError("stream", f"expected True or False, got {stream!r}")

@@ -23,7 +23,7 @@ from ._exceptions import (
 )
 from ._retry import parse_retry_after
 
-__all__ = ["error_from_response", "json_body", "request_id_of"]
+__all__ = ["error_from_response", "json_body", "not_a_stream", "request_id_of"]
 
 # Header first (the gateway family CometAPI runs on sends X-Oneapi-Request-Id; proxies send
 # x-request-id), then CometAPI's habit of writing "(request id: XXXX)" into the message.
@@ -71,6 +71,23 @@ def json_body(
         status_code=response.status_code,
         request_id=request_id,
         body=scrub_json(data, secret) if data is not None else scrub(text, secret),
+    )
+
+
+def not_a_stream(
+    response: requests.Response, *, route: str, secret: str | None
+) -> APIResponseValidationError:
+    """The exception for a 2xx answer to a streamed call that is not an event stream."""
+    text = response.text  # not a stream, so small enough to read
+    request_id = request_id_of(response, text)
+    ctype = response.headers.get("content-type") or "no content type"
+    return APIResponseValidationError(
+        f"{response.status_code} from {route}: expected an event stream, got {ctype}"
+        f"{_rid_suffix(request_id)}; body: {snippet(text, secret)!r}",
+        response=response,
+        status_code=response.status_code,
+        request_id=request_id,
+        body=scrub(text, secret),
     )
 
 

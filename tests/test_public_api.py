@@ -10,8 +10,8 @@ EXPECTED = {
     "CometClient", "CometError", "InternalServerError", "InvalidArgumentError", "LimiterState",
     "Metrics", "NotFoundError", "PermissionDeniedError", "RateControl", "RateLimitError",
     "RequestRecord", "RequestTooLargeError", "RetryConfig", "RouteStats", "Snapshot", "Timeout",
-    "ToolCall",
-    "UnprocessableEntityError", "Usage", "__version__", "format_table",
+    "ToolCall", "ChatCompletionChunk", "CreateEmbeddingResponse", "Embedding", "Model",
+    "ResponseCache", "Stream", "UnprocessableEntityError", "Usage", "__version__", "format_table",
 }
 
 

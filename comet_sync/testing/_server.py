@@ -11,6 +11,7 @@ it is never held while a handler sleeps or writes to a socket.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import itertools
 import json
 import socket
@@ -45,8 +46,14 @@ class Fault:
     a dict or raw text with ``content_type``); ``reset=True`` drops the connection without
     answering; ``delay`` sleeps first (to provoke timeouts); ``passthrough=True`` answers
     normally after the delay; ``headers`` are added; ``request_id_header=False`` leaves the
-    request id only in the error message, as some CometAPI routes do.
+    request id only in the error message, as some CometAPI routes do. The ``stream_*`` fields
+    spoil a streamed answer (which is otherwise normal).
     """
+
+    @property
+    def spoils_stream(self) -> bool:
+        return (self.stream_cut_after is not None or self.stream_error_after is not None
+                or self.stream_no_done)
 
     status: int = 500
     message: str | None = None
@@ -58,6 +65,11 @@ class Fault:
     delay: float = 0.0
     passthrough: bool = False
     request_id_header: bool = True
+    # Streams only: cut the connection after this many chunks; send an error event after
+    # this many; end without data: [DONE].
+    stream_cut_after: int | None = None
+    stream_error_after: int | None = None
+    stream_no_done: bool = False
     route: str | None = None  # only requests to this path ("/chat/completions"); None: any
 
 
@@ -117,6 +129,34 @@ class _Handler(BaseHTTPRequestHandler):
         head.extend(f"{k}: {v}" for k, v in headers.items())
         self.wfile.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
 
+    def send_stream(self, plan: _StreamPlan, headers: Mapping[str, str]) -> None:
+        head = ["HTTP/1.1 200 OK", "Content-Type: text/event-stream",
+                "Transfer-Encoding: chunked"]
+        head.extend(f"{k}: {v}" for k, v in headers.items())
+        # A keep-alive comment first, as gateways send: clients must skip it.
+        first = b": keep-alive\n\n"
+        self.wfile.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + _chunk(first))
+        for i, event in enumerate(plan.events):
+            if plan.cut_after is not None and i >= plan.cut_after:
+                self.reset()
+                return
+            if plan.error_after is not None and i >= plan.error_after:
+                error = {"error": {"message": f"upstream failed mid-stream (request id: "
+                                              f"{plan.rid})", "type": "upstream_error",
+                                   "code": "upstream_error"}}
+                self.wfile.write(_chunk(b"data: " + json.dumps(error).encode() + b"\n\n"))
+                self.wfile.write(b"0\r\n\r\n")
+                return
+            if plan.delay:
+                time.sleep(plan.delay)
+            self.wfile.write(_chunk(event))
+        if plan.cut_after is not None and plan.cut_after >= len(plan.events):
+            self.reset()
+            return
+        if plan.done:
+            self.wfile.write(_chunk(b"data: [DONE]\n\n"))
+        self.wfile.write(b"0\r\n\r\n")
+
     def reset(self) -> None:
         # SO_LINGER with a zero timeout makes close() send RST: the client sees a reset.
         self.request.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
@@ -152,7 +192,9 @@ class FakeCometServer:
     ``max_in_flight`` answers 429 past that many concurrent requests; ``rps`` and ``burst``
     a token bucket answering 429 when empty; ``retry_after`` (seconds) adds a ``Retry-After``
     header to those 429s; ``outage`` a status (say 503) that every request gets while set;
-    ``api_key`` if set, any other bearer token gets a 401.
+    ``stream_chunks`` how many content chunks a streamed answer has (default: one a word),
+    ``stream_delay`` seconds between them; ``api_key`` if set, any other bearer token gets a
+    401.
     Scripted failures: :meth:`fail`, :meth:`reset_next`, :meth:`respond_next`.
     """
 
@@ -165,6 +207,8 @@ class FakeCometServer:
         burst: float | None = None,
         retry_after: float | None = None,
         outage: int | None = None,
+        stream_chunks: int | None = None,
+        stream_delay: float = 0.0,
         api_key: str | None = None,
         models: Iterable[str] = DEFAULT_MODELS,
         host: str = "127.0.0.1",
@@ -179,6 +223,8 @@ class FakeCometServer:
         self.burst = burst
         self.retry_after = retry_after
         self.outage = outage
+        self.stream_chunks = stream_chunks
+        self.stream_delay = stream_delay
         self.api_key = api_key
         self.models = tuple(models)
         self._host, self._port = host, port
@@ -237,7 +283,8 @@ class FakeCometServer:
 
     def configure(self, **knobs: Any) -> None:
         """Change knobs while running, e.g. ``configure(rps=20)`` to drop the rate limit."""
-        allowed = {"latency", "max_in_flight", "rps", "burst", "retry_after", "outage", "api_key"}
+        allowed = {"latency", "max_in_flight", "rps", "burst", "retry_after", "outage",
+                   "stream_chunks", "stream_delay", "api_key"}
         unknown = set(knobs) - allowed
         if unknown:
             raise TypeError(f"unknown knob(s): {', '.join(sorted(unknown))}")
@@ -355,7 +402,10 @@ class FakeCometServer:
             # Logged before the answer leaves, so a test that reads the log right after its
             # call returns always finds the request there.
             self._log(h, path, body, status, started)
-            h.send_whole(status, payload, ctype, headers)
+            if isinstance(payload, _StreamPlan):
+                h.send_stream(payload, headers)
+            else:
+                h.send_whole(status, payload, ctype, headers)
         finally:
             with self._lock:
                 self._in_flight -= 1
@@ -397,8 +447,8 @@ class FakeCometServer:
     def _answer(
         self, h: _Handler, route: str, body: Any, rid: str, fault: Fault | None,
         over_limit: str | None,
-    ) -> tuple[int, bytes, str, dict[str, str]]:
-        if fault is not None and not fault.passthrough:
+    ) -> tuple[int, bytes | _StreamPlan, str, dict[str, str]]:
+        if fault is not None and not fault.passthrough and not fault.spoils_stream:
             return _fault_answer(fault, rid)
         if self.api_key is not None and h.headers.get("Authorization") != f"Bearer {self.api_key}":
             return _error(401, "invalid token", rid, code="")
@@ -419,10 +469,13 @@ class FakeCometServer:
                 {"id": m, "object": "model", "created": 1_700_000_000, "owned_by": "fake",
                  "supported_endpoint_types": ["openai"]} for m in self.models]})
         if h.command == "POST" and route == "/chat/completions":
-            return self._chat(body, rid)
+            return self._chat(body, rid, fault)
+        if h.command == "POST" and route == "/embeddings":
+            return _embeddings(body, rid)
         return _error(404, f"Invalid URL ({h.command} {h.path})", rid, code="")
 
-    def _chat(self, body: Any, rid: str) -> tuple[int, bytes, str, dict[str, str]]:
+    def _chat(self, body: Any, rid: str, fault: Fault | None) -> tuple[
+            int, bytes | _StreamPlan, str, dict[str, str]]:
         if not isinstance(body, dict):
             return _error(400, "request body is not a JSON object", rid, code="invalid_request")
         messages = body.get("messages")
@@ -436,6 +489,14 @@ class FakeCometServer:
         content = f"echo: {text}"
         prompt_tokens = sum(len(_text_of(m).split()) for m in messages if isinstance(m, dict))
         completion_tokens = len(content.split())
+        usage = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        }
+        if body.get("stream"):
+            return 200, self._stream_plan(body, rid, content, usage, fault), \
+                "text/event-stream", {"Cache-Control": "no-cache"}
         return _json(200, {
             "id": f"chatcmpl-{rid}",
             "object": "chat.completion",
@@ -448,12 +509,70 @@ class FakeCometServer:
                 "logprobs": None,
                 "finish_reason": "stop",
             }],
-            "usage": {
-                "prompt_tokens": prompt_tokens,
-                "completion_tokens": completion_tokens,
-                "total_tokens": prompt_tokens + completion_tokens,
-            },
+            "usage": usage,
         })
+
+    def _stream_plan(self, body: dict[str, Any], rid: str, content: str,
+                     usage: dict[str, int], fault: Fault | None) -> _StreamPlan:
+        n = self.stream_chunks if self.stream_chunks is not None else len(content.split())
+        n = max(1, n)
+        size = -(-len(content) // n)  # ceil: n pieces of the content
+        pieces = [content[i * size:(i + 1) * size] for i in range(n)]
+        head = {"id": f"chatcmpl-{rid}", "object": "chat.completion.chunk",
+                "created": int(time.time()), "model": body.get("model"),
+                "system_fingerprint": "fp_fake"}
+        events: list[dict[str, Any]] = []
+        for i, piece in enumerate(pieces):
+            delta: dict[str, Any] = {"content": piece}
+            if i == 0:
+                delta["role"] = "assistant"
+            events.append({**head, "choices": [{"index": 0, "delta": delta,
+                                                "logprobs": None, "finish_reason": None}],
+                           "obfuscation": "x"})
+        events.append({**head, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+        options = body.get("stream_options")
+        if isinstance(options, dict) and options.get("include_usage"):
+            events.append({**head, "choices": [],
+                           "usage": {**usage, "latency_checkpoint": 1}})
+        return _StreamPlan(
+            events=[b"data: " + json.dumps(e).encode() + b"\n\n" for e in events],
+            delay=self.stream_delay,
+            cut_after=fault.stream_cut_after if fault else None,
+            error_after=fault.stream_error_after if fault else None,
+            done=not (fault and fault.stream_no_done),
+            rid=rid,
+        )
+
+
+@dataclass(frozen=True)
+class _StreamPlan:
+    events: list[bytes]
+    delay: float
+    cut_after: int | None
+    error_after: int | None
+    done: bool
+    rid: str
+
+
+def _chunk(data: bytes) -> bytes:
+    return f"{len(data):x}\r\n".encode() + data + b"\r\n"
+
+
+def _embeddings(body: Any, rid: str) -> tuple[int, bytes, str, dict[str, str]]:
+    if not isinstance(body, dict) or "input" not in body:
+        return _error(400, "input is required", rid, code="invalid_request")
+    inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+    dims = body.get("dimensions") if isinstance(body.get("dimensions"), int) else 8
+    data = []
+    tokens = 0
+    for i, item in enumerate(inputs):
+        text = item if isinstance(item, str) else json.dumps(item)
+        tokens += len(text.split())
+        digest = hashlib.sha256(text.encode()).digest()
+        vector = [round((digest[j % len(digest)] - 128) / 128, 6) for j in range(dims)]
+        data.append({"object": "embedding", "index": i, "embedding": vector})
+    return _json(200, {"object": "list", "data": data, "model": body.get("model"),
+                       "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
 
 
 def _fault_answer(fault: Fault, rid: str) -> tuple[int, bytes, str, dict[str, str]]:

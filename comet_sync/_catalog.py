@@ -1,0 +1,99 @@
+"""``client.models`` and ``client.embeddings``."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from cachetools import TTLCache
+
+from ._config import TimeoutArg
+from ._exceptions import InvalidArgumentError
+from ._models import CreateEmbeddingResponse, Model
+
+if TYPE_CHECKING:
+    from ._client import CometClient
+
+__all__ = ["Embeddings", "Models"]
+
+# The catalogue changes a few times a week; ten minutes keeps a busy process from asking for
+# it on every view while still noticing a new model soon.
+DEFAULT_MODELS_TTL = 600.0
+
+
+class Models:
+    """``client.models``: the model catalogue, cached per client."""
+
+    def __init__(self, client: CometClient, ttl: float) -> None:
+        self._client = client
+        # One entry; the lock guards it (cachetools caches are not thread-safe).
+        self._lock = threading.Lock()
+        self._cache: TTLCache[str, list[Model]] = TTLCache(1, ttl, timer=client._clock.monotonic)
+
+    def list(self, *, refresh: bool = False) -> list[Model]:
+        """Every model ``GET /models`` lists; from the cache unless ``refresh=True``."""
+        if not refresh:
+            with self._lock:
+                cached = self._cache.get("models")
+            if cached is not None:
+                return list(cached)
+        data = self._client._request_json(
+            "GET", "/models", None, options=self._client._call_options(), required=("data",)
+        )
+        items = data["data"] if isinstance(data["data"], list) else []
+        models = [Model(item) for item in items if isinstance(item, dict) and "id" in item]
+        with self._lock:
+            self._cache["models"] = models
+        return list(models)
+
+    def retrieve(self, model: str) -> Model:
+        """One model by id. CometAPI documents no per-model route, so this looks the id up in
+        the (cached) list, refreshed once if the id is not there."""
+        if not isinstance(model, str) or not model:
+            raise InvalidArgumentError("model", f"expected a model id, got {model!r}")
+        for refresh in (False, True):
+            for entry in self.list(refresh=refresh):
+                if entry.id == model:
+                    return entry
+        raise InvalidArgumentError("model", f"{model!r} is not among the models /models lists")
+
+
+class Embeddings:
+    """``client.embeddings``."""
+
+    def __init__(self, client: CometClient) -> None:
+        self._client = client
+
+    def create(
+        self,
+        *,
+        model: str,
+        input: str | list[Any],
+        timeout: TimeoutArg | None = None,
+        max_retries: int | None = None,
+        total_timeout: float | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        **params: Any,
+    ) -> CreateEmbeddingResponse:
+        """Embed a string or a list of them: ``.data[i].embedding``, ``.usage``.
+
+        >>> client.embeddings.create(model="text-embedding-3-small", input="hello")
+        """
+        if not isinstance(model, str) or not model.strip():
+            raise InvalidArgumentError("model", f"expected a non-empty string, got {model!r}")
+        if isinstance(input, str):
+            if not input:
+                raise InvalidArgumentError("input", "must not be empty")
+        elif not isinstance(input, list) or not input:
+            raise InvalidArgumentError("input", "expected a string or a non-empty list")
+        elif not all(isinstance(item, (str, list)) for item in input):
+            raise InvalidArgumentError("input", "list items must be strings or token lists")
+        options = self._client._call_options(
+            timeout=timeout, max_retries=max_retries, total_timeout=total_timeout,
+            extra_headers=extra_headers,
+        )
+        payload = {"model": model, "input": input, **params}
+        return CreateEmbeddingResponse(self._client._request_json(
+            "POST", "/embeddings", payload, options=options, required=("data",)
+        ))

@@ -1,0 +1,284 @@
+"""Streamed chat completions: an iterator of chunks that always gives back what it holds.
+
+A :class:`Stream` holds its request's concurrency permit and its connection until the stream
+is exhausted, closed, or garbage-collected, whichever comes first: a caller who breaks out
+of the loop, or whose view raises, leaks nothing. The call's record is written once, when the
+stream ends, with the time to the first chunk and the chunk count.
+
+A stream that ends without ``data: [DONE]``, or whose connection breaks, raises
+``APIConnectionError`` saying how many chunks arrived: never a silent, truncated success.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import weakref
+from collections.abc import Iterator
+from types import TracebackType
+from typing import Any, Callable
+
+import requests
+
+from ._exceptions import (
+    APIConnectionError,
+    APIError,
+    APIResponseValidationError,
+    scrub_json,
+    snippet,
+    status_error_class,
+)
+from ._limiter import Permit
+from ._models import ChatCompletion, ChatCompletionChunk
+from ._sse import Event
+
+__all__ = ["Stream"]
+
+
+class _Ending:
+    """What a stream must do once when it ends, however it ends. It holds no reference to the
+    Stream itself, so that the garbage collector can run it for an abandoned stream."""
+
+    def __init__(self, response: requests.Response, permit: Permit,
+                 finish: Callable[..., None]) -> None:
+        self.response = response
+        self.permit = permit
+        self.finish = finish
+        self.chunks = 0
+        self.first_chunk_at: float | None = None
+        self.usage: dict[str, Any] | None = None
+        self.error: BaseException | None = None
+
+    def __call__(self) -> None:
+        # Closing a half-read response closes its socket, so the pool never reuses a
+        # connection with an unread body on it.
+        self.response.close()
+        total = self.usage.get("total_tokens") if self.usage else None
+        self.permit.release(self.response.status_code,
+                            total_tokens=total if isinstance(total, int) else None)
+        self.finish(error=self.error, usage=self.usage, chunks=self.chunks,
+                    first_chunk_at=self.first_chunk_at)
+
+
+class Stream:
+    """An iterator of :class:`ChatCompletionChunk`, and a context manager.
+
+    >>> with client.chat.completions.create(model="gpt-4o-mini", messages=msgs,
+    ...                                     stream=True) as stream:
+    ...     for text in stream.text_deltas():
+    ...         print(text, end="", flush=True)
+
+    One thread iterates a stream; ``close()`` may come from any thread.
+    """
+
+    def __init__(
+        self,
+        *,
+        response: requests.Response,
+        permit: Permit,
+        events: Iterator[Event],
+        first: Event,
+        route: str,
+        secret: str,
+        clock: Callable[[], float],
+        finish: Callable[..., None],
+    ) -> None:
+        self._events = events
+        self._pending: Event | None = first
+        self._route = route
+        self._secret = secret
+        self._response = response
+        self._lock = threading.Lock()
+        self._ended = False
+        self._ending = _Ending(response, permit, finish)
+        self._ending.first_chunk_at = clock()
+        self._finalizer = weakref.finalize(self, self._ending)
+        self._accumulator = _Accumulator()
+
+    @property
+    def chunks_received(self) -> int:
+        return self._ending.chunks
+
+    @property
+    def response(self) -> requests.Response:
+        return self._response
+
+    # -- iteration ---------------------------------------------------------------------------
+
+    def __iter__(self) -> Stream:
+        return self
+
+    def __next__(self) -> ChatCompletionChunk:
+        if self._ended:
+            raise StopIteration
+        try:
+            event = self._next_event()
+            if event.data.strip() == "[DONE]":
+                self._end(None)
+                raise StopIteration
+            chunk = self._parse(event)
+        except APIConnectionError as exc:
+            cut = APIConnectionError(
+                f"{self._route}: the stream was cut after {self._ending.chunks} chunk(s): {exc}"
+            )
+            cut.__cause__ = exc
+            self._end(cut)
+            raise cut from exc
+        except APIError as exc:
+            self._end(exc)
+            raise
+        self._ending.chunks += 1
+        usage = chunk.get("usage")
+        if usage is not None:
+            self._ending.usage = usage.to_dict()
+        self._accumulator.add(chunk)
+        return chunk
+
+    def _next_event(self) -> Event:
+        if self._pending is not None:
+            event, self._pending = self._pending, None
+            return event
+        try:
+            return next(self._events)
+        except StopIteration:
+            raise APIConnectionError("it ended without data: [DONE]") from None
+
+    def _parse(self, event: Event) -> ChatCompletionChunk:
+        try:
+            payload = json.loads(event.data)
+        except ValueError:
+            raise APIResponseValidationError(
+                f"{self._route}: a stream event is not JSON: {snippet(event.data, self._secret)!r}",
+                response=self._response,
+                status_code=self._response.status_code,
+            ) from None
+        if not isinstance(payload, dict):
+            raise APIResponseValidationError(
+                f"{self._route}: a stream event is not a JSON object",
+                response=self._response,
+                status_code=self._response.status_code,
+            )
+        error = payload.get("error")
+        if error is not None:
+            raise self._error_event(error)
+        return ChatCompletionChunk(payload)
+
+    def _error_event(self, error: Any) -> APIError:
+        """An error sent inside the stream, as the exception its status or code names."""
+        err = error if isinstance(error, dict) else {"message": str(error)}
+        code = str(err.get("code") or "")
+        status = err.get("status") if isinstance(err.get("status"), int) else None
+        if status is None:
+            status = 429 if "rate" in code or "limit" in code else 500
+        message = snippet(str(err.get("message") or "error"), self._secret)
+        return status_error_class(status)(
+            f"{self._route}: error inside the stream after {self._ending.chunks} chunk(s): "
+            f"{message}",
+            response=self._response,
+            status_code=status,
+            body=scrub_json(error, self._secret),
+            code=code or None,
+        )
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def text_deltas(self) -> Iterator[str]:
+        """The text of the first choice, piece by piece, skipping empty deltas."""
+        for chunk in self:
+            for choice in chunk.choices:
+                if (choice.index or 0) == 0 and choice.delta is not None:
+                    text = choice.delta.content
+                    if text:
+                        yield text
+
+    def get_final_completion(self) -> ChatCompletion:
+        """Read the rest of the stream and return it assembled as one :class:`ChatCompletion`:
+        content and tool calls joined from their fragments, finish reasons, usage if sent."""
+        for _ in self:
+            pass
+        return self._accumulator.completion()
+
+    # -- ending ------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop reading: the connection is closed and the concurrency slot given back."""
+        self._end(None)
+
+    def _end(self, error: BaseException | None) -> None:
+        with self._lock:
+            if self._ended:
+                return
+            self._ended = True
+            self._ending.error = error
+        self._finalizer()
+
+    def __enter__(self) -> Stream:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "ended" if self._ended else "open"
+        return f"<Stream {self._route} {state}, {self._ending.chunks} chunk(s)>"
+
+
+class _Accumulator:
+    """Joins chunks back into one completion."""
+
+    def __init__(self) -> None:
+        self.head: dict[str, Any] = {}
+        self.choices: dict[int, dict[str, Any]] = {}
+        self.usage: dict[str, Any] | None = None
+
+    def add(self, chunk: ChatCompletionChunk) -> None:
+        data = chunk.to_dict()
+        for key in ("id", "created", "model", "system_fingerprint"):
+            if data.get(key) is not None:
+                self.head[key] = data[key]
+        if isinstance(data.get("usage"), dict):
+            self.usage = data["usage"]
+        for choice in data.get("choices") or []:
+            index = choice.get("index", 0)
+            acc = self.choices.setdefault(index, {
+                "index": index, "message": {"role": "assistant", "content": None},
+                "finish_reason": None,
+            })
+            delta = choice.get("delta") or {}
+            message = acc["message"]
+            if delta.get("role"):
+                message["role"] = delta["role"]
+            if delta.get("content"):
+                message["content"] = (message["content"] or "") + delta["content"]
+            if delta.get("refusal"):
+                message["refusal"] = (message.get("refusal") or "") + delta["refusal"]
+            for call in delta.get("tool_calls") or []:
+                self._add_tool_call(message, call)
+            if choice.get("finish_reason"):
+                acc["finish_reason"] = choice["finish_reason"]
+
+    @staticmethod
+    def _add_tool_call(message: dict[str, Any], fragment: dict[str, Any]) -> None:
+        calls = message.setdefault("tool_calls", [])
+        index = fragment.get("index", len(calls))
+        while len(calls) <= index:
+            calls.append({"id": None, "type": "function",
+                          "function": {"name": "", "arguments": ""}})
+        call = calls[index]
+        if fragment.get("id"):
+            call["id"] = fragment["id"]
+        if fragment.get("type"):
+            call["type"] = fragment["type"]
+        function = fragment.get("function") or {}
+        if function.get("name"):
+            call["function"]["name"] += function["name"]
+        if function.get("arguments"):
+            call["function"]["arguments"] += function["arguments"]
+
+    def completion(self) -> ChatCompletion:
+        data: dict[str, Any] = {"object": "chat.completion", **self.head}
+        data["choices"] = [self.choices[i] for i in sorted(self.choices)]
+        if self.usage is not None:
+            data["usage"] = self.usage
+        return ChatCompletion(data)

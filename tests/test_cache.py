@@ -1,0 +1,135 @@
+"""The opt-in response cache: keyed by the whole request, single-flight, errors not kept."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from comet_sync import BadRequestError, InvalidArgumentError, RequestRecord, ResponseCache
+
+from .conftest import user
+
+
+def test_off_by_default(server, client) -> None:
+    for _ in range(2):
+        client.chat.completions.create(model="m", messages=user("a"))
+    assert server.stats().attempts["a"] == 2
+
+
+def test_identical_requests_are_answered_once(server, make_client) -> None:
+    records: list[RequestRecord] = []
+    client = make_client(cache=ResponseCache(), on_request=records.append)
+    first = client.chat.completions.create(model="m", messages=user("a"), temperature=0)
+    again = client.chat.completions.create(temperature=0, messages=user("a"), model="m")
+    assert again == first
+    assert server.stats().attempts["a"] == 1
+    assert [r.cached for r in records] == [False, True]
+    assert records[1].attempts == 0 and records[1].status == 200
+    stats = client.metrics.snapshot()[("/chat/completions", "m")]
+    assert stats.cache_hits == 1 and stats.by_status == {"200": 1, "cached": 1}
+
+
+def test_every_parameter_is_part_of_the_key(server, make_client) -> None:
+    client = make_client(cache=ResponseCache())
+    client.chat.completions.create(model="m", messages=user("b"))
+    client.chat.completions.create(model="m", messages=user("b"), temperature=0.5)
+    client.chat.completions.create(model="m2", messages=user("b"))
+    client.chat.completions.create(model="m", messages=user("b"), extra_body={"seed": 1})
+    assert server.stats().attempts["b"] == 4
+
+
+def test_errors_are_never_cached(server, make_client) -> None:
+    client = make_client(cache=ResponseCache())
+    server.fail(400)
+    with pytest.raises(BadRequestError):
+        client.chat.completions.create(model="m", messages=user("c"))
+    client.chat.completions.create(model="m", messages=user("c"))
+    assert server.stats().attempts["c"] == 2
+
+
+def test_streams_bypass_the_cache(server, make_client) -> None:
+    client = make_client(cache=ResponseCache())
+    for _ in range(2):
+        with client.chat.completions.create(model="m", messages=user("d"), stream=True) as s:
+            list(s)
+    assert server.stats().attempts["d"] == 2
+
+
+def test_entries_expire(server, make_client, fake_time) -> None:
+    client = make_client(cache=ResponseCache(ttl=10, timer=fake_time.monotonic))
+    client.chat.completions.create(model="m", messages=user("e"))
+    fake_time.advance(11)
+    client.chat.completions.create(model="m", messages=user("e"))
+    assert server.stats().attempts["e"] == 2
+
+
+def test_single_flight_under_many_threads(server, make_client) -> None:
+    server.configure(latency=0.05)
+    cache = ResponseCache()
+    client = make_client(cache=cache, max_concurrency=8)
+    barrier = threading.Barrier(50)
+    answers: list[str] = []
+    lock = threading.Lock()
+
+    def ask(i: int) -> None:
+        barrier.wait()
+        reply = client.chat.completions.create(model="m", messages=user(f"q{i % 5}"))
+        with lock:
+            answers.append(reply.choices[0].message.content)
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(50)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(answers) == 50
+    assert server.stats().requests == 5  # one per distinct prompt
+    assert cache.misses == 5 and cache.hits == 45
+
+
+def test_a_failed_flight_lets_a_waiter_lead() -> None:
+    cache = ResponseCache()
+    calls = 0
+    started = threading.Event()
+    release = threading.Event()
+
+    def failing() -> str:
+        nonlocal calls
+        calls += 1
+        started.set()
+        release.wait()
+        raise RuntimeError("upstream down")
+
+    def working() -> str:
+        nonlocal calls
+        calls += 1
+        return "ok"
+
+    results: list[object] = []
+    leader = threading.Thread(target=lambda: results.append(
+        _try(lambda: cache.get_or_call("k", failing))))
+    leader.start()
+    started.wait()
+    follower = threading.Thread(target=lambda: results.append(cache.get_or_call("k", working)))
+    follower.start()
+    release.set()
+    leader.join()
+    follower.join()
+    assert ("ok", False) in results
+    assert calls == 2
+
+
+def _try(fn):
+    try:
+        return fn()
+    except RuntimeError as exc:
+        return exc
+
+
+def test_arguments() -> None:
+    with pytest.raises(InvalidArgumentError):
+        ResponseCache(maxsize=0)
+    with pytest.raises(InvalidArgumentError):
+        ResponseCache(ttl=0)
+    assert ResponseCache.key("/r", {"a": 1, "b": 2}) == ResponseCache.key("/r", {"b": 2, "a": 1})
