@@ -180,6 +180,9 @@ DEFAULT_RETRY_RATIO = 0.2
 DEFAULT_RETRY_FLOOR_PER_SECOND = 0.5
 DEFAULT_RETRY_INITIAL = 2.0
 DEFAULT_RETRY_CAPACITY = 10.0
+# When the budget refuses a retry, new sends pause this long: in an outage, fresh calls would
+# only fail too.
+DEFAULT_OUTAGE_PAUSE = 1.0
 
 
 @dataclass(frozen=True)
@@ -192,7 +195,8 @@ class RateControl:
     rate the server accepts and pace to it (under ``rpm`` when that is set too).
     ``cooldown``: a ``Retry-After`` pauses every new send of the client, not only the retrying
     one. ``retry_budget``: retries
-    may add at most ``retry_ratio`` of the load; past that a retryable error is raised at once.
+    may add at most ``retry_ratio`` of the load; past that a retryable error is raised at once
+    and new sends pause for ``outage_pause`` seconds.
     """
 
     adaptive: bool = True
@@ -218,6 +222,7 @@ class RateControl:
     retry_floor_per_second: float = DEFAULT_RETRY_FLOOR_PER_SECOND
     retry_initial: float = DEFAULT_RETRY_INITIAL
     retry_capacity: float = DEFAULT_RETRY_CAPACITY
+    outage_pause: float = DEFAULT_OUTAGE_PAUSE
 
     def __post_init__(self) -> None:
         for name in ("decrease", "rate_margin", "rate_decrease"):
@@ -237,7 +242,7 @@ class RateControl:
             _positive(name, getattr(self, name))
         for name in ("rate_probe", "rate_recover", "rate_hold", "cooldown_spread",
                      "max_cooldown_spread", "retry_ratio", "retry_floor_per_second",
-                     "retry_initial"):
+                     "retry_initial", "outage_pause"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
                 raise InvalidArgumentError(name, f"expected a number >= 0, got {value!r}")

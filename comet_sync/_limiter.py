@@ -304,10 +304,18 @@ class Limiter:
     def allow_retry(self) -> bool:
         if self._budget is None:
             return True
+        messages: list[tuple[str, tuple[object, ...]]] = []
         with self._cond:
-            allowed = self._budget.try_spend(self._clock())
+            now = self._clock()
+            allowed = self._budget.try_spend(now)
             if not allowed:
                 self._retries_refused += 1
+                # Failures beyond the budget look like an outage: fresh first attempts would
+                # only fail too, so new sends pause a moment, as for a Retry-After.
+                if self._control.outage_pause > 0:
+                    self._start_cooldown(now, self._control.outage_pause, messages)
+        for message, args in messages:
+            logger.info(message, *args)
         return allowed
 
     # -- reading -----------------------------------------------------------------------------

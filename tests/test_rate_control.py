@@ -266,7 +266,7 @@ def test_state_appears_in_the_snapshot(server, make_client) -> None:
     assert state.in_flight == 0 and state.cuts == 0
 
 
-def test_retry_budget_refuses_retries_in_an_outage(server, make_client) -> None:
+def test_retry_budget_refuses_retries_in_an_outage(server, make_client, fake_time) -> None:
     client = make_client(rate_control=RateControl(retry_initial=1, retry_ratio=0.0,
                                                   retry_floor_per_second=0.0))
     server.configure(outage=503)
@@ -274,8 +274,11 @@ def test_retry_budget_refuses_retries_in_an_outage(server, make_client) -> None:
         client.chat.completions.create(model="m", messages=user("b"))
     assert "retry budget exhausted" in str(info.value)
     assert server.stats().attempts["b"] == 2  # one retry, then the budget was spent
+    refused_at = fake_time.now
     with pytest.raises(InternalServerError):
         client.chat.completions.create(model="m", messages=user("c"))
+    # the refusal paused new sends (outage_pause, 1 s, plus its spread)
+    assert fake_time.now - refused_at >= 1.0
     assert server.stats().attempts["c"] == 1
     assert client.metrics.snapshot().limiter.retries_refused == 2
 
