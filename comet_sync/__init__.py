@@ -6,6 +6,7 @@ call, over one ``requests`` session shared by all threads. See ``CometClient``.
 
 import logging
 
+from ._batch import BatchJob, BatchResult, run_batch
 from ._cache import ResponseCache
 from ._client import CometClient
 from ._config import DEFAULT_BASE_URL, RateControl, RetryConfig, Timeout
@@ -54,6 +55,8 @@ __all__ = [
     "APITimeoutError",
     "AuthenticationError",
     "BadRequestError",
+    "BatchJob",
+    "BatchResult",
     "ChatCompletion",
     "ChatCompletionChunk",
     "ChatCompletionMessage",
@@ -85,6 +88,7 @@ __all__ = [
     "Usage",
     "__version__",
     "format_table",
+    "run_batch",
 ]
 
 # A library logs nowhere until the application configures logging.

@@ -104,8 +104,10 @@ class CallRunner:
         *,
         options: CallOptions,
         required: tuple[str, ...],
+        sink: Callable[[RequestRecord], None] | None = None,
     ) -> dict[str, Any]:
-        """Send one request with retries; the decoded JSON answer."""
+        """Send one request with retries; the decoded JSON answer. ``sink`` also receives the
+        call's record."""
         req = self._request(method, route, payload, options, accept="application/json")
         state = _CallState(start=self._clock.monotonic())
         result: dict[str, Any] | None = None
@@ -120,7 +122,7 @@ class CallRunner:
         finally:
             usage = result.get("usage") if result is not None else None
             self.record(req.route, req.model, state, error=error,
-                        usage=usage if isinstance(usage, dict) else None)
+                        usage=usage if isinstance(usage, dict) else None, sink=sink)
 
     def open_stream(self, route: str, payload: dict[str, Any], *,
                     options: CallOptions) -> Stream:
@@ -326,6 +328,7 @@ class CallRunner:
         first_chunk_at: float | None = None,
         cached: bool = False,
         started: float | None = None,
+        sink: Callable[[RequestRecord], None] | None = None,
     ) -> None:
         """Write a call's record: metrics, the debug log, the user's hook."""
         now = self._clock.monotonic()
@@ -354,6 +357,8 @@ class CallRunner:
                 rec.error,
             )
         self._metrics.record(rec)
+        if sink is not None:
+            sink(rec)
         if self._on_request is not None:
             try:
                 self._on_request(rec)

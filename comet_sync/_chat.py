@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, Any, Literal, overload
+from typing import TYPE_CHECKING, Any, Callable, Literal, overload
 
 from ._call import CallOptions
 from ._config import TimeoutArg
 from ._exceptions import InvalidArgumentError
+from ._metrics import RequestRecord
 from ._models import ChatCompletion
 from ._ordered_map import ordered_map
 from ._streaming import Stream
@@ -136,6 +137,16 @@ class Completions:
         if not isinstance(job, Mapping):
             raise InvalidArgumentError("jobs", f"each job must be a dict, got {type(job).__name__}")
         return self.create(**job)
+
+    def _create_raw(self, params: dict[str, Any], *,
+                    sink: Callable[[RequestRecord], None]) -> dict[str, Any]:
+        """One non-streamed call from a request body: the answer's raw JSON; ``sink`` gets
+        the call's record (the batch engine reports attempts and latency from it)."""
+        if params.get("stream"):
+            raise InvalidArgumentError("stream", "a batch job cannot stream")
+        payload, options = self._prepare(params)
+        return self._client._request_json("POST", ROUTE, payload, options=options,
+                                          required=("choices",), sink=sink)
 
     def _run(self, payload: dict[str, Any], options: CallOptions) -> ChatCompletion:
         return ChatCompletion(self._client._request_json(

@@ -218,21 +218,22 @@ class CometClient:
             return self._executor
 
     def _request_json(self, method: str, route: str, payload: dict[str, Any] | None, *,
-                      options: CallOptions, required: tuple[str, ...]) -> dict[str, Any]:
+                      options: CallOptions, required: tuple[str, ...],
+                      sink: Callable[[RequestRecord], None] | None = None) -> dict[str, Any]:
         """A JSON call, through the response cache when there is one (POSTs only)."""
         if self.cache is None or payload is None:
             return self._runner.request_json(method, route, payload, options=options,
-                                             required=required)
+                                             required=required, sink=sink)
         started = self._clock.monotonic()
         data, hit = self.cache.get_or_call(
             ResponseCache.key(route, payload),
             lambda: self._runner.request_json(method, route, payload, options=options,
-                                              required=required),
+                                              required=required, sink=sink),
         )
         if hit:
             model = payload.get("model")
             self._runner.record(route, model if isinstance(model, str) else None, None,
-                                cached=True, started=started)
+                                cached=True, started=started, sink=sink)
         return data  # type: ignore[no-any-return]
 
     def _call_options(

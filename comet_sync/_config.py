@@ -175,10 +175,10 @@ DEFAULT_COOLDOWN_SPREAD = 1.0
 DEFAULT_MAX_COOLDOWN_SPREAD = 2.0
 # Retries may add 20% to the load (AWS SDK retry quotas and Envoy retry budgets use similar
 # shares), plus one retry every two seconds however quiet the client; a new client may retry
-# twice at once, and at most 10 retries are saved up.
+# five times at once, and at most 10 retries are saved up.
 DEFAULT_RETRY_RATIO = 0.2
 DEFAULT_RETRY_FLOOR_PER_SECOND = 0.5
-DEFAULT_RETRY_INITIAL = 2.0
+DEFAULT_RETRY_INITIAL = 5.0
 DEFAULT_RETRY_CAPACITY = 10.0
 # When the budget refuses a retry, new sends pause this long: in an outage, fresh calls would
 # only fail too.

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any, TextIO
@@ -29,7 +28,6 @@ FAKE_MODELS = ("gpt-4o-mini", "claude-3-5-haiku", "gemini-2.0-flash")
 REAL_CALLS = 12
 REAL_MODEL_ENV = "COMET_SYNC_DEMO_MODEL"
 REAL_DEFAULT_MODEL = "gpt-4o-mini"
-FAULT_EVERY = 25
 
 
 def run_demo(calls: int, out: TextIO) -> int:
@@ -38,12 +36,10 @@ def run_demo(calls: int, out: TextIO) -> int:
     with contextlib.ExitStack() as stack:
         settings: dict[str, Any] = {}
         if not real:
-            server = stack.enter_context(FakeCometServer(rps=60, burst=8, latency=0.02))
-            stop = threading.Event()
-            injector = threading.Thread(target=_inject_faults, args=(server, stop), daemon=True)
-            injector.start()
-            stack.callback(injector.join)
-            stack.callback(stop.set)
+            # One request in 25 fails: a 503, a 500 or a dropped connection, in turn.
+            server = stack.enter_context(
+                FakeCometServer(rps=60, burst=8, latency=0.02, error_every=25)
+            )
             settings = {"api_key": FAKE_KEY, "base_url": server.base_url}
         if real:
             calls = min(calls, REAL_CALLS)
@@ -78,22 +74,6 @@ def run_demo(calls: int, out: TextIO) -> int:
             for exc in failed[:5]:
                 out.write(f"  failed: {type(exc).__name__}: {exc}\n")
     return 0 if not failed and len(results) == calls else 1
-
-
-def _inject_faults(server: FakeCometServer, stop: threading.Event) -> None:
-    # One request in FAULT_EVERY fails, in turn a 503, a 500 and a dropped connection: a
-    # fault is queued only once the last one was used, so faults never pile up.
-    faults = itertools.cycle((
-        lambda: server.fail(503, message="no available channel for this model"),
-        lambda: server.fail(500, message="upstream error"),
-        server.reset_next,
-    ))
-    last = 0
-    while not stop.wait(0.01):
-        seen = server.stats().requests
-        if seen - last >= FAULT_EVERY and server.pending_faults == 0:
-            next(faults)()
-            last = seen
 
 
 def _jobs(calls: int, models: tuple[str, ...]) -> Iterator[dict[str, Any]]:

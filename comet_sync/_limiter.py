@@ -12,7 +12,7 @@ limiter, so its bounds hold for the whole process's use of the client. In order,
 
 The policies are in ``_control.py``; this module guards them and does the waiting.
 
-Thread safety: ``_cond`` (a condition on one lock) guards every field below it in
+Thread safety: ``_lock`` guards every field below it in
 ``__init__`` and the policy objects. It is held only for arithmetic: sleeps happen after it is
 released, and log lines are written after it is released. A permit may be released from any
 thread (a stream closed by the garbage collector, say); a second release is a no-op.
@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
+from collections import deque
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Callable
@@ -66,7 +67,8 @@ class Limiter:
         self._clock = clock
         self._sleep = sleep
         self._random = random
-        self._cond = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()
+        self._queue: deque[_Waiter] = deque()  # callers waiting for a slot, in arrival order
         now = clock()
         self._max = max_concurrency
         self._aimd = AIMDConcurrency(
@@ -135,15 +137,9 @@ class Limiter:
             paced = self._wait_pacing(cost, deadline)
             if paced is None:
                 return None
-            with self._cond:
-                while self._in_use >= self._aimd.effective:
-                    remaining = None if deadline is None else deadline - self._clock()
-                    if remaining is not None and remaining <= 0:
-                        return None
-                    # A wait that times out has used up what was left (on a real clock; an
-                    # injected one need not move while threads block).
-                    if not self._cond.wait(remaining) and remaining is not None:
-                        return None
+            if not self._take_slot(deadline):
+                return None
+            with self._lock:
                 now = self._clock()
                 if (
                     self._control.cooldown
@@ -151,9 +147,10 @@ class Limiter:
                     and now < self._cooldown_until
                 ):
                     # A Retry-After came while this send waited for pacing or a slot: it
-                    # applies to this send too.
+                    # applies to this send too. Give the slot to the next in line.
+                    self._in_use -= 1
+                    self._grant_locked()
                     continue
-                self._in_use += 1
                 in_flight = self._in_use
                 limit = self._aimd.effective
                 if self._learner is not None:
@@ -163,12 +160,38 @@ class Limiter:
             return Permit(self, sent_at=now, in_flight=in_flight, limit=limit, paced=paced,
                           cost=cost)
 
+    def _take_slot(self, deadline: float | None) -> bool:
+        """Take a slot under the concurrency limit, first come first served; False if the
+        deadline passes first."""
+        with self._lock:
+            if not self._queue and self._in_use < self._aimd.effective:
+                self._in_use += 1
+                return True
+            waiter = _Waiter()
+            self._queue.append(waiter)
+        # Slots are handed to the head of the queue by _grant_locked: a thread that releases
+        # a slot and at once asks again cannot jump the queue, so no caller starves.
+        remaining = None if deadline is None else max(deadline - self._clock(), 0.0)
+        waiter.event.wait(remaining)
+        with self._lock:
+            if waiter.granted:
+                return True
+            self._queue.remove(waiter)
+            return False
+
+    def _grant_locked(self) -> None:
+        while self._queue and self._in_use < self._aimd.effective:
+            waiter = self._queue.popleft()
+            waiter.granted = True
+            self._in_use += 1
+            waiter.event.set()
+
     def _wait_cooldown(self, deadline: float | None, handled: int) -> int | None:
         """Wait out a Retry-After pause; the pause (epoch) now dealt with, None on timeout."""
         if not self._control.cooldown:
             return handled
         while True:
-            with self._cond:
+            with self._lock:
                 now = self._clock()
                 until, spread, epoch = (
                     self._cooldown_until, self._cooldown_spread, self._cooldown_epoch
@@ -187,7 +210,7 @@ class Limiter:
 
     def _wait_pacing(self, cost: float, deadline: float | None) -> bool | None:
         """Reserve a place in each pacer; True if the send had to wait (pacing held it)."""
-        with self._cond:
+        with self._lock:
             now = self._clock()
             wait = 0.0
             for pacer, units in ((self._rpm, 1.0), (self._learned, 1.0), (self._tpm, cost)):
@@ -205,20 +228,16 @@ class Limiter:
     def _release(self, permit: Permit, status: int | None, throttled: bool,
                  retry_after: float | None, total_tokens: int | None) -> None:
         messages: list[tuple[str, tuple[object, ...]]] = []
-        with self._cond:
+        with self._lock:
             now = self._clock()
             self._in_use -= 1
-            grew = False
             if throttled:
                 self._on_throttled(permit, now, retry_after, messages)
             elif status is not None and 200 <= status < 300:
-                grew = self._on_success(permit, now, messages)
+                self._on_success(permit, now, messages)
             if total_tokens is not None and self._tpm is not None:
                 self._tpm.adjust(total_tokens - permit.cost)
-            if grew:
-                self._cond.notify_all()
-            else:
-                self._cond.notify()
+            self._grant_locked()
         for message, args in messages:
             logger.info(message, *args)
 
@@ -305,7 +324,7 @@ class Limiter:
         if self._budget is None:
             return True
         messages: list[tuple[str, tuple[object, ...]]] = []
-        with self._cond:
+        with self._lock:
             now = self._clock()
             allowed = self._budget.try_spend(now)
             if not allowed:
@@ -333,7 +352,7 @@ class Limiter:
         return self._aimd.effective
 
     def state(self) -> LimiterState:
-        with self._cond:
+        with self._lock:
             now = self._clock()
             return LimiterState(
                 max_concurrency=self._max,
@@ -348,6 +367,14 @@ class Limiter:
                 retry_tokens=self._budget.tokens if self._budget is not None else None,
                 retries_refused=self._retries_refused,
             )
+
+
+class _Waiter:
+    __slots__ = ("event", "granted")
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.granted = False
 
 
 def _pacer(per_minute: float | None, burst_seconds: float) -> Pacer | None:

@@ -11,7 +11,8 @@ EXPECTED = {
     "Metrics", "NotFoundError", "PermissionDeniedError", "RateControl", "RateLimitError",
     "RequestRecord", "RequestTooLargeError", "RetryConfig", "RouteStats", "Snapshot", "Timeout",
     "ToolCall", "ChatCompletionChunk", "CreateEmbeddingResponse", "Embedding", "Model",
-    "ResponseCache", "Stream", "UnprocessableEntityError", "Usage", "__version__", "format_table",
+    "ResponseCache", "Stream", "UnprocessableEntityError", "BatchJob", "BatchResult",
+    "run_batch", "Usage", "__version__", "format_table",
 }
 
 

@@ -192,9 +192,10 @@ class FakeCometServer:
     ``max_in_flight`` answers 429 past that many concurrent requests; ``rps`` and ``burst``
     a token bucket answering 429 when empty; ``retry_after`` (seconds) adds a ``Retry-After``
     header to those 429s; ``outage`` a status (say 503) that every request gets while set;
-    ``stream_chunks`` how many content chunks a streamed answer has (default: one a word),
-    ``stream_delay`` seconds between them; ``api_key`` if set, any other bearer token gets a
-    401.
+    ``error_every`` n: every n-th request fails, in turn with a 503, a 500 and a dropped
+    connection; ``stream_chunks`` how many content chunks a streamed answer has (default: one
+    a word), ``stream_delay`` seconds between them; ``api_key`` if set, any other bearer token
+    gets a 401.
     Scripted failures: :meth:`fail`, :meth:`reset_next`, :meth:`respond_next`.
     """
 
@@ -209,6 +210,7 @@ class FakeCometServer:
         outage: int | None = None,
         stream_chunks: int | None = None,
         stream_delay: float = 0.0,
+        error_every: int | None = None,
         api_key: str | None = None,
         models: Iterable[str] = DEFAULT_MODELS,
         host: str = "127.0.0.1",
@@ -224,6 +226,7 @@ class FakeCometServer:
         self.retry_after = retry_after
         self.outage = outage
         self.stream_chunks = stream_chunks
+        self.error_every = error_every
         self.stream_delay = stream_delay
         self.api_key = api_key
         self.models = tuple(models)
@@ -284,7 +287,7 @@ class FakeCometServer:
     def configure(self, **knobs: Any) -> None:
         """Change knobs while running, e.g. ``configure(rps=20)`` to drop the rate limit."""
         allowed = {"latency", "max_in_flight", "rps", "burst", "retry_after", "outage",
-                   "stream_chunks", "stream_delay", "api_key"}
+                   "stream_chunks", "stream_delay", "error_every", "api_key"}
         unknown = set(knobs) - allowed
         if unknown:
             raise TypeError(f"unknown knob(s): {', '.join(sorted(unknown))}")
@@ -384,6 +387,8 @@ class FakeCometServer:
             self._attempts[_attempt_key(body)] += 1
             over_limit = self._over_limit_locked()
             fault = self._take_fault_locked(route, h.command)
+            if fault is None and self.error_every and self._requests % self.error_every == 0:
+                fault = _ROTATING_FAULTS[(self._requests // self.error_every) % 3]
             latency = self.latency
         try:
             if fault is not None and fault.delay:
@@ -542,6 +547,13 @@ class FakeCometServer:
             done=not (fault and fault.stream_no_done),
             rid=rid,
         )
+
+
+_ROTATING_FAULTS = (
+    Fault(503, message="no available channel for this model"),
+    Fault(500, message="upstream error"),
+    Fault(reset=True),
+)
 
 
 @dataclass(frozen=True)
