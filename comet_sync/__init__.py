@@ -10,6 +10,7 @@ from ._batch import BatchJob, BatchResult, run_batch
 from ._cache import ResponseCache
 from ._client import CometClient
 from ._config import DEFAULT_BASE_URL, RateControl, RetryConfig, Timeout
+from ._deadline import deadline, time_left
 from ._exceptions import (
     APIConnectionError,
     APIError,
@@ -87,8 +88,10 @@ __all__ = [
     "UnprocessableEntityError",
     "Usage",
     "__version__",
+    "deadline",
     "format_table",
     "run_batch",
+    "time_left",
 ]
 
 # A library logs nowhere until the application configures logging.

@@ -101,6 +101,12 @@ class ResponseCache:
             flight.event.set()
             return value, False
 
+    def _reset_locks(self) -> None:
+        # After a fork: the parent's lock may have been held by a thread that does not exist
+        # here, and its flights will never land.
+        self._lock = threading.Lock()
+        self._flights = {}
+
     def clear(self) -> None:
         with self._lock:
             self._cache.clear()

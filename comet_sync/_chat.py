@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Callable, Literal, overload
@@ -96,7 +97,11 @@ class Completions:
         params = dict(kwargs)
         overrides = {name: params.pop(name) for name in _OPTION_NAMES if name in params}
         payload, options = self._prepare(params, **overrides)
-        return self._client._executor_for_submit().submit(self._run, payload, options)
+        # The caller's context (a deadline block, say) goes with the call to the worker.
+        context = contextvars.copy_context()
+        return self._client._executor_for_submit().submit(
+            context.run, self._run, payload, options
+        )
 
     def map(
         self,
@@ -125,9 +130,10 @@ class Completions:
         )
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise InvalidArgumentError("window", f"expected an int >= 1, got {window!r}")
+        context = contextvars.copy_context()
         return ordered_map(
             self._client._executor_for_submit(),
-            self._call_job,
+            lambda job: context.copy().run(self._call_job, job),
             jobs,
             window=size,
             return_exceptions=return_exceptions,

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import random as _random
 import threading
 import time
+import weakref
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
@@ -30,13 +32,26 @@ from ._config import (
     resolve_api_key,
     resolve_base_url,
 )
-from ._exceptions import ClientClosedError, InvalidArgumentError
+from ._deadline import time_left
+from ._exceptions import APITimeoutError, ClientClosedError, InvalidArgumentError
 from ._limiter import Limiter
 from ._metrics import Metrics, RequestRecord
 from ._transport import Transport
 from ._version import __version__
 
 __all__ = ["CometClient"]
+
+# Every live client, so that a forked child can rebuild each one's connections and locks.
+_CLIENTS: weakref.WeakSet[CometClient] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for client in list(_CLIENTS):
+        client._after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX: gunicorn --preload, multiprocessing's fork
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 _UNSET: float = -1.0
 
@@ -72,6 +87,9 @@ class CometClient:
       them, and fewer while 429s say the server wants less (see ``RateControl``);
       ``submit``/``map`` run on at most ``max_workers`` threads.
     * ``on_request`` is called on the thread that made the call; it must be thread-safe.
+    * Fork-safe: a child process forked from one holding a client (gunicorn ``--preload``,
+      multiprocessing) gets fresh connections, locks, limiter, metrics and executor
+      automatically; nothing is shared across the fork.
     """
 
     def __init__(
@@ -128,20 +146,31 @@ class CometClient:
                 tpm=tpm if tpm is not None else control.tpm,
             )
         self.rate_control = control
-        self._limiter = Limiter(
-            max_concurrency,
-            control,
-            clock=clock_.monotonic,
-            sleep=clock_.sleep,
-            random=clock_.random,
-        )
-        self.metrics = Metrics(limiter_state=self._limiter.state)
         if cache is not None and not isinstance(cache, ResponseCache):
             raise InvalidArgumentError("cache", "expected a comet_sync.ResponseCache")
         self.cache = cache
         self._clock = clock_
+        self._on_request = on_request
+        self._models_ttl = models_ttl
+        self._closed = False
+        self._build_runtime()
+        _CLIENTS.add(self)
+        self.chat = Chat(self)
+        self.embeddings = Embeddings(self)
+
+    def _build_runtime(self) -> None:
+        """Build what holds sockets, locks and threads: at construction, and again in a child
+        process after a fork, which must not share any of them with its parent."""
+        self._limiter = Limiter(
+            self.config.max_concurrency,
+            self.rate_control,
+            clock=self._clock.monotonic,
+            sleep=self._clock.sleep,
+            random=self._clock.random,
+        )
+        self.metrics = Metrics(limiter_state=self._limiter.state)
         self._transport = Transport(
-            pool_size=max_concurrency, user_agent=f"comet-sync/{__version__}"
+            pool_size=self.config.max_concurrency, user_agent=f"comet-sync/{__version__}"
         )
         self._runner = CallRunner(
             base_url=self.config.base_url,
@@ -149,15 +178,21 @@ class CometClient:
             transport=self._transport,
             limiter=self._limiter,
             metrics=self.metrics,
-            clock=clock_,
-            on_request=on_request,
+            clock=self._clock,
+            on_request=self._on_request,
         )
         self._lock = threading.Lock()  # guards _executor and _closed
         self._executor: ThreadPoolExecutor | None = None
-        self._closed = False
-        self.chat = Chat(self)
-        self.models = Models(self, models_ttl)
-        self.embeddings = Embeddings(self)
+        self.models = Models(self, self._models_ttl)
+        if self.cache is not None:
+            self.cache._reset_locks()
+
+    def _after_fork_in_child(self) -> None:
+        # The parent's sockets, locks and executor threads are not ours: leave them (closing
+        # the sockets here would be harmless to the parent but is not needed) and start anew.
+        # Metrics and limiter state start fresh too: they describe this process's calls.
+        if not self._closed:
+            self._build_runtime()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -245,6 +280,12 @@ class CometClient:
         extra_headers: Mapping[str, str] | None = None,
     ) -> CallOptions:
         retry = self.config.retry
+        left = time_left()
+        if left is not None:
+            if left <= 0:
+                raise APITimeoutError("the deadline passed before this call could be sent")
+            ceiling = total_timeout if total_timeout is not None else retry.total_timeout
+            total_timeout = left if ceiling is None else min(ceiling, left)
         if max_retries is not None or total_timeout is not None:
             retry = retry.replace(
                 **({"max_retries": max_retries} if max_retries is not None else {}),

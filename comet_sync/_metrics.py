@@ -8,6 +8,8 @@ most ``max_keys`` pairs are kept (least recently used dropped), however many mod
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import threading
 from collections import Counter, deque
 from collections.abc import Mapping
@@ -19,6 +21,9 @@ from cachetools import LRUCache
 __all__ = ["Metrics", "RequestRecord", "RouteStats", "Snapshot", "format_table"]
 
 DEFAULT_LATENCY_WINDOW = 1024
+# Histogram bucket bounds in seconds (cumulative counts, for Prometheus): chat calls run from
+# tens of milliseconds (a cached or tiny answer) to minutes (a long reasoning answer).
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 DEFAULT_MAX_KEYS = 256
 
 
@@ -65,6 +70,9 @@ class RouteStats:
     retries: int
     throttled: int  # 429 answers seen, retried or not
     cache_hits: int  # answered from the response cache; not in the latency percentiles
+    latency_buckets: tuple[tuple[float, int], ...]  # (upper bound, calls at or under it)
+    latency_sum: float
+    latency_count: int
     p50: float | None
     p95: float | None
     p99: float | None
@@ -85,6 +93,9 @@ class _Accumulator:
     total_tokens: int = 0
     by_status: Counter[str] = field(default_factory=Counter)
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=DEFAULT_LATENCY_WINDOW))
+    buckets: list[int] = field(default_factory=lambda: [0] * len(LATENCY_BUCKETS))
+    latency_sum: float = 0.0
+    latency_count: int = 0
 
 
 class Snapshot(dict):  # type: ignore[type-arg]
@@ -127,6 +138,11 @@ class Metrics:
             acc.retries += max(rec.attempts - 1, 0)
             acc.throttled += sum(1 for s in rec.attempt_statuses if s == 429)
             acc.latencies.append(rec.latency)
+            acc.latency_sum += rec.latency
+            acc.latency_count += 1
+            index = bisect.bisect_left(LATENCY_BUCKETS, rec.latency)
+            if index < len(LATENCY_BUCKETS):
+                acc.buckets[index] += 1
             acc.prompt_tokens += _int(usage.get("prompt_tokens"))
             acc.completion_tokens += _int(usage.get("completion_tokens"))
             acc.total_tokens += _int(usage.get("total_tokens"))
@@ -135,7 +151,8 @@ class Metrics:
         """A copy of every (route, model)'s figures, keyed by (route, model)."""
         with self._lock:
             copied = [
-                (key, acc, sorted(acc.latencies), dict(acc.by_status))
+                (key, acc, sorted(acc.latencies), dict(acc.by_status), list(acc.buckets),
+                 acc.latency_sum, acc.latency_count)
                 for key, acc in self._stats.items()
             ]
         snap = Snapshot({
@@ -149,6 +166,9 @@ class Metrics:
                 retries=acc.retries,
                 throttled=acc.throttled,
                 cache_hits=acc.cache_hits,
+                latency_buckets=tuple(zip(LATENCY_BUCKETS, itertools.accumulate(buckets))),
+                latency_sum=lat_sum,
+                latency_count=lat_count,
                 p50=_percentile(lat, 0.50),
                 p95=_percentile(lat, 0.95),
                 p99=_percentile(lat, 0.99),
@@ -156,7 +176,7 @@ class Metrics:
                 completion_tokens=acc.completion_tokens,
                 total_tokens=acc.total_tokens,
             )
-            for key, acc, lat, by_status in copied
+            for key, acc, lat, by_status, buckets, lat_sum, lat_count in copied
         })
         snap.limiter = self._limiter_state() if self._limiter_state is not None else None
         return snap

@@ -12,7 +12,7 @@ EXPECTED = {
     "RequestRecord", "RequestTooLargeError", "RetryConfig", "RouteStats", "Snapshot", "Timeout",
     "ToolCall", "ChatCompletionChunk", "CreateEmbeddingResponse", "Embedding", "Model",
     "ResponseCache", "Stream", "UnprocessableEntityError", "BatchJob", "BatchResult",
-    "run_batch", "Usage", "__version__", "format_table",
+    "run_batch", "Usage", "__version__", "format_table", "deadline", "time_left",
 }
 
 
@@ -33,8 +33,8 @@ def test_testing_surface() -> None:
 def test_modules_are_private() -> None:
     package = pathlib.Path(comet_sync.__file__).parent
     for path in package.rglob("*.py"):
-        if path.name in ("__init__.py", "__main__.py"):
-            continue
+        if path.name in ("__init__.py", "__main__.py", "apps.py") or "contrib" in path.parts:
+            continue  # contrib.flask, contrib.django, ... are public integration modules
         assert path.name.startswith("_"), f"{path} should be private (leading underscore)"
 
 
