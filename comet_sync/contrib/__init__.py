@@ -1,0 +1,2 @@
+"""Optional integrations, each importing its library lazily: ``comet_sync.contrib.flask``,
+``comet_sync.contrib.django``, ``comet_sync.contrib.prometheus``."""
