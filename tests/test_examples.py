@@ -57,3 +57,10 @@ def test_cli_help() -> None:
         assert "usage:" in result.stdout
     bad = run(["-m", "comet_sync", "demo", "--calls", "0"])
     assert bad.returncode == 2 and "--calls" in bad.stderr
+
+
+def test_django_project_runs() -> None:
+    result = run([str(ROOT / "examples" / "django_project" / "run.py")])
+    assert result.returncode == 0, result.stderr
+    assert "echo: what is Django" in result.stdout
+    assert "echo: stream me" in result.stdout
