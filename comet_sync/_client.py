@@ -76,10 +76,12 @@ class CometClient:
       called directly from web-server threads while ``submit`` and ``map`` run on the
       client's own executor. Build it once per process, not per request.
     * Shared and safe: the ``requests`` session and its urllib3 pool (built once, never
-      changed afterwards), the limiter (one condition guards its in-flight count, AIMD limit,
-      pacers, cooldown and retry budget),
-      ``metrics`` (one lock guards its counters), the executor (created once, under
-      ``_lock``). Configuration is frozen. Per-call state lives on the calling thread.
+      changed afterwards); the limiter (one lock guards its in-flight count, the queue of
+      callers waiting for a slot, the AIMD limit, pacers, cooldown and retry budget);
+      ``metrics`` (one lock guards its counters); the response cache and the models cache
+      (each behind its own lock, never held across the HTTP call); the executor (created
+      once, under ``_lock``). Configuration is frozen. Per-call state lives on the calling
+      thread.
     * No lock is ever held across network I/O or a sleep: locks guard counters only.
     * ``close()`` may be called from any thread, once or more; calls made after it raise
       :class:`ClientClosedError`. Calls already running finish first.
