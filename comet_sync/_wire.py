@@ -48,7 +48,6 @@ def json_body(
     secret: str | None,
 ) -> dict[str, Any]:
     """The decoded JSON object of a 2xx answer, checked for the keys the route must have."""
-    text = response.text
     try:
         data = response.json()
     except ValueError:
@@ -62,6 +61,8 @@ def json_body(
             if not missing:
                 return data
             problem = f"JSON lacks {', '.join(missing)}"
+    # Only now, on the failure path: .text may have to guess the charset, which is slow.
+    text = response.text
     request_id = request_id_of(response, text)
     raise APIResponseValidationError(
         f"{response.status_code} from {route}: {problem}"
