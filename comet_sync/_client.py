@@ -110,6 +110,7 @@ class CometClient:
         tpm: float | None = None,
         rate_control: RateControl | None = None,
         cache: ResponseCache | None = None,
+        limiter: Any = None,
         models_ttl: float = DEFAULT_MODELS_TTL,
         on_request: Callable[[RequestRecord], None] | None = None,
         clock: Callable[[], float] | None = None,
@@ -155,6 +156,11 @@ class CometClient:
         self._on_request = on_request
         self._models_ttl = models_ttl
         self._closed = False
+        if limiter is not None and not callable(getattr(limiter, "acquire", None)):
+            raise InvalidArgumentError("limiter", "expected a limiter such as RedisLimiter")
+        self._shared_limiter = limiter
+        if limiter is not None:
+            limiter.bind(clock=clock_.monotonic, sleep=clock_.sleep, random=clock_.random)
         self._build_runtime()
         _CLIENTS.add(self)
         self.chat = Chat(self)
@@ -163,7 +169,8 @@ class CometClient:
     def _build_runtime(self) -> None:
         """Build what holds sockets, locks and threads: at construction, and again in a child
         process after a fork, which must not share any of them with its parent."""
-        self._limiter = Limiter(
+        # A shared limiter (contrib.redis) replaces the process's own.
+        self._limiter = self._shared_limiter or Limiter(
             self.config.max_concurrency,
             self.rate_control,
             clock=self._clock.monotonic,
@@ -194,6 +201,8 @@ class CometClient:
         # the sockets here would be harmless to the parent but is not needed) and start anew.
         # Metrics and limiter state start fresh too: they describe this process's calls.
         if not self._closed:
+            if self._shared_limiter is not None:
+                self._shared_limiter.after_fork()
             self._build_runtime()
 
     # -- lifecycle ---------------------------------------------------------------------------

@@ -1,0 +1,332 @@
+"""Limits shared by every process and host of an application, on Redis
+(``pip install 'comet-sync[redis]'``).
+
+>>> from comet_sync import CometClient
+>>> from comet_sync.contrib.redis import RedisLimiter
+>>> client = CometClient(limiter=RedisLimiter.from_url("redis://localhost:6379/0",
+...                                                    namespace="my-app", max_concurrency=8))
+
+Every client built with the same namespace shares:
+
+* **the concurrency limit**: a slot is a lease (a member of a sorted set scored by its expiry)
+  renewed by a background thread while the call or stream runs, so a killed worker frees its
+  slots within ``lease_ttl`` and nothing leaks;
+* **a rate limit** (``rpm``): GCRA, checked and reserved in the same atomic script, on Redis's
+  clock (``TIME``), never the hosts';
+* **adaptive state**: a 429 anywhere cuts the shared limit (once per window: a 429 on a request
+  sent before the last cut is not news) and successes grow it back; a ``Retry-After`` pauses
+  every process.
+
+One round trip per acquire (one Lua script) and one per release in the common case. When the
+limit is full the caller sleeps a short, jittered interval before asking again; a cooldown or
+a rate wait is slept exactly as Redis says.
+
+Failure policy: Redis calls use short socket timeouts. With ``failure="open"`` (default) a
+Redis that does not answer makes the client fall back to a local, per-process limiter, logged
+once per outage; with ``failure="closed"`` calls are refused with ``LimiterUnavailableError``.
+The retry budget stays per process.
+
+Thread safety: ``_lock`` guards the table of held leases; no lock is held across a Redis call.
+A forked child gets a fresh connection pool, renewal thread and fallback.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import threading
+import time
+import uuid
+from typing import Any
+
+from .._config import RateControl
+from .._exceptions import CometError
+from .._limiter import Limiter, LimiterState
+from ._errors import require
+
+_redis = require("redis", "redis")
+
+__all__ = ["LimiterUnavailableError", "RedisLimiter"]
+
+logger = logging.getLogger("comet_sync")
+
+# A killed worker's slots come back within this long; leases are renewed at a third of it.
+DEFAULT_LEASE_TTL = 10.0
+# A dead Redis must not hang a request: each call gives up after this long.
+DEFAULT_SOCKET_TIMEOUT = 0.25
+# While the shared limit is full, ask again after about this long (jittered).
+FULL_RETRY_INTERVAL = 0.02
+DEFAULT_DECREASE = 0.6
+
+# KEYS: leases, limit, lastcut, cooldown, tat
+# ARGV: lease id, lease ttl ms, max concurrency, rpm interval ms (0: none), burst ms
+_ACQUIRE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local cool = tonumber(redis.call('GET', KEYS[4]) or '0')
+if cool > now then return {0, cool - now, now, 0} end
+local limit = tonumber(redis.call('GET', KEYS[2]) or ARGV[3])
+local n = redis.call('ZCARD', KEYS[1])
+if n >= math.max(1, math.floor(limit)) then return {0, -1, now, 0} end
+local interval = tonumber(ARGV[4])
+if interval > 0 then
+  local tat = math.max(tonumber(redis.call('GET', KEYS[5]) or '0'), now)
+  local allow = tat + interval - tonumber(ARGV[5])
+  if allow > now then return {0, allow - now, now, 0} end
+  redis.call('SET', KEYS[5], tat + interval, 'PX', math.ceil(tat + interval - now) + 1000)
+end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 2)
+return {1, n + 1, now, math.floor(limit)}
+"""
+
+# KEYS: leases, limit, lastcut, cooldown
+# ARGV: lease id, outcome (0 other, 1 success, 2 throttled), sent at ms, retry after ms,
+#       decrease, max concurrency, in flight at send
+_RELEASE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREM', KEYS[1], ARGV[1])
+local limit = tonumber(redis.call('GET', KEYS[2]) or ARGV[6])
+local outcome = tonumber(ARGV[2])
+if outcome == 2 then
+  local ra = tonumber(ARGV[4])
+  if ra > 0 then
+    local cool = tonumber(redis.call('GET', KEYS[4]) or '0')
+    if now + ra > cool then redis.call('SET', KEYS[4], now + ra, 'PX', ra) end
+  end
+  local last = tonumber(redis.call('GET', KEYS[3]) or '0')
+  -- strictly after: a request sent in the millisecond of the last cut belongs to its burst
+  if tonumber(ARGV[3]) > last then
+    limit = math.max(1, limit * tonumber(ARGV[5]))
+    redis.call('SET', KEYS[2], limit)
+    redis.call('SET', KEYS[3], now)
+  end
+elseif outcome == 1 then
+  if tonumber(ARGV[7]) >= math.floor(limit) and limit < tonumber(ARGV[6]) then
+    limit = math.min(tonumber(ARGV[6]), limit + 1 / limit)
+    redis.call('SET', KEYS[2], limit)
+  end
+end
+return tostring(limit)
+"""
+
+
+class LimiterUnavailableError(CometError):
+    """``failure="closed"`` and Redis did not answer: the call was not sent."""
+
+
+class RedisLimiter:
+    """A limiter shared through Redis by every client with the same ``namespace``."""
+
+    def __init__(
+        self,
+        redis_client: Any,
+        *,
+        namespace: str,
+        max_concurrency: int = 8,
+        rpm: float | None = None,
+        burst_seconds: float = 0.1,
+        lease_ttl: float = DEFAULT_LEASE_TTL,
+        decrease: float = DEFAULT_DECREASE,
+        failure: str = "open",
+        rate_control: RateControl | None = None,
+    ) -> None:
+        if failure not in ("open", "closed"):
+            raise ValueError("failure must be 'open' or 'closed'")
+        if max_concurrency < 1:
+            raise ValueError("max_concurrency must be >= 1")
+        self._redis = redis_client
+        self.namespace = namespace
+        self.max_concurrency = max_concurrency
+        self.rpm = rpm
+        self._interval_ms = int(60_000 / rpm) if rpm else 0
+        self._burst_ms = int(max(1.0, (rpm or 0) / 60 * burst_seconds) * self._interval_ms)
+        self.lease_ttl = lease_ttl
+        self.decrease = decrease
+        self.failure = failure
+        self._control = rate_control or RateControl()
+        self._clock: Any = time.monotonic
+        self._sleep: Any = time.sleep
+        self._rand: Any = random.random
+        ns = namespace
+        self._keys = [f"{ns}:leases", f"{ns}:limit", f"{ns}:lastcut", f"{ns}:cooldown",
+                      f"{ns}:tat"]
+        self._start_process_state()
+
+    @classmethod
+    def from_url(cls, url: str, *, namespace: str, socket_timeout: float =
+                 DEFAULT_SOCKET_TIMEOUT, **kwargs: Any) -> RedisLimiter:
+        client = _redis.Redis.from_url(url, socket_timeout=socket_timeout,
+                                       socket_connect_timeout=socket_timeout)
+        return cls(client, namespace=namespace, **kwargs)
+
+    def _start_process_state(self) -> None:
+        self._acquire_script = self._redis.register_script(_ACQUIRE)
+        self._release_script = self._redis.register_script(_RELEASE)
+        self._lock = threading.Lock()  # guards _held, _fallback, _down
+        self._held: dict[str, float] = {}
+        self._fallback: Limiter | None = None
+        self._down = False
+        self._shared_limit = self.max_concurrency
+        self._stop = threading.Event()
+        self._renewer = threading.Thread(target=self._renew_forever, daemon=True,
+                                         name="comet_sync-lease-renewer")
+        self._renewer.start()
+
+    def bind(self, *, clock: Any, sleep: Any, random: Any) -> None:
+        """Called by the client: the local fallback uses the client's clock."""
+        self._clock, self._sleep, self._rand = clock, sleep, random
+
+    def after_fork(self) -> None:
+        # redis-py rebuilds its pool in a new process by itself; our thread and locks we redo.
+        self._start_process_state()
+
+    # -- the limiter interface used by the client ---------------------------------------------
+
+    paces_tokens = False
+
+    @property
+    def in_use(self) -> int:
+        with self._lock:
+            return len(self._held)
+
+    @property
+    def limit(self) -> int:
+        return self._shared_limit
+
+    def acquire(self, *, cost: float = 0.0, timeout: float | None = None,
+                first_attempt: bool = True) -> Any:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        lease = uuid.uuid4().hex
+        while True:
+            try:
+                granted, value, now_ms, limit = self._acquire_script(
+                    keys=self._keys,
+                    args=[lease, int(self.lease_ttl * 1000), self.max_concurrency,
+                          self._interval_ms, self._burst_ms],
+                )
+            except (_redis.exceptions.ConnectionError, _redis.exceptions.TimeoutError) as exc:
+                return self._unavailable(exc).acquire(cost=cost, timeout=timeout,
+                                                      first_attempt=first_attempt)
+            self._recovered()
+            if granted:
+                self._shared_limit = int(limit)
+                with self._lock:
+                    self._held[lease] = time.monotonic()
+                return _RedisPermit(self, lease, sent_at_ms=int(now_ms), in_flight=int(value))
+            # Full: ask again soon, jittered so waiting processes do not ask in step.
+            wait = (FULL_RETRY_INTERVAL * (0.5 + random.random()) if value < 0
+                    else value / 1000 * (1 + 0.1 * random.random()))
+            if deadline is not None and time.monotonic() + wait > deadline:
+                return None
+            time.sleep(wait)
+
+    def allow_retry(self) -> bool:
+        return self._local().allow_retry()
+
+    def state(self) -> LimiterState:
+        local = self._local().state()
+        return LimiterState(
+            max_concurrency=self.max_concurrency, concurrency_limit=self._shared_limit,
+            in_flight=self.in_use, learned_rate=None, rpm=self.rpm, tpm=None,
+            cooling_down_for=0.0, cooldowns=0, cuts=0, retry_tokens=local.retry_tokens,
+            retries_refused=local.retries_refused,
+        )
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _release(self, permit: _RedisPermit, status: int | None, throttled: bool,
+                 retry_after: float | None) -> None:
+        with self._lock:
+            self._held.pop(permit.lease, None)
+        outcome = 2 if throttled else (1 if status is not None and 200 <= status < 300 else 0)
+        try:
+            limit = self._release_script(
+                keys=self._keys[:4],
+                args=[permit.lease, outcome, permit.sent_at_ms,
+                      int((retry_after or 0) * 1000), self.decrease, self.max_concurrency,
+                      permit.in_flight],
+            )
+            self._shared_limit = max(1, int(float(limit)))
+        except (_redis.exceptions.ConnectionError, _redis.exceptions.TimeoutError):
+            pass  # the lease expires by itself within lease_ttl
+
+    def _renew_forever(self) -> None:
+        while not self._stop.wait(self.lease_ttl / 3):
+            with self._lock:
+                leases = list(self._held)
+            if not leases:
+                continue
+            try:
+                now_ms = int(time.time() * 1000)  # a renewal only needs to be roughly right
+                pipe = self._redis.pipeline(transaction=False)
+                for lease in leases:
+                    pipe.zadd(self._keys[0], {lease: now_ms + int(self.lease_ttl * 1000)},
+                              xx=True)
+                # The set itself expires when nobody uses the namespace: keep it alive too.
+                pipe.pexpire(self._keys[0], int(self.lease_ttl * 2000))
+                pipe.execute()
+            except (_redis.exceptions.ConnectionError, _redis.exceptions.TimeoutError):
+                continue
+
+    def _local(self) -> Limiter:
+        with self._lock:
+            if self._fallback is None:
+                self._fallback = Limiter(
+                    self.max_concurrency, self._control,
+                    clock=self._clock, sleep=self._sleep, random=self._rand,
+                )
+            return self._fallback
+
+    def _unavailable(self, exc: BaseException) -> Limiter:
+        with self._lock:
+            first = not self._down
+            self._down = True
+        if first:
+            logger.warning("Redis limiter %s unavailable (%s): %s", self.namespace,
+                           type(exc).__name__,
+                           "falling back to this process's own limiter" if self.failure ==
+                           "open" else "refusing calls")
+        if self.failure == "closed":
+            raise LimiterUnavailableError(
+                f"the shared limiter (Redis, namespace {self.namespace!r}) did not answer: "
+                f"{type(exc).__name__}"
+            ) from exc
+        return self._local()
+
+    def _recovered(self) -> None:
+        if self._down:
+            with self._lock:
+                was_down, self._down = self._down, False
+            if was_down:
+                logger.warning("Redis limiter %s is back", self.namespace)
+
+    def close(self) -> None:
+        self._stop.set()
+
+    def __repr__(self) -> str:
+        return f"<RedisLimiter namespace={self.namespace!r} pid={os.getpid()}>"
+
+
+class _RedisPermit:
+    __slots__ = ("_done", "_limiter", "in_flight", "lease", "sent_at_ms")
+
+    def __init__(self, limiter: RedisLimiter, lease: str, *, sent_at_ms: int,
+                 in_flight: int) -> None:
+        self._limiter = limiter
+        self.lease = lease
+        self.sent_at_ms = sent_at_ms
+        self.in_flight = in_flight
+        self._done = threading.Lock()
+
+    @property
+    def held(self) -> bool:
+        return not self._done.locked()
+
+    def release(self, status: int | None = None, *, throttled: bool = False,
+                retry_after: float | None = None, total_tokens: int | None = None) -> None:
+        if self._done.acquire(blocking=False):
+            self._limiter._release(self, status, throttled, retry_after)

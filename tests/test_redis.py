@@ -1,0 +1,196 @@
+"""Shared limits on a real redis-server started here on a free loopback port.
+
+Skipped when redis-server is not installed, except under CI (CI=true), where .ci/run
+installs it and a missing server is a failure.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from comet_sync import CometClient
+from comet_sync.testing import FakeCometServer
+
+from .conftest import user
+
+if shutil.which("redis-server") is None:
+    if os.environ.get("CI"):
+        pytest.fail("redis-server is missing on CI: .ci/run should have installed it",
+                    pytrace=False)
+    pytest.skip("redis-server is not installed", allow_module_level=True)
+
+from comet_sync.contrib.redis import LimiterUnavailableError, RedisLimiter
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class RedisProcess:
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as c:
+                    c.sendall(b"PING\r\n")
+                    if c.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisProcess]:
+    server = RedisProcess()
+    yield server
+    server.kill()
+
+
+def limiter(redis_server: RedisProcess, ns: str, **kw) -> RedisLimiter:
+    return RedisLimiter.from_url(redis_server.url, namespace=ns, **kw)
+
+
+def test_the_cluster_limit_holds_across_limiters(redis_server) -> None:
+    ns = uuid.uuid4().hex
+    a, b = limiter(redis_server, ns, max_concurrency=3), limiter(redis_server, ns,
+                                                                  max_concurrency=3)
+    permits = [a.acquire(), b.acquire(), a.acquire()]
+    assert all(permits)
+    assert b.acquire(timeout=0.2) is None  # the fourth waits: 3 leases are out
+    permits[0].release(200)
+    assert b.acquire(timeout=1.0) is not None
+
+
+def test_leases_of_a_killed_process_expire(redis_server) -> None:
+    ns = uuid.uuid4().hex
+    code = (
+        "import os, sys\n"
+        "from comet_sync.contrib.redis import RedisLimiter\n"
+        f"lim = RedisLimiter.from_url({redis_server.url!r}, namespace={ns!r}, "
+        "max_concurrency=2, lease_ttl=1.0)\n"
+        "assert lim.acquire() and lim.acquire()\n"
+        "os._exit(0)  # killed: nothing released, nothing renewed\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=30)
+    lim = limiter(redis_server, ns, max_concurrency=2, lease_ttl=1.0)
+    assert lim.acquire(timeout=0.2) is None  # the dead process still holds both
+    started = time.monotonic()
+    assert lim.acquire(timeout=3.0) is not None
+    assert time.monotonic() - started < 2.0  # freed within the TTL
+
+
+def test_leases_are_renewed_while_held(redis_server) -> None:
+    ns = uuid.uuid4().hex
+    holder = limiter(redis_server, ns, max_concurrency=1, lease_ttl=0.6)
+    permit = holder.acquire()
+    other = limiter(redis_server, ns, max_concurrency=1, lease_ttl=0.6)
+    assert other.acquire(timeout=1.5) is None  # still held after 2.5 TTLs: renewed
+    permit.release(200)
+    assert other.acquire(timeout=1.0) is not None
+
+
+def test_a_429_cuts_the_shared_limit_and_retry_after_pauses_everyone(redis_server) -> None:
+    ns = uuid.uuid4().hex
+    a = limiter(redis_server, ns, max_concurrency=10)
+    b = limiter(redis_server, ns, max_concurrency=10)
+    burst = [a.acquire() for _ in range(5)]
+    for p in burst:  # one burst of 429s: one cut
+        p.release(429, throttled=True, retry_after=1.0)
+    assert a.limit == 6
+    started = time.monotonic()
+    permit = b.acquire()  # another "process" waits out the cooldown
+    assert time.monotonic() - started >= 0.9
+    permit.release(200)
+    assert b.limit == 6
+
+
+def worker(url: str, ns: str, base_url: str, jobs: int, queue) -> None:
+    lim = RedisLimiter.from_url(url, namespace=ns, max_concurrency=4)
+    with CometClient(api_key="redis-test-key-0123456789", base_url=base_url, limiter=lim,
+                     max_concurrency=8) as client:
+        batch = ({"model": "m", "messages": user(f"{os.getpid()}-{i}")} for i in range(jobs))
+        results = list(client.chat.completions.map(batch, return_exceptions=True))
+    queue.put(sum(isinstance(r, BaseException) for r in results))
+
+
+def test_processes_sharing_a_namespace_never_exceed_the_limit(redis_server) -> None:
+    ns = uuid.uuid4().hex
+    ctx = multiprocessing.get_context("fork")
+    with FakeCometServer(max_in_flight=4, latency=0.03) as fake:
+        queue = ctx.Queue()
+        procs = [ctx.Process(target=worker, args=(redis_server.url, ns, fake.base_url, 30,
+                                                  queue)) for _ in range(3)]
+        for p in procs:
+            p.start()
+        failures = [queue.get(timeout=120) for _ in procs]
+        for p in procs:
+            p.join(timeout=60)
+        stats = fake.stats()
+    assert failures == [0, 0, 0]
+    assert stats.max_in_flight <= 4
+    assert stats.statuses.get(429, 0) == 0
+    assert stats.statuses.get(200) == 90
+
+
+def test_redis_down_fails_open_to_the_local_limiter(redis_server, caplog) -> None:
+    caplog.set_level(logging.WARNING, logger="comet_sync")
+    lim = limiter(redis_server, uuid.uuid4().hex, max_concurrency=2)
+    lim.acquire().release(200)
+    redis_server.kill()
+    started = time.monotonic()
+    for _ in range(3):
+        permit = lim.acquire(timeout=5)
+        assert permit is not None
+        permit.release(200)
+    assert time.monotonic() - started < 2.0  # no hang on the dead server
+    assert caplog.text.count("unavailable") == 1  # logged once per outage
+
+
+def test_redis_down_fails_closed_when_asked(redis_server) -> None:
+    lim = limiter(redis_server, uuid.uuid4().hex, failure="closed")
+    redis_server.kill()
+    started = time.monotonic()
+    with pytest.raises(LimiterUnavailableError, match="did not answer"):
+        lim.acquire()
+    assert time.monotonic() - started < 2.0
+
+
+def test_the_client_refuses_calls_when_closed_policy_and_redis_down(redis_server) -> None:
+    with FakeCometServer() as fake:
+        lim = limiter(redis_server, uuid.uuid4().hex, failure="closed")
+        client = CometClient(api_key="redis-test-key-0123456789", base_url=fake.base_url,
+                             limiter=lim)
+        client.chat.completions.create(model="m", messages=user("up"))
+        redis_server.kill()
+        with pytest.raises(LimiterUnavailableError):
+            client.chat.completions.create(model="m", messages=user("down"))
+        assert fake.stats().requests == 1
+        client.close()
