@@ -296,12 +296,10 @@ class Limiter:
         messages.append(("server asked for %.3gs: pausing new sends", (retry_after,)))
 
     def _on_success(self, permit: Permit, now: float,
-                    messages: list[tuple[str, tuple[object, ...]]]) -> bool:
-        grew = False
+                    messages: list[tuple[str, tuple[object, ...]]]) -> None:
         if self._control.adaptive:
             before = self._aimd.effective
-            grew = self._aimd.on_success(permit.in_flight, permit.sent_at, now)
-            if grew:
+            if self._aimd.on_success(permit.in_flight, permit.sent_at, now):
                 messages.append(("concurrency limit %d -> %d", (before, self._aimd.effective)))
         if self._learner is not None:
             self._learner.on_accepted(now)
@@ -309,7 +307,6 @@ class Limiter:
                 rate = self._learner.on_success_paced(now)
                 if rate is not None:
                     self._set_learned_rate(rate, now)
-        return grew
 
     def _set_learned_rate(self, rate: float, now: float) -> None:
         # A learned rate never bursts: the whole point is to spread sends evenly.

@@ -54,8 +54,9 @@ class _Ending:
         # connection with an unread body on it.
         self.response.close()
         total = self.usage.get("total_tokens") if self.usage else None
-        self.permit.release(self.response.status_code,
-                            total_tokens=total if isinstance(total, int) else None)
+        # A stream that broke is no success for the limiter to grow on: report no status.
+        status = self.response.status_code if self.error is None else None
+        self.permit.release(status, total_tokens=total if isinstance(total, int) else None)
         self.finish(error=self.error, usage=self.usage, chunks=self.chunks,
                     first_chunk_at=self.first_chunk_at)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import random
 import threading
+import time
 
 import pytest
 
@@ -227,7 +228,7 @@ def test_switches_validate() -> None:
 
 
 def test_many_threads_keep_the_books_straight() -> None:
-    lim = Limiter(6, RateControl(), clock=__import__("time").monotonic, sleep=lambda s: None,
+    lim = Limiter(6, RateControl(), clock=time.monotonic, sleep=lambda s: None,
                   random=random.random)
     seen_max = 0
     guard = threading.Lock()
