@@ -25,7 +25,7 @@ from ._retry import Decision, decide, is_retryable
 from ._sse import iter_events
 from ._streaming import Stream
 from ._transport import Transport
-from ._wire import error_from_response, json_body, not_a_stream
+from ._wire import error_from_response, json_body, not_a_stream, request_id_of
 
 __all__ = ["CallOptions", "CallRunner", "Clock"]
 
@@ -269,9 +269,7 @@ class CallRunner:
                 retry_after=err.retry_after,
             )
             raise err
-        state.request_id = response.headers.get("x-request-id") or response.headers.get(
-            "x-oneapi-request-id"
-        )
+        state.request_id = request_id_of(response)
         return permit, response
 
     def _remaining(self, retry: RetryConfig, state: _CallState) -> float | None:

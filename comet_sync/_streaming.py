@@ -122,7 +122,6 @@ class Stream:
             cut = APIConnectionError(
                 f"{self._route}: the stream was cut after {self._ending.chunks} chunk(s): {exc}"
             )
-            cut.__cause__ = exc
             self._end(cut)
             raise cut from exc
         except APIError as exc:
