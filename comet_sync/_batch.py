@@ -92,7 +92,7 @@ def run_batch(
     size = window if window is not None else max(DEFAULT_WINDOW, 4 * client.config.max_workers)
     if size < 1:
         raise ValueError("window must be >= 1")
-    executor = client._executor_for_submit()
+    client._check_open()
     pending: deque[tuple[BatchJob, Future[BatchResult]]] = deque()
     source = enumerate(jobs, start=1)
     exhausted = False
@@ -109,6 +109,9 @@ def run_batch(
                 exhausted = True
                 return
             job = raw if isinstance(raw, BatchJob) else _job_from_dict(raw, position)
+            model = job.body.get("model")
+            # Each model's jobs on its own executor: one model's pace holds up no other's.
+            executor = client._executor_for_submit(model if isinstance(model, str) else None)
             pending.append((job, executor.submit(_run_job, client, job)))
 
     stopped = False

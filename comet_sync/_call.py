@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, TypeVar
 
@@ -18,8 +19,14 @@ import requests
 
 from ._config import RetryConfig, Timeout
 from ._estimate import estimate_tokens
-from ._exceptions import APIConnectionError, APIError, APIStatusError, APITimeoutError
-from ._limiter import Limiter, Permit
+from ._exceptions import (
+    APIConnectionError,
+    APIError,
+    APIStatusError,
+    LimiterTimeoutError,
+)
+from ._headers import ServerWord, parse_server_word
+from ._limiter import LimiterProtocol, PermitProtocol
 from ._metrics import Metrics, RequestRecord
 from ._retry import Decision, decide, is_retryable
 from ._sse import iter_events
@@ -32,6 +39,11 @@ __all__ = ["CallOptions", "CallRunner", "Clock"]
 logger = logging.getLogger("comet_sync")
 
 T = TypeVar("T")
+
+# The AWS SDKs' standard retry mode charges 5 for a retry and 10 for one after a timeout or a
+# broken connection (those tie up a connection for longer), from a quota of 500.
+RETRY_COST = 5.0
+RETRY_TIMEOUT_COST = 10.0
 
 
 @dataclass(frozen=True)
@@ -71,6 +83,7 @@ class _CallState:
     decision: Decision = field(default_factory=lambda: Decision(retry=False))
     attempt_statuses: list[int | None] = field(default_factory=list)
     request_id: str | None = None
+    last_error: BaseException | None = None
 
 
 class CallRunner:
@@ -82,7 +95,7 @@ class CallRunner:
         base_url: str,
         api_key: str,
         transport: Transport,
-        limiter: Limiter,
+        limiter: LimiterProtocol,
         metrics: Metrics,
         clock: Clock,
         on_request: Callable[[RequestRecord], None] | None,
@@ -146,13 +159,14 @@ class CallRunner:
             headers["Content-Type"] = "application/json"
         headers.update(options.extra_headers)
         model = payload.get("model") if payload is not None else None
+        name = model if isinstance(model, str) else None
         cost = (
             float(estimate_tokens(payload))
-            if payload is not None and self._limiter.paces_tokens
+            if payload is not None and self._limiter.paces_tokens(name)
             else 0.0
         )
         return _Request(method=method, route=route, url=self._base_url + route,
-                        model=model if isinstance(model, str) else None,
+                        model=name,
                         headers=headers, body=body, cost=cost)
 
     def _run(self, req: _Request, options: CallOptions, state: _CallState,
@@ -189,7 +203,7 @@ class CallRunner:
 
     def _json_attempt(self, req: _Request, required: tuple[str, ...], options: CallOptions,
                       state: _CallState) -> dict[str, Any]:
-        permit, response = self._send(req, options, state, stream=False)
+        permit, response, word = self._send(req, options, state, stream=False)
         try:
             data = json_body(response, route=req.route, required=required,
                              secret=self._api_key)
@@ -198,13 +212,13 @@ class CallRunner:
             raise
         usage = data.get("usage")
         total = usage.get("total_tokens") if isinstance(usage, dict) else None
-        permit.release(response.status_code,
+        permit.release(response.status_code, word=word,
                        total_tokens=total if isinstance(total, int) else None)
         return data
 
     def _stream_attempt(self, req: _Request, options: CallOptions,
                         state: _CallState) -> Stream:
-        permit, response = self._send(req, options, state, stream=True)
+        permit, response, _ = self._send(req, options, state, stream=True)
         try:
             ctype = response.headers.get("content-type", "")
             if "text/event-stream" not in ctype:
@@ -228,7 +242,7 @@ class CallRunner:
         )
 
     def _send(self, req: _Request, options: CallOptions, state: _CallState, *,
-              stream: bool) -> tuple[Permit, requests.Response]:
+              stream: bool) -> tuple[PermitProtocol, requests.Response, ServerWord]:
         """Take a permit and send; a 2xx response (body unread when streaming) with the
         permit still held, or raise with it released."""
         timeout = options.timeout
@@ -237,15 +251,20 @@ class CallRunner:
             # An attempt may not outlive the call's budget.
             timeout = Timeout(connect=min(timeout.connect, remaining),
                               read=min(timeout.read, remaining))
-        permit = self._limiter.acquire(
-            cost=req.cost, timeout=remaining, first_attempt=not state.attempt_statuses
-        )
-        if permit is None:
-            state.attempt_statuses.append(None)
-            raise APITimeoutError(
-                f"{req.route}: the limiter could not let this call out within total_timeout "
-                f"({self._limiter.in_use} in flight, limit {self._limiter.limit})"
+        # Raises LimiterTimeoutError, never retried, when our own limits would hold this
+        # attempt past the call's budget.
+        try:
+            permit = self._limiter.acquire(
+                req.model, cost=req.cost, timeout=remaining, retry_cost=_retry_cost(state)
             )
+        except LimiterTimeoutError as exc:
+            last = state.last_error
+            if isinstance(last, APIError):
+                # A retry our own caution held past the budget: the server's error is the news.
+                last.giveup_reason = f"the call's time budget ends before {exc.held_by} lets " \
+                    "the retry out"
+                raise last from None
+            raise
         try:
             response = self._transport.send(
                 req.method, req.url, headers=req.headers, body=req.body, timeout=timeout,
@@ -260,17 +279,15 @@ class CallRunner:
             raise
         status = response.status_code
         state.attempt_statuses.append(status)
+        # Every answer, 2xx included, may say how much of the server's budget is left.
+        word = parse_server_word(response.headers, time.time())
         if status >= 300:
             err = error_from_response(response, route=req.route, secret=self._api_key)
             state.request_id = err.request_id
-            permit.release(
-                status,
-                throttled=status == 429 and is_retryable(err),
-                retry_after=err.retry_after,
-            )
+            permit.release(status, throttled=status == 429 and is_retryable(err), word=word)
             raise err
         state.request_id = request_id_of(response)
-        return permit, response
+        return permit, response, word
 
     def _remaining(self, retry: RetryConfig, state: _CallState) -> float | None:
         if retry.total_timeout is None:
@@ -287,18 +304,7 @@ class CallRunner:
             elapsed=self._clock.monotonic() - state.start,
             random=self._clock.random,
         )
-        # 429 retries are not charged: they pass through the limiter, which the 429 itself has
-        # just told to send less, so they cannot pile load on. 5xx and connection failures
-        # have no such brake, and an outage must not be met with a retry storm.
-        throttled = isinstance(exc, APIStatusError) and exc.status_code == 429
-        if state.decision.retry and not throttled and not self._limiter.allow_retry():
-            state.decision = Decision(
-                retry=False,
-                reason=(
-                    "retry budget exhausted: retries may add only a bounded share of the "
-                    "load, and this client's recent calls have used it up"
-                ),
-            )
+        state.last_error = exc
         if not state.decision.retry and state.decision.reason and isinstance(exc, APIError):
             exc.giveup_reason = state.decision.reason
         return not state.decision.retry
@@ -363,3 +369,15 @@ class CallRunner:
             except Exception:
                 # A broken hook must never break the call it reports on.
                 logger.warning("on_request hook raised; the call is unaffected", exc_info=True)
+
+
+def _retry_cost(state: _CallState) -> float:
+    """What the next attempt pays from the retry quota (AWS SDK standard mode's prices)."""
+    exc = state.last_error
+    if exc is None or not state.attempt_statuses:
+        return 0.0  # a first attempt
+    if isinstance(exc, APIStatusError) and exc.status_code == 429:
+        # A 429 retry passes through the pacing the 429 itself just tightened: it cannot pile
+        # load on, so it is not charged.
+        return 0.0
+    return RETRY_TIMEOUT_COST if isinstance(exc, APIConnectionError) else RETRY_COST

@@ -99,7 +99,8 @@ class Completions:
         payload, options = self._prepare(params, **overrides)
         # The caller's context (a deadline block, say) goes with the call to the worker.
         context = contextvars.copy_context()
-        return self._client._executor_for_submit().submit(
+        model = payload.get("model")
+        return self._client._executor_for_submit(model if isinstance(model, str) else None).submit(
             context.run, self._run, payload, options
         )
 
@@ -131,9 +132,16 @@ class Completions:
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise InvalidArgumentError("window", f"expected an int >= 1, got {window!r}")
         context = contextvars.copy_context()
+        client = self._client
+
+        def submit(job: Mapping[str, Any]) -> Future[ChatCompletion]:
+            model = job.get("model") if isinstance(job, Mapping) else None
+            return client._executor_for_submit(model if isinstance(model, str) else None).submit(
+                context.copy().run, self._call_job, job
+            )
+
         return ordered_map(
-            self._client._executor_for_submit(),
-            lambda job: context.copy().run(self._call_job, job),
+            submit,
             jobs,
             window=size,
             return_exceptions=return_exceptions,

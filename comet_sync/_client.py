@@ -8,6 +8,7 @@ import random as _random
 import threading
 import time
 import weakref
+from collections import OrderedDict
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
@@ -25,6 +26,7 @@ from ._config import (
     DEFAULT_TOTAL_TIMEOUT,
     DEFAULT_WORKERS_PER_SLOT,
     ClientConfig,
+    PerModel,
     RateControl,
     RetryConfig,
     Timeout,
@@ -34,7 +36,7 @@ from ._config import (
 )
 from ._deadline import time_left
 from ._exceptions import APITimeoutError, ClientClosedError, InvalidArgumentError
-from ._limiter import Limiter
+from ._limiter import Limiter, LimiterProtocol
 from ._metrics import Metrics, RequestRecord
 from ._transport import Transport
 from ._version import __version__
@@ -54,6 +56,8 @@ if hasattr(os, "register_at_fork"):  # POSIX: gunicorn --preload, multiprocessin
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 _UNSET: float = -1.0
+# Executors kept at once, one per model; past that the least recently used one is let go.
+MAX_EXECUTORS = 32
 
 
 class CometClient:
@@ -65,10 +69,12 @@ class CometClient:
     ...         model="gpt-4o-mini", messages=[{"role": "user", "content": "Say hello."}])
     ...     print(reply.choices[0].message.content)
 
-    Rate control (``rate_control=RateControl(...)``, on by default): the concurrency limit is
-    cut on 429s and grown back while calls succeed; ``rpm``/``tpm`` ceilings are paced; a
-    request rate is learned from 429s when none is given; a ``Retry-After`` pauses every new
-    send; retries may add only a bounded share of the load.
+    Rate control (on by default; ``rate_control=RateControl(...)`` to change it): each model
+    gets its own lane. A 429 delays the request that got it; the pace a server accepts is found
+    from its answers, or taken from its rate-limit headers, or from ``rpm``/``tpm`` (a number
+    for each model, or a dict by model); retries that heal are never refused, and in an
+    outage sends are deferred, not failed. ``submit``/``map`` run each model's jobs on its own
+    executor, so one model's pace never holds up another's jobs.
 
     Thread-safety contract:
 
@@ -77,17 +83,17 @@ class CometClient:
       client's own executor. Build it once per process, not per request.
     * Shared and safe: the ``requests`` session and its urllib3 pool (built once, never
       changed afterwards); the limiter (one lock guards its in-flight count, the queue of
-      callers waiting for a slot, the AIMD limit, pacers, cooldown and retry budget);
+      callers waiting for a slot and every model lane: limits, pacers, holds, retry quota);
       ``metrics`` (one lock guards its counters); the response cache and the models cache
       (each behind its own lock, never held across the HTTP call); the executor (created
-      once, under ``_lock``). Configuration is frozen. Per-call state lives on the calling
+      per model, under ``_lock``). Configuration is frozen. Per-call state lives on the calling
       thread.
     * No lock is ever held across network I/O or a sleep: locks guard counters only.
     * ``close()`` may be called from any thread, once or more; calls made after it raise
       :class:`ClientClosedError`. Calls already running finish first.
     * At most ``max_concurrency`` requests are in flight at once, whichever threads send
       them, and fewer while 429s say the server wants less (see ``RateControl``);
-      ``submit``/``map`` run on at most ``max_workers`` threads.
+      ``submit``/``map`` run each model's jobs on at most ``max_workers`` threads.
     * ``on_request`` is called on the thread that made the call; it must be thread-safe.
     * Fork-safe: a child process forked from one holding a client (gunicorn ``--preload``,
       multiprocessing) gets fresh connections, locks, limiter, metrics and executor
@@ -106,11 +112,11 @@ class CometClient:
         backoff_base: float = DEFAULT_BACKOFF_BASE,
         timeout: TimeoutArg = Timeout(),  # noqa: B008  (frozen, so safe as a default)
         total_timeout: float | None = DEFAULT_TOTAL_TIMEOUT,
-        rpm: float | None = None,
-        tpm: float | None = None,
+        rpm: PerModel = None,
+        tpm: PerModel = None,
         rate_control: RateControl | None = None,
         cache: ResponseCache | None = None,
-        limiter: Any = None,
+        limiter: LimiterProtocol | None = None,
         models_ttl: float = DEFAULT_MODELS_TTL,
         on_request: Callable[[RequestRecord], None] | None = None,
         clock: Callable[[], float] | None = None,
@@ -158,9 +164,17 @@ class CometClient:
         self._closed = False
         if limiter is not None and not callable(getattr(limiter, "acquire", None)):
             raise InvalidArgumentError("limiter", "expected a limiter such as RedisLimiter")
-        self._shared_limiter = limiter
+        if limiter is not None and (rpm is not None or tpm is not None):
+            # Silently dropping them would be worse than refusing: a shared limiter is built
+            # with its own limits, which every process sharing it must agree on.
+            raise InvalidArgumentError(
+                "rpm" if rpm is not None else "tpm",
+                "give the limits to the shared limiter you pass as limiter=, not to the client",
+            )
+        self._shared_limiter: LimiterProtocol | None = limiter
         if limiter is not None:
-            limiter.bind(clock=clock_.monotonic, sleep=clock_.sleep, random=clock_.random)
+            limiter.bind(clock=clock_.monotonic, sleep=clock_.sleep, random=clock_.random,
+                         max_hold=max_wait)
         self._build_runtime()
         _CLIENTS.add(self)
         self.chat = Chat(self)
@@ -170,12 +184,13 @@ class CometClient:
         """Build what holds sockets, locks and threads: at construction, and again in a child
         process after a fork, which must not share any of them with its parent."""
         # A shared limiter (contrib.redis) replaces the process's own.
-        self._limiter = self._shared_limiter or Limiter(
+        self._limiter: LimiterProtocol = self._shared_limiter or Limiter(
             self.config.max_concurrency,
             self.rate_control,
             clock=self._clock.monotonic,
             sleep=self._clock.sleep,
             random=self._clock.random,
+            max_hold=self.config.retry.max_wait,
         )
         self.metrics = Metrics(limiter_state=self._limiter.state)
         self._transport = Transport(
@@ -190,8 +205,10 @@ class CometClient:
             clock=self._clock,
             on_request=self._on_request,
         )
-        self._lock = threading.Lock()  # guards _executor and _closed
-        self._executor: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()  # guards _executors and _closed
+        # One executor per model, so that jobs waiting for one model's pace never occupy the
+        # workers another model's jobs need (least recently used first out).
+        self._executors: OrderedDict[str | None, ThreadPoolExecutor] = OrderedDict()
         self.models = Models(self, self._models_ttl)
         if self.cache is not None:
             self.cache._reset_locks()
@@ -213,9 +230,10 @@ class CometClient:
             if self._closed:
                 return
             self._closed = True
-            executor, self._executor = self._executor, None
+            executors = list(self._executors.values())
+            self._executors.clear()
         # Outside the lock: waiting for running calls is I/O.
-        if executor is not None:
+        for executor in executors:
             executor.shutdown(wait=True)
         self._transport.close()
 
@@ -253,15 +271,25 @@ class CometClient:
         if self._closed:
             raise ClientClosedError("this CometClient is closed; create a new one")
 
-    def _executor_for_submit(self) -> ThreadPoolExecutor:
+    def _executor_for_submit(self, model: str | None = None) -> ThreadPoolExecutor:
+        """The executor for ``model``'s jobs (``max_workers`` threads, created lazily)."""
         with self._lock:
             if self._closed:
                 raise ClientClosedError("this CometClient is closed; create a new one")
-            if self._executor is None:
-                self._executor = ThreadPoolExecutor(
-                    max_workers=self.config.max_workers, thread_name_prefix="comet_sync"
-                )
-            return self._executor
+            executor = self._executors.get(model)
+            if executor is not None:
+                self._executors.move_to_end(model)
+                return executor
+            executor = self._executors[model] = ThreadPoolExecutor(
+                max_workers=self.config.max_workers, thread_name_prefix="comet_sync"
+            )
+            evicted = None
+            if len(self._executors) > MAX_EXECUTORS:
+                _, evicted = self._executors.popitem(last=False)
+        if evicted is not None:
+            # Its queued jobs still run; its threads end when they are done.
+            evicted.shutdown(wait=False)
+        return executor
 
     def _request_json(self, method: str, route: str, payload: dict[str, Any] | None, *,
                       options: CallOptions, required: tuple[str, ...],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Union
 
 from ._exceptions import CometError, InvalidArgumentError
@@ -145,109 +146,70 @@ def _positive(argument: str, value: object) -> float:
 
 
 # -- rate control ----------------------------------------------------------------------------
-# A cut to 0.6 of the limit: CometAPI's 429s mean "send less", and 0.5 (TCP's) undershoots a
-# small limit badly (5 -> 2); 0.7 takes more round trips to get under a hard limit.
-DEFAULT_DECREASE = 0.6
-# The concurrency limit starts here and doubles each round trip (slow start) up to
-# max_concurrency: an unknown small limit then costs a few 429s, not max_concurrency of them.
+# The concurrency limit of a model starts here and doubles each round trip (slow start) up to
+# max_concurrency: an unknown small cap then costs a few 429s, not max_concurrency of them.
 DEFAULT_INITIAL_CONCURRENCY = 4
-# After a 429, wait this long before probing above the refused level again; each probe refused
-# at the same level doubles the wait, up to the maximum.
-DEFAULT_PROBE_INTERVAL = 1.0
-DEFAULT_MAX_PROBE_INTERVAL = 16.0
-# A learned rate starts this far under what the server was seen to accept...
-DEFAULT_RATE_MARGIN = 0.9
-# ...is cut by this on each further 429 window...
-DEFAULT_RATE_DECREASE = 0.85
-# ...at most once in this many seconds (429s just after a cut are the old excess)...
-DEFAULT_RATE_HOLD = 0.25
-# ...grows back by this fraction of itself per second to just under the refused rate...
-DEFAULT_RATE_RECOVER = 1.0
-# ...and then probes above it by this fraction per second.
-DEFAULT_RATE_PROBE = 0.05
-# The accepted rate is measured over this many recent seconds.
-DEFAULT_RATE_HORIZON = 2.0
-# Configured rpm/tpm allow a burst of this many seconds' worth of sends.
-DEFAULT_BURST_SECONDS = 0.1
-# After a Retry-After pause, restarts are spread over this fraction of the asked wait...
-DEFAULT_COOLDOWN_SPREAD = 1.0
-# ...but over no more than this many seconds.
-DEFAULT_MAX_COOLDOWN_SPREAD = 2.0
-# Retries may add 20% to the load (AWS SDK retry quotas and Envoy retry budgets use similar
-# shares), plus one retry every two seconds however quiet the client; a new client may retry
-# five times at once, and at most 10 retries are saved up.
-DEFAULT_RETRY_RATIO = 0.2
-DEFAULT_RETRY_FLOOR_PER_SECOND = 0.5
-DEFAULT_RETRY_INITIAL = 5.0
-DEFAULT_RETRY_CAPACITY = 10.0
-# When the budget refuses a retry, new sends pause this long: in an outage, fresh calls would
-# only fail too.
-DEFAULT_OUTAGE_PAUSE = 1.0
+
+PerModel = Union[float, int, Mapping[str, Union[float, int]], None]
 
 
 @dataclass(frozen=True)
 class RateControl:
-    """How a client finds and follows the server's limits. Every part can be switched off.
+    """How a client finds and follows the server's limits. Nothing here needs setting.
 
-    ``adaptive``: cut the concurrency limit on 429s, grow it back while calls succeed.
-    ``rpm``/``tpm``: configured ceilings, enforced by pacing (tokens are estimated before a
-    call and corrected from ``usage`` after). ``learn_rate``: when 429s come, learn the request
-    rate the server accepts and pace to it (under ``rpm`` when that is set too).
-    ``cooldown``: a ``Retry-After`` pauses every new send of the client, not only the retrying
-    one. ``retry_budget``: retries
-    may add at most ``retry_ratio`` of the load; past that a retryable error is raised at once
-    and new sends pause for ``outage_pause`` seconds.
+    ``adaptive`` (on): find each model's limits from 429s — the rate its server accepts, and a
+    concurrency cap when 429s behave like one — and probe for more when nothing refuses.
+    ``initial_concurrency`` (4): where each model's concurrency limit starts before doubling.
+    ``rpm``/``tpm``: limits you know, paced exactly (tokens are estimated before a call and
+    corrected from ``usage`` after); a number applies to each model, a dict names models
+    (``{"gpt-4o": 500, "*": 3000}``: ``"*"`` for the others).
+    ``use_headers`` (on): pace to the limits the server's rate-limit headers tell
+    (``x-ratelimit-*``, ``anthropic-ratelimit-*``, ``RateLimit``), and hold while they say the
+    budget is spent.
+    ``throttle_retries`` (on): retries pay from a quota that a retry that heals refunds, and
+    when the server fails most requests sends are held back in proportion (an outage is not
+    met with a storm). Held-back work is deferred within its time budget, never failed.
     """
 
     adaptive: bool = True
-    decrease: float = DEFAULT_DECREASE
     initial_concurrency: int = DEFAULT_INITIAL_CONCURRENCY
-    probe_interval: float = DEFAULT_PROBE_INTERVAL
-    max_probe_interval: float = DEFAULT_MAX_PROBE_INTERVAL
-    rpm: float | None = None
-    tpm: float | None = None
-    burst_seconds: float = DEFAULT_BURST_SECONDS
-    learn_rate: bool = True
-    rate_margin: float = DEFAULT_RATE_MARGIN
-    rate_decrease: float = DEFAULT_RATE_DECREASE
-    rate_recover: float = DEFAULT_RATE_RECOVER
-    rate_hold: float = DEFAULT_RATE_HOLD
-    rate_probe: float = DEFAULT_RATE_PROBE
-    rate_horizon: float = DEFAULT_RATE_HORIZON
-    cooldown: bool = True
-    cooldown_spread: float = DEFAULT_COOLDOWN_SPREAD
-    max_cooldown_spread: float = DEFAULT_MAX_COOLDOWN_SPREAD
-    retry_budget: bool = True
-    retry_ratio: float = DEFAULT_RETRY_RATIO
-    retry_floor_per_second: float = DEFAULT_RETRY_FLOOR_PER_SECOND
-    retry_initial: float = DEFAULT_RETRY_INITIAL
-    retry_capacity: float = DEFAULT_RETRY_CAPACITY
-    outage_pause: float = DEFAULT_OUTAGE_PAUSE
+    rpm: PerModel = None
+    tpm: PerModel = None
+    use_headers: bool = True
+    throttle_retries: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("decrease", "rate_margin", "rate_decrease"):
-            value = getattr(self, name)
-            if not 0 < value < 1:
-                raise InvalidArgumentError(name, f"expected a fraction in (0, 1), got {value!r}")
         for name in ("rpm", "tpm"):
-            if getattr(self, name) is not None:
-                _positive(name, getattr(self, name))
+            value = getattr(self, name)
+            if isinstance(value, Mapping):
+                for model, limit in value.items():
+                    if not isinstance(model, str):
+                        raise InvalidArgumentError(name, f"model names must be str, got {model!r}")
+                    _positive(f"{name}[{model!r}]", limit)
+            elif value is not None:
+                _positive(name, value)
         value = self.initial_concurrency
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise InvalidArgumentError(
                 "initial_concurrency", f"expected an int >= 1, got {value!r}"
             )
-        for name in ("burst_seconds", "rate_horizon", "retry_capacity", "probe_interval",
-                     "max_probe_interval"):
-            _positive(name, getattr(self, name))
-        for name in ("rate_probe", "rate_recover", "rate_hold", "cooldown_spread",
-                     "max_cooldown_spread", "retry_ratio", "retry_floor_per_second",
-                     "retry_initial", "outage_pause"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                raise InvalidArgumentError(name, f"expected a number >= 0, got {value!r}")
+
+    def rpm_for(self, model: str | None) -> float | None:
+        return _for_model(self.rpm, model)
+
+    def tpm_for(self, model: str | None) -> float | None:
+        return _for_model(self.tpm, model)
 
     @classmethod
     def off(cls) -> RateControl:
-        """A fixed limit and nothing else: no adaptation, no pacing, no cooldown, no budget."""
-        return cls(adaptive=False, learn_rate=False, cooldown=False, retry_budget=False)
+        """A fixed limit and nothing else: no adaptation, no headers, no retry throttling."""
+        return cls(adaptive=False, use_headers=False, throttle_retries=False)
+
+
+def _for_model(value: PerModel, model: str | None) -> float | None:
+    if isinstance(value, Mapping):
+        found = value.get(model) if model is not None else None
+        if found is None:
+            found = value.get("*")
+        return float(found) if found is not None else None
+    return float(value) if value is not None else None

@@ -1,16 +1,21 @@
 """Rate-control policies: pure state machines on an explicit clock, with no locks and no sleeps.
 
-The limiter (``_limiter.py``) owns one of each, guards them with its lock, and does the
+The limiter (``_limiter.py``) keeps one set per model, guards them with its lock, and does the
 waiting. Keeping the arithmetic here lets the tests drive each policy with exact times.
 
-* :class:`AIMDConcurrency` — the in-flight limit: cut multiplicatively on a 429, grown
-  additively while successes come back and the limit is actually used.
+* :class:`Concurrency` — the in-flight limit: slow start that doubles per round trip, a cut
+  only for 429s that behave like a concurrency cap, regrowth and slow probing.
 * :class:`Pacer` — a token bucket kept as a theoretical arrival time (GCRA): each send reserves
   its cost and is told how long to wait, so callers are spaced evenly instead of released in
-  bursts. Used for configured ``rpm``/``tpm`` and for a learned request rate.
-* :class:`RateLearner` — learns a request rate from 429s when none is configured: measures the
-  rate the server accepted, paces a little under it, cuts on further 429s and probes upward.
-* :class:`RetryBudget` — retries may add only a bounded share of load.
+  bursts. Used for configured and told ``rpm``/``tpm`` and for a learned request rate.
+* :class:`RateFinder` — finds the request rate a server accepts when nobody says it, from the
+  rate of successes while the server refuses, and tells 429s that are about rate from 429s
+  that are not (an upstream that is saturated whatever we send).
+* :class:`RetryQuota` — the AWS SDKs' standard retry quota: a retry pays, a retry that
+  succeeds is refunded, so retries that heal are never refused.
+* :class:`AdaptiveThrottle` — Google SRE's client-side throttling: when the server accepts
+  less than half of what is sent, hold sends back in proportion, so an outage is not met with
+  a storm.
 """
 
 from __future__ import annotations
@@ -18,29 +23,26 @@ from __future__ import annotations
 import math
 from collections import deque
 
-__all__ = ["AIMDConcurrency", "Pacer", "RateLearner", "RetryBudget"]
+__all__ = ["AdaptiveThrottle", "Concurrency", "Pacer", "RateFinder", "RetryQuota"]
 
 
-class AIMDConcurrency:
-    """The effective concurrency limit, between 1 and ``ceiling``.
+class Concurrency:
+    """The effective in-flight limit of one model, between 1 and ``ceiling``.
 
-    It starts low and doubles each round trip (TCP's slow start) until the ceiling or a 429,
-    so an unknown small limit costs a handful of 429s rather than a ceiling's worth. On a 429
-    (the caller decides which ones are news, once per window) it is cut to ``decrease`` of
-    itself, and the in-flight level that was refused is remembered. Successes then grow it
-    quickly back to just under that level, hold there, and only after ``probe_interval``
-    seconds probe above it, one step per window. A probe refused at the same level doubles the
-    interval (up to ``max_probe_interval``), so a steady limit is probed rarely; a probe that
-    succeeds forgets the old level, so a risen limit is found again.
+    It starts at ``initial`` and grows by one for every success whose request was sent while
+    the limit was in use, which doubles it each round trip (TCP's slow start): a fresh client
+    reaches a ceiling of 64 from 4 in four round trips when nothing refuses it. A 429 that
+    came from a concurrency cap (the caller decides) cuts it to the highest level seen to
+    succeed; it then grows back one step per window of successes after ``probe_interval``, and
+    a probe refused at the same level doubles the interval (up to ``max_probe_interval``).
     """
 
-    def __init__(self, ceiling: int, *, decrease: float, initial: int,
-                 probe_interval: float, max_probe_interval: float) -> None:
+    def __init__(self, ceiling: int, *, initial: int, probe_interval: float = 1.0,
+                 max_probe_interval: float = 16.0) -> None:
         self.ceiling = ceiling
-        self.decrease = decrease
         self.limit = float(max(1, min(initial, ceiling)))
-        self.refused_level: int | None = None
         self.slow_start = True
+        self.refused_level: int | None = None
         self.base_interval = probe_interval
         self.max_interval = max_probe_interval
         self.interval = probe_interval
@@ -51,32 +53,32 @@ class AIMDConcurrency:
     def effective(self) -> int:
         return max(1, int(self.limit))
 
-    def cut(self, level: int, now: float) -> None:
-        """A 429 answered a request sent with ``level`` requests in flight."""
+    def cut(self, level: int, ok_level: int, now: float) -> bool:
+        """A 429 answered a request sent with ``level`` in flight, above ``ok_level``, the
+        highest level recently seen to succeed. True if the limit fell."""
         again = self.refused_level is not None and level >= self.refused_level
         self.interval = min(self.max_interval, self.interval * 2) if again else self.base_interval
         self.refused_level = level
-        self.limit = max(1.0, min(self.limit, float(level)) * self.decrease)
         self.probe_at = now + self.interval
         self.cut_at = now
         self.slow_start = False
+        before = self.effective
+        self.limit = float(max(1, min(self.effective, ok_level)))
+        return self.effective != before
 
-    def on_success(self, in_flight_at_send: int, sent_at: float, now: float) -> bool:
-        """A success came back; True if the effective limit grew."""
-        # Grow only when the limit was the constraint: a limit of 32 that never sees more than
-        # 3 in flight has proved nothing about 32, and growing it would only store up a burst.
-        if self.limit >= self.ceiling or in_flight_at_send < self.effective:
+    def on_success(self, level: int, limit_at_send: int, sent_at: float, now: float) -> bool:
+        """A success sent with ``level`` in flight under a limit of ``limit_at_send``; True if
+        the effective limit grew."""
+        # Grow only when the limit was in use when this request left: a limit of 32 that never
+        # sees more than 3 in flight has proved nothing about 32.
+        if self.limit >= self.ceiling or level < limit_at_send:
             return False
-        refused = self.refused_level
-        if refused is not None and in_flight_at_send >= refused and sent_at > self.cut_at:
-            # The refused level now succeeds (and not merely a request sent before the cut).
-            refused = self.refused_level = None
+        if self.refused_level is not None and level >= self.refused_level and sent_at > self.cut_at:
+            self.refused_level = None  # the refused level now succeeds: a risen cap
         before = self.effective
         if self.slow_start:
             self.limit += 1.0
-        elif refused is not None and self.limit < refused - 1:
-            self.limit = min(float(refused - 1), self.limit + 1.0)
-        elif refused is not None and now < self.probe_at:
+        elif now < self.probe_at:
             return False
         else:
             self.limit += 1.0 / self.limit  # one step per window of successes
@@ -118,178 +120,251 @@ class Pacer:
         self.rate = rate
 
 
-class RateLearner:
-    """Learns a request rate from 429s when none was configured.
+_OK, _THROTTLED = 1, 2
 
-    It measures the rate of accepted requests over the last ``horizon`` seconds. The first
-    429 it is told of sets the rate to ``margin`` of that measure; later ones cut it by
-    ``decrease`` and remember the refused rate. While pacing is what holds callers back and
-    calls succeed, the rate grows: fast (``recover`` of itself per second) back to ``margin``
-    of the refused rate, then it holds until ``probe_interval`` has passed and probes slowly
-    (``probe`` per second); the interval doubles each time a probe is refused. A first
-    measure taken over less than the horizon may be far too low, so it sets no refused rate
-    and growth stays fast until a 429 gives one. ``rate`` is None until a 429 teaches one.
+
+class RateFinder:
+    """Finds the request rate a server accepts, from its answers alone.
+
+    The measure: once a server refuses, its allowance is spent, so every request it accepts
+    from then on was paid for by its refill. Successes sent since the first 429 of a
+    congestion episode, divided by the time since, are the server's rate — whatever kind of
+    window or bucket it keeps, and without any header. Until an episode is ``min_span`` long
+    that measure is noise, so the first 429 halves the send rate (or goes back under the last
+    rate found); later 429s of the episode set the pace to ``margin`` of the measure.
+
+    While pacing holds callers back and nothing is refused, the rate grows: quickly
+    (``recover`` of itself per second) up to ``margin`` of the last rate found, then, after a
+    hold that doubles each time a probe is refused at the same level, slowly (``probe`` per
+    second), so a limit that rose is found again.
+
+    Not every 429 is about rate: an upstream that is saturated refuses a share of requests
+    whatever we send. A cut made on a measure should end the refusals; when the share of 429s
+    after it is still at least half the share before it, the 429s are noise: the cut is undone
+    and 429s are ignored while their share stays near that level.
     """
 
-    def __init__(self, *, horizon: float, margin: float, decrease: float, recover: float,
-                 probe: float, floor: float, probe_interval: float,
-                 max_probe_interval: float, hold: float) -> None:
-        self.horizon = horizon
-        self.hold = hold
-        self.cut_at = -math.inf
+    def __init__(self, *, margin: float = 0.97, min_span: float = 0.25, window: float = 2.0,
+                 recover: float = 1.0, probe: float = 0.05, hold: float = 2.0,
+                 max_hold: float = 16.0, floor: float = 0.1, episode_gap: float = 2.0,
+                 min_samples: int = 10) -> None:
         self.margin = margin
-        self.decrease = decrease
+        self.min_samples = min_samples
+        self.min_span = min_span
+        self.window = window
         self.recover = recover
         self.probe = probe
+        self.base_hold = hold
+        self.max_hold = max_hold
+        self.hold = hold
         self.floor = floor
-        self.base_interval = probe_interval
-        self.max_interval = max_probe_interval
-        self.interval = probe_interval
-        self.rate: float | None = None
-        self.refused: float | None = None
-        self.probe_at = -math.inf
-        self._accepted: deque[float] = deque()
-        self._first: float | None = None
-        self._last_growth: float | None = None
-        self._pause_end = -math.inf
+        self.episode_gap = episode_gap
+        self.rate: float | None = None  # the pace, requests/s; None: not pacing
+        self.found: float | None = None  # the last rate measured under refusal
+        self.noise_share: float | None = None  # share of 429s shown not to be about rate
+        self._outcomes: deque[tuple[float, int]] = deque()  # (sent_at, _OK or _THROTTLED)
+        self._first_sent: float | None = None
+        self._changed_at = -math.inf  # 429s of requests sent before this are old news
+        self._episode: float | None = None  # send time of the episode's first 429
+        self._last_429 = -math.inf
+        self._episode_rate: float | None = None  # the pace before the episode began
+        self._test: tuple[float, float] | None = None  # (cut at, share before) to check
+        self._probe_at = -math.inf
+        self._grown_at: float | None = None
+
+    # -- what came back ------------------------------------------------------------------------
 
     def on_sent(self, now: float) -> None:
-        if self._first is None:
-            self._first = now
+        if self._first_sent is None:
+            self._first_sent = now
 
-    def note_pause(self, until: float) -> None:
-        """Sends are paused until ``until`` (a Retry-After): rates are measured after it."""
-        self._pause_end = until
-
-    def on_accepted(self, now: float) -> None:
-        self._accepted.append(now)
+    def on_accepted(self, sent_at: float, now: float) -> None:
+        self._outcomes.append((sent_at, _OK))
         self._trim(now)
 
-    def measured(self, now: float, *, since_cut: bool) -> tuple[float, bool] | None:
-        """Accepted requests per second over the horizon (or only since the last cut), and
-        whether a whole horizon of sending backs the figure."""
+    def on_throttled(self, sent_at: float, now: float) -> float | None:
+        """A 429 for a request sent at ``sent_at``: the new pace, or None if unchanged
+        (``math.inf`` means: stop pacing)."""
+        self._outcomes.append((sent_at, _THROTTLED))
         self._trim(now)
-        if self._first is None:
-            return None
-        since = max(self._first, now - self.horizon)
-        if self._pause_end <= now:
-            # Time spent paused on the server's word says nothing of the rate it accepts.
-            since = max(since, self._pause_end)
-        if since_cut:
-            since = max(since, self.cut_at)
-        count = sum(1 for t in self._accepted if t >= since)
-        if count == 0:
-            return None
-        span = now - since
-        # Divide by at least a fifth of a second: a burst allowance answered in a few
-        # milliseconds would otherwise read as a huge rate.
-        return count / max(span, 0.2), now - self._first >= self.horizon
-
-    def on_throttled(self, now: float) -> float | None:
-        """A 429 that is news: the new rate (None if unchanged)."""
-        # A server's token bucket that we emptied stays empty for a while even once we send
-        # under its rate, so the 429s just after a cut are the old excess, not news.
-        if now < self.cut_at + self.hold:
-            return None
-        measured = self.measured(now, since_cut=self.rate is not None)
-        if self.rate is None:
-            if measured is None:
+        if sent_at < self._changed_at:
+            return None  # sent under an older pace: that pace was already answered
+        if self.noise_share is not None:
+            share = self._share(now - self.window)
+            if share is None or share <= self.noise_share * 1.5 + 0.05:
                 return None
-            value, full = measured
-            self.rate = max(self.floor, value * self.margin)
-            self.refused = value if full else None
-        else:
-            again = self.refused is not None and self.rate >= self.refused * self.margin
-            self.interval = (
-                min(self.max_interval, self.interval * 2) if again else self.base_interval
-            )
-            self.refused = self.rate
-            self.rate *= self.decrease
-            # What the server accepted since the last cut is what it gives now: after a drop
-            # in its limit, go there at once rather than by several cuts, and remember that,
-            # not the rate we sent at, as the level it refused.
-            if measured is not None and measured[0] < self.refused:
-                self.refused = measured[0]
-                self.rate = min(self.rate, measured[0] * self.margin)
-            self.rate = max(self.floor, self.rate)
-        self.probe_at = now + self.interval
-        self.cut_at = now
-        self._last_growth = now
-        return self.rate
-
-    def cap_at_measured(self, now: float) -> float | None:
-        """The concurrency limit was cut: cap the rate at what the server accepted, so that
-        the next concurrency probe cannot double the send rate at a stroke. Under a pure
-        concurrency limit the cap sits at what the server gives anyway and soon grows out of
-        the way; under a rate limit it is where rate learning starts. The new rate, or None."""
-        measured = self.measured(now, since_cut=False)
-        if self._first is None or now - self._first < self.horizon / 2:
-            return None  # too early to tell a limit from a burst allowance
-        if measured is None or (self.rate is not None and self.rate <= measured[0]):
+            self.noise_share = None  # a real limit on top of the noise
+        new_episode = self._episode is None or sent_at - self._last_429 > self.episode_gap
+        self._last_429 = sent_at
+        if new_episode:
+            return self._start_episode(sent_at, now)
+        if self._test is not None:
+            noise = self._check_noise(now)
+            if noise is not None:
+                return noise
+        start = self._episode if self._episode is not None else sent_at
+        span = sent_at - start
+        during = [o for t, o in self._outcomes if start <= t <= sent_at]
+        # The measure holds only if we kept the server busy: a few requests in a long span
+        # (one caller retrying) say nothing about its rate.
+        if span < self.min_span or len(during) < self.min_samples:
             return None
-        self.rate = max(self.floor, measured[0])
-        # What the server gave is a level to hold at and probe above later, not one to race
-        # past: that is what the cut concurrency limit just did.
-        self.refused = self.rate
-        self.probe_at = now + self.interval
-        self._last_growth = now
-        return self.rate
+        measured = max(during.count(_OK), 1) / span
+        self.found = measured
+        return self._set(max(self.floor, measured * self.margin), now, test=True)
 
     def on_success_paced(self, now: float) -> float | None:
-        """A success while pacing held callers back: the grown rate, or None if unchanged."""
+        """A success while this pace held callers back: the grown rate, or None."""
         if self.rate is None:
             return None
-        last = self._last_growth if self._last_growth is not None else now
+        last = self._grown_at if self._grown_at is not None else now
         elapsed = now - last
+        self._grown_at = now
         if elapsed <= 0:
             return None
-        self._last_growth = now
-        if self.refused is None:
-            self.rate *= 1.0 + self.recover * elapsed
-        elif self.rate < self.refused * self.margin:
-            self.rate = min(self.refused * self.margin, self.rate * (1.0 + self.recover * elapsed))
-        elif now < self.probe_at:
-            return None
-        else:
+        target = self.found * self.margin if self.found is not None else math.inf
+        if self.rate < target:
+            self.rate = min(target, self.rate * (1.0 + self.recover * elapsed))
+        elif now >= self._probe_at:
             self.rate *= 1.0 + self.probe * elapsed
-            if self.rate > self.refused:
-                self.refused = None  # the refused rate now succeeds: forget it
+        else:
+            return None
         return self.rate
 
+    # -- internals ---------------------------------------------------------------------------
+
+    def _start_episode(self, sent_at: float, now: float) -> float | None:
+        again = self.found is not None and self.rate is not None and self.rate >= self.found
+        self.hold = min(self.max_hold, self.hold * 2) if again else self.base_hold
+        self._probe_at = now + self.hold
+        self._episode = sent_at
+        self._episode_rate = self.rate
+        if self.found is not None:
+            # The last rate found is the best guess of the limit: go back under it at once.
+            rate = min(self.rate or math.inf, self.found) * self.margin
+        else:
+            # Nothing measured yet, and a measure over the time before this 429 would count
+            # the server's burst allowance as rate: halve what was sent, then measure.
+            rate = self._send_rate(now) * 0.5
+        return self._set(max(self.floor, rate), now, test=False)
+
+    def _check_noise(self, now: float) -> float | None:
+        assert self._test is not None
+        cut_at, before = self._test
+        after = [o for t, o in self._outcomes if t >= cut_at]
+        if len(after) < 10:
+            return None
+        self._test = None
+        share = after.count(_THROTTLED) / len(after)
+        if share < max(0.05, 0.5 * before):
+            return None  # the cut worked: these are the last of the excess
+        # Sending slower did not lower the share of refusals: they are not about our rate.
+        self.noise_share = share
+        self.found = None
+        self._episode = None
+        restored = self._episode_rate
+        self.rate = restored
+        self._changed_at = now
+        return restored if restored is not None else math.inf
+
+    def _set(self, rate: float, now: float, *, test: bool) -> float:
+        before = self._share(self._changed_at if self._changed_at > -math.inf else now - 1.0)
+        self.rate = rate
+        self._changed_at = now
+        self._grown_at = now
+        self._test = (now, before) if test and before is not None else None
+        return rate
+
+    def _share(self, since: float) -> float | None:
+        recent = [o for t, o in self._outcomes if t >= since]
+        if not recent:
+            return None
+        return recent.count(_THROTTLED) / len(recent)
+
+    def _send_rate(self, now: float) -> float:
+        first = self._first_sent if self._first_sent is not None else now
+        span = min(self.window, max(now - first, 0.1))
+        sent = sum(1 for t, _ in self._outcomes if t >= now - span)
+        return max(self.floor, sent / span)
+
     def _trim(self, now: float) -> None:
-        while self._accepted and self._accepted[0] < now - self.horizon:
-            self._accepted.popleft()
+        # Keep what an episode can still measure, bounded in time.
+        horizon = now - max(self.window, self.episode_gap) * 4
+        while self._outcomes and self._outcomes[0][0] < horizon:
+            self._outcomes.popleft()
 
 
-class RetryBudget:
-    """Retries may add at most ``ratio`` of the first attempts, plus a trickle of
-    ``floor_per_second`` so that a quiet client can still retry at all.
+class RetryQuota:
+    """The AWS SDKs' standard retry quota.
 
-    A token bucket: each first attempt deposits ``ratio``, time deposits the floor, a retry
-    withdraws 1; at most ``capacity`` tokens are saved up. The AWS SDKs' retry quota and
-    Envoy's retry budget are the models.
+    A retry withdraws ``cost`` (``timeout_cost`` after a timeout or a broken connection); a
+    retry that succeeds gives its cost back, and a first attempt that succeeds adds one. So
+    retries that heal never drain the quota, and only a run of failures, an outage, does.
+    ``refill_per_second`` lets a quiet client regain retries even with nothing succeeding.
     """
 
-    def __init__(self, *, ratio: float, floor_per_second: float, initial: float,
-                 capacity: float, now: float) -> None:
-        self.ratio = ratio
-        self.floor_per_second = floor_per_second
+    def __init__(self, *, capacity: float = 500.0, cost: float = 5.0, timeout_cost: float = 10.0,
+                 refill_per_second: float = 1.0, now: float = 0.0) -> None:
         self.capacity = capacity
-        self.tokens = min(initial, capacity)
+        self.cost = cost
+        self.timeout_cost = timeout_cost
+        self.refill = refill_per_second
+        self.tokens = capacity
         self._at = now
 
-    def on_first_attempt(self, now: float) -> None:
+    def try_withdraw(self, amount: float, now: float) -> bool:
         self._refill(now)
-        self.tokens = min(self.capacity, self.tokens + self.ratio)
-
-    def try_spend(self, now: float) -> bool:
-        self._refill(now)
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
+        if self.tokens >= amount:
+            self.tokens -= amount
             return True
         return False
 
+    def deposit(self, amount: float, now: float) -> None:
+        self._refill(now)
+        self.tokens = min(self.capacity, self.tokens + amount)
+
     def _refill(self, now: float) -> None:
         if now > self._at:
-            self.tokens = min(self.capacity, self.tokens + (now - self._at) * self.floor_per_second)
+            self.tokens = min(self.capacity, self.tokens + (now - self._at) * self.refill)
+        self._at = now
+
+
+class AdaptiveThrottle:
+    """Client-side adaptive throttling (Google SRE, "Handling Overload").
+
+    Counts of requests sent and of requests the server accepted decay with a ``half_life``, so
+    the picture is recent. A send is held back with probability
+    ``max(0, (requests - k * accepts) / (requests + 1))``: nothing while the server accepts
+    more than 1/k of what is sent, nearly everything in an outage — yet a trickle still goes
+    out, and its successes reopen the way within moments of the server's return. Below
+    ``min_requests`` recent requests nothing is held: one caller's run of failures is its
+    retries' business, not an outage.
+    """
+
+    def __init__(self, *, k: float = 2.0, half_life: float = 2.0, min_requests: float = 10.0,
+                 now: float = 0.0) -> None:
+        self.k = k
+        self.min_requests = min_requests
+        self.decay = math.log(2) / half_life
+        self.requests = 0.0
+        self.accepts = 0.0
+        self._at = now
+
+    def hold_probability(self, now: float) -> float:
+        self._age(now)
+        if self.requests < self.min_requests:
+            return 0.0  # a few failures of one caller are not an outage
+        return max(0.0, (self.requests - self.k * self.accepts) / (self.requests + 1.0))
+
+    def on_result(self, accepted: bool, now: float) -> None:
+        self._age(now)
+        self.requests += 1.0
+        if accepted:
+            self.accepts += 1.0
+
+    def _age(self, now: float) -> None:
+        if now > self._at:
+            factor = math.exp(-self.decay * (now - self._at))
+            self.requests *= factor
+            self.accepts *= factor
         self._at = now

@@ -18,6 +18,7 @@ by changing the import only::
           │    └── InternalServerError            >= 500
           ├── APIConnectionError                  no response: refused, reset, DNS, TLS
           │    └── APITimeoutError
+          │         └── LimiterTimeoutError       our own limiter held the call past its budget
           └── APIResponseValidationError          a 2xx whose body is not the JSON we expect
 
 Every message carries the status and request id when known, never the API key: messages are
@@ -42,6 +43,7 @@ __all__ = [
     "CometError",
     "InternalServerError",
     "InvalidArgumentError",
+    "LimiterTimeoutError",
     "NotFoundError",
     "PermissionDeniedError",
     "RateLimitError",
@@ -159,6 +161,16 @@ class APIConnectionError(APIError):
 
 class APITimeoutError(APIConnectionError):
     """The request timed out (connect or read)."""
+
+
+class LimiterTimeoutError(APITimeoutError):
+    """The call's time budget ran out while our own limiter held it back: nothing was sent.
+    ``held_by`` says what held it (a hold on the server's word, pacing, the throttle, a slot).
+    Never retried: its budget is spent."""
+
+    def __init__(self, message: str, *, held_by: str) -> None:
+        super().__init__(message)
+        self.held_by = held_by
 
 
 class APIResponseValidationError(APIError):

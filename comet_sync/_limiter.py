@@ -1,21 +1,31 @@
 """The limiter: what a request waits for before it may leave the process.
 
-Every HTTP attempt of a client takes a :class:`Permit` before its request is sent and gives it
-back, with the outcome, once the response has been read (for a stream, once it is closed).
-Web-server threads calling ``create`` directly and the client's executor draw from the same
-limiter, so its bounds hold for the whole process's use of the client. In order, a send waits
+Every HTTP attempt of a client takes a permit before its request is sent and gives it back,
+with what came back, once the response has been read (for a stream, once it is closed).
+Web-server threads calling ``create`` directly and the client's executors draw from the same
+limiter, so its bounds hold for the whole process's use of the client.
 
-1. for a cooldown: a ``Retry-After`` from the server pauses every new send of the client, and
-   the restart is spread with jitter instead of released all at once;
-2. for pacing: configured ``rpm``/``tpm`` ceilings and a rate learned from 429s;
-3. for a concurrency slot under the effective (AIMD) limit.
+CometAPI sends each model to its own upstream channel, so each model has its own *lane*: its
+own concurrency limit, pace, told limits, 429 history and retry quota. One model's limit never
+slows another's calls; all lanes together stay under ``max_concurrency``. In order, a send
+waits
 
-The policies are in ``_control.py``; this module guards them and does the waiting.
+1. for a hold on its lane: only when the server's own words say its budget is out for a while
+   (``remaining: 0`` with a reset ahead, or a ``Retry-After`` of ``LONG_RETRY_AFTER`` or more).
+   An ordinary 429 delays the request that got it (its retry waits), not the lane;
+2. for the adaptive throttle and, for a retry, the retry quota: in an outage sends are deferred
+   (never failed) and tried again within the call's budget;
+3. for pacing: configured ``rpm``/``tpm``, limits the server's headers told, and a rate found
+   from 429s when nobody told one;
+4. for a concurrency slot under the lane's limit and the client's ``max_concurrency``.
 
-Thread safety: ``_lock`` guards every field below it in
-``__init__`` and the policy objects. It is held only for arithmetic: sleeps happen after it is
-released, and log lines are written after it is released. A permit may be released from any
-thread (a stream closed by the garbage collector, say); a second release is a no-op.
+The policies are in ``_control.py``; this module guards them and does the waiting. The seam a
+shared limiter implements (``contrib.redis``) is :class:`LimiterProtocol`.
+
+Thread safety: ``_lock`` guards every field of the limiter and of its lanes and their policy
+objects. It is held only for arithmetic: sleeps happen after it is released, and log lines are
+written after it is released. A permit may be released from any thread (a stream closed by the
+garbage collector, say); a second release is a no-op.
 """
 
 from __future__ import annotations
@@ -23,37 +33,184 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from collections import deque
+from collections import OrderedDict, deque
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Callable
+from typing import Callable, Protocol
 
 from ._config import RateControl
-from ._control import AIMDConcurrency, Pacer, RateLearner, RetryBudget
+from ._control import AdaptiveThrottle, Concurrency, Pacer, RateFinder, RetryQuota
+from ._exceptions import LimiterTimeoutError
+from ._headers import ServerWord
 
-__all__ = ["Limiter", "LimiterState", "Permit"]
+__all__ = [
+    "LONG_RETRY_AFTER",
+    "Limiter",
+    "LimiterProtocol",
+    "LimiterState",
+    "ModelState",
+    "Permit",
+    "PermitProtocol",
+]
 
 logger = logging.getLogger("comet_sync")
+
+# A Retry-After this long is the server saying its budget is out for a while: the whole lane
+# waits. Shorter ones (servers round sub-second waits up to 1 s) delay only the refused request.
+LONG_RETRY_AFTER = 5.0
+# Pace a rate the server's headers told at this share of it: exactly at the limit, jitter on
+# the way makes one request in a window too many.
+TOLD_MARGIN = 0.98
+# Configured ceilings allow a burst of this many seconds' worth of sends.
+BURST_SECONDS = 0.1
+# A send held back by the throttle or the retry quota asks again after about this long.
+DEFER_SECONDS = 0.25
+# Lanes beyond this many, idle ones are forgotten (least recently used first).
+MAX_LANES = 256
+# The highest in-flight level seen to succeed is remembered this long.
+OK_LEVEL_MEMORY = 2.0
+
+
+@dataclass(frozen=True)
+class ModelState:
+    """One model's rate control, for ``client.metrics.snapshot().limiter.models``.
+
+    ``rate`` is the pace in requests/s now in force and ``rate_source`` where it came from
+    (``"configured"``, ``"header"``, ``"learned"``; None: no pacing); ``tpm`` likewise for
+    tokens. ``noise_share`` is set when 429s were shown not to be about our rate.
+    """
+
+    concurrency_limit: int
+    in_flight: int
+    rate: float | None
+    rate_source: str | None
+    tpm: float | None
+    tpm_source: str | None
+    held_for: float  # seconds left of a hold on the server's word, 0 when none
+    throttled: int  # 429s answered
+    cuts: int  # times the pace or the concurrency limit was lowered
+    deferred: int  # sends held back by the throttle or the retry quota, then tried again
+    retry_tokens: float | None
+    noise_share: float | None
 
 
 @dataclass(frozen=True)
 class LimiterState:
-    """What the limiter is doing, for ``client.metrics.snapshot().limiter`` and dashboards."""
+    """What the limiter is doing, for ``client.metrics.snapshot().limiter`` and dashboards.
+
+    The top-level figures add up the lanes: ``concurrency_limit`` is the lowest lane limit
+    (``max_concurrency`` when no model has been used), ``learned_rate`` the lowest learned pace.
+    """
 
     max_concurrency: int
     concurrency_limit: int
     in_flight: int
-    learned_rate: float | None  # requests/s, None until 429s teach one
+    learned_rate: float | None
     rpm: float | None
     tpm: float | None
-    cooling_down_for: float  # seconds left of a Retry-After pause, 0 when none
+    cooling_down_for: float
     cooldowns: int
     cuts: int
-    retry_tokens: float | None  # None when the retry budget is off
-    retries_refused: int
+    retry_tokens: float | None
+    retries_refused: int  # sends deferred by the throttle or the retry quota
+    models: Mapping[str, ModelState] | None = None
+
+
+class PermitProtocol(Protocol):
+    """One request's leave to be on the wire."""
+
+    @property
+    def held(self) -> bool: ...
+
+    def release(self, status: int | None = None, *, throttled: bool = False,
+                word: ServerWord | None = None, total_tokens: int | None = None) -> None: ...
+
+
+class LimiterProtocol(Protocol):
+    """What a client needs of a limiter: the local :class:`Limiter` and ``RedisLimiter``.
+
+    ``acquire`` waits until a request of ``model`` may be sent and returns its permit, or raises
+    :class:`LimiterTimeoutError` (naming what held it) when that would take longer than
+    ``timeout``. ``retry_cost`` is 0 for a first attempt and for a 429 retry (those pass the
+    pacing a 429 just tightened) and the quota's price for any other retry.
+    """
+
+    def bind(self, *, clock: Callable[[], float], sleep: Callable[[float], None],
+             random: Callable[[], float], max_hold: float) -> None: ...
+
+    def acquire(self, model: str | None = None, *, cost: float = 0.0,
+                timeout: float | None = None, retry_cost: float = 0.0) -> PermitProtocol: ...
+
+    def paces_tokens(self, model: str | None) -> bool: ...
+
+    @property
+    def in_use(self) -> int: ...
+
+    def state(self) -> LimiterState: ...
+
+    def after_fork(self) -> None: ...
+
+
+class _Lane:
+    """One model's controls. Every field is guarded by the owning limiter's lock."""
+
+    def __init__(self, control: RateControl, model: str | None, ceiling: int,
+                 now: float) -> None:
+        self.in_use = 0
+        self.concurrency = Concurrency(
+            ceiling, initial=control.initial_concurrency if control.adaptive else ceiling
+        )
+        self.finder = RateFinder() if control.adaptive else None
+        self.learned: Pacer | None = None
+        rpm, tpm = control.rpm_for(model), control.tpm_for(model)
+        self.rpm = _configured(rpm)
+        self.tpm = _configured(tpm)
+        self.told: Pacer | None = None
+        self.told_tokens: Pacer | None = None
+        self.use_headers = control.use_headers
+        self.hold_until = -math.inf
+        self.holds = 0
+        self.quota = RetryQuota(now=now) if control.throttle_retries else None
+        self.throttle = AdaptiveThrottle(now=now) if control.throttle_retries else None
+        self.ok_levels: deque[tuple[float, int]] = deque()
+        self.throttled = 0
+        self.cuts = 0
+        self.deferred = 0
+
+    def pacers(self, cost: float) -> tuple[tuple[Pacer | None, float], ...]:
+        return ((self.rpm, 1.0), (self.told, 1.0), (self.learned, 1.0),
+                (self.tpm, cost), (self.told_tokens, cost))
+
+    def ok_level(self, now: float) -> int:
+        while self.ok_levels and self.ok_levels[0][0] < now - OK_LEVEL_MEMORY:
+            self.ok_levels.popleft()
+        return max((level for _, level in self.ok_levels), default=0)
+
+    def rate(self) -> tuple[float | None, str | None]:
+        found: list[tuple[float, str]] = []
+        if self.rpm is not None:
+            found.append((self.rpm.rate, "configured"))
+        if self.told is not None:
+            found.append((self.told.rate, "header"))
+        if self.learned is not None:
+            found.append((self.learned.rate, "learned"))
+        if not found:
+            return None, None
+        return min(found)
+
+    def tokens(self) -> tuple[float | None, str | None]:
+        found: list[tuple[float, str]] = []
+        if self.tpm is not None:
+            found.append((self.tpm.rate * 60.0, "configured"))
+        if self.told_tokens is not None:
+            found.append((self.told_tokens.rate * 60.0, "header"))
+        return min(found) if found else (None, None)
 
 
 class Limiter:
+    """The process-local limiter of one client: lanes per model under one concurrency cap."""
+
     def __init__(
         self,
         max_concurrency: int,
@@ -62,351 +219,384 @@ class Limiter:
         clock: Callable[[], float],
         sleep: Callable[[float], None],
         random: Callable[[], float],
+        max_hold: float = 30.0,
     ) -> None:
         self._control = control
         self._clock = clock
         self._sleep = sleep
         self._random = random
+        self._max_hold = max_hold
         self._lock = threading.Lock()
-        self._queue: deque[_Waiter] = deque()  # callers waiting for a slot, in arrival order
-        now = clock()
         self._max = max_concurrency
-        self._aimd = AIMDConcurrency(
-            max_concurrency,
-            decrease=control.decrease,
-            # Without adaptation the limit is simply max_concurrency from the start.
-            initial=control.initial_concurrency if control.adaptive else max_concurrency,
-            probe_interval=control.probe_interval,
-            max_probe_interval=control.max_probe_interval,
-        )
         self._in_use = 0
-        self._cooldown_until = -math.inf
-        self._cooldown_spread = 0.0
-        self._cooldown_epoch = 0
-        self._cooldowns = 0
-        self._cuts = 0
-        self._last_cut = -math.inf
-        self._retries_refused = 0
-        self._rpm = _pacer(control.rpm, control.burst_seconds)
-        self._tpm = _pacer(control.tpm, control.burst_seconds)
-        self._learner = (
-            RateLearner(
-                horizon=control.rate_horizon,
-                margin=control.rate_margin,
-                decrease=control.rate_decrease,
-                recover=control.rate_recover,
-                probe=control.rate_probe,
-                floor=1.0 / 60.0,
-                probe_interval=control.probe_interval,
-                max_probe_interval=control.max_probe_interval,
-                hold=control.rate_hold,
-            )
-            # Learned even under a configured rpm: the ceiling is what may be sent, the learned
-            # rate what the server accepts today, and it can be lower.
-            if control.learn_rate
-            else None
-        )
-        self._learned: Pacer | None = None
-        self._budget = (
-            RetryBudget(
-                ratio=control.retry_ratio,
-                floor_per_second=control.retry_floor_per_second,
-                initial=control.retry_initial,
-                capacity=control.retry_capacity,
-                now=now,
-            )
-            if control.retry_budget
-            else None
-        )
+        self._queue: deque[_Waiter] = deque()  # callers waiting for a slot, in arrival order
+        self._lanes: OrderedDict[str | None, _Lane] = OrderedDict()
+
+    def bind(self, *, clock: Callable[[], float], sleep: Callable[[float], None],
+             random: Callable[[], float], max_hold: float) -> None:
+        self._clock, self._sleep, self._random = clock, sleep, random
+        self._max_hold = max_hold
+
+    def after_fork(self) -> None:
+        """The client builds a new local limiter in a forked child; nothing to carry over."""
 
     # -- sending -----------------------------------------------------------------------------
 
-    def acquire(self, *, cost: float = 0.0, timeout: float | None = None,
-                first_attempt: bool = True) -> Permit | None:
-        """Wait until a request may be sent; None if that would take longer than ``timeout``.
-
-        ``cost`` is the request's estimated tokens, for ``tpm``.
-        """
+    def acquire(self, model: str | None = None, *, cost: float = 0.0,
+                timeout: float | None = None, retry_cost: float = 0.0) -> Permit:
+        """Wait until a request of ``model`` may be sent; raise :class:`LimiterTimeoutError`
+        if that would take longer than ``timeout``. ``cost`` is its estimated tokens."""
         deadline = None if timeout is None else self._clock() + timeout
-        handled = -1
         while True:
-            waited = self._wait_cooldown(deadline, handled)
-            if waited is None:
-                return None
-            handled = waited
-            paced = self._wait_pacing(cost, deadline)
-            if paced is None:
-                return None
-            if not self._take_slot(deadline):
-                return None
+            self._wait_hold(model, deadline)
+            self._wait_throttle(model, retry_cost, deadline)
+            paced = self._wait_pacing(model, cost, deadline)
+            queued = self._take_slot(model, deadline)
             with self._lock:
                 now = self._clock()
-                if (
-                    self._control.cooldown
-                    and self._cooldown_epoch != handled
-                    and now < self._cooldown_until
-                ):
-                    # A Retry-After came while this send waited for pacing or a slot: it
-                    # applies to this send too. Give the slot to the next in line.
-                    self._in_use -= 1
-                    self._grant_locked()
+                lane = self._lane(model, now)
+                if now < lane.hold_until:
+                    # The server's word came while this send waited: it applies to this send
+                    # too. Give the slot to the next in line and wait again.
+                    self._free_slot(lane)
                     continue
-                in_flight = self._in_use
-                limit = self._aimd.effective
-                if self._learner is not None:
-                    self._learner.on_sent(now)
-                if first_attempt and self._budget is not None:
-                    self._budget.on_first_attempt(now)
-            return Permit(self, sent_at=now, in_flight=in_flight, limit=limit, paced=paced,
-                          cost=cost)
+                level = lane.in_use
+                limit = lane.concurrency.effective
+                if lane.finder is not None:
+                    lane.finder.on_sent(now)
+            return Permit(self, model, sent_at=now, level=level, limit=limit, paced=paced,
+                          cost=cost, retry_cost=retry_cost, queued=queued)
 
-    def _take_slot(self, deadline: float | None) -> bool:
-        """Take a slot under the concurrency limit, first come first served; False if the
-        deadline passes first."""
+    def _wait_hold(self, model: str | None, deadline: float | None) -> None:
         with self._lock:
-            if not self._queue and self._in_use < self._aimd.effective:
+            now = self._clock()
+            until = self._lane(model, now).hold_until
+        if now >= until:
+            return
+        # Everyone held comes back spread over a tenth of the hold, not in one herd.
+        start = until + self._random() * min(1.0, 0.1 * (until - now))
+        self._sleep_until(start, now, deadline, f"a hold on the server's word ({until - now:.3g}s)")
+
+    def _wait_throttle(self, model: str | None, retry_cost: float,
+                       deadline: float | None) -> None:
+        while True:
+            with self._lock:
+                now = self._clock()
+                lane = self._lane(model, now)
+                held = None
+                if lane.throttle is not None and (
+                    self._random() < lane.throttle.hold_probability(now)
+                ):
+                    held = "the adaptive throttle (the server is failing most requests)"
+                elif (retry_cost > 0 and lane.quota is not None
+                      and not lane.quota.try_withdraw(retry_cost, now)):
+                    held = "the retry quota (recent retries have failed)"
+                if held is not None:
+                    lane.deferred += 1
+            if held is None:
+                return
+            # Deferred, not failed: our own caution delays work, it never loses it.
+            wake = now + DEFER_SECONDS * (0.5 + self._random())
+            self._sleep_until(wake, now, deadline, held)
+
+    def _wait_pacing(self, model: str | None, cost: float, deadline: float | None) -> bool:
+        """Reserve a place in each of the lane's pacers; True if pacing made the send wait."""
+        with self._lock:
+            now = self._clock()
+            wait = 0.0
+            for pacer, units in self._lane(model, now).pacers(cost):
+                if pacer is not None and units > 0:
+                    wait = max(wait, pacer.reserve(units, now))
+        if wait <= 0:
+            return False
+        self._sleep_until(now + wait, now, deadline, f"pacing ({wait:.3g}s)")
+        return True
+
+    def _sleep_until(self, when: float, now: float, deadline: float | None, what: str) -> None:
+        if deadline is not None and when > deadline:
+            raise LimiterTimeoutError(
+                f"the call's time budget ends before {what} lets it out", held_by=what
+            )
+        self._sleep(when - now)
+
+    def _take_slot(self, model: str | None, deadline: float | None) -> bool:
+        """Take a slot under the lane's limit and the client's; True if the send queued."""
+        with self._lock:
+            lane = self._lane(model, self._clock())
+            if not self._queue and self._fits(lane):
                 self._in_use += 1
-                return True
-            waiter = _Waiter()
+                lane.in_use += 1
+                return False
+            waiter = _Waiter(lane)
             self._queue.append(waiter)
-        # Slots are handed to the head of the queue by _grant_locked: a thread that releases
-        # a slot and at once asks again cannot jump the queue, so no caller starves.
+        # Slots are handed out by _grant_locked, first come first served within a lane: a
+        # thread that releases a slot and at once asks again cannot jump the queue.
         remaining = None if deadline is None else max(deadline - self._clock(), 0.0)
         waiter.event.wait(remaining)
         with self._lock:
             if waiter.granted:
                 return True
             self._queue.remove(waiter)
-            return False
+        raise LimiterTimeoutError(
+            f"the call's time budget ended while it waited for a concurrency slot "
+            f"({self._in_use} in flight, model limit {lane.concurrency.effective})",
+            held_by="a concurrency slot",
+        )
+
+    def _fits(self, lane: _Lane) -> bool:
+        return self._in_use < self._max and lane.in_use < lane.concurrency.effective
 
     def _grant_locked(self) -> None:
-        while self._queue and self._in_use < self._aimd.effective:
-            waiter = self._queue.popleft()
-            waiter.granted = True
-            self._in_use += 1
-            waiter.event.set()
+        if not self._queue:
+            return
+        # A waiter whose lane is full does not block waiters of other lanes behind it.
+        for waiter in list(self._queue):
+            if self._in_use >= self._max:
+                return
+            if self._fits(waiter.lane):
+                self._queue.remove(waiter)
+                waiter.granted = True
+                self._in_use += 1
+                waiter.lane.in_use += 1
+                waiter.event.set()
 
-    def _wait_cooldown(self, deadline: float | None, handled: int) -> int | None:
-        """Wait out a Retry-After pause; the pause (epoch) now dealt with, None on timeout."""
-        if not self._control.cooldown:
-            return handled
-        while True:
-            with self._lock:
-                now = self._clock()
-                until, spread, epoch = (
-                    self._cooldown_until, self._cooldown_spread, self._cooldown_epoch
-                )
-            # Every send that would start inside the pause or the spread after it draws its own
-            # start time in [until, until + spread]: the herd comes back one by one. A send
-            # waits once per pause, and again only if a new 429 set a new one meanwhile.
-            if epoch == handled or now >= until + spread:
-                return epoch
-            start = until + self._random() * spread
-            if start > now:
-                if deadline is not None and start > deadline:
-                    return None
-                self._sleep(start - now)
-            handled = epoch
+    def _free_slot(self, lane: _Lane) -> None:
+        self._in_use -= 1
+        lane.in_use -= 1
+        self._grant_locked()
 
-    def _wait_pacing(self, cost: float, deadline: float | None) -> bool | None:
-        """Reserve a place in each pacer; True if the send had to wait (pacing held it)."""
-        with self._lock:
-            now = self._clock()
-            wait = 0.0
-            for pacer, units in ((self._rpm, 1.0), (self._learned, 1.0), (self._tpm, cost)):
-                if pacer is not None and units > 0:
-                    wait = max(wait, pacer.reserve(units, now))
-        if wait <= 0:
-            return False
-        if deadline is not None and now + wait > deadline:
-            return None
-        self._sleep(wait)
-        return True
+    def _lane(self, model: str | None, now: float) -> _Lane:
+        lane = self._lanes.get(model)
+        if lane is None:
+            lane = self._lanes[model] = _Lane(self._control, model, self._max, now)
+            if len(self._lanes) > MAX_LANES:
+                for key, old in list(self._lanes.items()):
+                    if old.in_use == 0 and key != model:
+                        del self._lanes[key]
+                        break
+        else:
+            self._lanes.move_to_end(model)
+        return lane
 
     # -- outcomes ----------------------------------------------------------------------------
 
     def _release(self, permit: Permit, status: int | None, throttled: bool,
-                 retry_after: float | None, total_tokens: int | None) -> None:
+                 word: ServerWord | None, total_tokens: int | None) -> None:
         messages: list[tuple[str, tuple[object, ...]]] = []
         with self._lock:
             now = self._clock()
+            lane = self._lane(permit.model, now)
             self._in_use -= 1
+            lane.in_use -= 1
+            ok = status is not None and 200 <= status < 300
+            if lane.throttle is not None and status != 429:
+                # 429s are the pacing's business; the throttle watches for servers that fail.
+                lane.throttle.on_result(status is not None and status < 500, now)
+            if word is not None and not word.empty and lane.use_headers:
+                self._heed(lane, permit, word, now, messages)
             if throttled:
-                self._on_throttled(permit, now, retry_after, messages)
-            elif status is not None and 200 <= status < 300:
-                self._on_success(permit, now, messages)
-            if total_tokens is not None and self._tpm is not None:
-                self._tpm.adjust(total_tokens - permit.cost)
+                self._on_throttled(lane, permit, word, now, messages)
+            elif ok:
+                self._on_success(lane, permit, now, messages)
+            if total_tokens is not None:
+                for pacer in (lane.tpm, lane.told_tokens):
+                    if pacer is not None:
+                        pacer.adjust(total_tokens - permit.cost)
             self._grant_locked()
         for message, args in messages:
             logger.info(message, *args)
 
-    def _on_throttled(self, permit: Permit, now: float, retry_after: float | None,
+    def _heed(self, lane: _Lane, permit: Permit, word: ServerWord, now: float,
+              messages: list[tuple[str, tuple[object, ...]]]) -> None:
+        """Follow the limits the server's headers told."""
+        requests = word.requests
+        if requests is not None and requests.rate is not None:
+            rate = requests.rate * TOLD_MARGIN
+            if lane.told is None:
+                lane.told = Pacer(rate, burst=max(1.0, rate * BURST_SECONDS))
+                messages.append(("model %s: the server told %.4g requests/s: pacing to it",
+                                 (permit.model, requests.rate)))
+            elif abs(lane.told.rate - rate) > 0.01 * rate:
+                lane.told.set_rate(rate, now)
+        tokens = word.tokens
+        if tokens is not None and tokens.rate is not None:
+            rate = tokens.rate * TOLD_MARGIN
+            if lane.told_tokens is None:
+                lane.told_tokens = Pacer(rate, burst=max(1.0, rate * BURST_SECONDS))
+                messages.append(("model %s: the server told %.4g tokens/s: pacing to it",
+                                 (permit.model, tokens.rate)))
+            elif abs(lane.told_tokens.rate - rate) > 0.01 * rate:
+                lane.told_tokens.set_rate(rate, now)
+        for quota in (requests, tokens):
+            if quota is None or quota.remaining is None or quota.reset is None:
+                continue
+            if quota.remaining < 1 and quota.reset > 0:
+                # Spent: nothing is admitted before the next unit comes back. A quota that
+                # refills continuously frees one unit long before it is full again.
+                step = 1.0 / quota.rate if quota.rate else quota.reset
+                self._hold(lane, now, min(quota.reset, step), permit.model, messages)
+
+    def _hold(self, lane: _Lane, now: float, seconds: float, model: str | None,
+              messages: list[tuple[str, tuple[object, ...]]]) -> None:
+        until = now + min(seconds, self._max_hold)
+        if until > lane.hold_until:
+            if seconds >= 1.0:
+                messages.append(("model %s: the server's budget is spent: holding sends %.3gs",
+                                 (model, seconds)))
+            lane.hold_until = until
+            lane.holds += 1
+
+    def _on_throttled(self, lane: _Lane, permit: Permit, word: ServerWord | None, now: float,
                       messages: list[tuple[str, tuple[object, ...]]]) -> None:
-        self._cut(permit, now, messages)
-        # After the cut, so the learner measured the rate up to this pause, not across it.
-        self._start_cooldown(now, retry_after, messages)
-
-    def _cut(self, permit: Permit, now: float,
-             messages: list[tuple[str, tuple[object, ...]]]) -> None:
-        # One cut per window, as TCP reacts once per round trip: a 429 on a request sent before
-        # the last cut belongs to the burst that cut already answered.
-        if permit.sent_at < self._last_cut:
+        lane.throttled += 1
+        retry_after = word.retry_after if word is not None else None
+        if retry_after is not None and retry_after >= LONG_RETRY_AFTER:
+            self._hold(lane, now, retry_after, permit.model, messages)
+        if lane.finder is None:
             return
-        self._last_cut = now
-        self._cuts += 1
-        # Cut what held: a request sent while the concurrency limit was full says the limit is
-        # too high; one sent below it, or at a limit of 1, says requests come too fast. "Full"
-        # allows one short: the server may not yet have counted a request as finished when
-        # its answer reached us and the next one left.
-        # The limit counts as full if it was when this request left or when its answer came
-        # back (the first 429 of a burst may be the one that left first).
-        in_flight = max(permit.in_flight, self._in_use + 1)
-        full = in_flight >= max(2, permit.limit - 1)
-        if self._control.adaptive and full and permit.limit > 1:
-            before = self._aimd.effective
-            self._aimd.cut(in_flight, now)
-            messages.append(("429: concurrency limit %d -> %d", (before, self._aimd.effective)))
-            if self._learner is not None:
-                rate = self._learner.cap_at_measured(now)
-                if rate is not None:
-                    self._set_learned_rate(rate, now)
-                    messages.append(("429: pacing at most %.3g requests/s", (rate,)))
-        elif self._learner is not None:
-            rate = self._learner.on_throttled(now)
-            if rate is not None:
-                self._set_learned_rate(rate, now)
-                messages.append(("429: pacing at %.3g requests/s", (rate,)))
-
-    def _start_cooldown(self, now: float, retry_after: float | None,
-                        messages: list[tuple[str, tuple[object, ...]]]) -> None:
-        if (
-            not self._control.cooldown
-            or retry_after is None
-            or now + retry_after <= self._cooldown_until
-        ):
+        ok_level = lane.ok_level(now)
+        if 0 < ok_level < permit.level and permit.level >= permit.limit:
+            # Refused above every level that succeeds, with the lane full: a concurrency cap.
+            before = lane.concurrency.effective
+            if lane.concurrency.cut(permit.level, ok_level, now):
+                lane.cuts += 1
+                messages.append(("model %s: 429 above %d in flight: concurrency limit %d -> %d",
+                                 (permit.model, ok_level, before, lane.concurrency.effective)))
             return
-        self._cooldown_until = now + retry_after
-        self._cooldown_spread = min(self._control.max_cooldown_spread,
-                                    retry_after * self._control.cooldown_spread)
-        self._cooldown_epoch += 1
-        self._cooldowns += 1
-        if self._learner is not None:
-            self._learner.note_pause(self._cooldown_until)
-        messages.append(("server asked for %.3gs: pausing new sends", (retry_after,)))
-
-    def _on_success(self, permit: Permit, now: float,
-                    messages: list[tuple[str, tuple[object, ...]]]) -> None:
-        if self._control.adaptive:
-            before = self._aimd.effective
-            if self._aimd.on_success(permit.in_flight, permit.sent_at, now):
-                messages.append(("concurrency limit %d -> %d", (before, self._aimd.effective)))
-        if self._learner is not None:
-            self._learner.on_accepted(now)
-            if permit.paced and self._learned is not None:
-                rate = self._learner.on_success_paced(now)
-                if rate is not None:
-                    self._set_learned_rate(rate, now)
-
-    def _set_learned_rate(self, rate: float, now: float) -> None:
-        # A learned rate never bursts: the whole point is to spread sends evenly.
-        if self._learned is None:
-            self._learned = Pacer(rate, burst=1.0)
+        rate = lane.finder.on_throttled(permit.sent_at, now)
+        if rate is None:
+            return
+        if math.isinf(rate):
+            lane.learned = None
+            messages.append(("model %s: 429s do not fall when sending slower: not pacing "
+                             "for them (%.0f%% of requests refused regardless)",
+                             (permit.model, 100 * (lane.finder.noise_share or 0.0))))
+            return
+        if lane.learned is None:
+            lane.learned = Pacer(rate, burst=1.0)  # a learned rate never bursts
         else:
-            self._learned.set_rate(rate, now)
+            lane.learned.set_rate(rate, now)
+        lane.cuts += 1
+        messages.append(("model %s: 429: pacing at %.3g requests/s", (permit.model, rate)))
 
-    # -- retry budget ------------------------------------------------------------------------
-
-    def allow_retry(self) -> bool:
-        if self._budget is None:
-            return True
-        messages: list[tuple[str, tuple[object, ...]]] = []
-        with self._lock:
-            now = self._clock()
-            allowed = self._budget.try_spend(now)
-            if not allowed:
-                self._retries_refused += 1
-                # Failures beyond the budget look like an outage: fresh first attempts would
-                # only fail too, so new sends pause a moment, as for a Retry-After.
-                if self._control.outage_pause > 0:
-                    self._start_cooldown(now, self._control.outage_pause, messages)
-        for message, args in messages:
-            logger.info(message, *args)
-        return allowed
+    def _on_success(self, lane: _Lane, permit: Permit, now: float,
+                    messages: list[tuple[str, tuple[object, ...]]]) -> None:
+        lane.ok_levels.append((now, permit.level))
+        if len(lane.ok_levels) > 4096:
+            lane.ok_levels.popleft()
+        if lane.quota is not None:
+            # A retry that healed gets its price back; a first success adds one.
+            lane.quota.deposit(permit.retry_cost or 1.0, now)
+        if self._control.adaptive:
+            lane.concurrency.on_success(permit.level, permit.limit, permit.sent_at, now)
+        if lane.finder is not None:
+            lane.finder.on_accepted(permit.sent_at, now)
+            if permit.paced and lane.learned is not None:
+                rate = lane.finder.on_success_paced(now)
+                if rate is not None:
+                    lane.learned.set_rate(rate, now)
 
     # -- reading -----------------------------------------------------------------------------
 
-    @property
-    def paces_tokens(self) -> bool:
-        return self._tpm is not None
+    def paces_tokens(self, model: str | None) -> bool:
+        with self._lock:
+            lane = self._lanes.get(model)
+            if lane is None:
+                return self._control.tpm_for(model) is not None
+            return lane.tpm is not None or lane.told_tokens is not None
 
     @property
     def in_use(self) -> int:
         return self._in_use
 
-    @property
-    def limit(self) -> int:
-        return self._aimd.effective
-
     def state(self) -> LimiterState:
         with self._lock:
             now = self._clock()
-            return LimiterState(
-                max_concurrency=self._max,
-                concurrency_limit=self._aimd.effective,
-                in_flight=self._in_use,
-                learned_rate=self._learned.rate if self._learned is not None else None,
-                rpm=self._control.rpm,
-                tpm=self._control.tpm,
-                cooling_down_for=max(0.0, self._cooldown_until - now),
-                cooldowns=self._cooldowns,
-                cuts=self._cuts,
-                retry_tokens=self._budget.tokens if self._budget is not None else None,
-                retries_refused=self._retries_refused,
-            )
+            models: dict[str, ModelState] = {}
+            for key, lane in self._lanes.items():
+                rate, source = lane.rate()
+                tpm, tpm_source = lane.tokens()
+                models[key or ""] = ModelState(
+                    concurrency_limit=lane.concurrency.effective,
+                    in_flight=lane.in_use,
+                    rate=rate,
+                    rate_source=source,
+                    tpm=tpm,
+                    tpm_source=tpm_source,
+                    held_for=max(0.0, lane.hold_until - now),
+                    throttled=lane.throttled,
+                    cuts=lane.cuts,
+                    deferred=lane.deferred,
+                    retry_tokens=lane.quota.tokens if lane.quota is not None else None,
+                    noise_share=lane.finder.noise_share if lane.finder is not None else None,
+                )
+            in_use = self._in_use
+        learned = [m.rate for m in models.values() if m.rate_source == "learned"]
+        return LimiterState(
+            max_concurrency=self._max,
+            concurrency_limit=min((m.concurrency_limit for m in models.values()),
+                                  default=self._max),
+            in_flight=in_use,
+            learned_rate=min(learned) if learned else None,
+            rpm=self._control.rpm if isinstance(self._control.rpm, (int, float)) else None,
+            tpm=self._control.tpm if isinstance(self._control.tpm, (int, float)) else None,
+            cooling_down_for=max((m.held_for for m in models.values()), default=0.0),
+            cooldowns=sum(lane.holds for lane in self._lanes.values()),
+            cuts=sum(m.cuts for m in models.values()),
+            retry_tokens=min((m.retry_tokens for m in models.values()
+                              if m.retry_tokens is not None), default=None),
+            retries_refused=sum(m.deferred for m in models.values()),
+            models=models,
+        )
 
 
 class _Waiter:
-    __slots__ = ("event", "granted")
+    __slots__ = ("event", "granted", "lane")
 
-    def __init__(self) -> None:
+    def __init__(self, lane: _Lane) -> None:
         self.event = threading.Event()
         self.granted = False
+        self.lane = lane
 
 
-def _pacer(per_minute: float | None, burst_seconds: float) -> Pacer | None:
+def _configured(per_minute: float | None) -> Pacer | None:
     if per_minute is None:
         return None
     rate = per_minute / 60.0
-    return Pacer(rate, burst=max(1.0, rate * burst_seconds))
+    return Pacer(rate, burst=max(1.0, rate * BURST_SECONDS))
 
 
 class Permit:
     """One request's leave to be on the wire. Release it once, with what came back."""
 
-    __slots__ = ("_limiter", "_lock", "cost", "in_flight", "limit", "paced", "sent_at")
+    __slots__ = ("_limiter", "_lock", "cost", "level", "limit", "model", "paced", "queued",
+                 "retry_cost", "sent_at")
 
-    def __init__(self, limiter: Limiter, *, sent_at: float, in_flight: int, limit: int,
-                 paced: bool, cost: float) -> None:
+    def __init__(self, limiter: Limiter, model: str | None, *, sent_at: float, level: int,
+                 limit: int, paced: bool, cost: float, retry_cost: float,
+                 queued: bool) -> None:
         self._limiter: Limiter | None = limiter
         self._lock = threading.Lock()
+        self.model = model
         self.sent_at = sent_at
-        self.in_flight = in_flight
-        self.limit = limit
-        self.paced = paced
+        self.level = level  # this model's requests in flight with this one
+        self.limit = limit  # the model's concurrency limit when it was sent
+        self.paced = paced  # pacing held it back: the pace was the constraint
+        self.queued = queued
         self.cost = cost
+        self.retry_cost = retry_cost
 
     @property
     def held(self) -> bool:
         return self._limiter is not None
 
     def release(self, status: int | None = None, *, throttled: bool = False,
-                retry_after: float | None = None, total_tokens: int | None = None) -> None:
+                word: ServerWord | None = None, total_tokens: int | None = None) -> None:
         # The lock makes release idempotent when a stream's close() and its finalizer race.
         with self._lock:
             limiter, self._limiter = self._limiter, None
         if limiter is not None:
-            limiter._release(self, status, throttled, retry_after, total_tokens)
+            limiter._release(self, status, throttled, word, total_tokens)
 
     def __enter__(self) -> Permit:
         return self

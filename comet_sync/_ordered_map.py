@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Executor, Future
+from concurrent.futures import Future
 from typing import Any, Callable, TypeVar
 
 __all__ = ["ordered_map"]
@@ -14,14 +14,14 @@ R = TypeVar("R")
 
 
 def ordered_map(
-    executor: Executor,
-    fn: Callable[[T], R],
+    submit: Callable[[T], Future[R]],
     jobs: Iterable[T],
     *,
     window: int,
     return_exceptions: bool,
 ) -> Iterator[R | BaseException]:
-    """Yield ``fn(job)`` for each job, in input order, with at most ``window`` jobs pending.
+    """Yield the result of ``submit(job)`` for each job, in input order, with at most ``window``
+    jobs pending.
 
     Jobs are pulled from ``jobs`` only as results are taken, so an endless generator is fine.
     If the consumer stops early (``break``, ``close()``, garbage collection), jobs not yet
@@ -39,7 +39,7 @@ def ordered_map(
             except StopIteration:
                 exhausted = True
                 return
-            pending.append(executor.submit(fn, job))
+            pending.append(submit(job))
 
     try:
         fill()

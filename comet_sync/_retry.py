@@ -9,21 +9,20 @@ that says the quota or balance is spent, none of which heal by waiting.
 
 How long: full jitter, ``U(0, min(max_wait, base * 2**n))`` for the n-th retry (n from 0),
 so a herd of clients that failed together spreads out instead of coming back together. A
-``Retry-After`` / ``retry-after-ms`` from the server is a floor under that wait; a request
+``Retry-After`` / ``retry-after-ms`` from the server is a floor under that wait (plus up to a
+tenth of it in jitter); a request
 that asks for more than ``max_wait``, or a wait that would run past the call's
 ``total_timeout``, ends the call at once instead.
 """
 
 from __future__ import annotations
 
-import email.utils
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Callable
 
 from ._config import RetryConfig
-from ._exceptions import APIConnectionError, APIError, APIStatusError
+from ._exceptions import APIConnectionError, APIError, APIStatusError, LimiterTimeoutError
 
 __all__ = [
     "RETRYABLE_STATUSES",
@@ -31,10 +30,11 @@ __all__ = [
     "backoff_window",
     "decide",
     "is_retryable",
-    "parse_retry_after",
 ]
 
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504, 524})
+# A server-asked wait is stretched by up to this share of itself, at random.
+FLOOR_JITTER = 0.1
 
 _QUOTA_CODES = frozenset(
     {"insufficient_quota", "quota_exceeded", "insufficient_user_quota", "billing_hard_limit"}
@@ -44,6 +44,8 @@ _QUOTA_WORDS = re.compile(r"quota|balance|insufficient|billing|credit", re.IGNOR
 
 def is_retryable(exc: BaseException) -> bool:
     """Whether waiting and sending the same request again can succeed."""
+    if isinstance(exc, LimiterTimeoutError):
+        return False  # our own limiter held it until its budget ran out: nothing can heal
     if isinstance(exc, APIConnectionError):
         return True
     if not isinstance(exc, APIStatusError):
@@ -62,37 +64,6 @@ def is_quota_exhausted(exc: APIStatusError) -> bool:
     if exc.code in _QUOTA_CODES:
         return True
     return bool(_QUOTA_WORDS.search(exc.message or ""))
-
-
-def parse_retry_after(headers: Mapping[str, str], now: float) -> float | None:
-    """Seconds the server asked us to wait, or None.
-
-    ``retry-after-ms`` (OpenAI's finer header) wins over ``Retry-After``, which may be seconds
-    or an HTTP date; ``now`` is the wall-clock time (epoch seconds) to measure a date against.
-    Unparseable or negative values are ignored rather than trusted.
-    """
-    raw_ms = headers.get("retry-after-ms")
-    if raw_ms is not None:
-        try:
-            value = float(raw_ms) / 1000.0
-        except ValueError:
-            value = -1.0
-        if value >= 0:
-            return value
-    raw = headers.get("retry-after")
-    if raw is None:
-        return None
-    raw = raw.strip()
-    try:
-        value = float(raw)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(raw)
-        except (TypeError, ValueError, IndexError):
-            return None
-        value = when.timestamp() - now
-        return max(value, 0.0)
-    return value if value >= 0 else None
 
 
 def backoff_window(retry_number: int, config: RetryConfig) -> float:
@@ -141,7 +112,10 @@ def decide(
                     f"max_wait={config.max_wait:g}s"
                 ),
             )
-        wait = max(wait, floor)
+        # At least what the server asked, plus a little jitter: servers round waits up to
+        # whole seconds, and every request refused in the same second would otherwise
+        # come back in the same instant.
+        wait = min(config.max_wait, max(wait, floor) + floor * FLOOR_JITTER * random())
     if config.total_timeout is not None and elapsed + wait >= config.total_timeout:
         left = max(config.total_timeout - elapsed, 0.0)
         return Decision(

@@ -28,7 +28,7 @@ from ._exceptions import (
     snippet,
     status_error_class,
 )
-from ._limiter import Permit
+from ._limiter import PermitProtocol as Permit
 from ._models import ChatCompletion, ChatCompletionChunk
 from ._sse import Event
 

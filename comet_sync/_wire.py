@@ -21,7 +21,7 @@ from ._exceptions import (
     snippet,
     status_error_class,
 )
-from ._retry import parse_retry_after
+from ._headers import parse_retry_after
 
 __all__ = ["error_from_response", "json_body", "not_a_stream", "request_id_of"]
 

@@ -14,7 +14,8 @@ from comet_sync import (
     RetryConfig,
 )
 from comet_sync._exceptions import status_error_class
-from comet_sync._retry import backoff_window, decide, is_retryable, parse_retry_after
+from comet_sync._headers import parse_retry_after
+from comet_sync._retry import backoff_window, decide, is_retryable
 
 
 def status_error(status: int, message: str = "x", code: str | None = None,
@@ -103,11 +104,16 @@ def test_retry_after_is_a_floor() -> None:
     cfg = RetryConfig(backoff_base=1.0, max_wait=30.0)
     d = decide(status_error(429, retry_after=5.0), retry_number=0, config=cfg, elapsed=0,
                random=lambda: 0.1)
-    assert d.retry and d.wait == 5.0
-    # a longer jittered wait is kept
+    # the asked 5 s, stretched by a tenth of it times random()
+    assert d.retry and d.wait == pytest.approx(5.0 + 5.0 * 0.1 * 0.1)
+    # a longer jittered wait is kept (and stretched the same way)
     d = decide(status_error(429, retry_after=0.2), retry_number=4, config=cfg, elapsed=0,
                random=lambda: 0.5)
-    assert d.wait == 8.0
+    assert d.wait == pytest.approx(8.0 + 0.2 * 0.1 * 0.5)
+    # the stretch never passes max_wait
+    d = decide(status_error(429, retry_after=30.0), retry_number=0, config=cfg, elapsed=0,
+               random=lambda: 0.9)
+    assert d.wait == 30.0
 
 
 def test_retry_after_beyond_max_wait_gives_up() -> None:
