@@ -22,9 +22,11 @@ if TYPE_CHECKING:
 __all__ = ["Chat", "Completions"]
 
 ROUTE = "/chat/completions"
-# Results wait in input order behind the oldest unfinished job, which may be in a long retry:
-# a wider window keeps the workers busy meanwhile, at the cost of holding more results.
-DEFAULT_MAP_WINDOW = 64
+# Results wait in input order behind the oldest unfinished job, which may be in a backoff of
+# tens of seconds (five retries of 1, 2, 4, 8, 16 s windows): the window must be wide enough
+# for the workers to stay busy meanwhile. A result is a few KB, so 1,024 of them cost little;
+# with 64 a single unlucky job stalled every worker for seconds at a time.
+DEFAULT_MAP_WINDOW = 1024
 # Keyword arguments of create() that configure the call rather than go into the body.
 _OPTION_NAMES = ("timeout", "max_retries", "total_timeout", "extra_headers", "extra_body")
 
@@ -114,7 +116,7 @@ class Completions:
         """Run many calls on the client's executor and yield their results in input order.
 
         ``jobs`` is any iterable of keyword dicts for :meth:`create`; it is read lazily, with at
-        most ``window`` jobs (default: four times the executor's workers, at least 64)
+        most ``window`` jobs (default: four times the executor's workers, at least 1,024)
         submitted ahead of the result being yielded, so a generator of a million jobs is never
         held in memory.
         With ``return_exceptions=True`` a failed job yields its exception in its place;

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from dataclasses import dataclass
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Union
 
 from ._exceptions import CometError, InvalidArgumentError
@@ -28,16 +28,21 @@ BASE_URL_ENV_VAR = "COMETAPI_BASE_URL"
 # CometAPI's guide limits concurrency to 5 in its example; 8 keeps a small script quick while
 # staying in that range. Batch users raise it, and the limiter lowers it when 429s say so.
 DEFAULT_MAX_CONCURRENCY = 8
-# Retries wait with the in-flight slot released, so a few more workers than slots keep the
-# slots busy while some workers sleep.
-DEFAULT_WORKERS_PER_SLOT = 2
+# Retries wait with the in-flight slot released, so more workers than slots keep the slots
+# busy while some workers sleep: a retry waits 0.5 s on average against tens of milliseconds
+# on the wire, and with only 2 per slot a run where every first attempt failed was bound by
+# sleeping workers, not by the server.
+DEFAULT_WORKERS_PER_SLOT = 4
 # CometAPI's recipe allows 5 attempts with waits of 2^n s + U(0, 1) s. Full jitter waits half as
 # long on average, so one more retry fits in about the same total wait.
 DEFAULT_MAX_RETRIES = 5
 # CometAPI's own cap on a single wait.
 DEFAULT_MAX_WAIT = 30.0
-# The first full-jitter window; it doubles with each retry up to max_wait.
-DEFAULT_BACKOFF_BASE = 1.0
+# The first full-jitter window; it doubles with each retry up to max_wait. openai-python's
+# first retry waits 0.5 s; CometAPI's recipe waits 1-2 s. Half a second keeps a run whose
+# every first attempt fails near openai-python's pace, and a storm is kept off by the retry
+# quota and the adaptive throttle, not by long first waits.
+DEFAULT_BACKOFF_BASE = 0.5
 # No official timeout exists; slow reasoning models can think for minutes before the first
 # byte, so reads get openai-python's 600 s, while a connect that takes 10 s is already broken.
 DEFAULT_CONNECT_TIMEOUT = 10.0
@@ -148,7 +153,9 @@ def _positive(argument: str, value: object) -> float:
 # -- rate control ----------------------------------------------------------------------------
 # The concurrency limit of a model starts here and doubles each round trip (slow start) up to
 # max_concurrency: an unknown small cap then costs a few 429s, not max_concurrency of them.
-DEFAULT_INITIAL_CONCURRENCY = 4
+# 8 is the default max_concurrency, so a default client starts at full speed; a client raised
+# to 64 reaches it in three round trips, which at an LLM's seconds per answer matters.
+DEFAULT_INITIAL_CONCURRENCY = 8
 
 PerModel = Union[float, int, Mapping[str, Union[float, int]], None]
 
@@ -159,7 +166,7 @@ class RateControl:
 
     ``adaptive`` (on): find each model's limits from 429s — the rate its server accepts, and a
     concurrency cap when 429s behave like one — and probe for more when nothing refuses.
-    ``initial_concurrency`` (4): where each model's concurrency limit starts before doubling.
+    ``initial_concurrency`` (8): where each model's concurrency limit starts before doubling.
     ``rpm``/``tpm``: limits you know, paced exactly (tokens are estimated before a call and
     corrected from ``usage`` after); a number applies to each model, a dict names models
     (``{"gpt-4o": 500, "*": 3000}``: ``"*"`` for the others).

@@ -31,9 +31,9 @@ class Concurrency:
 
     It starts at ``initial`` and grows by one for every success whose request was sent while
     the limit was in use, which doubles it each round trip (TCP's slow start): a fresh client
-    reaches a ceiling of 64 from 4 in four round trips when nothing refuses it. A 429 that
-    came from a concurrency cap (the caller decides) cuts it to the highest level seen to
-    succeed; it then grows back one step per window of successes after ``probe_interval``, and
+    reaches a ceiling of 64 from 4 in four round trips when nothing refuses it. A 429 on a
+    request sent while the limit was full cuts it to just under that level; it then grows
+    back one step per window of successes after ``probe_interval``, and
     a probe refused at the same level doubles the interval (up to ``max_probe_interval``).
     """
 
@@ -53,9 +53,9 @@ class Concurrency:
     def effective(self) -> int:
         return max(1, int(self.limit))
 
-    def cut(self, level: int, ok_level: int, now: float) -> bool:
-        """A 429 answered a request sent with ``level`` in flight, above ``ok_level``, the
-        highest level recently seen to succeed. True if the limit fell."""
+    def cut(self, level: int, now: float) -> bool:
+        """A 429 answered a request sent with ``level`` in flight (the limit full): step under
+        that level. True if the limit fell."""
         again = self.refused_level is not None and level >= self.refused_level
         self.interval = min(self.max_interval, self.interval * 2) if again else self.base_interval
         self.refused_level = level
@@ -63,7 +63,7 @@ class Concurrency:
         self.cut_at = now
         self.slow_start = False
         before = self.effective
-        self.limit = float(max(1, min(self.effective, ok_level)))
+        self.limit = float(max(1, min(self.effective, level - 1)))
         return self.effective != before
 
     def on_success(self, level: int, limit_at_send: int, sent_at: float, now: float) -> bool:
@@ -90,8 +90,10 @@ class Pacer:
     """A token bucket of ``rate`` units per second and ``burst`` units, as GCRA.
 
     ``tat`` (theoretical arrival time) is when the bucket would be full again; a send of cost
-    c may go at ``tat - burst/rate`` and moves ``tat`` on by ``c/rate``. Reservations are made
-    in arrival order, so waiting callers are released evenly spaced.
+    c may go at ``tat - burst/rate`` and moves ``tat`` on by ``c/rate``. The limiter asks
+    :meth:`wait` and spends with :meth:`take` only when the wait is over, so that callers
+    already waiting follow a new rate at once (a reservation made before a cut would keep
+    the old spacing; one made before a rise would wait too long).
     """
 
     def __init__(self, rate: float, burst: float) -> None:
@@ -101,8 +103,18 @@ class Pacer:
         self.burst = burst
         self.tat = -math.inf
 
+    def wait(self, cost: float, now: float) -> float:
+        """How long until ``cost`` units may go (0: now). A cost above the burst waits only
+        for a full bucket and leaves a debt, rather than waiting for ever."""
+        tat = max(self.tat, now)
+        return max(0.0, tat + (min(cost, self.burst) - self.burst) / self.rate - now)
+
+    def take(self, cost: float, now: float) -> None:
+        """Spend ``cost`` units now (after :meth:`wait` said 0)."""
+        self.tat = max(self.tat, now) + cost / self.rate
+
     def reserve(self, cost: float, now: float) -> float:
-        """Reserve ``cost`` units; how long to wait before sending (0 if none)."""
+        """Reserve ``cost`` units in arrival order; how long to wait before sending."""
         tat = max(self.tat, now)
         allowed_at = tat + cost / self.rate - self.burst / self.rate
         self.tat = tat + cost / self.rate
@@ -121,17 +133,20 @@ class Pacer:
 
 
 _OK, _THROTTLED = 1, 2
+# A window with at least this share of 429s kept the server full: what it accepted is its rate.
+SATURATED_SHARE = 0.1
 
 
 class RateFinder:
     """Finds the request rate a server accepts, from its answers alone.
 
-    The measure: once a server refuses, its allowance is spent, so every request it accepts
-    from then on was paid for by its refill. Successes sent since the first 429 of a
-    congestion episode, divided by the time since, are the server's rate — whatever kind of
-    window or bucket it keeps, and without any header. Until an episode is ``min_span`` long
-    that measure is noise, so the first 429 halves the send rate (or goes back under the last
-    rate found); later 429s of the episode set the pace to ``margin`` of the measure.
+    The measure: while a server keeps refusing, its allowance is spent, so every request it
+    accepts meanwhile was paid for by its refill. Successes sent during a run of refusals,
+    divided by the run's length, are the server's rate — whatever kind of window, bucket or
+    cap it keeps, and without any header. Until a run is ``min_span`` long that measure is
+    noise, so the first 429 of an episode halves the send rate (or goes back under the last
+    rate found), and each 429 that is news halves it again until a run can be measured; then
+    the pace is set to ``margin`` of the measure.
 
     While pacing holds callers back and nothing is refused, the rate grows: quickly
     (``recover`` of itself per second) up to ``margin`` of the last rate found, then, after a
@@ -140,11 +155,11 @@ class RateFinder:
 
     Not every 429 is about rate: an upstream that is saturated refuses a share of requests
     whatever we send. A cut made on a measure should end the refusals; when the share of 429s
-    after it is still at least half the share before it, the 429s are noise: the cut is undone
-    and 429s are ignored while their share stays near that level.
+    after it is still at least half the share before it, the 429s are noise: pacing stops, and
+    429s are ignored while their share stays near that level.
     """
 
-    def __init__(self, *, margin: float = 0.97, min_span: float = 0.25, window: float = 2.0,
+    def __init__(self, *, margin: float = 0.97, min_span: float = 0.2, window: float = 1.0,
                  recover: float = 1.0, probe: float = 0.05, hold: float = 2.0,
                  max_hold: float = 16.0, floor: float = 0.1, episode_gap: float = 2.0,
                  min_samples: int = 10) -> None:
@@ -164,11 +179,13 @@ class RateFinder:
         self.noise_share: float | None = None  # share of 429s shown not to be about rate
         self._outcomes: deque[tuple[float, int]] = deque()  # (sent_at, _OK or _THROTTLED)
         self._first_sent: float | None = None
+        self._sends: deque[float] = deque()  # send times over the last window
+        self._first_refused: float | None = None
+        self._provisional = False  # the rate found was measured over less than a window
         self._changed_at = -math.inf  # 429s of requests sent before this are old news
-        self._episode: float | None = None  # send time of the episode's first 429
         self._last_429 = -math.inf
-        self._episode_rate: float | None = None  # the pace before the episode began
-        self._test: tuple[float, float] | None = None  # (cut at, share before) to check
+        # (cut at, share of 429s before it, the pace it set), to check
+        self._test: tuple[float, float, float] | None = None
         self._probe_at = -math.inf
         self._grown_at: float | None = None
 
@@ -177,41 +194,87 @@ class RateFinder:
     def on_sent(self, now: float) -> None:
         if self._first_sent is None:
             self._first_sent = now
+        self._sends.append(now)
+        while self._sends[0] < now - self.window:
+            self._sends.popleft()
 
     def on_accepted(self, sent_at: float, now: float) -> None:
         self._outcomes.append((sent_at, _OK))
         self._trim(now)
 
-    def on_throttled(self, sent_at: float, now: float) -> float | None:
-        """A 429 for a request sent at ``sent_at``: the new pace, or None if unchanged
-        (``math.inf`` means: stop pacing)."""
+    def on_throttled(self, sent_at: float, now: float, reserved_at: float | None = None,
+                     round_trip: float = 0.0, told: bool = False) -> float | None:
+        """A 429 for a request sent at ``sent_at`` that took its place in the pace at
+        ``reserved_at``: the new pace, or None if unchanged (``math.inf``: stop pacing).
+        ``round_trip`` is how long a success takes: a change is judged after one. ``told``:
+        the server or the user gave a rate, so a lone refusal is jitter, not news."""
         self._outcomes.append((sent_at, _THROTTLED))
         self._trim(now)
-        if sent_at < self._changed_at:
-            return None  # sent under an older pace: that pace was already answered
+        if self._first_refused is None:
+            self._first_refused = sent_at
+        if (reserved_at if reserved_at is not None else sent_at) < self._changed_at:
+            return None  # spaced by an older pace: that pace was already answered
+        if now - self._changed_at < round_trip:
+            # 429s come back at once, successes after a round trip: react once per round trip
+            # (as TCP does), or a few instant refusals cut the pace many times over.
+            return None
         if self.noise_share is not None:
             share = self._share(now - self.window)
             if share is None or share <= self.noise_share * 1.5 + 0.05:
                 return None
             self.noise_share = None  # a real limit on top of the noise
-        new_episode = self._episode is None or sent_at - self._last_429 > self.episode_gap
-        self._last_429 = sent_at
-        if new_episode:
-            return self._start_episode(sent_at, now)
         if self._test is not None:
             noise = self._check_noise(now)
             if noise is not None:
                 return noise
-        start = self._episode if self._episode is not None else sent_at
-        span = sent_at - start
-        during = [o for t, o in self._outcomes if start <= t <= sent_at]
-        # The measure holds only if we kept the server busy: a few requests in a long span
-        # (one caller retrying) say nothing about its rate.
-        if span < self.min_span or len(during) < self.min_samples:
-            return None
-        measured = max(during.count(_OK), 1) / span
+        if sent_at - self._last_429 > self.episode_gap:
+            # After a quiet stretch: a probe was refused (or the limit fell). A probe refused
+            # at the same level waits longer before the next one.
+            again = self.found is not None and self.rate is not None and (
+                self.rate >= self.found * self.margin
+            )
+            self.hold = min(self.max_hold, self.hold * 2) if again else self.base_hold
+        self._last_429 = sent_at
+        self._probe_at = now + self.hold
+        measure = self._accepted_rate(now, round_trip)
+        sent = self._send_rate(now)
+        pace = sent if self.rate is None else min(self.rate, sent)
+        if measure is None:
+            # Too little has come back to measure. The first time, step back to half of what
+            # was sent (unless a rate was told); after that, wait for a measure.
+            if self.rate is not None or told:
+                return None
+            return self._set(max(self.floor, pace * 0.5), now, test=False)
+        measured, whole, share = measure
+        if share < SATURATED_SHARE:
+            # Refused now and then while mostly accepted: we were not filling the server, so
+            # what it accepted is our own pace. The pace it refused is the level to stay under.
+            self.found = max(pace, measured)
+            self._provisional = not whole
+            return self._set(max(self.floor, self.found * self.margin), now, test=False)
+        # A measure over less than a whole window may miss part of a server's window: pace
+        # by it, but probe past it sooner and faster until a whole window confirms it.
         self.found = measured
+        self._provisional = not whole
         return self._set(max(self.floor, measured * self.margin), now, test=True)
+
+    def _accepted_rate(self, now: float,
+                       round_trip: float) -> tuple[float, bool, float] | None:
+        """Successes per second over the last ``window`` whose answers are back, by send
+        time, whether a whole window backs it, and the share of 429s in it; None if too few
+        to say. Over a window at least as long as the server's own (a second, commonly), the
+        rate accepted while it refuses is its limit, whatever kind of limit it keeps."""
+        end = now - round_trip  # later sends are still on the wire
+        # From the first refusal on: before it the server was spending its burst allowance,
+        # which is not rate.
+        first = self._first_refused if self._first_refused is not None else end
+        start = max(first, end - self.window)
+        window = [o for t, o in self._outcomes if start <= t <= end]
+        accepted = window.count(_OK)
+        if accepted < self.min_samples // 2:
+            return None
+        return (accepted / max(end - start, self.min_span), end - first >= self.window,
+                1.0 - accepted / len(window))
 
     def on_success_paced(self, now: float) -> float | None:
         """A success while this pace held callers back: the grown rate, or None."""
@@ -222,9 +285,13 @@ class RateFinder:
         self._grown_at = now
         if elapsed <= 0:
             return None
+        if self._test is not None and self.rate > self._test[2] * 1.5:
+            self._test = None  # grown far past the cut under test: its refusals do not tell
         target = self.found * self.margin if self.found is not None else math.inf
         if self.rate < target:
             self.rate = min(target, self.rate * (1.0 + self.recover * elapsed))
+        elif self._provisional:
+            self.rate *= 1.0 + self.recover * 0.2 * elapsed
         elif now >= self._probe_at:
             self.rate *= 1.0 + self.probe * elapsed
         else:
@@ -233,59 +300,46 @@ class RateFinder:
 
     # -- internals ---------------------------------------------------------------------------
 
-    def _start_episode(self, sent_at: float, now: float) -> float | None:
-        again = self.found is not None and self.rate is not None and self.rate >= self.found
-        self.hold = min(self.max_hold, self.hold * 2) if again else self.base_hold
-        self._probe_at = now + self.hold
-        self._episode = sent_at
-        self._episode_rate = self.rate
-        if self.found is not None:
-            # The last rate found is the best guess of the limit: go back under it at once.
-            rate = min(self.rate or math.inf, self.found) * self.margin
-        else:
-            # Nothing measured yet, and a measure over the time before this 429 would count
-            # the server's burst allowance as rate: halve what was sent, then measure.
-            rate = self._send_rate(now) * 0.5
-        return self._set(max(self.floor, rate), now, test=False)
-
     def _check_noise(self, now: float) -> float | None:
         assert self._test is not None
-        cut_at, before = self._test
-        after = [o for t, o in self._outcomes if t >= cut_at]
-        if len(after) < 10:
+        cut_at, before, _ = self._test
+        after = [o for t, o in self._outcomes if t >= cut_at][:30]
+        if len(after) < 20:
             return None
         self._test = None
-        share = after.count(_THROTTLED) / len(after)
-        if share < max(0.05, 0.5 * before):
-            return None  # the cut worked: these are the last of the excess
+        refused = after.count(_THROTTLED)
+        share = refused / len(after)
+        if refused < 4 or share < max(0.1, 0.5 * before):
+            return None  # the cut worked: these are the last of the excess, or a probe
         # Sending slower did not lower the share of refusals: they are not about our rate.
         self.noise_share = share
         self.found = None
-        self._episode = None
-        restored = self._episode_rate
-        self.rate = restored
+        self.rate = None  # pacing cannot help with refusals that are not about rate
         self._changed_at = now
-        return restored if restored is not None else math.inf
+        return math.inf
 
     def _set(self, rate: float, now: float, *, test: bool) -> float:
-        before = self._share(self._changed_at if self._changed_at > -math.inf else now - 1.0)
+        if test and self._test is None:
+            # The first cut of a series is put to the test; later ones in the series are
+            # judged with it, against the share of refusals before the series began.
+            before = self._share(now - self.window)
+            if before is not None:
+                self._test = (now, before, rate)
         self.rate = rate
         self._changed_at = now
         self._grown_at = now
-        self._test = (now, before) if test and before is not None else None
         return rate
 
     def _share(self, since: float) -> float | None:
         recent = [o for t, o in self._outcomes if t >= since]
-        if not recent:
+        if len(recent) < 10:
             return None
         return recent.count(_THROTTLED) / len(recent)
 
     def _send_rate(self, now: float) -> float:
         first = self._first_sent if self._first_sent is not None else now
-        span = min(self.window, max(now - first, 0.1))
-        sent = sum(1 for t, _ in self._outcomes if t >= now - span)
-        return max(self.floor, sent / span)
+        span = min(self.window, max(now - first, self.min_span))
+        return sum(1 for t in self._sends if t >= now - span) / span
 
     def _trim(self, now: float) -> None:
         # Keep what an episode can still measure, bounded in time.

@@ -66,10 +66,10 @@ TOLD_MARGIN = 0.98
 BURST_SECONDS = 0.1
 # A send held back by the throttle or the retry quota asks again after about this long.
 DEFER_SECONDS = 0.25
+# A send waiting for its pace looks again at least this often: the pace may have grown.
+PACE_SLICE = 0.1
 # Lanes beyond this many, idle ones are forgotten (least recently used first).
 MAX_LANES = 256
-# The highest in-flight level seen to succeed is remembered this long.
-OK_LEVEL_MEMORY = 2.0
 
 
 @dataclass(frozen=True)
@@ -173,19 +173,23 @@ class _Lane:
         self.holds = 0
         self.quota = RetryQuota(now=now) if control.throttle_retries else None
         self.throttle = AdaptiveThrottle(now=now) if control.throttle_retries else None
-        self.ok_levels: deque[tuple[float, int]] = deque()
+        self.round_trip = 0.0  # a success's time on the wire, smoothed
+        self.ok_levels: deque[int] = deque(maxlen=100)  # in flight when recent successes left
+        self.refused_levels: deque[int] = deque(maxlen=20)  # likewise for recent 429s
         self.throttled = 0
         self.cuts = 0
         self.deferred = 0
 
+    def typical_level(self) -> int:
+        """The in-flight level 90% of recent successes were sent at or under (0: unknown)."""
+        if len(self.ok_levels) < 10:
+            return 0
+        ranked = sorted(self.ok_levels)
+        return ranked[int(len(ranked) * 0.9)]
+
     def pacers(self, cost: float) -> tuple[tuple[Pacer | None, float], ...]:
         return ((self.rpm, 1.0), (self.told, 1.0), (self.learned, 1.0),
                 (self.tpm, cost), (self.told_tokens, cost))
-
-    def ok_level(self, now: float) -> int:
-        while self.ok_levels and self.ok_levels[0][0] < now - OK_LEVEL_MEMORY:
-            self.ok_levels.popleft()
-        return max((level for _, level in self.ok_levels), default=0)
 
     def rate(self) -> tuple[float | None, str | None]:
         found: list[tuple[float, str]] = []
@@ -250,7 +254,7 @@ class Limiter:
         while True:
             self._wait_hold(model, deadline)
             self._wait_throttle(model, retry_cost, deadline)
-            paced = self._wait_pacing(model, cost, deadline)
+            paced, reserved_at = self._wait_pacing(model, cost, deadline)
             queued = self._take_slot(model, deadline)
             with self._lock:
                 now = self._clock()
@@ -264,8 +268,9 @@ class Limiter:
                 limit = lane.concurrency.effective
                 if lane.finder is not None:
                     lane.finder.on_sent(now)
-            return Permit(self, model, sent_at=now, level=level, limit=limit, paced=paced,
-                          cost=cost, retry_cost=retry_cost, queued=queued)
+            return Permit(self, model, sent_at=now, reserved_at=reserved_at, level=level,
+                          limit=limit, paced=paced, cost=cost, retry_cost=retry_cost,
+                          queued=queued)
 
     def _wait_hold(self, model: str | None, deadline: float | None) -> None:
         with self._lock:
@@ -299,18 +304,26 @@ class Limiter:
             wake = now + DEFER_SECONDS * (0.5 + self._random())
             self._sleep_until(wake, now, deadline, held)
 
-    def _wait_pacing(self, model: str | None, cost: float, deadline: float | None) -> bool:
-        """Reserve a place in each of the lane's pacers; True if pacing made the send wait."""
-        with self._lock:
-            now = self._clock()
-            wait = 0.0
-            for pacer, units in self._lane(model, now).pacers(cost):
-                if pacer is not None and units > 0:
-                    wait = max(wait, pacer.reserve(units, now))
-        if wait <= 0:
-            return False
-        self._sleep_until(now + wait, now, deadline, f"pacing ({wait:.3g}s)")
-        return True
+    def _wait_pacing(self, model: str | None, cost: float,
+                     deadline: float | None) -> tuple[bool, float]:
+        """Wait for each of the lane's pacers: whether pacing made the send wait, and when the
+        send took its units."""
+        paced = False
+        while True:
+            with self._lock:
+                now = self._clock()
+                pacers = [(pacer, units) for pacer, units in self._lane(model, now).pacers(cost)
+                          if pacer is not None and units > 0]
+                wait = max((pacer.wait(units, now) for pacer, units in pacers), default=0.0)
+                if wait <= 0:
+                    for pacer, units in pacers:
+                        pacer.take(units, now)
+                    return paced, now
+            paced = True
+            if deadline is not None and now + wait > deadline:
+                self._sleep_until(now + wait, now, deadline, f"pacing ({wait:.3g}s)")
+            # In slices: a pace that grows meanwhile lets this send out sooner.
+            self._sleep(min(wait, PACE_SLICE))
 
     def _sleep_until(self, when: float, now: float, deadline: float | None, what: str) -> None:
         if deadline is not None and when > deadline:
@@ -386,6 +399,9 @@ class Limiter:
         with self._lock:
             now = self._clock()
             lane = self._lane(permit.model, now)
+            # The lane was full if it was when this request left or when its answer came back:
+            # requests taken one by one see 1, 2, 3 at send, yet all filled the limit together.
+            level = max(permit.level, lane.in_use)
             self._in_use -= 1
             lane.in_use -= 1
             ok = status is not None and 200 <= status < 300
@@ -395,9 +411,9 @@ class Limiter:
             if word is not None and not word.empty and lane.use_headers:
                 self._heed(lane, permit, word, now, messages)
             if throttled:
-                self._on_throttled(lane, permit, word, now, messages)
+                self._on_throttled(lane, permit, level, word, now, messages)
             elif ok:
-                self._on_success(lane, permit, now, messages)
+                self._on_success(lane, permit, level, now)
             if total_tokens is not None:
                 for pacer in (lane.tpm, lane.told_tokens):
                     if pacer is not None:
@@ -413,7 +429,7 @@ class Limiter:
         if requests is not None and requests.rate is not None:
             rate = requests.rate * TOLD_MARGIN
             if lane.told is None:
-                lane.told = Pacer(rate, burst=max(1.0, rate * BURST_SECONDS))
+                lane.told = Pacer(rate, burst=1.0)
                 messages.append(("model %s: the server told %.4g requests/s: pacing to it",
                                  (permit.model, requests.rate)))
             elif abs(lane.told.rate - rate) > 0.01 * rate:
@@ -446,24 +462,36 @@ class Limiter:
             lane.hold_until = until
             lane.holds += 1
 
-    def _on_throttled(self, lane: _Lane, permit: Permit, word: ServerWord | None, now: float,
-                      messages: list[tuple[str, tuple[object, ...]]]) -> None:
+    def _on_throttled(self, lane: _Lane, permit: Permit, level: int, word: ServerWord | None,
+                      now: float, messages: list[tuple[str, tuple[object, ...]]]) -> None:
         lane.throttled += 1
         retry_after = word.retry_after if word is not None else None
         if retry_after is not None and retry_after >= LONG_RETRY_AFTER:
             self._hold(lane, now, retry_after, permit.model, messages)
         if lane.finder is None:
             return
-        ok_level = lane.ok_level(now)
-        if 0 < ok_level < permit.level and permit.level >= permit.limit:
-            # Refused above every level that succeeds, with the lane full: a concurrency cap.
-            before = lane.concurrency.effective
-            if lane.concurrency.cut(permit.level, ok_level, now):
-                lane.cuts += 1
-                messages.append(("model %s: 429 above %d in flight: concurrency limit %d -> %d",
-                                 (permit.model, ok_level, before, lane.concurrency.effective)))
+        typical = lane.typical_level()
+        lane.refused_levels.append(level)
+        above = sum(1 for refused in lane.refused_levels if refused > typical)
+        if typical and level > typical and above >= 0.7 * len(lane.refused_levels):
+            # Refused above the level nearly every success had, as most recent refusals were:
+            # a concurrency cap, not a rate (429s about rate come at every level).
+            # Step under it, once per round trip (429s come back at once, the step's effect
+            # after a round trip), and leave the pace alone.
+            if now - lane.concurrency.cut_at >= lane.round_trip:
+                before = lane.concurrency.effective
+                if lane.concurrency.cut(typical + 1, now):
+                    lane.cuts += 1
+                    messages.append(("model %s: 429 with %d in flight: concurrency limit "
+                                     "%d -> %d", (permit.model, level, before,
+                                                  lane.concurrency.effective)))
             return
-        rate = lane.finder.on_throttled(permit.sent_at, now)
+        # Judged by when its place in the pace was taken: one spaced by an older pace that
+        # leaves after a cut is that pace's excess, not news of the new one.
+        rate = lane.finder.on_throttled(
+            permit.sent_at, now, permit.reserved_at, lane.round_trip,
+            told=lane.told is not None or lane.rpm is not None,
+        )
         if rate is None:
             return
         if math.isinf(rate):
@@ -479,16 +507,15 @@ class Limiter:
         lane.cuts += 1
         messages.append(("model %s: 429: pacing at %.3g requests/s", (permit.model, rate)))
 
-    def _on_success(self, lane: _Lane, permit: Permit, now: float,
-                    messages: list[tuple[str, tuple[object, ...]]]) -> None:
-        lane.ok_levels.append((now, permit.level))
-        if len(lane.ok_levels) > 4096:
-            lane.ok_levels.popleft()
+    def _on_success(self, lane: _Lane, permit: Permit, level: int, now: float) -> None:
+        lane.ok_levels.append(permit.level)
+        rtt = now - permit.sent_at
+        lane.round_trip = rtt if lane.round_trip == 0.0 else 0.875 * lane.round_trip + 0.125 * rtt
         if lane.quota is not None:
             # A retry that healed gets its price back; a first success adds one.
             lane.quota.deposit(permit.retry_cost or 1.0, now)
         if self._control.adaptive:
-            lane.concurrency.on_success(permit.level, permit.limit, permit.sent_at, now)
+            lane.concurrency.on_success(level, permit.limit, permit.sent_at, now)
         if lane.finder is not None:
             lane.finder.on_accepted(permit.sent_at, now)
             if permit.paced and lane.learned is not None:
@@ -570,15 +597,16 @@ class Permit:
     """One request's leave to be on the wire. Release it once, with what came back."""
 
     __slots__ = ("_limiter", "_lock", "cost", "level", "limit", "model", "paced", "queued",
-                 "retry_cost", "sent_at")
+                 "reserved_at", "retry_cost", "sent_at")
 
-    def __init__(self, limiter: Limiter, model: str | None, *, sent_at: float, level: int,
-                 limit: int, paced: bool, cost: float, retry_cost: float,
-                 queued: bool) -> None:
+    def __init__(self, limiter: Limiter, model: str | None, *, sent_at: float,
+                 reserved_at: float, level: int, limit: int, paced: bool, cost: float,
+                 retry_cost: float, queued: bool) -> None:
         self._limiter: Limiter | None = limiter
         self._lock = threading.Lock()
         self.model = model
         self.sent_at = sent_at
+        self.reserved_at = reserved_at  # when its place in the pace was taken
         self.level = level  # this model's requests in flight with this one
         self.limit = limit  # the model's concurrency limit when it was sent
         self.paced = paced  # pacing held it back: the pace was the constraint

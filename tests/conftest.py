@@ -51,7 +51,8 @@ def fake_time() -> FakeTime:
 def make_client(
     server: FakeCometServer, fake_time: FakeTime
 ) -> Iterator[Callable[..., CometClient]]:
-    """Build clients against the fake server with fake time; random() is 0.5 unless given."""
+    """Build clients against the fake server with fake time; random() is 0.5 unless given, and
+    backoff_base is 1 s unless given, so the waits the tests expect are round numbers."""
     clients: list[CometClient] = []
 
     def make(**kwargs: Any) -> CometClient:
@@ -60,6 +61,7 @@ def make_client(
         kwargs.setdefault("clock", fake_time.monotonic)
         kwargs.setdefault("sleep", fake_time.sleep)
         kwargs.setdefault("random", lambda: 0.5)
+        kwargs.setdefault("backoff_base", 1.0)
         client = CometClient(**kwargs)
         clients.append(client)
         return client
