@@ -161,7 +161,7 @@ class RateFinder:
 
     def __init__(self, *, margin: float = 0.97, min_span: float = 0.2, window: float = 1.0,
                  recover: float = 1.0, probe: float = 0.05, hold: float = 2.0,
-                 max_hold: float = 16.0, floor: float = 0.1, episode_gap: float = 2.0,
+                 max_hold: float = 16.0, floor: float = 0.1, quiet: float = 1.0,
                  min_samples: int = 10) -> None:
         self.margin = margin
         self.min_samples = min_samples
@@ -173,15 +173,17 @@ class RateFinder:
         self.max_hold = max_hold
         self.hold = hold
         self.floor = floor
-        self.episode_gap = episode_gap
+        self.quiet = quiet
         self.rate: float | None = None  # the pace, requests/s; None: not pacing
         self.found: float | None = None  # the last rate measured under refusal
         self.noise_share: float | None = None  # share of 429s shown not to be about rate
         self._outcomes: deque[tuple[float, int]] = deque()  # (sent_at, _OK or _THROTTLED)
         self._first_sent: float | None = None
         self._sends: deque[float] = deque()  # send times over the last window
-        self._first_refused: float | None = None
+        self._period: float | None = None  # send time of the first 429 of this period
         self._provisional = False  # the rate found was measured over less than a window
+        self._measured_at = -math.inf  # when the rate found was last measured
+        self._failed_tests = 0  # cuts in a row after which the share of 429s did not fall
         self._changed_at = -math.inf  # 429s of requests sent before this are old news
         self._last_429 = -math.inf
         # (cut at, share of 429s before it, the pace it set), to check
@@ -210,8 +212,17 @@ class RateFinder:
         the server or the user gave a rate, so a lone refusal is jitter, not news."""
         self._outcomes.append((sent_at, _THROTTLED))
         self._trim(now)
-        if self._first_refused is None:
-            self._first_refused = sent_at
+        # Every 429, news or not, belongs to the current period of refusals; one that follows a
+        # quiet second starts a new period (a probe refused, or a limit that fell).
+        quiet = sent_at - self._last_429
+        self._last_429 = max(self._last_429, sent_at)
+        if quiet > self.quiet:
+            self._period = sent_at
+            # A probe refused at the same level waits longer before the next one.
+            again = self.found is not None and self.rate is not None and (
+                self.rate >= self.found * self.margin
+            )
+            self.hold = min(self.max_hold, self.hold * 2) if again else self.base_hold
         if (reserved_at if reserved_at is not None else sent_at) < self._changed_at:
             return None  # spaced by an older pace: that pace was already answered
         if now - self._changed_at < round_trip:
@@ -227,35 +238,35 @@ class RateFinder:
             noise = self._check_noise(now)
             if noise is not None:
                 return noise
-        if sent_at - self._last_429 > self.episode_gap:
-            # After a quiet stretch: a probe was refused (or the limit fell). A probe refused
-            # at the same level waits longer before the next one.
-            again = self.found is not None and self.rate is not None and (
-                self.rate >= self.found * self.margin
-            )
-            self.hold = min(self.max_hold, self.hold * 2) if again else self.base_hold
-        self._last_429 = sent_at
+            if self._test is not None:
+                return None  # the last cut's verdict is not in yet: wait for it
         self._probe_at = now + self.hold
         measure = self._accepted_rate(now, round_trip)
         sent = self._send_rate(now)
         pace = sent if self.rate is None else min(self.rate, sent)
         if measure is None:
-            # Too little has come back to measure. The first time, step back to half of what
-            # was sent (unless a rate was told); after that, wait for a measure.
-            if self.rate is not None or told:
+            # Too little has come back to measure. At the first refusal, halve what was sent
+            # (unless a rate was told: then it is jitter); then wait for a measure.
+            if told or self.rate is not None:
                 return None
             return self._set(max(self.floor, pace * 0.5), now, test=False)
         measured, whole, share = measure
         if share < SATURATED_SHARE:
             # Refused now and then while mostly accepted: we were not filling the server, so
-            # what it accepted is our own pace. The pace it refused is the level to stay under.
-            self.found = max(pace, measured)
-            self._provisional = not whole
-            return self._set(max(self.floor, self.found * self.margin), now, test=False)
+            # what it accepted is our own pace. Go back under the last rate measured (or the
+            # pace refused, if none was), which is not lowered on this evidence.
+            if self.found is None:
+                self.found = pace
+                self._provisional = True
+            target = max(self.floor, self.found * self.margin)
+            if self.rate is not None and self.rate <= target:
+                return None
+            return self._set(target, now, test=False)
         # A measure over less than a whole window may miss part of a server's window: pace
         # by it, but probe past it sooner and faster until a whole window confirms it.
         self.found = measured
         self._provisional = not whole
+        self._measured_at = now
         return self._set(max(self.floor, measured * self.margin), now, test=True)
 
     def _accepted_rate(self, now: float,
@@ -265,10 +276,12 @@ class RateFinder:
         to say. Over a window at least as long as the server's own (a second, commonly), the
         rate accepted while it refuses is its limit, whatever kind of limit it keeps."""
         end = now - round_trip  # later sends are still on the wire
-        # From the first refusal on: before it the server was spending its burst allowance,
-        # which is not rate.
-        first = self._first_refused if self._first_refused is not None else end
-        start = max(first, end - self.window)
+        # From the start of this period of refusals: before it the server had room (a burst
+        # allowance, or a higher limit before a drop), which is not its rate now.
+        first = self._period if self._period is not None else end
+        # And since the last measure: what came before it was answered by that measure (a
+        # limit that fell meanwhile must not be averaged with the time before).
+        start = max(first, self._measured_at, end - self.window)
         window = [o for t, o in self._outcomes if start <= t <= end]
         accepted = window.count(_OK)
         if accepted < self.min_samples // 2:
@@ -287,7 +300,11 @@ class RateFinder:
             return None
         if self._test is not None and self.rate > self._test[2] * 1.5:
             self._test = None  # grown far past the cut under test: its refusals do not tell
-        target = self.found * self.margin if self.found is not None else math.inf
+        if self.found is None:
+            # Nothing measured yet: the first reaction was a guess; grow back fast.
+            self.rate *= 1.0 + 2.0 * self.recover * elapsed
+            return self.rate
+        target = self.found * self.margin
         if self.rate < target:
             self.rate = min(target, self.rate * (1.0 + self.recover * elapsed))
         elif self._provisional:
@@ -310,18 +327,23 @@ class RateFinder:
         refused = after.count(_THROTTLED)
         share = refused / len(after)
         if refused < 4 or share < max(0.1, 0.5 * before):
+            self._failed_tests = 0
             return None  # the cut worked: these are the last of the excess, or a probe
-        # Sending slower did not lower the share of refusals: they are not about our rate.
-        self.noise_share = share
+        # Sending slower did not lower the share of refusals. Once may be a limit that fell
+        # while we measured; twice in a row, they are not about our rate.
+        self._failed_tests += 1
+        if self._failed_tests < 2:
+            return None
+        self._failed_tests = 0
+        self.noise_share = max(share, before)
         self.found = None
         self.rate = None  # pacing cannot help with refusals that are not about rate
         self._changed_at = now
         return math.inf
 
     def _set(self, rate: float, now: float, *, test: bool) -> float:
-        if test and self._test is None:
-            # The first cut of a series is put to the test; later ones in the series are
-            # judged with it, against the share of refusals before the series began.
+        if test:
+            # A cut made on a measure is put to the test: did the share of 429s fall?
             before = self._share(now - self.window)
             if before is not None:
                 self._test = (now, before, rate)
@@ -338,12 +360,14 @@ class RateFinder:
 
     def _send_rate(self, now: float) -> float:
         first = self._first_sent if self._first_sent is not None else now
+        # At least min_span: in the first moments a handful of sends would read as a huge
+        # rate, and the first reaction is better too low (it grows back fast) than too high.
         span = min(self.window, max(now - first, self.min_span))
         return sum(1 for t in self._sends if t >= now - span) / span
 
     def _trim(self, now: float) -> None:
         # Keep what an episode can still measure, bounded in time.
-        horizon = now - max(self.window, self.episode_gap) * 4
+        horizon = now - max(self.window, self.quiet) * 4
         while self._outcomes and self._outcomes[0][0] < horizon:
             self._outcomes.popleft()
 

@@ -171,6 +171,7 @@ class _Lane:
         self.use_headers = control.use_headers
         self.hold_until = -math.inf
         self.holds = 0
+        self.pace_version = 0  # moves on whenever the pace is lowered or a hold begins
         self.quota = RetryQuota(now=now) if control.throttle_retries else None
         self.throttle = AdaptiveThrottle(now=now) if control.throttle_retries else None
         self.round_trip = 0.0  # a success's time on the wire, smoothed
@@ -254,14 +255,16 @@ class Limiter:
         while True:
             self._wait_hold(model, deadline)
             self._wait_throttle(model, retry_cost, deadline)
-            paced, reserved_at = self._wait_pacing(model, cost, deadline)
+            paced, reserved_at, version = self._wait_pacing(model, cost, deadline)
             queued = self._take_slot(model, deadline)
             with self._lock:
                 now = self._clock()
                 lane = self._lane(model, now)
-                if now < lane.hold_until:
-                    # The server's word came while this send waited: it applies to this send
-                    # too. Give the slot to the next in line and wait again.
+                if now < lane.hold_until or (queued and lane.pace_version != version):
+                    # The server's word, or a slower pace, came while this send waited for a
+                    # slot: it applies to this send too (else every 429 would free a slot for
+                    # the next waiter, already past the old pace, to be refused at wire
+                    # speed). Give the slot to the next in line and wait again.
                     self._free_slot(lane)
                     continue
                 level = lane.in_use
@@ -305,20 +308,21 @@ class Limiter:
             self._sleep_until(wake, now, deadline, held)
 
     def _wait_pacing(self, model: str | None, cost: float,
-                     deadline: float | None) -> tuple[bool, float]:
-        """Wait for each of the lane's pacers: whether pacing made the send wait, and when the
-        send took its units."""
+                     deadline: float | None) -> tuple[bool, float, int]:
+        """Wait for each of the lane's pacers: whether pacing made the send wait, when the
+        send took its units, and the lane's pace version then."""
         paced = False
         while True:
             with self._lock:
                 now = self._clock()
-                pacers = [(pacer, units) for pacer, units in self._lane(model, now).pacers(cost)
+                lane = self._lane(model, now)
+                pacers = [(pacer, units) for pacer, units in lane.pacers(cost)
                           if pacer is not None and units > 0]
                 wait = max((pacer.wait(units, now) for pacer, units in pacers), default=0.0)
                 if wait <= 0:
                     for pacer, units in pacers:
                         pacer.take(units, now)
-                    return paced, now
+                    return paced, now, lane.pace_version
             paced = True
             if deadline is not None and now + wait > deadline:
                 self._sleep_until(now + wait, now, deadline, f"pacing ({wait:.3g}s)")
@@ -430,6 +434,7 @@ class Limiter:
             rate = requests.rate * TOLD_MARGIN
             if lane.told is None:
                 lane.told = Pacer(rate, burst=1.0)
+                lane.pace_version += 1
                 messages.append(("model %s: the server told %.4g requests/s: pacing to it",
                                  (permit.model, requests.rate)))
             elif abs(lane.told.rate - rate) > 0.01 * rate:
@@ -461,6 +466,7 @@ class Limiter:
                                  (model, seconds)))
             lane.hold_until = until
             lane.holds += 1
+            lane.pace_version += 1
 
     def _on_throttled(self, lane: _Lane, permit: Permit, level: int, word: ServerWord | None,
                       now: float, messages: list[tuple[str, tuple[object, ...]]]) -> None:
@@ -505,6 +511,7 @@ class Limiter:
         else:
             lane.learned.set_rate(rate, now)
         lane.cuts += 1
+        lane.pace_version += 1
         messages.append(("model %s: 429: pacing at %.3g requests/s", (permit.model, rate)))
 
     def _on_success(self, lane: _Lane, permit: Permit, level: int, now: float) -> None:
