@@ -23,13 +23,14 @@ from ._exceptions import (
     CometError,
     InternalServerError,
     InvalidArgumentError,
+    LimiterTimeoutError,
     NotFoundError,
     PermissionDeniedError,
     RateLimitError,
     RequestTooLargeError,
     UnprocessableEntityError,
 )
-from ._limiter import LimiterState
+from ._limiter import LimiterProtocol, LimiterState, ModelState
 from ._metrics import Metrics, RequestRecord, RouteStats, Snapshot, format_table
 from ._models import (
     APIObject,
@@ -69,7 +70,10 @@ __all__ = [
     "Embedding",
     "InternalServerError",
     "InvalidArgumentError",
+    "LimiterProtocol",
     "LimiterState",
+    "LimiterTimeoutError",
+    "ModelState",
     "Metrics",
     "Model",
     "NotFoundError",

@@ -159,7 +159,7 @@ class RateFinder:
     429s are ignored while their share stays near that level.
     """
 
-    def __init__(self, *, margin: float = 0.97, min_span: float = 0.2, window: float = 1.0,
+    def __init__(self, *, margin: float = 0.97, min_span: float = 0.25, window: float = 1.0,
                  recover: float = 1.0, probe: float = 0.05, hold: float = 2.0,
                  max_hold: float = 16.0, floor: float = 0.1, quiet: float = 1.0,
                  min_samples: int = 10) -> None:
@@ -184,6 +184,7 @@ class RateFinder:
         self._provisional = False  # the rate found was measured over less than a window
         self._measured_at = -math.inf  # when the rate found was last measured
         self._failed_tests = 0  # cuts in a row after which the share of 429s did not fall
+        self._round_trip = 0.0
         self._changed_at = -math.inf  # 429s of requests sent before this are old news
         self._last_429 = -math.inf
         # (cut at, share of 429s before it, the pace it set), to check
@@ -212,6 +213,7 @@ class RateFinder:
         the server or the user gave a rate, so a lone refusal is jitter, not news."""
         self._outcomes.append((sent_at, _THROTTLED))
         self._trim(now)
+        self._round_trip = round_trip
         # Every 429, news or not, belongs to the current period of refusals; one that follows a
         # quiet second starts a new period (a probe refused, or a limit that fell).
         quiet = sent_at - self._last_429
@@ -243,21 +245,27 @@ class RateFinder:
         self._probe_at = now + self.hold
         measure = self._accepted_rate(now, round_trip)
         sent = self._send_rate(now)
-        pace = sent if self.rate is None else min(self.rate, sent)
-        if measure is None:
+        # What we were really sending: the pace, unless something else (a concurrency limit,
+        # too few callers) kept the sends well under it.
+        pace = sent if self.rate is None or sent < 0.9 * self.rate else self.rate
+        if measure is None and self.rate is None:
             # Too little has come back to measure. At the first refusal, halve what was sent
             # (unless a rate was told: then it is jitter); then wait for a measure.
-            if told or self.rate is not None:
+            if told:
                 return None
             return self._set(max(self.floor, pace * 0.5), now, test=False)
-        measured, whole, share = measure
+        if measure is None and self._period != sent_at:
+            return None  # refusals keep coming, but too little to measure yet: wait for it
+        # (Or a lone refusal after a quiet second: a probe that crept past the limit.)
+        measured, whole, share = measure if measure is not None else (pace, False, 0.0)
+        if share < SATURATED_SHARE and told:
+            return None  # a rate was told: a refusal now and then is jitter at its edge
         if share < SATURATED_SHARE:
             # Refused now and then while mostly accepted: we were not filling the server, so
-            # what it accepted is our own pace. Go back under the last rate measured (or the
-            # pace refused, if none was), which is not lowered on this evidence.
-            if self.found is None:
-                self.found = pace
-                self._provisional = True
+            # what it accepted is our own pace, and the pace refused is the best bound on its
+            # limit (a probe that crept past it, or a limit that moved under it).
+            self.found = pace
+            self._provisional = False  # a refusal at this level confirms it
             target = max(self.floor, self.found * self.margin)
             if self.rate is not None and self.rate <= target:
                 return None
@@ -282,12 +290,13 @@ class RateFinder:
         # And since the last measure: what came before it was answered by that measure (a
         # limit that fell meanwhile must not be averaged with the time before).
         start = max(first, self._measured_at, end - self.window)
+        if end - start < self.min_span:
+            return None  # too short a stretch: a few requests either way would swing it
         window = [o for t, o in self._outcomes if start <= t <= end]
         accepted = window.count(_OK)
         if accepted < self.min_samples // 2:
             return None
-        return (accepted / max(end - start, self.min_span), end - first >= self.window,
-                1.0 - accepted / len(window))
+        return accepted / (end - start), end - first >= self.window, 1.0 - accepted / len(window)
 
     def on_success_paced(self, now: float) -> float | None:
         """A success while this pace held callers back: the grown rate, or None."""
@@ -321,12 +330,12 @@ class RateFinder:
         assert self._test is not None
         cut_at, before, _ = self._test
         after = [o for t, o in self._outcomes if t >= cut_at][:30]
-        if len(after) < 20:
+        if len(after) < 12:
             return None
         self._test = None
         refused = after.count(_THROTTLED)
         share = refused / len(after)
-        if refused < 4 or share < max(0.1, 0.5 * before):
+        if refused < 3 or share < max(0.1, 0.5 * before):
             self._failed_tests = 0
             return None  # the cut worked: these are the last of the excess, or a probe
         # Sending slower did not lower the share of refusals. Once may be a limit that fell
@@ -335,7 +344,9 @@ class RateFinder:
         if self._failed_tests < 2:
             return None
         self._failed_tests = 0
-        self.noise_share = max(share, before)
+        # Over sends whose answers are all back (429s come back faster than successes).
+        settled = [o for t, o in self._outcomes if t <= now - self._round_trip][-100:]
+        self.noise_share = settled.count(_THROTTLED) / len(settled) if settled else share
         self.found = None
         self.rate = None  # pacing cannot help with refusals that are not about rate
         self._changed_at = now
@@ -344,7 +355,8 @@ class RateFinder:
     def _set(self, rate: float, now: float, *, test: bool) -> float:
         if test:
             # A cut made on a measure is put to the test: did the share of 429s fall?
-            before = self._share(now - self.window)
+            recent = [o for _, o in list(self._outcomes)[-30:]]
+            before = recent.count(_THROTTLED) / len(recent) if len(recent) >= 10 else None
             if before is not None:
                 self._test = (now, before, rate)
         self.rate = rate

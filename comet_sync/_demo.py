@@ -61,11 +61,14 @@ def run_demo(calls: int, out: TextIO) -> int:
             snapshot = client.metrics.snapshot()
             out.write("\n" + format_table(snapshot) + "\n\n")
             lim = snapshot.limiter
-            rate = f"{lim.learned_rate:.1f} requests/s" if lim.learned_rate else "none needed"
-            out.write(
-                f"limiter: concurrency {lim.concurrency_limit} of {lim.max_concurrency}, "
-                f"learned rate {rate}, {lim.cuts} cuts, {lim.retries_refused} retries refused\n"
-            )
+            for name, model in sorted((lim.models or {}).items()):
+                rate = (f"{model.rate:.1f} requests/s ({model.rate_source})"
+                        if model.rate is not None else "none needed")
+                out.write(
+                    f"limiter, {name}: concurrency {model.concurrency_limit} of "
+                    f"{lim.max_concurrency}, pace {rate}, {model.throttled} 429s, "
+                    f"{model.cuts} cuts, {model.deferred} sends deferred\n"
+                )
             answered = len(results) - len(failed)
             out.write(
                 f"{calls} calls sent, {answered} answered, {len(failed)} failed, "

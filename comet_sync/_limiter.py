@@ -252,9 +252,12 @@ class Limiter:
         """Wait until a request of ``model`` may be sent; raise :class:`LimiterTimeoutError`
         if that would take longer than ``timeout``. ``cost`` is its estimated tokens."""
         deadline = None if timeout is None else self._clock() + timeout
+        charged = 0.0
         while True:
             self._wait_hold(model, deadline)
-            self._wait_throttle(model, retry_cost, deadline)
+            # The retry quota is paid once, even if this send goes round again.
+            self._wait_throttle(model, 0.0 if charged else retry_cost, deadline)
+            charged = retry_cost
             paced, reserved_at, version = self._wait_pacing(model, cost, deadline)
             queued = self._take_slot(model, deadline)
             with self._lock:
@@ -272,7 +275,7 @@ class Limiter:
                 if lane.finder is not None:
                     lane.finder.on_sent(now)
             return Permit(self, model, sent_at=now, reserved_at=reserved_at, level=level,
-                          limit=limit, paced=paced, cost=cost, retry_cost=retry_cost,
+                          limit=limit, paced=paced, cost=cost, retry_cost=charged,
                           queued=queued)
 
     def _wait_hold(self, model: str | None, deadline: float | None) -> None:

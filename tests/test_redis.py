@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -30,6 +31,8 @@ if shutil.which("redis-server") is None:
                     pytrace=False)
     pytest.skip("redis-server is not installed", allow_module_level=True)
 
+from comet_sync import LimiterTimeoutError
+from comet_sync._headers import ServerWord
 from comet_sync.contrib.redis import LimiterUnavailableError, RedisLimiter
 
 
@@ -84,7 +87,8 @@ def test_the_cluster_limit_holds_across_limiters(redis_server) -> None:
                                                                   max_concurrency=3)
     permits = [a.acquire(), b.acquire(), a.acquire()]
     assert all(permits)
-    assert b.acquire(timeout=0.2) is None  # the fourth waits: 3 leases are out
+    with pytest.raises(LimiterTimeoutError, match="shared slot"):
+        b.acquire(timeout=0.2)  # the fourth waits: 3 leases are out
     permits[0].release(200)
     assert b.acquire(timeout=1.0) is not None
 
@@ -101,7 +105,8 @@ def test_leases_of_a_killed_process_expire(redis_server) -> None:
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=30)
     lim = limiter(redis_server, ns, max_concurrency=2, lease_ttl=1.0)
-    assert lim.acquire(timeout=0.2) is None  # the dead process still holds both
+    with pytest.raises(LimiterTimeoutError):
+        lim.acquire(timeout=0.2)  # the dead process still holds both
     started = time.monotonic()
     assert lim.acquire(timeout=3.0) is not None
     assert time.monotonic() - started < 2.0  # freed within the TTL
@@ -112,24 +117,48 @@ def test_leases_are_renewed_while_held(redis_server) -> None:
     holder = limiter(redis_server, ns, max_concurrency=1, lease_ttl=0.6)
     permit = holder.acquire()
     other = limiter(redis_server, ns, max_concurrency=1, lease_ttl=0.6)
-    assert other.acquire(timeout=1.5) is None  # still held after 2.5 TTLs: renewed
+    with pytest.raises(LimiterTimeoutError):
+        other.acquire(timeout=1.5)  # still held after 2.5 TTLs: renewed
     permit.release(200)
     assert other.acquire(timeout=1.0) is not None
 
 
-def test_a_429_cuts_the_shared_limit_and_retry_after_pauses_everyone(redis_server) -> None:
+def bound(lim: RedisLimiter, max_hold: float) -> RedisLimiter:
+    lim.bind(clock=time.monotonic, sleep=time.sleep, random=random.random, max_hold=max_hold)
+    return lim
+
+
+def test_a_429_cuts_the_shared_limit_and_a_long_retry_after_pauses_everyone(
+    redis_server,
+) -> None:
     ns = uuid.uuid4().hex
-    a = limiter(redis_server, ns, max_concurrency=10)
-    b = limiter(redis_server, ns, max_concurrency=10)
+    # max_wait 1 s: the server's 1,000,000,000 s is clamped to it, locally and in Redis.
+    a = bound(limiter(redis_server, ns, max_concurrency=10), 1.0)
+    b = bound(limiter(redis_server, ns, max_concurrency=10), 1.0)
     burst = [a.acquire() for _ in range(5)]
     for p in burst:  # one burst of 429s: one cut
-        p.release(429, throttled=True, retry_after=1.0)
+        p.release(429, throttled=True, word=ServerWord(1e9, None, None, None))
     assert a.limit == 6
+    assert 0 < b.state().cooling_down_for <= 1.0
     started = time.monotonic()
-    permit = b.acquire()  # another "process" waits out the cooldown
-    assert time.monotonic() - started >= 0.9
+    permit = b.acquire()  # another "process" waits out the pause, clamped to 1 s
+    assert 0.9 <= time.monotonic() - started < 3.0
     permit.release(200)
     assert b.limit == 6
+    # A fresh process in the namespace later is not stopped for ever.
+    fresh = bound(limiter(redis_server, ns, max_concurrency=10), 30.0)
+    fresh.acquire(timeout=2.0).release(200)
+
+
+def test_a_short_retry_after_pauses_nobody_else(redis_server) -> None:
+    ns = uuid.uuid4().hex
+    a = bound(limiter(redis_server, ns, max_concurrency=10), 30.0)
+    b = bound(limiter(redis_server, ns, max_concurrency=10), 30.0)
+    a.acquire().release(429, throttled=True, word=ServerWord(1.0, None, None, None))
+    started = time.monotonic()
+    b.acquire().release(200)
+    assert time.monotonic() - started < 0.5
+    assert b.state().cooling_down_for == 0.0
 
 
 def worker(url: str, ns: str, base_url: str, jobs: int, queue) -> None:
@@ -168,7 +197,7 @@ def test_redis_down_fails_open_to_the_local_limiter(redis_server, caplog) -> Non
     started = time.monotonic()
     for _ in range(3):
         permit = lim.acquire(timeout=5)
-        assert permit is not None
+        assert permit.held
         permit.release(200)
     assert time.monotonic() - started < 2.0  # no hang on the dead server
     assert caplog.text.count("unavailable") == 1  # logged once per outage

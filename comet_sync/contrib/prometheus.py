@@ -67,6 +67,20 @@ class CometSyncCollector:
             yield _core.GaugeMetricFamily("comet_sync_learned_rate",
                                           "Learned requests/s (0: none)",
                                           value=state.learned_rate or 0.0)
+            pace = _core.GaugeMetricFamily(
+                "comet_sync_model_pace", "Requests/s a model is paced at, by where the pace "
+                "came from (configured, header, learned)", labels=["model", "source"])
+            limit = _core.GaugeMetricFamily("comet_sync_model_concurrency_limit",
+                                            "A model's concurrency limit", labels=["model"])
+            deferred = _core.CounterMetricFamily(
+                "comet_sync_model_deferred", "Sends our throttle or retry quota deferred",
+                labels=["model"])
+            for name, model in (state.models or {}).items():
+                if model.rate is not None and model.rate_source is not None:
+                    pace.add_metric([name, model.rate_source], model.rate)
+                limit.add_metric([name], model.concurrency_limit)
+                deferred.add_metric([name], model.deferred)
+            yield from (pace, limit, deferred)
 
 
 def registry_for(client: Any) -> Any:

@@ -14,17 +14,21 @@ Every client built with the same namespace shares:
 * **a rate limit** (``rpm``): GCRA, checked and reserved in the same atomic script, on Redis's
   clock (``TIME``), never the hosts';
 * **adaptive state**: a 429 anywhere cuts the shared limit (once per window: a 429 on a request
-  sent before the last cut is not news) and successes grow it back; a ``Retry-After`` pauses
-  every process.
+  sent before the last cut is not news) and successes grow it back; a long ``Retry-After``
+  (``LONG_RETRY_AFTER`` or more, clamped to the client's ``max_wait``) pauses every process.
+
+Each process also keeps its own local :class:`~comet_sync._limiter.Limiter` in front of the
+shared lease: the per-model lanes (holds on the server's word, the pace found from 429s or
+told by headers, the retry quota and the adaptive throttle) act per process, so a learned or
+told pace is not yet shared across processes; the concurrency cap, ``rpm`` and pauses are.
 
 One round trip per acquire (one Lua script) and one per release in the common case. When the
 limit is full the caller sleeps a short, jittered interval before asking again; a cooldown or
 a rate wait is slept exactly as Redis says.
 
 Failure policy: Redis calls use short socket timeouts. With ``failure="open"`` (default) a
-Redis that does not answer makes the client fall back to a local, per-process limiter, logged
-once per outage; with ``failure="closed"`` calls are refused with ``LimiterUnavailableError``.
-The retry budget stays per process.
+Redis that does not answer leaves only the local limiter in force, logged once per outage;
+with ``failure="closed"`` calls are refused with ``LimiterUnavailableError``.
 
 Thread safety: ``_lock`` guards the table of held leases; no lock is held across a Redis call.
 A forked child gets a fresh connection pool, renewal thread and fallback.
@@ -38,11 +42,12 @@ import random
 import threading
 import time
 import uuid
-from typing import Any
+from typing import Any, Callable
 
 from .._config import RateControl
-from .._exceptions import CometError
-from .._limiter import Limiter, LimiterState
+from .._exceptions import CometError, LimiterTimeoutError
+from .._headers import ServerWord
+from .._limiter import LONG_RETRY_AFTER, Limiter, LimiterState, Permit
 from ._errors import require
 
 _redis = require("redis", "redis")
@@ -84,7 +89,7 @@ return {1, n + 1, now, math.floor(limit)}
 
 # KEYS: leases, limit, lastcut, cooldown
 # ARGV: lease id, outcome (0 other, 1 success, 2 throttled), sent at ms, retry after ms,
-#       decrease, max concurrency, in flight at send
+#       decrease, max concurrency, in flight at send, longest pause ms
 _RELEASE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -92,7 +97,9 @@ redis.call('ZREM', KEYS[1], ARGV[1])
 local limit = tonumber(redis.call('GET', KEYS[2]) or ARGV[6])
 local outcome = tonumber(ARGV[2])
 if outcome == 2 then
-  local ra = tonumber(ARGV[4])
+  -- Clamped here too: a pause written to Redis outlives this process, so no value any
+  -- client sends may stop every process for longer than max_wait.
+  local ra = math.min(tonumber(ARGV[4]), tonumber(ARGV[8]))
   if ra > 0 then
     local cool = tonumber(redis.call('GET', KEYS[4]) or '0')
     if now + ra > cool then redis.call('SET', KEYS[4], now + ra, 'PX', ra) end
@@ -148,9 +155,10 @@ class RedisLimiter:
         self.decrease = decrease
         self.failure = failure
         self._control = rate_control or RateControl()
-        self._clock: Any = time.monotonic
-        self._sleep: Any = time.sleep
-        self._rand: Any = random.random
+        self._clock: Callable[[], float] = time.monotonic
+        self._sleep: Callable[[float], None] = time.sleep
+        self._rand: Callable[[], float] = random.random
+        self._max_hold = 30.0
         ns = namespace
         self._keys = [f"{ns}:leases", f"{ns}:limit", f"{ns}:lastcut", f"{ns}:cooldown",
                       f"{ns}:tat"]
@@ -176,9 +184,14 @@ class RedisLimiter:
                                          name="comet_sync-lease-renewer")
         self._renewer.start()
 
-    def bind(self, *, clock: Any, sleep: Any, random: Any) -> None:
-        """Called by the client: the local fallback uses the client's clock."""
+    def bind(self, *, clock: Callable[[], float], sleep: Callable[[float], None],
+             random: Callable[[], float], max_hold: float) -> None:
+        """Called by the client: the local limiter uses the client's clock, and no pause
+        (local or shared) lasts longer than the client's ``max_wait``."""
         self._clock, self._sleep, self._rand = clock, sleep, random
+        self._max_hold = max_hold
+        with self._lock:
+            self._fallback = None  # rebuilt with the client's clock
 
     def after_fork(self) -> None:
         # redis-py rebuilds its pool in a new process by itself; our thread and locks we redo.
@@ -186,7 +199,8 @@ class RedisLimiter:
 
     # -- the limiter interface used by the client ---------------------------------------------
 
-    paces_tokens = False
+    def paces_tokens(self, model: str | None) -> bool:
+        return self._local().paces_tokens(model)
 
     @property
     def in_use(self) -> int:
@@ -197,8 +211,20 @@ class RedisLimiter:
     def limit(self) -> int:
         return self._shared_limit
 
-    def acquire(self, *, cost: float = 0.0, timeout: float | None = None,
-                first_attempt: bool = True) -> Any:
+    def acquire(self, model: str | None = None, *, cost: float = 0.0,
+                timeout: float | None = None, retry_cost: float = 0.0) -> Any:
+        """This process's lane first (holds, throttle, pace), then a shared lease; raises
+        :class:`LimiterTimeoutError` if that would take longer than ``timeout``."""
+        started = self._clock()
+        local = self._local().acquire(model, cost=cost, timeout=timeout, retry_cost=retry_cost)
+        remaining = None if timeout is None else max(0.0, timeout - (self._clock() - started))
+        try:
+            return self._lease(local, remaining)
+        except BaseException:
+            local.release()
+            raise
+
+    def _lease(self, local: Permit, timeout: float | None) -> Any:
         deadline = None if timeout is None else time.monotonic() + timeout
         lease = uuid.uuid4().hex
         while True:
@@ -209,46 +235,59 @@ class RedisLimiter:
                           self._interval_ms, self._burst_ms],
                 )
             except (_redis.exceptions.ConnectionError, _redis.exceptions.TimeoutError) as exc:
-                return self._unavailable(exc).acquire(cost=cost, timeout=timeout,
-                                                      first_attempt=first_attempt)
+                self._unavailable(exc)
+                return _RedisPermit(self, None, local, sent_at_ms=0, in_flight=0)
             self._recovered()
             if granted:
                 self._shared_limit = int(limit)
                 with self._lock:
                     self._held[lease] = time.monotonic()
-                return _RedisPermit(self, lease, sent_at_ms=int(now_ms), in_flight=int(value))
+                return _RedisPermit(self, lease, local, sent_at_ms=int(now_ms),
+                                    in_flight=int(value))
             # Full: ask again soon, jittered so waiting processes do not ask in step.
             wait = (FULL_RETRY_INTERVAL * (0.5 + random.random()) if value < 0
                     else value / 1000 * (1 + 0.1 * random.random()))
             if deadline is not None and time.monotonic() + wait > deadline:
-                return None
+                held = "a shared slot" if value < 0 else "a shared pause or rpm"
+                raise LimiterTimeoutError(
+                    f"the call's time budget ended while it waited for {held} "
+                    f"(Redis namespace {self.namespace!r})", held_by=held,
+                )
             time.sleep(wait)
-
-    def allow_retry(self) -> bool:
-        return self._local().allow_retry()
 
     def state(self) -> LimiterState:
         local = self._local().state()
+        cooling = 0.0
+        try:
+            ttl_ms = self._redis.pttl(self._keys[3])
+            cooling = max(0.0, ttl_ms / 1000) if ttl_ms and ttl_ms > 0 else 0.0
+        except (_redis.exceptions.ConnectionError, _redis.exceptions.TimeoutError):
+            pass
         return LimiterState(
             max_concurrency=self.max_concurrency, concurrency_limit=self._shared_limit,
-            in_flight=self.in_use, learned_rate=None, rpm=self.rpm, tpm=None,
-            cooling_down_for=0.0, cooldowns=0, cuts=0, retry_tokens=local.retry_tokens,
-            retries_refused=local.retries_refused,
+            in_flight=self.in_use, learned_rate=local.learned_rate, rpm=self.rpm, tpm=None,
+            cooling_down_for=max(cooling, local.cooling_down_for), cooldowns=local.cooldowns,
+            cuts=local.cuts, retry_tokens=local.retry_tokens,
+            retries_refused=local.retries_refused, models=local.models,
         )
 
     # -- internals ---------------------------------------------------------------------------
 
     def _release(self, permit: _RedisPermit, status: int | None, throttled: bool,
                  retry_after: float | None) -> None:
+        if permit.lease is None:
+            return  # Redis was down when it was sent: only the local limiter held it
         with self._lock:
             self._held.pop(permit.lease, None)
         outcome = 2 if throttled else (1 if status is not None and 200 <= status < 300 else 0)
+        # Only a long Retry-After pauses every process; a short one delays its own request.
+        pause = retry_after if retry_after is not None and retry_after >= LONG_RETRY_AFTER else 0
         try:
             limit = self._release_script(
                 keys=self._keys[:4],
-                args=[permit.lease, outcome, permit.sent_at_ms,
-                      int((retry_after or 0) * 1000), self.decrease, self.max_concurrency,
-                      permit.in_flight],
+                args=[permit.lease, outcome, permit.sent_at_ms, int(pause * 1000),
+                      self.decrease, self.max_concurrency, permit.in_flight,
+                      int(self._max_hold * 1000)],
             )
             self._shared_limit = max(1, int(float(limit)))
         except (_redis.exceptions.ConnectionError, _redis.exceptions.TimeoutError):
@@ -278,24 +317,24 @@ class RedisLimiter:
                 self._fallback = Limiter(
                     self.max_concurrency, self._control,
                     clock=self._clock, sleep=self._sleep, random=self._rand,
+                    max_hold=self._max_hold,
                 )
             return self._fallback
 
-    def _unavailable(self, exc: BaseException) -> Limiter:
+    def _unavailable(self, exc: BaseException) -> None:
         with self._lock:
             first = not self._down
             self._down = True
         if first:
             logger.warning("Redis limiter %s unavailable (%s): %s", self.namespace,
                            type(exc).__name__,
-                           "falling back to this process's own limiter" if self.failure ==
+                           "only this process's own limiter applies" if self.failure ==
                            "open" else "refusing calls")
         if self.failure == "closed":
             raise LimiterUnavailableError(
                 f"the shared limiter (Redis, namespace {self.namespace!r}) did not answer: "
                 f"{type(exc).__name__}"
             ) from exc
-        return self._local()
 
     def _recovered(self) -> None:
         if self._down:
@@ -312,12 +351,13 @@ class RedisLimiter:
 
 
 class _RedisPermit:
-    __slots__ = ("_done", "_limiter", "in_flight", "lease", "sent_at_ms")
+    __slots__ = ("_done", "_limiter", "in_flight", "lease", "local", "sent_at_ms")
 
-    def __init__(self, limiter: RedisLimiter, lease: str, *, sent_at_ms: int,
-                 in_flight: int) -> None:
+    def __init__(self, limiter: RedisLimiter, lease: str | None, local: Permit, *,
+                 sent_at_ms: int, in_flight: int) -> None:
         self._limiter = limiter
         self.lease = lease
+        self.local = local
         self.sent_at_ms = sent_at_ms
         self.in_flight = in_flight
         self._done = threading.Lock()
@@ -327,6 +367,8 @@ class _RedisPermit:
         return not self._done.locked()
 
     def release(self, status: int | None = None, *, throttled: bool = False,
-                retry_after: float | None = None, total_tokens: int | None = None) -> None:
+                word: ServerWord | None = None, total_tokens: int | None = None) -> None:
         if self._done.acquire(blocking=False):
+            self.local.release(status, throttled=throttled, word=word, total_tokens=total_tokens)
+            retry_after = word.retry_after if word is not None else None
             self._limiter._release(self, status, throttled, retry_after)

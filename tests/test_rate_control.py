@@ -1,0 +1,391 @@
+"""Rate control: the policies on exact times, the limiter on fake time, the client on the wire."""
+
+from __future__ import annotations
+
+import math
+import random
+import threading
+import time
+from collections import deque
+from typing import Callable
+
+import pytest
+
+from comet_sync import (
+    CometClient,
+    InternalServerError,
+    InvalidArgumentError,
+    LimiterTimeoutError,
+    RateControl,
+)
+from comet_sync._control import AdaptiveThrottle, Concurrency, Pacer, RateFinder, RetryQuota
+from comet_sync._headers import Quota, ServerWord
+from comet_sync._limiter import Limiter
+
+from .conftest import SECRET, FakeTime, user
+
+# -- concurrency -------------------------------------------------------------------------------
+
+
+def test_slow_start_doubles_each_round_trip() -> None:
+    c = Concurrency(64, initial=8)
+    trips = 0
+    while c.effective < 64:
+        limit = c.effective
+        for _ in range(limit):  # one round trip: every request sent while the limit was full
+            c.on_success(level=limit, limit_at_send=limit, sent_at=0.0, now=0.1)
+        trips += 1
+    assert trips == 3  # 8 -> 16 -> 32 -> 64: log2(64 / 8)
+
+
+def test_no_growth_while_the_limit_is_not_used() -> None:
+    c = Concurrency(64, initial=8)
+    for _ in range(100):
+        assert not c.on_success(level=3, limit_at_send=8, sent_at=0.0, now=0.1)
+    assert c.effective == 8
+
+
+def test_cut_steps_under_the_refused_level_then_probes_less_often() -> None:
+    c = Concurrency(32, initial=8, probe_interval=1.0, max_probe_interval=8.0)
+    assert c.cut(level=5, now=10.0)
+    assert c.effective == 4
+    # holds until the probe interval has passed
+    assert not c.on_success(level=4, limit_at_send=4, sent_at=10.5, now=10.5)
+    for _ in range(5):  # then one step per window of successes (about 4)
+        c.on_success(level=4, limit_at_send=4, sent_at=11.1, now=11.1)
+    assert c.effective == 5
+    c.cut(level=5, now=12.0)  # refused again at the same level: the interval doubles
+    assert c.interval == 2.0
+    assert c.effective == 4
+
+
+# -- pacing ------------------------------------------------------------------------------------
+
+
+def test_pacer_waits_and_takes() -> None:
+    p = Pacer(rate=10.0, burst=1.0)
+    assert p.wait(1.0, now=0.0) == 0.0
+    p.take(1.0, now=0.0)
+    assert p.wait(1.0, now=0.0) == pytest.approx(0.1)
+    assert p.wait(1.0, now=0.1) == 0.0
+    p.set_rate(20.0, now=0.0)  # a faster pace lets the waiter out sooner
+    assert p.wait(1.0, now=0.0) == pytest.approx(0.05)
+
+
+def test_a_cost_above_the_burst_waits_for_a_full_bucket_only() -> None:
+    p = Pacer(rate=100.0, burst=50.0)  # tokens per second
+    assert p.wait(500.0, now=0.0) == 0.0  # would never fit: it goes and leaves a debt
+    p.take(500.0, now=0.0)
+    assert p.wait(10.0, now=0.0) == pytest.approx(5.0 - 0.4)
+
+
+# -- the rate finder ---------------------------------------------------------------------------
+
+
+class _Bucket:
+    """A token bucket server of ``rate`` per second and ``burst``, deciding on arrival."""
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate, self.burst = rate, burst
+        self.tokens, self.at = burst, 0.0
+
+    def admit(self, now: float) -> bool:
+        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+
+def _drive(finder: RateFinder, admit: Callable[[float], bool], seconds: float, *, start_rate: float = 200.0,
+           rtt: float = 0.04) -> list[tuple[float, bool]]:
+    """Send at the finder's pace (start_rate before it has one); answers come back after rtt.
+    Returns (send time, accepted) for every request."""
+    t, sent = 0.0, []
+    pending: deque[tuple[float, float, bool]] = deque()
+    while t < seconds:
+        t += 1.0 / (finder.rate if finder.rate else start_rate)
+        finder.on_sent(t)
+        ok = admit(t)
+        sent.append((t, ok))
+        pending.append((t + (rtt if ok else 0.001), t, ok))
+        for answer in sorted(a for a in pending if a[0] <= t):
+            pending.remove(answer)
+            at, sent_at, accepted = answer
+            if accepted:
+                finder.on_accepted(sent_at, at)
+                finder.on_success_paced(at)
+            else:
+                finder.on_throttled(sent_at, at, sent_at, rtt)
+    return sent
+
+
+@pytest.mark.parametrize("rate, burst", [(40.0, 10.0), (10.0, 2.0), (150.0, 15.0)])
+def test_finds_a_token_buckets_rate_without_headers(rate: float, burst: float) -> None:
+    finder = RateFinder()
+    bucket = _Bucket(rate, burst)
+    sent = _drive(finder, bucket.admit, 20.0)
+    assert finder.found is not None
+    assert finder.found == pytest.approx(rate, rel=0.1)
+    late = [ok for t, ok in sent if t > 10.0]
+    assert late.count(False) / len(late) < 0.05  # settled: few refusals
+    assert len(late) / 10.0 > 0.9 * rate  # and close to the limit
+
+
+def test_429s_that_do_not_fall_when_sending_slower_are_noise() -> None:
+    rng = random.Random(7)
+    finder = RateFinder()
+    _drive(finder, lambda t: rng.random() > 0.3, 10.0)
+    assert finder.rate is None  # pacing stopped: slower sending did not help
+    assert finder.noise_share == pytest.approx(0.3, abs=0.2)  # measured over few samples
+
+
+def test_a_told_rate_makes_a_lone_429_jitter_not_news() -> None:
+    finder = RateFinder()
+    finder.on_sent(0.0)
+    assert finder.on_throttled(0.0, 0.001, told=True) is None
+    assert finder.rate is None
+
+
+def test_a_429_of_a_request_paced_before_the_last_change_is_old_news() -> None:
+    finder = RateFinder()
+    for i in range(40):
+        finder.on_sent(i * 0.005)
+    assert finder.on_throttled(0.19, 0.2) is not None  # the first: halve
+    assert finder.on_throttled(0.18, 0.21, reserved_at=0.15) is None
+
+
+# -- retry quota and adaptive throttle ----------------------------------------------------------
+
+
+def test_retries_that_heal_are_refunded() -> None:
+    q = RetryQuota(capacity=500.0, cost=5.0, refill_per_second=0.0)
+    for _ in range(1000):  # every first attempt fails, every retry succeeds
+        assert q.try_withdraw(5.0, now=0.0)
+        q.deposit(5.0, now=0.0)
+    assert q.tokens == 500.0
+    for _ in range(100):  # an outage: nothing heals
+        q.try_withdraw(5.0, now=0.0)
+    assert not q.try_withdraw(5.0, now=0.0)
+
+
+def test_throttle_holds_back_only_when_most_requests_fail() -> None:
+    a = AdaptiveThrottle(k=2.0, half_life=2.0, min_requests=10.0)
+    for _ in range(5):
+        a.on_result(False, now=0.0)
+    assert a.hold_probability(0.0) == 0.0  # a few failures of one caller
+    for _ in range(95):
+        a.on_result(False, now=0.0)
+    assert a.hold_probability(0.0) == pytest.approx(100 / 101)
+    for _ in range(200):  # the server is back: two thirds accepted
+        a.on_result(True, now=0.0)
+    assert a.hold_probability(0.0) == 0.0
+    b = AdaptiveThrottle(half_life=1.0)
+    for _ in range(100):
+        b.on_result(False, now=0.0)
+    assert b.requests == 100.0
+    b.hold_probability(1.0)
+    assert b.requests == pytest.approx(50.0)  # half-life
+
+
+# -- the limiter -------------------------------------------------------------------------------
+
+
+def make_limiter(ft: FakeTime, control: RateControl | None = None, limit: int = 8,
+                 rnd: float = 0.5, max_hold: float = 30.0) -> Limiter:
+    return Limiter(limit, control or RateControl(), clock=ft.monotonic, sleep=ft.sleep,
+                   random=lambda: rnd, max_hold=max_hold)
+
+
+def test_a_short_retry_after_delays_only_its_own_request() -> None:
+    ft = FakeTime()
+    lim = make_limiter(ft)
+    lim.acquire("m").release(429, throttled=True, word=ServerWord(1.0, None, None, None))
+    before = ft.now
+    lim.acquire("m").release(200)  # another caller is not paused
+    assert ft.now == before
+    assert lim.state().cooling_down_for == 0.0
+
+
+def test_a_long_retry_after_holds_the_model_clamped_to_max_wait() -> None:
+    ft = FakeTime()
+    lim = make_limiter(ft, max_hold=10.0)
+    lim.acquire("m").release(429, throttled=True, word=ServerWord(1e9, None, None, None))
+    assert lim.state().models["m"].held_for == pytest.approx(10.0)
+    before = ft.now
+    lim.acquire("other").release(200)  # another model is not held
+    assert ft.now == before
+    lim.acquire("m").release(200)
+    assert 10.0 <= ft.now - before <= 11.0  # the hold, plus a spread of a tenth at most
+
+
+def test_told_limits_are_paced_and_a_spent_budget_holds() -> None:
+    ft = FakeTime()
+    lim = make_limiter(ft)
+    told = ServerWord(None, Quota(limit=600.0, remaining=599.0, reset=0.1, window=60.0),
+                      None, "openai")
+    lim.acquire("m").release(200, word=told)
+    state = lim.state().models["m"]
+    assert state.rate_source == "header"
+    assert state.rate == pytest.approx(10.0 * 0.98)
+    starts = []
+    for _ in range(3):
+        p = lim.acquire("m")
+        starts.append(ft.now)
+        p.release(200)
+    assert starts[2] - starts[1] == pytest.approx(1 / 9.8, rel=0.01)
+    spent = ServerWord(None, Quota(limit=600.0, remaining=0.0, reset=4.0, window=60.0), None,
+                       "openai")
+    lim.acquire("m").release(200, word=spent)
+    # spent: hold until one request comes back (1/10 s), not the whole reset
+    assert lim.state().models["m"].held_for == pytest.approx(0.1)
+
+
+def test_a_configured_rpm_per_model() -> None:
+    ft = FakeTime()
+    lim = make_limiter(ft, RateControl(rpm={"slow": 60, "*": 6000}))
+    for _ in range(3):
+        lim.acquire("slow").release(200)
+    assert ft.sleeps and sum(ft.sleeps) == pytest.approx(2.0)
+    before = ft.now
+    for _ in range(3):
+        lim.acquire("fast").release(200)
+    assert ft.now - before < 0.05
+    assert lim.state().models["slow"].rate_source == "configured"
+
+
+def test_one_models_pace_does_not_hold_another() -> None:
+    ft = FakeTime()
+    lim = make_limiter(ft, RateControl(rpm={"a": 60}))
+    lim.acquire("a").release(200)
+    before = ft.now
+    lim.acquire("b").release(200)
+    assert ft.now == before  # b goes at once
+    lim.acquire("a").release(200)
+    assert ft.now - before == pytest.approx(1.0)  # a keeps its own pace
+
+
+def test_the_client_cap_holds_across_models() -> None:
+    ft = FakeTime()
+    lim = make_limiter(ft, limit=3)
+    permits = [lim.acquire(m) for m in ("a", "b", "c")]
+    with pytest.raises(LimiterTimeoutError) as info:
+        lim.acquire("d", timeout=0.01)
+    assert info.value.held_by == "a concurrency slot"
+    permits[0].release(200)
+    lim.acquire("d", timeout=0.01).release(200)
+
+
+def test_sends_held_by_the_throttle_are_deferred_not_failed() -> None:
+    ft = FakeTime()
+    chance = [0.999]  # while the outage builds up, the throttle's dice never hold a send
+    lim = Limiter(8, RateControl(), clock=ft.monotonic, sleep=ft.sleep,
+                  random=lambda: chance[0])
+    for _ in range(50):  # an outage: 503 after 503
+        lim.acquire("m").release(503)
+    chance[0] = 0.1
+    before = ft.now
+    with pytest.raises(LimiterTimeoutError) as info:
+        lim.acquire("m", timeout=1.0)
+    assert "throttle" in info.value.held_by
+    assert ft.now > before  # it waited (deferred) until its budget could not fit another wait
+    assert lim.state().models["m"].deferred > 1
+    lim.acquire("other").release(200)  # another model is not held back
+    # With a longer budget the same send is deferred, then goes: the counts decay (half-life
+    # 2 s) until the throttle lets sends out again.
+    lim.acquire("m", timeout=10.0).release(200)
+
+
+def test_a_permit_releases_once() -> None:
+    ft = FakeTime()
+    lim = make_limiter(ft)
+    p = lim.acquire("m")
+    p.release(200)
+    p.release(200)
+    assert lim.in_use == 0 and not p.held
+
+
+def test_rate_control_validates() -> None:
+    with pytest.raises(InvalidArgumentError) as info:
+        RateControl(rpm=0)
+    assert info.value.argument == "rpm"
+    with pytest.raises(InvalidArgumentError) as info:
+        RateControl(tpm={"m": -1})
+    assert info.value.argument == "tpm['m']"
+    with pytest.raises(InvalidArgumentError):
+        RateControl(initial_concurrency=0)
+
+
+def test_many_threads_many_models_keep_the_books_straight() -> None:
+    # Not adaptive: the pace a 429 teaches would make real-time waits (the point here is the
+    # books: slots across lanes, released from any thread).
+    lim = Limiter(6, RateControl(adaptive=False), clock=time.monotonic, sleep=time.sleep,
+                  random=random.random)
+    guard = threading.Lock()
+    in_flight = {"total": 0, "max": 0}
+
+    def work(seed: int) -> None:
+        rng = random.Random(seed)
+        for _ in range(200):
+            p = lim.acquire(rng.choice(["a", "b", "c"]))
+            with guard:
+                in_flight["total"] += 1
+                in_flight["max"] = max(in_flight["max"], in_flight["total"])
+            with guard:
+                in_flight["total"] -= 1
+            status = rng.choice([200, 200, 200, 429, 503])
+            p.release(status, throttled=status == 429)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(32)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert lim.in_use == 0
+    assert in_flight["max"] <= 6
+    assert all(m.in_flight == 0 for m in lim.state().models.values())
+
+
+# -- the client on the wire --------------------------------------------------------------------
+
+
+def test_a_poisoned_retry_after_does_not_shut_the_client(server, make_client, fake_time) -> None:
+    client = make_client(max_wait=10)
+    for value in ("1000000000", "Inf", "nan"):
+        server.fail(429, headers={"Retry-After": value})
+        client.chat.completions.create(model="m", messages=user(value))  # retried, not stuck
+    server.fail(429, headers={"retry-after-ms": "inf"})
+    client.chat.completions.create(model="m", messages=user("ms"))
+    assert max(fake_time.sleeps) <= 10.0
+    assert client.metrics.snapshot().limiter.cooling_down_for == 0.0
+
+
+def test_a_callers_retries_are_honoured_one_call_at_a_time(server, make_client) -> None:
+    client = make_client(max_retries=6)
+    server.fail(503, times=6)
+    client.chat.completions.create(model="m", messages=user("six"))
+    assert server.stats().attempts["six"] == 7
+
+
+def test_rpm_per_model_and_no_silent_drop_with_a_shared_limiter(server) -> None:
+    with CometClient(api_key=SECRET, base_url=server.base_url, rpm={"m": 600}) as client:
+        client.chat.completions.create(model="m", messages=user("a"))
+        state = client.metrics.snapshot().limiter.models["m"]
+        assert state.rate == pytest.approx(10.0) and state.rate_source == "configured"
+    local = Limiter(4, RateControl(), clock=time.monotonic, sleep=time.sleep,
+                    random=random.random)
+    with pytest.raises(InvalidArgumentError) as info:
+        CometClient(api_key=SECRET, base_url=server.base_url, limiter=local, rpm=60)
+    assert info.value.argument == "rpm"
+
+
+def test_state_per_model_in_the_snapshot(server, make_client) -> None:
+    client = make_client(max_concurrency=8, rpm=120)
+    client.chat.completions.create(model="m", messages=user("a"))
+    state = client.metrics.snapshot().limiter
+    assert state.max_concurrency == 8 and state.rpm == 120
+    assert state.in_flight == 0 and state.cuts == 0
+    model = state.models["m"]
+    assert model.rate == pytest.approx(2.0) and model.rate_source == "configured"
+    assert not math.isnan(model.retry_tokens or 0.0)

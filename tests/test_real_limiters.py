@@ -1,0 +1,95 @@
+"""comet_sync against limiters it did not design: benchmarks/servers.py, which models how real
+APIs limit (sliding and fixed windows, token buckets, token-per-second budgets, concurrency
+caps, rate headers in three styles, Retry-After rounded up to whole seconds, failures that
+are not about rate). Over a real loopback socket, with real time.
+
+These assert what must hold on any machine — no job lost, no more attempts than the retries
+allow, the server's limits learned or heeded — never speed: speed is benchmarks/ratelimit.py.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import pathlib
+import sys
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from comet_sync import CometClient
+
+_SPEC = importlib.util.spec_from_file_location(
+    "bench_servers", pathlib.Path(__file__).parent.parent / "benchmarks" / "servers.py"
+)
+assert _SPEC is not None and _SPEC.loader is not None
+servers: Any = importlib.util.module_from_spec(_SPEC)
+sys.modules[_SPEC.name] = servers  # dataclasses look their module up there
+_SPEC.loader.exec_module(servers)
+
+KEY = "sk-real-limiters-0123456789abcdef"
+
+
+def run(server: Any, n: int, **settings: Any) -> tuple[list[Any], Any]:
+    jobs = [{"model": "m", "messages": [{"role": "user", "content": f"job-{i}"}]}
+            for i in range(n)]
+    with CometClient(api_key=KEY, base_url=server.base_url, **settings) as client:
+        results = list(client.chat.completions.map(jobs, return_exceptions=True))
+        state = client.metrics.snapshot().limiter
+    return results, state
+
+
+def failures(results: list[Any]) -> list[BaseException]:
+    return [r for r in results if isinstance(r, BaseException)]
+
+
+def attempts_per_job(server: Any) -> Counter[str]:
+    return Counter(r.key for r in server.records)
+
+
+def test_a_token_bucket_without_headers_loses_nothing_and_is_learned() -> None:
+    with servers.LimitServer([servers.TokenBucket(40, 10)], retry_after="ms") as srv:
+        results, state = run(srv, 120)
+    assert failures(results) == []
+    model = state.models["m"]
+    assert model.throttled > 0 and model.rate_source == "learned"
+    assert max(attempts_per_job(srv).values()) <= 6  # never past max_retries
+
+
+@pytest.mark.parametrize("style", ["openai", "anthropic", "ietf"])
+def test_told_limits_are_heeded(style: str) -> None:
+    with servers.LimitServer([servers.SlidingWindow(40, 1.0)], headers=style) as srv:
+        results, state = run(srv, 60)
+    assert failures(results) == []
+    model = state.models["m"]
+    assert model.rate_source == "header"
+    assert model.rate == pytest.approx(40 * 0.98, rel=0.02)
+
+
+def test_a_concurrency_cap_is_found() -> None:
+    with servers.LimitServer([servers.Concurrency(3)], latency=0.05, retry_after=None) as srv:
+        results, state = run(srv, 90, max_concurrency=16)
+    assert failures(results) == []
+    assert state.models["m"].concurrency_limit <= 8
+
+
+def test_every_first_attempt_503_loses_nothing() -> None:
+    with servers.LimitServer(first_attempt_503=True) as srv:
+        results, _ = run(srv, 100)
+    assert failures(results) == []
+    assert set(attempts_per_job(srv).values()) == {2}  # retried once each, no more
+
+
+def test_random_503s_with_the_callers_retries_lose_nothing() -> None:
+    with servers.LimitServer(random_503=0.3, seed=3) as srv:
+        results, _ = run(srv, 150, max_retries=10)
+    assert failures(results) == []  # 0.3 ** 11 per job: none expected
+
+
+def test_random_429s_are_shown_not_to_be_about_rate() -> None:
+    with servers.LimitServer(random_429=0.3, seed=5) as srv:
+        results, state = run(srv, 400, max_retries=10)
+    assert failures(results) == []
+    model = state.models["m"]
+    # Pacing stopped, or never went far below what the server gave: no collapse to the floor.
+    assert model.rate is None or model.rate > 5.0
