@@ -141,12 +141,14 @@ class RateFinder:
     """Finds the request rate a server accepts, from its answers alone.
 
     The measure: while a server keeps refusing, its allowance is spent, so every request it
-    accepts meanwhile was paid for by its refill. Successes sent during a run of refusals,
-    divided by the run's length, are the server's rate — whatever kind of window, bucket or
-    cap it keeps, and without any header. Until a run is ``min_span`` long that measure is
-    noise, so the first 429 of an episode halves the send rate (or goes back under the last
-    rate found), and each 429 that is news halves it again until a run can be measured; then
-    the pace is set to ``margin`` of the measure.
+    accepts meanwhile was paid for by its refill. Successes sent during a run of refusals
+    (since the first 429 after a quiet second, and since the last measure), divided by its
+    length, are the server's rate — whatever kind of window, bucket or cap it keeps, and
+    without any header. A run shorter than ``min_span`` is too short to measure: the very first
+    429 halves what was sent, and later ones wait for the run to grow. A lone 429 after a
+    quiet second is a probe that crept past the limit: the pace goes back to ``margin`` of the
+    pace refused. Each 429 is judged once per round trip, and only for a request paced after
+    the last change (an older one was spaced by a pace already answered).
 
     While pacing holds callers back and nothing is refused, the rate grows: quickly
     (``recover`` of itself per second) up to ``margin`` of the last rate found, then, after a
@@ -154,9 +156,9 @@ class RateFinder:
     second), so a limit that rose is found again.
 
     Not every 429 is about rate: an upstream that is saturated refuses a share of requests
-    whatever we send. A cut made on a measure should end the refusals; when the share of 429s
-    after it is still at least half the share before it, the 429s are noise: pacing stops, and
-    429s are ignored while their share stays near that level.
+    whatever we send. A cut made on a measure should end the refusals; when, twice in a row,
+    the share of 429s after it is still at least half the share before it, the 429s are noise:
+    pacing stops, and 429s are ignored while their share stays near that level.
     """
 
     def __init__(self, *, margin: float = 0.97, min_span: float = 0.25, window: float = 1.0,
@@ -378,7 +380,7 @@ class RateFinder:
         return sum(1 for t in self._sends if t >= now - span) / span
 
     def _trim(self, now: float) -> None:
-        # Keep what an episode can still measure, bounded in time.
+        # Keep what a run of refusals can still measure, bounded in time.
         horizon = now - max(self.window, self.quiet) * 4
         while self._outcomes and self._outcomes[0][0] < horizon:
             self._outcomes.popleft()

@@ -13,7 +13,6 @@ import pytest
 
 from comet_sync import (
     CometClient,
-    InternalServerError,
     InvalidArgumentError,
     LimiterTimeoutError,
     RateControl,
@@ -98,8 +97,8 @@ class _Bucket:
         return False
 
 
-def _drive(finder: RateFinder, admit: Callable[[float], bool], seconds: float, *, start_rate: float = 200.0,
-           rtt: float = 0.04) -> list[tuple[float, bool]]:
+def _drive(finder: RateFinder, admit: Callable[[float], bool], seconds: float, *,
+           start_rate: float = 200.0, rtt: float = 0.04) -> list[tuple[float, bool]]:
     """Send at the finder's pace (start_rate before it has one); answers come back after rtt.
     Returns (send time, accepted) for every request."""
     t, sent = 0.0, []
