@@ -113,13 +113,6 @@ class Pacer:
         """Spend ``cost`` units now (after :meth:`wait` said 0)."""
         self.tat = max(self.tat, now) + cost / self.rate
 
-    def reserve(self, cost: float, now: float) -> float:
-        """Reserve ``cost`` units in arrival order; how long to wait before sending."""
-        tat = max(self.tat, now)
-        allowed_at = tat + cost / self.rate - self.burst / self.rate
-        self.tat = tat + cost / self.rate
-        return max(0.0, allowed_at - now)
-
     def adjust(self, delta: float) -> None:
         """Correct an earlier reservation by ``delta`` units (actual minus estimated cost)."""
         if self.tat != -math.inf:
@@ -207,10 +200,10 @@ class RateFinder:
         self._outcomes.append((sent_at, _OK))
         self._trim(now)
 
-    def on_throttled(self, sent_at: float, now: float, reserved_at: float | None = None,
-                     round_trip: float = 0.0, told: bool = False) -> float | None:
-        """A 429 for a request sent at ``sent_at`` that took its place in the pace at
-        ``reserved_at``: the new pace, or None if unchanged (``math.inf``: stop pacing).
+    def on_throttled(self, sent_at: float, now: float, round_trip: float = 0.0,
+                     told: bool = False) -> float | None:
+        """A 429 for a request sent at ``sent_at``: the new pace, or None if unchanged
+        (``math.inf``: stop pacing).
         ``round_trip`` is how long a success takes: a change is judged after one. ``told``:
         the server or the user gave a rate, so a lone refusal is jitter, not news."""
         self._outcomes.append((sent_at, _THROTTLED))
@@ -227,7 +220,7 @@ class RateFinder:
                 self.rate >= self.found * self.margin
             )
             self.hold = min(self.max_hold, self.hold * 2) if again else self.base_hold
-        if (reserved_at if reserved_at is not None else sent_at) < self._changed_at:
+        if sent_at < self._changed_at:
             return None  # spaced by an older pace: that pace was already answered
         if now - self._changed_at < round_trip:
             # 429s come back at once, successes after a round trip: react once per round trip

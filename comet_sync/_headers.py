@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
+from typing import TypeVar
 
 __all__ = [
     "EMPTY",
@@ -38,6 +39,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger("comet_sync")
+
+_T = TypeVar("_T")
 
 # A told wait or reset longer than a day is absurd: treated as absent.
 MAX_SANE_WAIT: float = 86_400.0
@@ -227,9 +230,8 @@ def _relevant(headers: Mapping[str, str]) -> dict[str, str]:
     return found
 
 
-def _field(
-    found: Mapping[str, str], name: str, parse: Callable[[str], float | None]
-) -> float | None:
+def _field(found: Mapping[str, str], name: str, parse: Callable[[str], _T | None]) -> _T | None:
+    """The header ``name`` parsed, or None; a value that does not parse is logged once."""
     text = found.get(name)
     if text is None:
         return None
@@ -383,13 +385,7 @@ def _sf_list(text: str) -> list[_Member] | None:
 
 
 def _sf_header(found: Mapping[str, str], name: str) -> list[_Member] | None:
-    text = found.get(name)
-    if text is None:
-        return None
-    members = _sf_list(text)
-    if members is None:
-        _malformed(name, text)
-    return members
+    return _field(found, name, _sf_list)
 
 
 def _param(member: _Member, key: str, parse: Callable[[str], float | None]) -> float | None:

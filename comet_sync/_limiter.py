@@ -258,7 +258,7 @@ class Limiter:
             # The retry quota is paid once, even if this send goes round again.
             self._wait_throttle(model, 0.0 if charged else retry_cost, deadline)
             charged = retry_cost
-            paced, reserved_at, version = self._wait_pacing(model, cost, deadline)
+            paced, version = self._wait_pacing(model, cost, deadline)
             queued = self._take_slot(model, deadline)
             with self._lock:
                 now = self._clock()
@@ -274,9 +274,8 @@ class Limiter:
                 limit = lane.concurrency.effective
                 if lane.finder is not None:
                     lane.finder.on_sent(now)
-            return Permit(self, model, sent_at=now, reserved_at=reserved_at, level=level,
-                          limit=limit, paced=paced, cost=cost, retry_cost=charged,
-                          queued=queued)
+            return Permit(self, model, sent_at=now, level=level, limit=limit, paced=paced,
+                          cost=cost, retry_cost=charged)
 
     def _wait_hold(self, model: str | None, deadline: float | None) -> None:
         with self._lock:
@@ -311,9 +310,9 @@ class Limiter:
             self._sleep_until(wake, now, deadline, held)
 
     def _wait_pacing(self, model: str | None, cost: float,
-                     deadline: float | None) -> tuple[bool, float, int]:
-        """Wait for each of the lane's pacers: whether pacing made the send wait, when the
-        send took its units, and the lane's pace version then."""
+                     deadline: float | None) -> tuple[bool, int]:
+        """Wait for each of the lane's pacers: whether pacing made the send wait, and the
+        lane's pace version when it took its units."""
         paced = False
         while True:
             with self._lock:
@@ -325,7 +324,7 @@ class Limiter:
                 if wait <= 0:
                     for pacer, units in pacers:
                         pacer.take(units, now)
-                    return paced, now, lane.pace_version
+                    return paced, lane.pace_version
             paced = True
             if deadline is not None and now + wait > deadline:
                 self._sleep_until(now + wait, now, deadline, f"pacing ({wait:.3g}s)")
@@ -495,10 +494,10 @@ class Limiter:
                                      "%d -> %d", (permit.model, level, before,
                                                   lane.concurrency.effective)))
             return
-        # Judged by when its place in the pace was taken: one spaced by an older pace that
-        # leaves after a cut is that pace's excess, not news of the new one.
+        # A send that took its pace before a cut and waited for a slot goes back through the
+        # pace (see acquire), so its send time says which pace spaced it.
         rate = lane.finder.on_throttled(
-            permit.sent_at, now, permit.reserved_at, lane.round_trip,
+            permit.sent_at, now, lane.round_trip,
             told=lane.told is not None or lane.rpm is not None,
         )
         if rate is None:
@@ -606,21 +605,18 @@ def _configured(per_minute: float | None) -> Pacer | None:
 class Permit:
     """One request's leave to be on the wire. Release it once, with what came back."""
 
-    __slots__ = ("_limiter", "_lock", "cost", "level", "limit", "model", "paced", "queued",
-                 "reserved_at", "retry_cost", "sent_at")
+    __slots__ = ("_limiter", "_lock", "cost", "level", "limit", "model", "paced", "retry_cost",
+                 "sent_at")
 
-    def __init__(self, limiter: Limiter, model: str | None, *, sent_at: float,
-                 reserved_at: float, level: int, limit: int, paced: bool, cost: float,
-                 retry_cost: float, queued: bool) -> None:
+    def __init__(self, limiter: Limiter, model: str | None, *, sent_at: float, level: int,
+                 limit: int, paced: bool, cost: float, retry_cost: float) -> None:
         self._limiter: Limiter | None = limiter
         self._lock = threading.Lock()
         self.model = model
         self.sent_at = sent_at
-        self.reserved_at = reserved_at  # when its place in the pace was taken
         self.level = level  # this model's requests in flight with this one
         self.limit = limit  # the model's concurrency limit when it was sent
         self.paced = paced  # pacing held it back: the pace was the constraint
-        self.queued = queued
         self.cost = cost
         self.retry_cost = retry_cost
 

@@ -116,7 +116,7 @@ def _drive(finder: RateFinder, admit: Callable[[float], bool], seconds: float, *
                 finder.on_accepted(sent_at, at)
                 finder.on_success_paced(at)
             else:
-                finder.on_throttled(sent_at, at, sent_at, rtt)
+                finder.on_throttled(sent_at, at, rtt)
     return sent
 
 
@@ -147,12 +147,12 @@ def test_a_told_rate_makes_a_lone_429_jitter_not_news() -> None:
     assert finder.rate is None
 
 
-def test_a_429_of_a_request_paced_before_the_last_change_is_old_news() -> None:
+def test_a_429_of_a_request_sent_before_the_last_change_is_old_news() -> None:
     finder = RateFinder()
     for i in range(40):
         finder.on_sent(i * 0.005)
     assert finder.on_throttled(0.19, 0.2) is not None  # the first: halve
-    assert finder.on_throttled(0.18, 0.21, reserved_at=0.15) is None
+    assert finder.on_throttled(0.18, 0.21) is None  # sent under the old pace
 
 
 # -- retry quota and adaptive throttle ----------------------------------------------------------
