@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 from cachetools import TTLCache
 
-from ._exceptions import InvalidArgumentError
+from ._exceptions import APITimeoutError, InvalidArgumentError
 
 __all__ = ["ResponseCache"]
 
@@ -62,9 +62,12 @@ class ResponseCache:
                           ensure_ascii=False, default=str)
         return hashlib.sha256(text.encode()).hexdigest()
 
-    def get_or_call(self, key: str, call: Callable[[], Any]) -> tuple[Any, bool]:
+    def get_or_call(self, key: str, call: Callable[[], Any], *,
+                    timeout: float | None = None) -> tuple[Any, bool]:
         """The cached value for ``key``, or ``call()``'s; and whether it was a hit (a waiter
-        on another thread's flight counts as a hit: it sent nothing)."""
+        on another thread's flight counts as a hit: it sent nothing). A waiter waits at most
+        ``timeout`` seconds for another thread's flight, then raises APITimeoutError."""
+        end = None if timeout is None else time.monotonic() + timeout
         while True:
             with self._lock:
                 try:
@@ -80,7 +83,14 @@ class ResponseCache:
                     flight = self._flights[key] = _Flight()
             assert flight is not None
             if not leader:
-                flight.event.wait()
+                left = None if end is None else end - time.monotonic()
+                if left is not None and (left <= 0 or not flight.event.wait(left)):
+                    raise APITimeoutError(
+                        f"an identical call in flight on another thread did not finish within "
+                        f"this call's budget of {timeout:.3g}s"
+                    )
+                if left is None:
+                    flight.event.wait()
                 if flight.ok:
                     with self._lock:
                         self.hits += 1

@@ -15,13 +15,20 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, TypeVar
 
 import backoff
-import requests
 
-from ._config import RetryConfig, Timeout
+from . import _cancel
+from ._cancel import Scope
+from ._config import (
+    DEFAULT_MAX_EVENT_BYTES,
+    DEFAULT_MAX_RESPONSE_BYTES,
+    RetryConfig,
+    Timeout,
+)
 from ._estimate import estimate_tokens
 from ._exceptions import (
     APIConnectionError,
     APIError,
+    APIResponseValidationError,
     APIStatusError,
     LimiterTimeoutError,
 )
@@ -29,9 +36,9 @@ from ._headers import ServerWord, parse_server_word
 from ._limiter import LimiterProtocol, PermitProtocol
 from ._metrics import Metrics, RequestRecord
 from ._retry import Decision, decide, is_retryable
-from ._sse import iter_events
+from ._sse import EventTooLargeError, iter_events
 from ._streaming import Stream
-from ._transport import Transport
+from ._transport import Exchange, Transport
 from ._wire import error_from_response, json_body, not_a_stream, request_id_of
 
 __all__ = ["CallOptions", "CallRunner", "Clock"]
@@ -62,6 +69,9 @@ class CallOptions:
     timeout: Timeout
     retry: RetryConfig
     extra_headers: dict[str, str] = field(default_factory=dict)
+    # Caps on what an answer may hold, decoded: a whole body, one streamed event.
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
+    max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
 
 
 @dataclass(frozen=True)
@@ -84,6 +94,7 @@ class _CallState:
     attempt_statuses: list[int | None] = field(default_factory=list)
     request_id: str | None = None
     last_error: BaseException | None = None
+    scope: Scope | None = None
 
 
 class CallRunner:
@@ -99,7 +110,9 @@ class CallRunner:
         metrics: Metrics,
         clock: Clock,
         on_request: Callable[[RequestRecord], None] | None,
+        scope: Scope,
     ) -> None:
+        self._scope = scope
         self._base_url = base_url
         self._api_key = api_key
         self._auth_header = f"Bearer {api_key}"
@@ -126,8 +139,10 @@ class CallRunner:
         result: dict[str, Any] | None = None
         error: BaseException | None = None
         try:
-            result = self._run(req, options, state, lambda: self._json_attempt(
-                req, required, options, state))
+            with _cancel.entered(self._scope) as scope:
+                state.scope = scope
+                result = self._run(req, options, state, lambda: self._json_attempt(
+                    req, required, options, state))
             return result
         except BaseException as exc:  # KeyboardInterrupt mid-call still gets its record
             error = exc
@@ -144,8 +159,10 @@ class CallRunner:
         req = self._request("POST", route, payload, options, accept="text/event-stream")
         state = _CallState(start=self._clock.monotonic())
         try:
-            return self._run(req, options, state, lambda: self._stream_attempt(
-                req, options, state))
+            with _cancel.entered(self._scope) as scope:
+                state.scope = scope
+                return self._run(req, options, state, lambda: self._stream_attempt(
+                    req, options, state))
         except BaseException as exc:
             self.record(req.route, req.model, state, error=exc)
             raise
@@ -203,27 +220,34 @@ class CallRunner:
 
     def _json_attempt(self, req: _Request, required: tuple[str, ...], options: CallOptions,
                       state: _CallState) -> dict[str, Any]:
-        permit, response, word = self._send(req, options, state, stream=False)
+        permit, exchange, word = self._send(req, options, state)
         try:
-            data = json_body(response, route=req.route, required=required,
+            # Reading the body is part of the request: it stays under the permit.
+            body = exchange.read_body(options.max_response_bytes)
+            data = json_body(exchange, body, route=req.route, required=required,
                              secret=self._api_key)
         except BaseException:
-            permit.release(response.status_code)
+            exchange.close()
+            permit.release(exchange.status_code)
             raise
+        exchange.close()
         usage = data.get("usage")
         total = usage.get("total_tokens") if isinstance(usage, dict) else None
-        permit.release(response.status_code, word=word,
+        permit.release(exchange.status_code, word=word,
                        total_tokens=total if isinstance(total, int) else None)
         return data
 
     def _stream_attempt(self, req: _Request, options: CallOptions,
                         state: _CallState) -> Stream:
-        permit, response, _ = self._send(req, options, state, stream=True)
+        permit, exchange, _ = self._send(req, options, state)
         try:
-            ctype = response.headers.get("content-type", "")
+            ctype = exchange.headers.get("content-type", "")
             if "text/event-stream" not in ctype:
-                raise not_a_stream(response, route=req.route, secret=self._api_key)
-            events = iter_events(self._transport.iter_body(response))
+                raise not_a_stream(exchange, route=req.route, secret=self._api_key)
+            events = iter_events(exchange.iter_decoded(), max_event_bytes=options.max_event_bytes)
+            # Keep-alive comments are no answer: the first event must come within the read
+            # timeout (and the call's budget) however many of them arrive.
+            exchange.attempt.rearm(options.timeout.read)
             # Retries are possible only until the first event: after it, the answer has begun.
             try:
                 first = next(events)
@@ -231,20 +255,28 @@ class CallRunner:
                 raise APIConnectionError(
                     f"{req.route}: the stream ended before its first event"
                 ) from None
+            except EventTooLargeError as exc:
+                raise APIResponseValidationError(
+                    f"{req.route}: {exc}", response=exchange.snapshot(""),
+                    status_code=exchange.status_code,
+                ) from None
         except BaseException:
-            response.close()
-            permit.release(response.status_code)
+            exchange.close()
+            permit.release(exchange.status_code)
             raise
         return Stream(
-            response=response, permit=permit, events=events, first=first, route=req.route,
-            secret=self._api_key, clock=self._clock.monotonic,
+            exchange=exchange, permit=permit, events=events, first=first, route=req.route,
+            secret=self._api_key, clock=self._clock.monotonic, idle=options.timeout.read,
             finish=lambda **kw: self.record(req.route, req.model, state, **kw),
         )
 
-    def _send(self, req: _Request, options: CallOptions, state: _CallState, *,
-              stream: bool) -> tuple[PermitProtocol, requests.Response, ServerWord]:
-        """Take a permit and send; a 2xx response (body unread when streaming) with the
-        permit still held, or raise with it released."""
+    def _send(self, req: _Request, options: CallOptions, state: _CallState,
+              ) -> tuple[PermitProtocol, Exchange, ServerWord]:
+        """Take a permit and send; a 2xx answer (body unread) with the permit still held, or
+        raise with it released."""
+        scope = state.scope or self._scope
+        # After close(), a stopped map or an interrupt, nothing new leaves the process.
+        scope.raise_if_stopped()
         timeout = options.timeout
         remaining = self._remaining(options.retry, state)
         if remaining is not None:
@@ -266,28 +298,34 @@ class CallRunner:
                 raise last from None
             raise
         try:
-            response = self._transport.send(
+            # The limiter may have held it while the scope stopped.
+            scope.raise_if_stopped()
+            # The attempt, its body included, may not outlive the call's budget.
+            exchange = self._transport.send(
                 req.method, req.url, headers=req.headers, body=req.body, timeout=timeout,
-                stream=stream,
+                budget=remaining, scope=scope,
             )
-            if not stream or response.status_code >= 300:
-                # Reading the body is part of the request: it stays under the permit.
-                response.content  # noqa: B018
         except BaseException:
             state.attempt_statuses.append(None)
             permit.release()
             raise
-        status = response.status_code
+        status = exchange.status_code
         state.attempt_statuses.append(status)
         # Every answer, 2xx included, may say how much of the server's budget is left.
-        word = parse_server_word(response.headers, time.time())
+        word = parse_server_word(exchange.headers, time.time())
         if status >= 300:
-            err = error_from_response(response, route=req.route, secret=self._api_key)
+            try:
+                err = error_from_response(exchange, route=req.route, secret=self._api_key)
+            except BaseException:
+                exchange.close()
+                permit.release()
+                raise
+            exchange.close()
             state.request_id = err.request_id
             permit.release(status, throttled=status == 429 and is_retryable(err), word=word)
             raise err
-        state.request_id = request_id_of(response)
-        return permit, response, word
+        state.request_id = request_id_of(exchange.headers)
+        return permit, exchange, word
 
     def _remaining(self, retry: RetryConfig, state: _CallState) -> float | None:
         if retry.total_timeout is None:

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Callable, Literal, overload
 
+from . import _cancel
 from ._call import CallOptions
 from ._config import TimeoutArg
 from ._exceptions import InvalidArgumentError
@@ -101,8 +102,7 @@ class Completions:
         payload, options = self._prepare(params, **overrides)
         # The caller's context (a deadline block, say) goes with the call to the worker.
         context = contextvars.copy_context()
-        model = payload.get("model")
-        return self._client._executor_for_submit(model if isinstance(model, str) else None).submit(
+        return self._client._executor_for_submit(_model_of(payload)).submit(
             context.run, self._run, payload, options
         )
 
@@ -120,7 +120,12 @@ class Completions:
         submitted ahead of the result being yielded, so a generator of a million jobs is never
         held in memory.
         With ``return_exceptions=True`` a failed job yields its exception in its place;
-        otherwise the first failure is raised and the jobs not yet started are cancelled.
+        otherwise the first failure is raised.
+
+        However the loop ends before the last job (a failure, ``break`` and the iterator
+        dropped or closed, Ctrl-C), the map stops: jobs not started are cancelled and calls
+        already on the wire are abandoned, so nothing more is sent for it. Jobs are handed
+        to the executor only as its workers can take them, and only while the loop pulls.
 
         >>> jobs = ({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": p}]}
         ...         for p in prompts)
@@ -135,24 +140,31 @@ class Completions:
             raise InvalidArgumentError("window", f"expected an int >= 1, got {window!r}")
         context = contextvars.copy_context()
         client = self._client
+        # The map's own scope: stopping it stops its jobs, not the client's other calls.
+        scope = client._scope.child("the map")
 
         def submit(job: Mapping[str, Any]) -> Future[ChatCompletion]:
-            model = job.get("model") if isinstance(job, Mapping) else None
-            return client._executor_for_submit(model if isinstance(model, str) else None).submit(
-                context.copy().run, self._call_job, job
+            return client._executor_for_submit(_model_of(job)).submit(
+                context.copy().run, self._call_job, job, scope
             )
 
         return ordered_map(
             submit,
             jobs,
             window=size,
+            # Each model's executor runs max_workers jobs; more submitted would only queue.
+            ahead=client.config.max_workers,
+            key=_model_of,
             return_exceptions=return_exceptions,
+            on_exit=scope.abandon,
         )
 
-    def _call_job(self, job: Mapping[str, Any]) -> ChatCompletion:
+    def _call_job(self, job: Mapping[str, Any], scope: _cancel.Scope) -> ChatCompletion:
         if not isinstance(job, Mapping):
             raise InvalidArgumentError("jobs", f"each job must be a dict, got {type(job).__name__}")
-        return self.create(**job)
+        with _cancel.entered(scope):
+            scope.raise_if_stopped()
+            return self.create(**job)
 
     def _create_raw(self, params: dict[str, Any], *,
                     sink: Callable[[RequestRecord], None]) -> dict[str, Any]:
@@ -192,6 +204,11 @@ class Completions:
             total_timeout=total_timeout,
             extra_headers=extra_headers,
         )
+
+
+def _model_of(job: object) -> str | None:
+    model = job.get("model") if isinstance(job, Mapping) else None
+    return model if isinstance(model, str) else None
 
 
 class Chat:

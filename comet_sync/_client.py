@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import Any, Callable
 
+from . import _cancel
 from ._cache import ResponseCache
 from ._call import CallOptions, CallRunner, Clock
 from ._catalog import DEFAULT_MODELS_TTL, Embeddings, Models
@@ -21,6 +22,8 @@ from ._chat import Chat
 from ._config import (
     DEFAULT_BACKOFF_BASE,
     DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_MAX_EVENT_BYTES,
+    DEFAULT_MAX_RESPONSE_BYTES,
     DEFAULT_MAX_RETRIES,
     DEFAULT_MAX_WAIT,
     DEFAULT_TOTAL_TIMEOUT,
@@ -31,6 +34,7 @@ from ._config import (
     RetryConfig,
     Timeout,
     TimeoutArg,
+    check_headers,
     resolve_api_key,
     resolve_base_url,
 )
@@ -58,6 +62,8 @@ if hasattr(os, "register_at_fork"):  # POSIX: gunicorn --preload, multiprocessin
 _UNSET: float = -1.0
 # Executors kept at once, one per model; past that the least recently used one is let go.
 MAX_EXECUTORS = 32
+# How long close() waits for calls it has cut to let go of their sockets.
+CLOSE_SETTLE_SECONDS = 0.5
 
 
 class CometClient:
@@ -112,6 +118,8 @@ class CometClient:
         backoff_base: float = DEFAULT_BACKOFF_BASE,
         timeout: TimeoutArg = Timeout(),  # noqa: B008  (frozen, so safe as a default)
         total_timeout: float | None = DEFAULT_TOTAL_TIMEOUT,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
         rpm: PerModel = None,
         tpm: PerModel = None,
         rate_control: RateControl | None = None,
@@ -138,11 +146,19 @@ class CometClient:
                 total_timeout=total_timeout,
             ),
         )
+        for name, cap in (("max_response_bytes", max_response_bytes),
+                          ("max_event_bytes", max_event_bytes)):
+            if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
+                raise InvalidArgumentError(name, f"expected an int >= 1, got {cap!r}")
+        self._max_response_bytes = max_response_bytes
+        self._max_event_bytes = max_event_bytes
         if on_request is not None and not callable(on_request):
             raise InvalidArgumentError("on_request", "expected a callable taking a RequestRecord")
         clock_ = Clock(
             monotonic=clock or time.monotonic,
-            sleep=sleep or time.sleep,
+            # Our own sleeps end early when the client closes (or the map stops); a sleep the
+            # caller injects is theirs to make interruptible.
+            sleep=sleep or _cancel.interruptible_sleep,
             random=random or _random.Random().random,
         )
         control = rate_control if rate_control is not None else RateControl()
@@ -183,6 +199,8 @@ class CometClient:
     def _build_runtime(self) -> None:
         """Build what holds sockets, locks and threads: at construction, and again in a child
         process after a fork, which must not share any of them with its parent."""
+        # Every call of this client runs in this scope: close() stops it.
+        self._scope = _cancel.Scope(what="the client")
         # A shared limiter (contrib.redis) replaces the process's own.
         self._limiter: LimiterProtocol = self._shared_limiter or Limiter(
             self.config.max_concurrency,
@@ -204,6 +222,7 @@ class CometClient:
             metrics=self.metrics,
             clock=self._clock,
             on_request=self._on_request,
+            scope=self._scope,
         )
         self._lock = threading.Lock()  # guards _executors and _closed
         # One executor per model, so that jobs waiting for one model's pace never occupy the
@@ -224,17 +243,33 @@ class CometClient:
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    def close(self) -> None:
-        """Wait for submitted calls, then release the executor and every connection."""
+    def close(self, grace: float = 0.0) -> None:
+        """Stop, and release every thread and connection. Returns within about a second, plus
+        ``grace``.
+
+        From now on nothing new is sent: jobs submitted but not started are cancelled (their
+        futures say so), and calls waiting for a slot, for the pace or before a retry raise
+        :class:`ClientClosedError`. Calls on the wire get ``grace`` seconds to finish, then
+        are cut and raise it too. To keep results, wait for your futures before closing.
+        """
+        if isinstance(grace, bool) or not isinstance(grace, (int, float)) or grace < 0:
+            raise InvalidArgumentError("grace", f"expected seconds >= 0, got {grace!r}")
         with self._lock:
             if self._closed:
                 return
             self._closed = True
             executors = list(self._executors.values())
             self._executors.clear()
-        # Outside the lock: waiting for running calls is I/O.
+        self._scope.stop()
         for executor in executors:
-            executor.shutdown(wait=True)
+            executor.shutdown(wait=False, cancel_futures=True)
+        # Outside the lock: waiting for calls in flight is waiting on I/O.
+        watchdog = self._transport.watchdog
+        if grace > 0:
+            watchdog.wait_idle(grace)
+        self._scope.abandon()
+        # The cut calls raise at once; give their threads a moment to let go of the sockets.
+        watchdog.wait_idle(CLOSE_SETTLE_SECONDS)
         self._transport.close()
 
     @property
@@ -303,6 +338,9 @@ class CometClient:
             ResponseCache.key(route, payload),
             lambda: self._runner.request_json(method, route, payload, options=options,
                                               required=required, sink=sink),
+            # A caller waiting on another thread's identical call waits no longer than its own
+            # budget would let it wait for its own.
+            timeout=options.retry.total_timeout,
         )
         if hit:
             model = payload.get("model")
@@ -330,15 +368,11 @@ class CometClient:
                 **({"max_retries": max_retries} if max_retries is not None else {}),
                 **({"total_timeout": total_timeout} if total_timeout is not None else {}),
             )
-        headers: dict[str, str] = {}
-        if extra_headers is not None:
-            if not isinstance(extra_headers, Mapping) or not all(
-                isinstance(k, str) and isinstance(v, str) for k, v in extra_headers.items()
-            ):
-                raise InvalidArgumentError("extra_headers", "expected a dict of str to str")
-            headers = dict(extra_headers)
+        headers = check_headers(extra_headers) if extra_headers is not None else {}
         return CallOptions(
             timeout=self.config.timeout if timeout is None else Timeout.coerce(timeout),
             retry=retry,
             extra_headers=headers,
+            max_response_bytes=self._max_response_bytes,
+            max_event_bytes=self._max_event_bytes,
         )

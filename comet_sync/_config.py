@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Union
@@ -15,6 +17,7 @@ __all__ = [
     "ClientConfig",
     "RetryConfig",
     "Timeout",
+    "check_headers",
     "resolve_api_key",
     "resolve_base_url",
 ]
@@ -49,6 +52,14 @@ DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_READ_TIMEOUT = 600.0
 # Caps a whole call, every attempt and wait included, so a retrying call ends.
 DEFAULT_TOTAL_TIMEOUT = 900.0
+
+# Caps on an answer, decoded. A chat answer is kilobytes; embeddings of a large batch run to
+# tens of megabytes; a body past this is a broken or hostile server, and a compressed bomb
+# stops here instead of filling memory.
+DEFAULT_MAX_RESPONSE_BYTES = 128 * 1024 * 1024
+# One streamed event: a chunk is a few hundred bytes; a gateway that sends a whole answer as
+# one event still fits.
+DEFAULT_MAX_EVENT_BYTES = 16 * 1024 * 1024
 
 TimeoutArg = Union[float, int, "Timeout", tuple]
 
@@ -136,12 +147,71 @@ def resolve_api_key(api_key: str | None) -> str:
         )
     if not isinstance(api_key, str):
         raise InvalidArgumentError("api_key", "expected a string")
+    _check_key(api_key)
     return api_key
+
+
+# A key goes into a header: printable ASCII, no spaces. Anything else would be sent broken,
+# refused by the server (with the key echoed in its error) or raise an encoding error holding
+# the key; so it is refused here, before anything is sent, without quoting it.
+_KEY_CHARS = re.compile(r"[\x21-\x7e]+")
+
+
+def _check_key(key: str) -> None:
+    if _KEY_CHARS.fullmatch(key):
+        return
+    if _KEY_CHARS.fullmatch(key.strip()):
+        raise InvalidArgumentError(
+            "api_key", "starts or ends with whitespace or a newline (a key read from a file "
+            "keeps its newline: pass key.strip())")
+    raise InvalidArgumentError(
+        "api_key", "contains a space, a control character or a character that is not ASCII; "
+        "an API key is printable ASCII")
 
 
 def resolve_base_url(base_url: str | None) -> str:
     url = base_url or os.environ.get(BASE_URL_ENV_VAR) or DEFAULT_BASE_URL
+    if not isinstance(url, str):
+        raise InvalidArgumentError("base_url", "expected a string")
+    try:
+        parts = urllib.parse.urlsplit(url)
+        has_userinfo = parts.username is not None or parts.password is not None
+    except ValueError:
+        raise InvalidArgumentError("base_url", "is not a valid URL") from None
+    if has_userinfo:
+        # requests would send it as Basic auth in place of our Bearer key, and the password
+        # would show in every repr, error and log line.
+        raise InvalidArgumentError(
+            "base_url", "contains a user name or password; pass the key as api_key")
     return url.rstrip("/")
+
+
+# RFC 9110 token characters for a header name; a value may not hold CR, LF or NUL (header
+# injection) and must encode as Latin-1, as http.client sends it.
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_BAD_VALUE = re.compile(r"[\r\n\x00]")
+
+
+def check_headers(headers: object) -> dict[str, str]:
+    """A copy of ``extra_headers``, checked; a bad one raises without quoting its value."""
+    if not isinstance(headers, Mapping):
+        raise InvalidArgumentError("extra_headers", "expected a dict of str to str")
+    checked: dict[str, str] = {}
+    for name, value in headers.items():
+        if not isinstance(name, str) or not isinstance(value, str):
+            raise InvalidArgumentError("extra_headers", "expected a dict of str to str")
+        if not _TOKEN.fullmatch(name):
+            raise InvalidArgumentError("extra_headers", f"{name!r} is not a valid header name")
+        if _BAD_VALUE.search(value):
+            raise InvalidArgumentError(
+                "extra_headers", f"the value of {name!r} contains a CR, LF or NUL")
+        try:
+            value.encode("latin-1")
+        except UnicodeEncodeError:
+            raise InvalidArgumentError(
+                "extra_headers", f"the value of {name!r} is not Latin-1 text") from None
+        checked[name] = value
+    return checked
 
 
 def _positive(argument: str, value: object) -> float:

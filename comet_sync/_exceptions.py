@@ -21,12 +21,21 @@ by changing the import only::
           │         └── LimiterTimeoutError       our own limiter held the call past its budget
           └── APIResponseValidationError          a 2xx whose body is not the JSON we expect
 
-Every message carries the status and request id when known, never the API key: messages are
-built by :func:`status_error`, which scrubs the key out of anything the server echoed back.
+Every message carries the status and request id when known, never the API key: the key is
+scrubbed (in every encoding a server might echo it in) out of anything the server sent back.
+An exception keeps a :class:`ResponseSnapshot` of the answer (status, headers, a bounded
+snippet of the body), never the request: it pickles (Celery and multiprocessing send
+exceptions between processes) without the ``Authorization`` header and without a 50 MB body.
 """
 
 from __future__ import annotations
 
+import functools
+import json
+import re
+import urllib.parse
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import requests
@@ -48,6 +57,7 @@ __all__ = [
     "PermissionDeniedError",
     "RateLimitError",
     "RequestTooLargeError",
+    "ResponseSnapshot",
     "UnprocessableEntityError",
 ]
 
@@ -56,8 +66,52 @@ __all__ = [
 BODY_SNIPPET_CHARS = 200
 
 
+# What an exception keeps of an error body: enough for any real error document, bounded so a
+# gateway's 50 MB error page is not held by every exception that quotes it.
+ERROR_BODY_LIMIT = 64 * 1024
+
+
+@dataclass(frozen=True)
+class ResponseSnapshot:
+    """What an exception keeps of the answer it reports: no request, no socket, a bounded body.
+
+    ``status_code``, ``reason``, ``headers`` (the answer's, case-insensitive), ``url`` and
+    ``text`` (the body, at most 64 KiB of it, key scrubbed); ``json()`` decodes ``text``.
+    """
+
+    status_code: int
+    reason: str
+    headers: Mapping[str, str] = field(repr=False)
+    url: str
+    text: str = field(repr=False)
+
+    @classmethod
+    def of(cls, response: requests.Response, text: str,
+           secret: str | None = None) -> ResponseSnapshot:
+        headers = requests.structures.CaseInsensitiveDict(
+            {k: scrub(v, secret) for k, v in response.headers.items()}
+        )
+        return cls(status_code=response.status_code, reason=str(response.reason or ""),
+                   headers=headers, url=scrub(str(response.url or ""), secret),
+                   text=scrub(text[:ERROR_BODY_LIMIT], secret))
+
+    def json(self) -> Any:
+        return json.loads(self.text)
+
+
 class CometError(Exception):
     """Base class of every exception raised by comet_sync."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Exception's own pickling calls cls(*args), which our keyword-only constructors
+        # refuse: rebuild without __init__ and restore the attributes instead.
+        return (_rebuild, (type(self), self.args), self.__dict__)
+
+
+def _rebuild(cls: type[CometError], args: tuple[Any, ...]) -> CometError:
+    exc = cls.__new__(cls)
+    exc.args = args
+    return exc
 
 
 class InvalidArgumentError(CometError, ValueError):
@@ -107,7 +161,7 @@ class APIStatusError(APIError):
         self,
         message: str,
         *,
-        response: requests.Response,
+        response: ResponseSnapshot,
         status_code: int,
         request_id: str | None = None,
         body: Any = None,
@@ -180,7 +234,7 @@ class APIResponseValidationError(APIError):
         self,
         message: str,
         *,
-        response: requests.Response,
+        response: ResponseSnapshot,
         status_code: int,
         request_id: str | None = None,
         body: Any = None,
@@ -221,10 +275,26 @@ MIN_SCRUB_LENGTH = 8
 
 
 def scrub(text: str, secret: str | None) -> str:
-    # Some gateways echo the bad token back ("invalid token sk-…"); it must not reach a log.
-    if secret and len(secret) >= MIN_SCRUB_LENGTH and secret in text:
-        return text.replace(secret, "***")
+    # Some gateways echo the bad token back ("invalid token sk-…"), some URL- or JSON-escaped;
+    # none of it may reach a log.
+    if not secret or len(secret) < MIN_SCRUB_LENGTH:
+        return text
+    for form in _forms(secret):
+        if form in text:
+            text = text.replace(form, "***")
     return text
+
+
+@functools.lru_cache(maxsize=8)
+def _forms(secret: str) -> tuple[str, ...]:
+    """The key as a server might echo it: raw, percent-encoded (either case of hex), as a
+    query value (+ for space), JSON-escaped."""
+    quoted = urllib.parse.quote(secret, safe="")
+    forms = {secret, quoted, re.sub(r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), quoted),
+             urllib.parse.quote_plus(secret),
+             urllib.parse.quote(secret), json.dumps(secret)[1:-1]}
+    # Longest first, so a form that contains another is replaced whole.
+    return tuple(sorted(forms, key=len, reverse=True))
 
 
 def scrub_json(value: Any, secret: str | None) -> Any:

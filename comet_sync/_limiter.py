@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Callable, Protocol
 
+from . import _cancel
 from ._config import RateControl
 from ._control import AdaptiveThrottle, Concurrency, Pacer, RateFinder, RetryQuota
 from ._exceptions import LimiterTimeoutError
@@ -351,11 +352,19 @@ class Limiter:
         # Slots are handed out by _grant_locked, first come first served within a lane: a
         # thread that releases a slot and at once asks again cannot jump the queue.
         remaining = None if deadline is None else max(deadline - self._clock(), 0.0)
-        waiter.event.wait(remaining)
+        scope = _cancel.current()
+        if scope is None:
+            waiter.event.wait(remaining)
+        else:
+            # close() or a stopped map wakes it: a call that may not send must not wait.
+            with scope.on_stop(waiter.event.set):
+                waiter.event.wait(remaining)
         with self._lock:
             if waiter.granted:
                 return True
             self._queue.remove(waiter)
+        if scope is not None:
+            scope.raise_if_stopped()
         raise LimiterTimeoutError(
             f"the call's time budget ended while it waited for a concurrency slot "
             f"({self._in_use} in flight, model limit {lane.concurrency.effective})",

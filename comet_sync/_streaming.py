@@ -6,7 +6,10 @@ of the loop, or whose view raises, leaks nothing. The call's record is written o
 stream ends, with the time to the first chunk and the chunk count.
 
 A stream that ends without ``data: [DONE]``, or whose connection breaks, raises
-``APIConnectionError`` saying how many chunks arrived: never a silent, truncated success.
+``APIConnectionError`` saying how many chunks arrived: never a silent, truncated success. A
+stream that sends no event for the read timeout (keep-alive comments do not count: a gateway
+sends them while the model behind it is stuck) raises ``APITimeoutError``, as does one that
+outlives the call's ``total_timeout``.
 """
 
 from __future__ import annotations
@@ -24,13 +27,15 @@ from ._exceptions import (
     APIConnectionError,
     APIError,
     APIResponseValidationError,
+    APITimeoutError,
     scrub_json,
     snippet,
     status_error_class,
 )
 from ._limiter import PermitProtocol as Permit
 from ._models import ChatCompletion, ChatCompletionChunk
-from ._sse import Event
+from ._sse import Event, EventTooLargeError
+from ._transport import Exchange
 
 __all__ = ["Stream"]
 
@@ -39,9 +44,9 @@ class _Ending:
     """What a stream must do once when it ends, however it ends. It holds no reference to the
     Stream itself, so that the garbage collector can run it for an abandoned stream."""
 
-    def __init__(self, response: requests.Response, permit: Permit,
+    def __init__(self, exchange: Exchange, permit: Permit,
                  finish: Callable[..., None]) -> None:
-        self.response = response
+        self.exchange = exchange
         self.permit = permit
         self.finish = finish
         self.chunks = 0
@@ -52,10 +57,10 @@ class _Ending:
     def __call__(self) -> None:
         # Closing a half-read response closes its socket, so the pool never reuses a
         # connection with an unread body on it.
-        self.response.close()
+        self.exchange.close()
         total = self.usage.get("total_tokens") if self.usage else None
         # A stream that broke is no success for the limiter to grow on: report no status.
-        status = self.response.status_code if self.error is None else None
+        status = self.exchange.status_code if self.error is None else None
         self.permit.release(status, total_tokens=total if isinstance(total, int) else None)
         self.finish(error=self.error, usage=self.usage, chunks=self.chunks,
                     first_chunk_at=self.first_chunk_at)
@@ -75,23 +80,28 @@ class Stream:
     def __init__(
         self,
         *,
-        response: requests.Response,
+        exchange: Exchange,
         permit: Permit,
         events: Iterator[Event],
         first: Event,
         route: str,
         secret: str,
         clock: Callable[[], float],
+        idle: float,
         finish: Callable[..., None],
     ) -> None:
         self._events = events
         self._pending: Event | None = first
         self._route = route
         self._secret = secret
-        self._response = response
+        self._exchange = exchange
+        self._response = exchange.response
+        # Each event buys the stream another read timeout, never past the call's own end.
+        self._idle = idle
+        exchange.attempt.rearm(idle)
         self._lock = threading.Lock()
         self._ended = False
-        self._ending = _Ending(response, permit, finish)
+        self._ending = _Ending(exchange, permit, finish)
         self._ending.first_chunk_at = clock()
         self._finalizer = weakref.finalize(self, self._ending)
         self._accumulator = _Accumulator()
@@ -114,12 +124,14 @@ class Stream:
             raise StopIteration
         try:
             event = self._next_event()
+            self._exchange.attempt.rearm(self._idle)
             if event.data.strip() == "[DONE]":
                 self._end(None)
                 raise StopIteration
             chunk = self._parse(event)
         except APIConnectionError as exc:
-            cut = APIConnectionError(
+            kind = APITimeoutError if isinstance(exc, APITimeoutError) else APIConnectionError
+            cut = kind(
                 f"{self._route}: the stream was cut after {self._ending.chunks} chunk(s): {exc}"
             )
             self._end(cut)
@@ -142,6 +154,11 @@ class Stream:
             return next(self._events)
         except StopIteration:
             raise APIConnectionError("it ended without data: [DONE]") from None
+        except EventTooLargeError as exc:
+            raise APIResponseValidationError(
+                f"{self._route}: {exc}", response=self._exchange.snapshot(""),
+                status_code=self._exchange.status_code,
+            ) from None
 
     def _parse(self, event: Event) -> ChatCompletionChunk:
         try:
@@ -149,14 +166,14 @@ class Stream:
         except ValueError:
             raise APIResponseValidationError(
                 f"{self._route}: a stream event is not JSON: {snippet(event.data, self._secret)!r}",
-                response=self._response,
-                status_code=self._response.status_code,
+                response=self._exchange.snapshot("", self._secret),
+                status_code=self._exchange.status_code,
             ) from None
         if not isinstance(payload, dict):
             raise APIResponseValidationError(
                 f"{self._route}: a stream event is not a JSON object",
-                response=self._response,
-                status_code=self._response.status_code,
+                response=self._exchange.snapshot("", self._secret),
+                status_code=self._exchange.status_code,
             )
         error = payload.get("error")
         if error is not None:
@@ -174,7 +191,7 @@ class Stream:
         return status_error_class(status)(
             f"{self._route}: error inside the stream after {self._ending.chunks} chunk(s): "
             f"{message}",
-            response=self._response,
+            response=self._exchange.snapshot("", self._secret),
             status_code=status,
             body=scrub_json(error, self._secret),
             code=code or None,

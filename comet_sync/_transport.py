@@ -1,26 +1,245 @@
-"""HTTP transport: one ``requests`` session, and the one place transport errors are translated.
+"""HTTP transport: one ``requests`` session, every attempt bounded in time and in size.
 
-Thread safety: the session is built once and never mutated afterwards; requests' connection
-pool (urllib3) is thread-safe, so every thread sends through the same transport.
+requests' read timeout bounds each socket read, not an attempt: a body sent a byte a second, or
+an event stream of keep-alive comments, never trips it. So every attempt here is an
+:class:`Attempt` with a wall-clock deadline, watched by one :class:`Watchdog` thread per
+transport that shuts the attempt's socket down when its time is up (or when its scope is
+abandoned): the thread blocked reading it wakes at once and raises
+:class:`APITimeoutError` (or :class:`ClientClosedError`). The socket is found through our own
+urllib3 connection class, which hands it to the attempt of the thread sending on it.
+
+Bodies are read by :class:`Exchange`, undecoded off the wire and decompressed here, chunk by
+chunk with a cap on the decoded size, so a compressed bomb stops at the cap instead of filling
+memory, and a stream without a length is read as it arrives.
+
+Thread safety: the session is built once and never mutated afterwards; urllib3's pool is
+thread-safe. The watchdog's ``_lock`` guards its set of attempts and nothing else; an attempt's
+own ``_lock`` guards its socket and reason. Sockets are shut down outside every lock.
 """
 
 from __future__ import annotations
 
+import contextlib
+import math
+import socket
+import threading
+import time
+import zlib
 from collections.abc import Iterator
+from functools import partial
+from typing import Any, Callable
 
 import requests
 import urllib3
 from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.util.retry import Retry
 
+from ._cancel import Scope
 from ._config import Timeout
-from ._exceptions import APIConnectionError, APITimeoutError
+from ._exceptions import (
+    APIConnectionError,
+    APIResponseValidationError,
+    APITimeoutError,
+    ClientClosedError,
+    ResponseSnapshot,
+)
 
-__all__ = ["Transport"]
+__all__ = ["Attempt", "Exchange", "Transport"]
 
 # The pool holds one connection per in-flight request and a few spare, so reaching the
 # concurrency limit never makes urllib3 discard a connection ("Connection pool is full").
 POOL_HEADROOM = 4
+# One read off the socket; also the most a decompressor may produce per step.
+READ_SIZE = 64 * 1024
+# Only what we decode ourselves is offered; a server sending anything else breaks the protocol.
+ACCEPT_ENCODING = "gzip, deflate"
+
+TIMED_OUT = "timed out"
+ABANDONED = "abandoned"
+
+
+# -- attempts and the watchdog ------------------------------------------------------------------
+
+
+class Attempt:
+    """One request on the wire: its socket once connected, and when it must end."""
+
+    __slots__ = ("_lock", "_sock", "budget", "ceiling", "deadline", "done", "reason",
+                 "unregister", "watchdog")
+
+    def __init__(self, watchdog: Watchdog, deadline: float, budget: float) -> None:
+        self._lock = threading.Lock()
+        self.unregister: Callable[[], None] | None = None
+        self._sock: socket.socket | None = None
+        self.watchdog = watchdog
+        self.deadline = deadline  # time.monotonic(); a stream's idle bound moves it
+        self.ceiling = deadline  # the call's own end, which no idle bound passes
+        self.budget = budget  # for messages: the seconds it was given
+        self.reason: str | None = None  # why it was cut
+        self.done = False
+
+    def attach(self, sock: socket.socket | None) -> None:
+        with self._lock:
+            self._sock = sock
+            cut = self.reason is not None
+        if cut:
+            _shutdown(sock)
+
+    def cut(self, reason: str) -> None:
+        """End it from another thread: the reader blocked on its socket wakes and raises."""
+        with self._lock:
+            if self.done or self.reason is not None:
+                return
+            self.reason = reason
+            sock = self._sock
+        _shutdown(sock)
+
+    def rearm(self, seconds: float) -> None:
+        """Move the deadline to ``seconds`` from now, never past the call's own end."""
+        self.deadline = min(time.monotonic() + seconds, self.ceiling)
+
+    def finish(self) -> None:
+        with self._lock:
+            self.done = True
+            self._sock = None
+            unregister, self.unregister = self.unregister, None
+        if unregister is not None:
+            unregister()
+        self.watchdog.forget(self)
+
+    def error(self, exc: BaseException, what: str) -> BaseException:
+        """The exception for an I/O error: the cut's reason if it was cut, else ``exc``."""
+        if self.reason == TIMED_OUT:
+            return APITimeoutError(f"{what}: no answer within the {self.budget:.3g}s it had "
+                                   "(the call's time budget or the read timeout)")
+        if self.reason == ABANDONED:
+            return ClientClosedError(f"{what}: abandoned, the client or the map was stopped")
+        return exc
+
+
+class Watchdog:
+    """One daemon thread that cuts attempts whose deadline has passed. Started lazily."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._attempts: set[Attempt] = set()
+        self._thread: threading.Thread | None = None
+        self._planned = math.inf  # when the thread will next look
+        self._closed = False
+
+    def watch(self, deadline: float, budget: float) -> Attempt:
+        attempt = Attempt(self, deadline, budget)
+        with self._lock:
+            self._attempts.add(attempt)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="comet_sync-watchdog",
+                                                daemon=True)
+                self._thread.start()
+            if deadline < self._planned:
+                self._changed.notify()
+        return attempt
+
+    def forget(self, attempt: Attempt) -> None:
+        with self._lock:
+            self._attempts.discard(attempt)
+            if not self._attempts:
+                self._changed.notify_all()
+
+    def active(self) -> list[Attempt]:
+        with self._lock:
+            return list(self._attempts)
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` for every attempt to end; whether they did."""
+        end = time.monotonic() + timeout
+        with self._lock:
+            while self._attempts:
+                left = end - time.monotonic()
+                if left <= 0:
+                    return False
+                self._changed.wait(left)
+        return True
+
+    def close(self) -> None:
+        """End the thread (the transport is closed: no attempt will come)."""
+        with self._lock:
+            self._closed = True
+            self._changed.notify_all()
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                if self._closed:
+                    return
+                now = time.monotonic()
+                due = [a for a in self._attempts if a.deadline <= now]
+                later = [a.deadline for a in self._attempts if a.deadline > now]
+                self._planned = min(later, default=math.inf)
+                if not due:
+                    # Bounded, so a deadline moved earlier without a notify is still seen.
+                    self._changed.wait(min(self._planned - now, 60.0))
+                    continue
+            for attempt in due:
+                attempt.cut(TIMED_OUT)
+                self.forget(attempt)
+
+
+def _shutdown(sock: socket.socket | None) -> None:
+    if sock is None:
+        return
+    # socket.socket's own shutdown, even on an SSLSocket: SSL's would tear down its TLS state
+    # under the thread reading it. This wakes that thread's recv with EOF. (OSError: closed.)
+    with contextlib.suppress(OSError):
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
+# The attempt being sent on this thread, for the connection class to hand its socket to.
+_SENDING = threading.local()
+
+
+class _WatchedConnectionMixin:
+    sock: Any
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        super().request(*args, **kwargs)  # type: ignore[misc]
+        attempt: Attempt | None = getattr(_SENDING, "attempt", None)
+        if attempt is not None:
+            attempt.attach(self.sock)
+
+
+class _HTTPConnection(_WatchedConnectionMixin, HTTPConnection):
+    pass
+
+
+class _HTTPSConnection(_WatchedConnectionMixin, HTTPSConnection):
+    pass
+
+
+class _HTTPPool(HTTPConnectionPool):
+    ConnectionCls = _HTTPConnection
+
+
+class _HTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _HTTPSConnection
+
+
+class _Adapter(HTTPAdapter):
+    """requests' adapter, with connections whose sockets our attempts can reach."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+
+    def proxy_manager_for(self, *args: Any, **kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(*args, **kwargs)
+        manager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+        return manager
+
+
+# -- the transport -----------------------------------------------------------------------------
 
 
 class Transport:
@@ -29,7 +248,7 @@ class Transport:
     def __init__(self, *, pool_size: int, user_agent: str) -> None:
         session = requests.Session()
         # total=0: urllib3 must never retry on its own, or attempts would multiply with ours.
-        adapter = HTTPAdapter(
+        adapter = _Adapter(
             pool_connections=4,
             pool_maxsize=pool_size + POOL_HEADROOM,
             max_retries=Retry(total=0, read=False, redirect=False, raise_on_status=False),
@@ -37,7 +256,9 @@ class Transport:
         session.mount("https://", adapter)
         session.mount("http://", adapter)
         session.headers["User-Agent"] = user_agent
+        session.headers["Accept-Encoding"] = ACCEPT_ENCODING
         self._session = session
+        self.watchdog = Watchdog()
 
     def send(
         self,
@@ -47,10 +268,20 @@ class Transport:
         headers: dict[str, str],
         body: bytes | None,
         timeout: Timeout,
-        stream: bool = False,
-    ) -> requests.Response:
+        budget: float | None,
+        scope: Scope | None = None,
+    ) -> Exchange:
+        """Send, and return once the answer's head has arrived; its body is read through the
+        :class:`Exchange`, within the same ``budget`` (seconds, None for no bound). Abandoning
+        ``scope`` cuts the attempt."""
+        seconds = math.inf if budget is None else max(budget, 0.0)
+        attempt = self.watchdog.watch(time.monotonic() + seconds, seconds)
+        if scope is not None:
+            attempt.unregister = scope.add_on_abandon(partial(attempt.cut, ABANDONED))
+        what = f"{method} {url}"
+        _SENDING.attempt = attempt
         try:
-            return self._session.request(
+            response = self._session.request(
                 method,
                 url,
                 data=body,
@@ -58,30 +289,205 @@ class Transport:
                 timeout=(timeout.connect, timeout.read),
                 # A redirect means a wrong base URL; following it would turn a POST into a GET.
                 allow_redirects=False,
-                stream=stream,
+                stream=True,
             )
         except requests.Timeout as exc:
-            raise APITimeoutError(f"{method} {url}: timed out ({type(exc).__name__})") from exc
+            attempt.finish()
+            raise APITimeoutError(f"{what}: timed out ({type(exc).__name__})") from exc
         except requests.RequestException as exc:
-            raise APIConnectionError(
-                f"{method} {url}: connection error ({type(exc).__name__}: {_reason(exc)})"
-            ) from exc
-
-    def iter_body(self, response: requests.Response) -> Iterator[bytes]:
-        """A streamed body's bytes as they arrive; a connection that breaks mid-body raises
-        APIConnectionError (APITimeoutError when a read timed out)."""
-        try:
-            # chunk_size=None: whatever the socket has, as soon as it has it.
-            yield from response.iter_content(chunk_size=None)
-        except (requests.Timeout, urllib3.exceptions.ReadTimeoutError) as exc:
-            raise APITimeoutError(f"reading the stream timed out ({type(exc).__name__})") from exc
-        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
-            raise APIConnectionError(
-                f"the connection broke ({type(exc).__name__}: {_reason(exc)})"
-            ) from exc
+            attempt.finish()
+            raise attempt.error(
+                APIConnectionError(f"{what}: connection error ({type(exc).__name__}: "
+                                   f"{_reason(exc)})"), what) from exc
+        except BaseException:
+            attempt.finish()
+            raise
+        finally:
+            _SENDING.attempt = None
+        return Exchange(response, attempt, what)
 
     def close(self) -> None:
         self._session.close()
+        self.watchdog.close()
+
+
+class Exchange:
+    """An answer whose head has arrived: its status and headers, and its body, read within
+    the attempt's deadline and a size cap. Closed once, by whoever finishes with it."""
+
+    def __init__(self, response: requests.Response, attempt: Attempt, what: str) -> None:
+        self.response = response
+        self.attempt = attempt
+        self.what = what
+        self.status_code: int = response.status_code
+        self.headers = response.headers
+        self._closed = False
+        self._eof = False
+
+    def read_body(self, limit: int, *, truncate: bool = False) -> bytes:
+        """The whole decoded body. Past ``limit`` bytes it raises, naming the cap; with
+        ``truncate`` (error bodies, of which a snippet is enough) it stops there instead."""
+        out = bytearray()
+        for piece in self.iter_decoded(limit=limit + 1):
+            out += piece
+            if len(out) > limit:
+                if truncate:
+                    del out[limit:]
+                    break
+                raise self.too_large(limit)
+        return bytes(out)
+
+    def iter_decoded(self, *, limit: int | None = None) -> Iterator[bytes]:
+        """The decoded body as it arrives; a decompressor never yields more than
+        ``READ_SIZE`` at a time (nor more than ``limit`` in all)."""
+        decoder = _decoder(self.headers.get("content-encoding", ""), self)
+        produced = 0
+        for raw in self._iter_raw():
+            data = raw
+            while data:
+                allowed = READ_SIZE if limit is None else max(min(READ_SIZE, limit - produced), 1)
+                piece, data = decoder.step(data, allowed)
+                if piece:
+                    produced += len(piece)
+                    yield piece
+                if limit is not None and produced >= limit:
+                    return
+        tail = decoder.flush()
+        if tail:
+            yield tail
+
+    def snapshot(self, text: str, secret: str | None = None) -> ResponseSnapshot:
+        return ResponseSnapshot.of(self.response, text, secret)
+
+    def too_large(self, limit: int) -> APIResponseValidationError:
+        return APIResponseValidationError(
+            f"{self.what}: the answer's body is larger than max_response_bytes={limit} "
+            "(raise it on the client if such answers are expected)",
+            response=self.snapshot(""),
+            status_code=self.status_code,
+        )
+
+    def _iter_raw(self) -> Iterator[bytes]:
+        raw = self.response.raw
+        read1 = getattr(raw, "read1", None)
+        try:
+            if read1 is not None:
+                # Whatever the socket has, as soon as it has it: a stream without a length
+                # or chunking arrives piece by piece, not all at once when the server closes.
+                while True:
+                    data = read1(READ_SIZE, decode_content=False)
+                    if not data:
+                        break
+                    yield data
+            else:  # urllib3 1.26
+                yield from raw.stream(READ_SIZE, decode_content=False)
+            self._eof = True
+        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+            timed_out = isinstance(exc, (requests.Timeout, urllib3.exceptions.ReadTimeoutError,
+                                         socket.timeout))
+            if timed_out and self.attempt.reason is None:
+                raise APITimeoutError(
+                    f"{self.what}: reading the answer timed out ({type(exc).__name__})"
+                ) from exc
+            raise self.attempt.error(APIConnectionError(
+                f"{self.what}: the connection broke ({type(exc).__name__}: {_reason(exc)})"
+            ), self.what) from exc
+
+    def close(self) -> None:
+        """Give the connection back (a fully read body) or close it (anything else)."""
+        if self._closed:
+            return
+        self._closed = True
+        self.attempt.finish()
+        if self._eof:
+            # Read to its end: the connection goes back to the pool for the next call.
+            self.response.raw.release_conn()
+        else:
+            # Bytes are left on it (a body cut short, a stream closed early): never reused.
+            self.response.close()
+
+
+class _Decoder:
+    """Undoes a Content-Encoding in bounded steps."""
+
+    def __init__(self, obj: Any) -> None:
+        self._obj = obj
+
+    def step(self, data: bytes, limit: int) -> tuple[bytes, bytes]:
+        """Decode at most ``limit`` bytes out of ``data``; the rest of ``data`` not yet used."""
+        if self._obj is None:
+            return data[:limit], data[limit:]
+        out = self._obj.decompress(data, limit)
+        return out, self._obj.unconsumed_tail
+
+    def flush(self) -> bytes:
+        return b"" if self._obj is None else self._obj.flush(READ_SIZE)
+
+
+class _Deflate:
+    """``deflate`` is zlib-wrapped by the standard and raw by some servers; try both."""
+
+    def __init__(self) -> None:
+        self._obj: Any = zlib.decompressobj()
+        self._first = True
+        self.unconsumed_tail = b""
+
+    def decompress(self, data: bytes, limit: int) -> bytes:
+        if self._first:
+            self._first = False
+            try:
+                out = self._obj.decompress(data, limit)
+            except zlib.error:
+                self._obj = zlib.decompressobj(-zlib.MAX_WBITS)
+                out = self._obj.decompress(data, limit)
+        else:
+            out = self._obj.decompress(data, limit)
+        self.unconsumed_tail = self._obj.unconsumed_tail
+        return out  # type: ignore[no-any-return]
+
+    def flush(self, size: int) -> bytes:
+        return self._obj.flush(size)  # type: ignore[no-any-return]
+
+
+def _decoder(encoding: str, exchange: Exchange) -> _Decoder:
+    name = encoding.strip().lower()
+    if name in ("", "identity"):
+        return _Decoder(None)
+    if name in ("gzip", "x-gzip"):
+        return _Decoder(_Checked(zlib.decompressobj(16 + zlib.MAX_WBITS), exchange))
+    if name == "deflate":
+        return _Decoder(_Checked(_Deflate(), exchange))
+    raise APIResponseValidationError(
+        f"{exchange.what}: the answer is encoded as {name!r}, which was not asked for "
+        f"(Accept-Encoding: {ACCEPT_ENCODING})",
+        response=exchange.snapshot(""),
+        status_code=exchange.status_code,
+    )
+
+
+class _Checked:
+    """A decompressor whose corrupt input is our exception, not ``zlib.error``."""
+
+    def __init__(self, obj: Any, exchange: Exchange) -> None:
+        self._obj = obj
+        self._exchange = exchange
+
+    @property
+    def unconsumed_tail(self) -> bytes:
+        return self._obj.unconsumed_tail  # type: ignore[no-any-return]
+
+    def decompress(self, data: bytes, limit: int) -> bytes:
+        try:
+            return self._obj.decompress(data, limit)  # type: ignore[no-any-return]
+        except zlib.error as exc:
+            raise APIResponseValidationError(
+                f"{self._exchange.what}: the compressed body is corrupt ({exc})",
+                response=self._exchange.snapshot(""),
+                status_code=self._exchange.status_code,
+            ) from None
+
+    def flush(self, size: int) -> bytes:
+        return self._obj.flush(size)  # type: ignore[no-any-return]
 
 
 def _reason(exc: BaseException) -> str:
