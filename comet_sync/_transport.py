@@ -99,6 +99,7 @@ class Attempt:
     def rearm(self, seconds: float) -> None:
         """Move the deadline to ``seconds`` from now, never past the call's own end."""
         self.deadline = min(time.monotonic() + seconds, self.ceiling)
+        self.watchdog.moved(self.deadline)
 
     def finish(self) -> None:
         with self._lock:
@@ -141,6 +142,12 @@ class Watchdog:
             if deadline < self._planned:
                 self._changed.notify()
         return attempt
+
+    def moved(self, deadline: float) -> None:
+        """A deadline moved: wake the thread if it now comes before the thread would look."""
+        if deadline < self._planned:  # unlocked read: at worst one needless wake-up
+            with self._lock:
+                self._changed.notify()
 
     def forget(self, attempt: Attempt) -> None:
         with self._lock:
@@ -307,6 +314,16 @@ class Transport:
         return Exchange(response, attempt, what)
 
     def close(self) -> None:
+        # urllib3 2 only forgets its pools on clear(), leaving their sockets to the garbage
+        # collector, which may take a while when a traceback holds a cycle: close them here,
+        # so a closed client holds no connection open.
+        for adapter in {id(a): a for a in self._session.adapters.values()}.values():
+            if isinstance(adapter, HTTPAdapter):
+                for manager in [adapter.poolmanager, *adapter.proxy_manager.values()]:
+                    for key in list(manager.pools.keys()):
+                        pool = manager.pools.get(key)
+                        if pool is not None:
+                            pool.close()
         self._session.close()
         self.watchdog.close()
 
@@ -381,6 +398,9 @@ class Exchange:
                     yield data
             else:  # urllib3 1.26
                 yield from raw.stream(READ_SIZE, decode_content=False)
+            if self.attempt.reason is not None:
+                # Cut by the watchdog or a stop: the socket's EOF is ours, not the server's.
+                raise self.attempt.error(APIConnectionError(f"{self.what}: cut"), self.what)
             self._eof = True
         except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
             timed_out = isinstance(exc, (requests.Timeout, urllib3.exceptions.ReadTimeoutError,
