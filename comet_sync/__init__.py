@@ -28,6 +28,7 @@ from ._exceptions import (
     PermissionDeniedError,
     RateLimitError,
     RequestTooLargeError,
+    ResponseSnapshot,
     UnprocessableEntityError,
 )
 from ._limiter import LimiterProtocol, LimiterState, ModelState
@@ -83,6 +84,7 @@ __all__ = [
     "RequestRecord",
     "RequestTooLargeError",
     "ResponseCache",
+    "ResponseSnapshot",
     "RetryConfig",
     "RouteStats",
     "Snapshot",

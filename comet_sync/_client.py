@@ -96,11 +96,14 @@ class CometClient:
       thread.
     * No lock is ever held across network I/O or a sleep: locks guard counters only.
     * ``close()`` may be called from any thread, once or more; calls made after it raise
-      :class:`ClientClosedError`. Calls already running finish first.
+      :class:`ClientClosedError`, and so do calls it finds waiting or (after its ``grace``)
+      on the wire: it returns within about a second plus the grace.
     * At most ``max_concurrency`` requests are in flight at once, whichever threads send
       them, and fewer while 429s say the server wants less (see ``RateControl``);
       ``submit``/``map`` run each model's jobs on at most ``max_workers`` threads.
-    * ``on_request`` is called on the thread that made the call; it must be thread-safe.
+    * ``on_request`` is called on the thread that made the call, after it; it must be
+      thread-safe, and it holds that thread (in ``submit``/``map``, a worker) while it runs:
+      keep it quick and hand slow work to a thread of your own.
     * Fork-safe: a child process forked from one holding a client (gunicorn ``--preload``,
       multiprocessing) gets fresh connections, locks, limiter, metrics and executor
       automatically; nothing is shared across the fork.

@@ -28,7 +28,10 @@ a rate wait is slept exactly as Redis says.
 
 Failure policy: Redis calls use short socket timeouts. With ``failure="open"`` (default) a
 Redis that does not answer leaves only the local limiter in force, logged once per outage;
-with ``failure="closed"`` calls are refused with ``LimiterUnavailableError``.
+with ``failure="closed"`` a call waits for Redis to come back (asking again with jittered,
+growing waits) for as long as its own time budget allows (``max_wait`` when it has none), and
+only then is refused with ``LimiterUnavailableError``: a Redis restart delays calls, it does
+not fail them.
 
 Thread safety: ``_lock`` guards the table of held leases; no lock is held across a Redis call.
 A forked child gets a fresh connection pool, renewal thread and fallback.
@@ -44,6 +47,7 @@ import time
 import uuid
 from typing import Any, Callable
 
+from .._cancel import interruptible_sleep
 from .._config import RateControl
 from .._exceptions import CometError, LimiterTimeoutError
 from .._headers import ServerWord
@@ -62,6 +66,11 @@ DEFAULT_LEASE_TTL = 10.0
 DEFAULT_SOCKET_TIMEOUT = 0.25
 # While the shared limit is full, ask again after about this long (jittered).
 FULL_RETRY_INTERVAL = 0.02
+# failure="closed" asks a silent Redis again after waits growing from this, to at most the
+# cap, jittered: a restart takes a second or two, and a thousand waiting calls must not hammer
+# it the moment it is back.
+UNAVAILABLE_FIRST_WAIT = 0.1
+UNAVAILABLE_MAX_WAIT = 1.0
 DEFAULT_DECREASE = 0.6
 
 # KEYS: leases, limit, lastcut, cooldown, tat
@@ -225,8 +234,10 @@ class RedisLimiter:
             raise
 
     def _lease(self, local: Permit, timeout: float | None) -> Any:
-        deadline = None if timeout is None else time.monotonic() + timeout
+        started = time.monotonic()
+        deadline = None if timeout is None else started + timeout
         lease = uuid.uuid4().hex
+        unavailable = 0
         while True:
             try:
                 granted, value, now_ms, limit = self._acquire_script(
@@ -236,7 +247,21 @@ class RedisLimiter:
                 )
             except (_redis.exceptions.ConnectionError, _redis.exceptions.TimeoutError) as exc:
                 self._unavailable(exc)
-                return _RedisPermit(self, None, local, sent_at_ms=0, in_flight=0)
+                if self.failure == "open":
+                    return _RedisPermit(self, None, local, sent_at_ms=0, in_flight=0)
+                # Closed: wait for Redis within the call's budget, then refuse.
+                wait = min(UNAVAILABLE_MAX_WAIT, UNAVAILABLE_FIRST_WAIT * 2 ** unavailable)
+                wait *= 0.5 + random.random()
+                unavailable += 1
+                end = deadline if deadline is not None else started + self._max_hold
+                if time.monotonic() + wait > end:
+                    raise LimiterUnavailableError(
+                        f"the shared limiter (Redis, namespace {self.namespace!r}) did not "
+                        f"answer for {time.monotonic() - started:.3g}s, all this call's budget "
+                        f"allowed: {type(exc).__name__}"
+                    ) from exc
+                interruptible_sleep(wait)
+                continue
             self._recovered()
             if granted:
                 self._shared_limit = int(limit)
@@ -253,7 +278,7 @@ class RedisLimiter:
                     f"the call's time budget ended while it waited for {held} "
                     f"(Redis namespace {self.namespace!r})", held_by=held,
                 )
-            time.sleep(wait)
+            interruptible_sleep(wait)
 
     def state(self) -> LimiterState:
         local = self._local().state()
@@ -329,12 +354,7 @@ class RedisLimiter:
             logger.warning("Redis limiter %s unavailable (%s): %s", self.namespace,
                            type(exc).__name__,
                            "only this process's own limiter applies" if self.failure ==
-                           "open" else "refusing calls")
-        if self.failure == "closed":
-            raise LimiterUnavailableError(
-                f"the shared limiter (Redis, namespace {self.namespace!r}) did not answer: "
-                f"{type(exc).__name__}"
-            ) from exc
+                           "open" else "calls wait for it within their budgets")
 
     def _recovered(self) -> None:
         if self._down:
