@@ -25,7 +25,7 @@ import time
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from typing import Callable
 
 from ._exceptions import ClientClosedError
@@ -131,19 +131,27 @@ def current() -> Scope | None:
     return _CURRENT.get()
 
 
-@contextmanager
-def entered(scope: Scope) -> Iterator[Scope]:
+class entered:
     """Run the block in ``scope`` unless it already runs in a scope of that scope's tree (a
-    ``map`` job's scope is a child of its client's)."""
-    outer = _CURRENT.get()
-    if outer is not None and _descends(outer, scope):
-        yield outer
-        return
-    token = _CURRENT.set(scope)
-    try:
-        yield scope
-    finally:
-        _CURRENT.reset(token)
+    ``map`` job's scope is a child of its client's). A class, not a generator: every call
+    enters one, and this is the cheaper of the two."""
+
+    __slots__ = ("_scope", "_token")
+
+    def __init__(self, scope: Scope) -> None:
+        self._scope = scope
+        self._token: Token[Scope | None] | None = None
+
+    def __enter__(self) -> Scope:
+        outer = _CURRENT.get()
+        if outer is not None and _descends(outer, self._scope):
+            return outer
+        self._token = _CURRENT.set(self._scope)
+        return self._scope
+
+    def __exit__(self, *exc: object) -> None:
+        if self._token is not None:
+            _CURRENT.reset(self._token)
 
 
 def interruptible_sleep(seconds: float) -> None:

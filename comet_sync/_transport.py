@@ -125,7 +125,10 @@ class Watchdog:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        # Two conditions on one lock: the thread waits on _changed, close() on _idle, so that
+        # an attempt ending (every call) never wakes the thread.
         self._changed = threading.Condition(self._lock)
+        self._idle = threading.Condition(self._lock)
         self._attempts: set[Attempt] = set()
         self._thread: threading.Thread | None = None
         self._planned = math.inf  # when the thread will next look
@@ -153,7 +156,7 @@ class Watchdog:
         with self._lock:
             self._attempts.discard(attempt)
             if not self._attempts:
-                self._changed.notify_all()
+                self._idle.notify_all()
 
     def active(self) -> list[Attempt]:
         with self._lock:
@@ -167,7 +170,7 @@ class Watchdog:
                 left = end - time.monotonic()
                 if left <= 0:
                     return False
-                self._changed.wait(left)
+                self._idle.wait(left)
         return True
 
     def close(self) -> None:
