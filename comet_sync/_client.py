@@ -337,10 +337,25 @@ class CometClient:
             return self._runner.request_json(method, route, payload, options=options,
                                              required=required, sink=sink)
         started = self._clock.monotonic()
+
+        def lead() -> dict[str, Any]:
+            # A caller that waited on another's flight and now leads has only what is left
+            # of its budget, not a fresh one.
+            budget = options.retry.total_timeout
+            spent = self._clock.monotonic() - started
+            own = options
+            if budget is not None and spent > 0:
+                if budget - spent <= 0:
+                    raise APITimeoutError("the call's time budget ran out while it waited for "
+                                          "an identical call on another thread")
+                own = dataclasses.replace(
+                    options, retry=options.retry.replace(total_timeout=budget - spent))
+            return self._runner.request_json(method, route, payload, options=own,
+                                             required=required, sink=sink)
+
         data, hit = self.cache.get_or_call(
             ResponseCache.key(route, payload),
-            lambda: self._runner.request_json(method, route, payload, options=options,
-                                              required=required, sink=sink),
+            lead,
             # A caller waiting on another thread's identical call waits no longer than its own
             # budget would let it wait for its own.
             timeout=options.retry.total_timeout,

@@ -48,7 +48,7 @@ def request_id_of(headers: Mapping[str, str], message: str = "") -> str | None:
 
 def json_body(
     exchange: Exchange,
-    body: bytes,
+    body: bytes | bytearray,
     *,
     route: str,
     required: tuple[str, ...],
@@ -161,5 +161,5 @@ def _rid_suffix(request_id: str | None) -> str:
     return f" (request id: {request_id})" if request_id else ""
 
 
-def _text(body: bytes) -> str:
+def _text(body: bytes | bytearray) -> str:
     return body.decode("utf-8", "replace")
