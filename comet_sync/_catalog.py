@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from cachetools import TTLCache
 
 from ._config import TimeoutArg
 from ._exceptions import InvalidArgumentError
+from ._metrics import RequestRecord
 from ._models import CreateEmbeddingResponse, Model
 
 if TYPE_CHECKING:
@@ -80,20 +81,34 @@ class Embeddings:
 
         >>> client.embeddings.create(model="text-embedding-3-small", input="hello")
         """
-        if not isinstance(model, str) or not model.strip():
-            raise InvalidArgumentError("model", f"expected a non-empty string, got {model!r}")
-        if isinstance(input, str):
-            if not input:
-                raise InvalidArgumentError("input", "must not be empty")
-        elif not isinstance(input, list) or not input:
-            raise InvalidArgumentError("input", "expected a string or a non-empty list")
-        elif not all(isinstance(item, (str, list)) for item in input):
-            raise InvalidArgumentError("input", "list items must be strings or token lists")
+        payload = _embedding_payload({"model": model, "input": input, **params})
         options = self._client._call_options(
             timeout=timeout, max_retries=max_retries, total_timeout=total_timeout,
             extra_headers=extra_headers,
         )
-        payload = {"model": model, "input": input, **params}
         return CreateEmbeddingResponse(self._client._request_json(
             "POST", "/embeddings", payload, options=options, required=("data",)
         ))
+
+    def _create_raw(self, params: dict[str, Any], *,
+                    sink: Callable[[RequestRecord], None]) -> dict[str, Any]:
+        """One call from a request body: the answer's raw JSON (for the batch engine)."""
+        payload = _embedding_payload(params)
+        options = self._client._call_options()
+        return self._client._request_json("POST", "/embeddings", payload, options=options,
+                                          required=("data",), sink=sink)
+
+
+def _embedding_payload(params: dict[str, Any]) -> dict[str, Any]:
+    """The body, checked: nothing is sent if this raises."""
+    model, input = params.get("model"), params.get("input")
+    if not isinstance(model, str) or not model.strip():
+        raise InvalidArgumentError("model", f"expected a non-empty string, got {model!r}")
+    if isinstance(input, str):
+        if not input:
+            raise InvalidArgumentError("input", "must not be empty")
+    elif not isinstance(input, list) or not input:
+        raise InvalidArgumentError("input", "expected a string or a non-empty list")
+    elif not all(isinstance(item, (str, list)) for item in input):
+        raise InvalidArgumentError("input", "list items must be strings or token lists")
+    return params

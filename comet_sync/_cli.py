@@ -2,27 +2,39 @@
 
 from __future__ import annotations
 
-import _thread
 import argparse
+import contextlib
 import json
 import logging
 import os
+import shlex
 import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from types import FrameType
-from typing import IO, Any
+from typing import IO, Any, Callable
 
 from ._batch import BatchResult, run_batch
 from ._client import CometClient
 from ._config import DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_RETRIES
 from ._demo import run_demo
 from ._exceptions import APIError, CometError
-from ._jsonl import count_lines, done_ids, read_jobs
+from ._jsonl import (
+    FORMATS,
+    Resumed,
+    count_lines,
+    format_result,
+    prepare_resume,
+    read_jobs,
+    read_state,
+    state_path,
+    write_state,
+)
 from ._metrics import format_table
 from ._version import __version__
+from .testing import FakeCometServer
+from .testing._env import FAKE_KEY
 
 __all__ = ["main"]
 
@@ -45,28 +57,39 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     batch = sub.add_parser(
-        "batch", help="run a JSONL file of chat requests",
+        "batch", help="run a JSONL file of chat (or embeddings) requests",
         description="Run every line of INPUT (a chat request body, optionally with custom_id "
-                    "and metadata) and write one result line per input line to OUTPUT: "
-                    "custom_id, metadata, response or error, attempts, latency. Safe to "
-                    "interrupt: rerun with --resume to finish.",
+                    "and metadata; or a line of OpenAI's Batch API format) and write one result "
+                    "line per input line to OUTPUT. INPUT may be - for stdin. Safe to "
+                    "interrupt: the run's options are kept beside OUTPUT, and "
+                    "'comet-sync batch -o OUTPUT --resume' finishes it.",
     )
-    batch.add_argument("input", metavar="INPUT.jsonl")
+    batch.add_argument("input", metavar="INPUT.jsonl", nargs="?",
+                       help="the requests (- for stdin); on --resume, the run's own by default")
     batch.add_argument("-o", "--output", metavar="OUTPUT.jsonl", required=True)
     batch.add_argument("--model", help="model for lines that name none")
-    batch.add_argument("--concurrency", type=_positive_int, default=DEFAULT_MAX_CONCURRENCY,
+    batch.add_argument("--concurrency", type=_positive_int,
                        help=f"most requests in flight (default {DEFAULT_MAX_CONCURRENCY})")
     batch.add_argument("--rpm", type=_positive_float, help="requests per minute, at most")
     batch.add_argument("--tpm", type=_positive_float, help="tokens per minute, at most")
-    batch.add_argument("--max-retries", type=_non_negative_int, default=DEFAULT_MAX_RETRIES,
+    batch.add_argument("--max-retries", type=_non_negative_int,
                        help=f"retries per request (default {DEFAULT_MAX_RETRIES})")
+    batch.add_argument("--output-format", choices=FORMATS,
+                       help="comet (default): custom_id, response or error, attempts, latency; "
+                            "openai: the Batch API's output lines")
     batch.add_argument("--resume", action="store_true",
-                       help="skip the ids OUTPUT already holds and append the rest")
-    batch.add_argument("--unordered", action="store_true",
+                       help="skip the jobs OUTPUT already holds and append the rest, with the "
+                            "options the run was started with (any given here win)")
+    batch.add_argument("--retry-errors", action="store_true",
+                       help="with --resume: send again the lines that ended in an error that "
+                            "may heal (429, 5xx, timeouts, dropped connections)")
+    batch.add_argument("--unordered", action="store_true", default=None,
                        help="write results as they complete, not in input order")
     batch.add_argument("--grace", type=_positive_float, default=DEFAULT_GRACE,
                        help="seconds in-flight calls get after Ctrl-C (default 30)")
     batch.add_argument("--no-progress", action="store_true", help="no progress line")
+    batch.add_argument("--fake", action="store_true",
+                       help="send to the embedded fake server (no key needed: try it offline)")
 
     chat = sub.add_parser("chat", help="one chat call, printed as it streams",
                           description="Send one prompt and print the answer.")
@@ -75,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help=f"default {DEFAULT_CHAT_MODEL}")
     chat.add_argument("--system", help="a system message")
     chat.add_argument("--no-stream", action="store_true", help="wait for the whole answer")
+    chat.add_argument("--fake", action="store_true",
+                      help="ask the embedded fake server (no key needed: try it offline)")
 
     demo = sub.add_parser(
         "demo", help="fire a few hundred calls and print the metrics",
@@ -99,7 +124,11 @@ def main(argv: list[str] | None = None) -> int:
         return run_demo(args.calls, sys.stdout)
     except CometError as exc:
         # Configuration problems (no key, a bad setting): one line, no traceback.
-        print(f"comet-sync {args.command}: {exc}", file=sys.stderr)
+        message = str(exc)
+        if message.startswith("No API key"):
+            message = ("no API key: set COMETAPI_KEY, or try it offline against the embedded "
+                       "fake server with --fake")
+        print(f"comet-sync {args.command}: {message}", file=sys.stderr)
         return EXIT_USAGE
 
 
@@ -110,7 +139,8 @@ def _chat(args: argparse.Namespace) -> int:
     if args.system:
         messages.append({"role": "system", "content": args.system})
     messages.append({"role": "user", "content": args.prompt})
-    with CometClient() as client:
+    with contextlib.ExitStack() as stack:
+        client = stack.enter_context(CometClient(**_connection(args, stack)))
         try:
             if args.no_stream:
                 reply = client.chat.completions.create(model=args.model, messages=messages)
@@ -128,18 +158,33 @@ def _chat(args: argparse.Namespace) -> int:
     return 0
 
 
+def _connection(args: argparse.Namespace, stack: contextlib.ExitStack) -> dict[str, Any]:
+    """Where calls go: CometAPI (key from the environment), or with --fake the embedded fake
+    server, started for this command."""
+    if not args.fake:
+        return {}
+    server = stack.enter_context(FakeCometServer())
+    return {"api_key": FAKE_KEY, "base_url": server.base_url}
+
+
 # -- batch -------------------------------------------------------------------------------------
 
 class _Interrupts:
-    """First SIGINT/SIGTERM: stop taking lines, let calls in flight finish (for ``grace``
-    seconds). Second, or the grace period over: abandon them."""
+    """First SIGINT/SIGTERM: stop (no new line, no new request), let calls in flight finish for
+    ``grace`` seconds. Second, or the grace period over: KeyboardInterrupt, and the writer
+    abandons them."""
 
-    def __init__(self, grace: float) -> None:
-        self.stop = threading.Event()
+    def __init__(self, grace: float, on_first: Callable[[], None]) -> None:
         self.grace = grace
+        self.on_first = on_first
         self.signal_name = ""
+        self._stopped = False
         self._timer: threading.Timer | None = None
         self._previous: dict[int, Any] = {}
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped
 
     def install(self) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -152,83 +197,153 @@ class _Interrupts:
             self._timer.cancel()
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
-        if self.stop.is_set():
+        if self._stopped:
             raise KeyboardInterrupt
-        self.stop.set()
+        self._stopped = True
         self.signal_name = signal.Signals(signum).name
-        print(f"\n{self.signal_name}: no new lines; waiting up to {self.grace:g}s for the calls "
-              "in flight (Ctrl-C again to abandon them)", file=sys.stderr, flush=True)
-        self._timer = threading.Timer(self.grace, _thread.interrupt_main)
+        self.on_first()
+        print(f"\n{self.signal_name}: nothing new is sent; waiting up to {self.grace:g}s for the "
+              "calls in flight (Ctrl-C again to abandon them)", file=sys.stderr, flush=True)
+        # A real signal, not _thread.interrupt_main(): only a signal wakes the main thread
+        # from the wait it is blocked in.
+        self._timer = threading.Timer(self.grace, os.kill, (os.getpid(), signum))
         self._timer.daemon = True
         self._timer.start()
 
 
 def _batch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    try:
-        source = open(args.input, encoding="utf-8")  # noqa: SIM115  (closed below)
-    except OSError as exc:
-        parser.error(f"cannot read {args.input}: {exc.strerror}")
-    with source:
-        if os.path.exists(args.output) and not args.resume:
-            parser.error(f"{args.output} exists: add --resume to finish it, or remove it")
+    if args.retry_errors and not args.resume:
+        parser.error("--retry-errors goes with --resume")
+    if os.path.exists(args.output) and not args.resume:
+        parser.error(f"{args.output} exists: add --resume to finish it, or remove it")
+    options = _options(args, parser)
+    if options["input"] == "-":
+        source: IO[str] = sys.stdin
+    else:
         try:
-            skip = done_ids(args.output) if args.resume else set()
-            out = open(args.output, "a", encoding="utf-8", newline="\n")  # noqa: SIM115
+            source = open(options["input"], encoding="utf-8")  # noqa: SIM115  (closed below)
+        except OSError as exc:
+            parser.error(f"cannot read {options['input']}: {exc.strerror}")
+    with contextlib.ExitStack() as stack:
+        if source is not sys.stdin:
+            stack.enter_context(source)
+        # The client first: a configuration error (no key) must leave no files behind.
+        client = stack.enter_context(CometClient(
+            max_concurrency=options["concurrency"], max_retries=options["max_retries"],
+            rpm=options["rpm"], tpm=options["tpm"], **_connection(args, stack)))
+        try:
+            resumed = (prepare_resume(args.output, retry_errors=args.retry_errors)
+                       if args.resume else Resumed())
+            out = stack.enter_context(open(args.output, "a", encoding="utf-8", newline="\n"))
+            write_state(args.output, options)
         except OSError as exc:
             parser.error(f"cannot write {args.output}: {exc.strerror}")
-        with out, CometClient(max_concurrency=args.concurrency, max_retries=args.max_retries,
-                              rpm=args.rpm, tpm=args.tpm) as client:
-            total = max(count_lines(args.input) - len(skip), 0)
-            return _run(args, client, source, out, skip, total)
+        if resumed.removed:
+            print(f"--retry-errors: {resumed.removed} error line(s) taken out of {args.output} "
+                  "to be sent again", file=sys.stderr)
+        lines = count_lines(options["input"])
+        total = max(lines - len(resumed.keys), 0) if lines is not None else None
+        return _run(args, options, client, source, out, resumed, total)
 
 
-def _run(args: argparse.Namespace, client: CometClient, source: IO[str], out: IO[str],
-         skip: set[str], total: int) -> int:
-    interrupts = _Interrupts(args.grace)
-    interrupts.install()
+# The options a run keeps beside its output, with their defaults.
+_OPTION_DEFAULTS: dict[str, Any] = {
+    "model": None, "concurrency": DEFAULT_MAX_CONCURRENCY, "rpm": None, "tpm": None,
+    "max_retries": DEFAULT_MAX_RETRIES, "unordered": False, "output_format": "comet",
+}
+
+
+def _options(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[str, Any]:
+    """This run's input and options: as given, else (on --resume) as the run was started,
+    else the defaults."""
+    kept = read_state(args.output) if args.resume else {}
+    options: dict[str, Any] = {}
+    for name, default in _OPTION_DEFAULTS.items():
+        given = getattr(args, name)
+        options[name] = given if given is not None else kept.get(name, default)
+    options["input"] = args.input if args.input is not None else kept.get("input")
+    if options["input"] is None:
+        parser.error("INPUT is required (there is no earlier run of this output to resume)")
+    if options["input"] == "-" and args.input is None:
+        parser.error("the run read stdin: give the input again as - to resume it")
+    return options
+
+
+def _resume_command(options: dict[str, Any], output: str) -> str:
+    words = ["comet-sync", "batch", options["input"], "-o", output, "--resume"]
+    for name, default in _OPTION_DEFAULTS.items():
+        value = options[name]
+        if value == default:
+            continue
+        flag = "--" + name.replace("_", "-")
+        words += [flag] if value is True else [flag, f"{value:g}" if isinstance(value, float)
+                                               else str(value)]
+    return " ".join(shlex.quote(word) for word in words)
+
+
+def _run(args: argparse.Namespace, options: dict[str, Any], client: CometClient,
+         source: IO[str], out: IO[str], resumed: Resumed, total: int | None) -> int:
+    skip = resumed.keys
     progress = _Progress(total, client, enabled=not args.no_progress and sys.stderr.isatty())
     written = failed = 0
     abandoned = False
     started = time.monotonic()
-    jobs = read_jobs(source, default_model=args.model, skip=skip)
-    results: Iterator[BatchResult] = run_batch(
-        client, jobs, ordered=not args.unordered, stop=interrupts.stop
-    )
+    jobs = read_jobs(source, default_model=options["model"], skip=skip)
+    run = run_batch(client, jobs, ordered=not options["unordered"])
+    interrupts = _Interrupts(args.grace, on_first=run.stop)
+    interrupts.install()
+
+    def write(result: BatchResult) -> None:
+        nonlocal written, failed
+        # One write per line, flushed at once: a crash leaves only whole lines behind.
+        out.write(json.dumps(format_result(result, options["output_format"]),
+                             ensure_ascii=False) + "\n")
+        out.flush()
+        written += 1
+        failed += not result.ok
+        progress.update(written)
+
     try:
-        for result in results:
-            # One write per line, flushed at once: a crash leaves only whole lines behind.
-            out.write(json.dumps(result.to_json(), ensure_ascii=False) + "\n")
-            out.flush()
-            written += 1
-            failed += not result.ok
-            progress.update(written)
+        for result in run:
+            write(result)
     except KeyboardInterrupt:
         abandoned = True
+        run.abandon()
     finally:
-        interrupts.uninstall()
-        progress.close()
+        # Every exit path (a second Ctrl-C, the grace over, SIGTERM, an error writing) first
+        # saves what has finished, in whatever order: it is paid for, and a resumed run must
+        # find it rather than send it again.
+        try:
+            for result in run.finished():
+                write(result)
+        finally:
+            run.close()
+            interrupts.uninstall()
+            progress.close()
     wall = time.monotonic() - started
     print(format_table(client.metrics.snapshot()))
     print(f"{written} line(s) written to {args.output} ({failed} error line(s)) in {wall:.1f}s"
           + (f"; {len(skip)} already there" if skip else ""))
-    if interrupts.stop.is_set():
-        print(f"interrupted by {interrupts.signal_name}: resume with\n  comet-sync batch "
-              f"{args.input} -o {args.output} --resume", file=sys.stderr)
-        if abandoned:
-            # Abandoned calls may still be retrying on worker threads; do not wait for them.
-            sys.stdout.flush()
-            sys.stderr.flush()
-            out.flush()
-            os._exit(EXIT_INTERRUPTED)
+    if interrupts.stopped or abandoned:
+        print(f"interrupted by {interrupts.signal_name or 'SIGINT'}: resume with\n  "
+              f"{_resume_command(options, args.output)}\n(or just: comet-sync batch -o "
+              f"{shlex.quote(args.output)} --resume; the options are kept in "
+              f"{shlex.quote(state_path(args.output))})", file=sys.stderr)
         return EXIT_INTERRUPTED
-    return EXIT_FAILED_LINES if failed else 0
+    if resumed.errors:
+        # Resuming finishes what was never done; it does not make old errors go away.
+        hint = (f"; {resumed.retryable} may heal: add --retry-errors to send them again"
+                if resumed.retryable else "")
+        print(f"{args.output} still holds {resumed.errors} error line(s) from earlier runs"
+              f"{hint}", file=sys.stderr)
+    return EXIT_FAILED_LINES if failed or resumed.errors else 0
 
 
 class _Progress:
     """done/total, rate, 429s absorbed, ETA on a terminal; nothing otherwise. tqdm when it is
     installed (``comet-sync[progress]``), a plain line when not."""
 
-    def __init__(self, total: int, client: CometClient, *, enabled: bool) -> None:
+    def __init__(self, total: int | None, client: CometClient, *, enabled: bool) -> None:
         self.total = total
         self.client = client
         self.enabled = enabled
@@ -247,7 +362,7 @@ class _Progress:
         if not self.enabled:
             return
         now = time.monotonic()
-        if now - self.last < 0.2 and done < self.total:
+        if now - self.last < 0.2 and (self.total is None or done < self.total):
             return
         self.last = now
         throttled = sum(s.throttled for s in self.client.metrics.snapshot().values())
@@ -256,9 +371,12 @@ class _Progress:
             self.bar.set_postfix({"429s": throttled}, refresh=True)
             return
         rate = done / max(now - self.started, 1e-9)
-        eta = (self.total - done) / rate if rate > 0 else 0.0
-        sys.stderr.write(f"\r{done}/{self.total}  {rate:.1f}/s  429s absorbed: {throttled}  "
-                         f"ETA {eta:.0f}s ")
+        if self.total is None:  # a pipe: no total to count down from
+            sys.stderr.write(f"\r{done}  {rate:.1f}/s  429s absorbed: {throttled} ")
+        else:
+            eta = (self.total - done) / rate if rate > 0 else 0.0
+            sys.stderr.write(f"\r{done}/{self.total}  {rate:.1f}/s  429s absorbed: "
+                             f"{throttled}  ETA {eta:.0f}s ")
         sys.stderr.flush()
 
     def close(self) -> None:

@@ -1,82 +1,279 @@
-"""JSONL files for batches: reading jobs from input lines, and what an output already holds.
+"""JSONL files for batches: input lines to jobs, results to output lines, and what an output
+already holds when a run is resumed.
 
-Both files are streamed: the input is read a line at a time, and a resumed output is scanned
-once for the ids it holds. What stays in memory is the set of ids (to skip finished ones and
-to catch duplicates), never the lines.
+Two formats, both ways:
+
+* **comet-sync's own**: an input line is a chat request body with optional ``custom_id`` and
+  ``metadata``; an output line is ``custom_id``, ``metadata``, ``response`` (with
+  ``request_id``) or ``error``, ``attempts``, ``latency``, ``line``.
+* **OpenAI's Batch API**: an input line is ``{"custom_id", "method": "POST", "url":
+  "/v1/chat/completions" | "/v1/embeddings", "body"}`` (recognised by its ``body`` and
+  ``url``); with ``--output-format openai`` an output line is ``{"id", "custom_id",
+  "response": {"status_code", "request_id", "body"} | null, "error": {"code", "message"} |
+  null}``: an HTTP error is a response with its status, anything else an error.
+
+Every input line gets exactly one output line: a blank line gets ``"skipped"``, a line that
+cannot be read an error. A line without ``custom_id`` is known by its line number (its output
+line has ``"custom_id": null`` and ``"line"``), so it never collides with a user's own ids.
+
+Memory: a job is known by a 64-bit digest of its id (or line number), so what a run keeps
+per line is a small int, never the line or the id.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import tempfile
+import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import IO, Any
 
-from ._batch import BatchJob
+from ._batch import CHAT_ROUTE, EMBEDDINGS_ROUTE, BatchJob, BatchResult
 
-__all__ = ["count_lines", "done_ids", "read_jobs"]
+__all__ = [
+    "FORMATS",
+    "ResumeState",
+    "Resumed",
+    "count_lines",
+    "format_result",
+    "prepare_resume",
+    "read_jobs",
+    "read_state",
+    "state_path",
+    "write_state",
+]
+
+FORMATS = ("comet", "openai")
+# OpenAI's batch URLs, with or without the version prefix.
+_ROUTES = {
+    "/v1/chat/completions": CHAT_ROUTE, "/chat/completions": CHAT_ROUTE,
+    "/v1/embeddings": EMBEDDINGS_ROUTE, "/embeddings": EMBEDDINGS_ROUTE,
+}
+# Error kinds that may heal by sending again (--retry-errors resends them on resume).
+RETRYABLE_ERRORS = frozenset({
+    "RateLimitError", "InternalServerError", "APIConnectionError", "APITimeoutError",
+    "LimiterTimeoutError", "LimiterUnavailableError",
+})
+RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504, 524})
+
+
+def job_key(custom_id: str | None, line: int | None) -> int:
+    """A job's identity, in 8 bytes: its id, or its line number when it has no id."""
+    text = f"id\0{custom_id}" if custom_id is not None else f"line\0{line}"
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
+
+
+# -- input -------------------------------------------------------------------------------------
 
 
 def read_jobs(
     stream: IO[str],
     *,
     default_model: str | None = None,
-    skip: set[str] | None = None,
+    skip: set[int] | None = None,
 ) -> Iterator[BatchJob]:
-    """A job per non-blank input line, in order; a malformed line becomes a job with a
-    ``problem`` (its line number is kept), so it gets an error line of its own. Ids in
-    ``skip`` (already in a resumed output) are passed over."""
-    seen: set[str] = set()
-    for number, line in enumerate(stream, start=1):
-        if not line.strip():
+    """A job per input line, in order; a malformed line becomes a job with a ``problem`` and
+    a blank one a ``skipped`` job, so each gets its output line. Jobs whose key is in ``skip``
+    (already in a resumed output) are passed over."""
+    seen: set[int] = set()
+    for number, text in enumerate(stream, start=1):
+        job = _job_of(text, number, default_model)
+        key = job_key(job.custom_id, job.line)
+        if skip is not None and key in skip:
             continue
-        try:
-            raw = json.loads(line)
-        except ValueError as exc:
-            raw, problem = None, f"line {number} is not JSON: {exc.msg}"
-        else:
-            problem = None if isinstance(raw, dict) else f"line {number} is not a JSON object"
-        if problem is not None:
-            # A line we cannot read has no id of its own: it is known by its line number.
-            if skip is None or str(number) not in skip:
-                yield BatchJob(custom_id=str(number), line=number, problem=problem)
-            continue
-        assert isinstance(raw, dict)
-        custom_id = raw.get("custom_id")
-        cid = str(custom_id) if custom_id is not None else str(number)
-        if skip is not None and cid in skip:
-            continue
-        body = {k: v for k, v in raw.items() if k not in ("custom_id", "metadata")}
-        if default_model is not None and "model" not in body:
-            body["model"] = default_model
+        if job.custom_id is not None:
+            if key in seen and job.problem is None:
+                job = BatchJob(custom_id=job.custom_id, line=number, metadata=job.metadata,
+                               problem=f"line {number}: duplicate custom_id {job.custom_id!r}")
+            seen.add(key)
+        yield job
+
+
+def _job_of(text: str, number: int, default_model: str | None) -> BatchJob:
+    if not text.strip():
+        return BatchJob(custom_id=None, line=number, skipped="blank line")
+    try:
+        raw = json.loads(text)
+    except ValueError as exc:
+        return BatchJob(custom_id=None, line=number,
+                        problem=f"line {number} is not JSON: {exc.msg}")
+    if not isinstance(raw, dict):
+        return BatchJob(custom_id=None, line=number,
+                        problem=f"line {number} is not a JSON object")
+    given = raw.get("custom_id")
+    cid = str(given) if given is not None else None
+    metadata = raw.get("metadata")
+    route = CHAT_ROUTE
+    if "body" in raw and ("url" in raw or "method" in raw):  # OpenAI's batch input format
+        body = raw["body"]
+        route_or_none = _ROUTES.get(str(raw.get("url")))
         problem = None
-        if cid in seen:
-            problem = f"line {number}: duplicate custom_id {cid!r}"
-        elif not isinstance(body.get("messages"), list) or not body["messages"]:
-            problem = f"line {number}: no messages"
-        elif not isinstance(body.get("model"), str):
-            problem = f"line {number}: no model (give one in the line or with --model)"
-        seen.add(cid)
-        yield BatchJob(custom_id=cid, body=body, metadata=raw.get("metadata"), line=number,
-                       problem=problem)
+        if str(raw.get("method", "POST")).upper() != "POST":
+            problem = f"line {number}: method {raw.get('method')!r} is not POST"
+        elif route_or_none is None:
+            problem = (f"line {number}: url {raw.get('url')!r} is not one of "
+                       "/v1/chat/completions, /v1/embeddings")
+        elif not isinstance(body, dict):
+            problem = f"line {number}: body is not a JSON object"
+        if problem is not None:
+            return BatchJob(custom_id=cid, line=number, metadata=metadata, problem=problem)
+        route = route_or_none  # type: ignore[assignment]
+        body = dict(body)
+    else:
+        body = {k: v for k, v in raw.items() if k not in ("custom_id", "metadata")}
+    if default_model is not None and "model" not in body:
+        body["model"] = default_model
+    problem = _body_problem(body, route, number)
+    return BatchJob(custom_id=cid, body=body, metadata=metadata, line=number, route=route,
+                    problem=problem)
 
 
-def done_ids(path: str) -> set[str]:
-    """The ids an existing output file holds, after cutting off a trailing partial line (what
-    a kill in the middle of a write leaves); an absent file holds none."""
+def _body_problem(body: dict[str, Any], route: str, number: int) -> str | None:
+    if route == CHAT_ROUTE:
+        messages = body.get("messages")
+        if messages is None:
+            return f"line {number}: no messages"
+        if not isinstance(messages, list):
+            return (f"line {number}: messages must be a list of message objects, got "
+                    f"{type(messages).__name__}")
+        if not messages:
+            return f"line {number}: messages is empty"
+    elif body.get("input") in (None, "", []):
+        return f"line {number}: no input"
+    if not isinstance(body.get("model"), str):
+        return f"line {number}: no model (give one in the line or with --model)"
+    return None
+
+
+def count_lines(path: str) -> int | None:
+    """Lines of a regular file, for the progress total (read in blocks, nothing kept); None
+    for a pipe or stdin, which can be read only once."""
+    if path == "-" or not os.path.isfile(path):
+        return None
+    count = 0
+    with open(path, "rb") as f:
+        for _ in f:
+            count += 1
+    return count
+
+
+# -- output ------------------------------------------------------------------------------------
+
+
+def format_result(result: BatchResult, output_format: str) -> dict[str, Any]:
+    """One output line for ``result`` in ``output_format`` ("comet" or "openai")."""
+    if output_format != "openai":
+        return result.to_json()
+    out: dict[str, Any] = {"id": f"batch_req_{uuid.uuid4().hex}", "custom_id": result.custom_id}
+    error = result.error
+    if result.skipped is not None:
+        out["response"] = None
+        out["error"] = {"code": "skipped", "message": result.skipped}
+    elif error is None:
+        out["response"] = {"status_code": result.status_code or 200,
+                           "request_id": result.request_id, "body": result.response}
+        out["error"] = None
+    elif error.get("status") is not None:
+        # The server answered: OpenAI reports that as a response with its status.
+        body = error.get("body")
+        out["response"] = {"status_code": error["status"], "request_id": error.get("request_id"),
+                           "body": body if body is not None else
+                           {"error": {"message": error.get("message")}}}
+        out["error"] = None
+    else:
+        out["response"] = None
+        out["error"] = {"code": error.get("type"), "message": error.get("message")}
+    if result.custom_id is None and result.line is not None:
+        out["line"] = result.line
+    return out
+
+
+# -- resuming ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Resumed:
+    """What an existing output holds: the keys of its jobs, the error lines taken out to be
+    sent again, and the error lines left in it (of which ``retryable`` may heal)."""
+
+    keys: set[int] = field(default_factory=set)
+    removed: int = 0
+    errors: int = 0
+    retryable: int = 0
+
+
+def prepare_resume(path: str, *, retry_errors: bool) -> Resumed:
+    """Read an existing output for a resumed run, after cutting off a trailing partial line
+    (what a kill in the middle of a write leaves); with ``retry_errors``, error lines of kinds
+    that may heal are first taken out of the file, so that the rerun's line replaces each:
+    one line per input line still."""
+    found = Resumed()
     if not os.path.exists(path):
-        return set()
+        return found
     _truncate_partial_line(path)
-    ids: set[str] = set()
+    found.removed = _drop_retryable_errors(path) if retry_errors else 0
     with open(path, encoding="utf-8") as f:
-        for line in f:
-            try:
-                record: Any = json.loads(line)
-            except ValueError:
+        for text in f:
+            record = _record(text)
+            if record is None:
                 continue
-            if isinstance(record, dict) and record.get("custom_id") is not None:
-                ids.add(str(record["custom_id"]))
-    return ids
+            found.keys.add(job_key(_id_of(record), record.get("line")))
+            if _is_error(record):
+                found.errors += 1
+                found.retryable += is_retryable_error(record)
+    return found
+
+
+def _is_error(record: dict[str, Any]) -> bool:
+    if record.get("error") is not None:
+        return True
+    response = record.get("response")
+    return isinstance(response, dict) and (response.get("status_code") or 200) >= 300
+
+
+def _record(text: str) -> dict[str, Any] | None:
+    try:
+        record = json.loads(text)
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def _id_of(record: dict[str, Any]) -> str | None:
+    cid = record.get("custom_id")
+    return str(cid) if cid is not None else None
+
+
+def is_retryable_error(record: dict[str, Any]) -> bool:
+    """Whether an output line (either format) is an error that sending again may heal."""
+    error = record.get("error")
+    if isinstance(error, dict):
+        kind = error.get("type") or error.get("code")
+        if kind in RETRYABLE_ERRORS or error.get("status") in RETRYABLE_STATUSES:
+            return True
+    response = record.get("response")
+    return isinstance(response, dict) and response.get("status_code") in RETRYABLE_STATUSES
+
+
+def _drop_retryable_errors(path: str) -> int:
+    removed = 0
+    folder = os.path.dirname(os.path.abspath(path))
+    with open(path, encoding="utf-8") as src, tempfile.NamedTemporaryFile(
+            "w", encoding="utf-8", dir=folder, delete=False, newline="\n") as dst:
+        for text in src:
+            record = _record(text)
+            if record is not None and is_retryable_error(record):
+                removed += 1
+                continue
+            dst.write(text)
+    if removed:
+        os.replace(dst.name, path)  # atomic: a crash leaves the old file or the new one
+    else:
+        os.unlink(dst.name)
+    return removed
 
 
 def _truncate_partial_line(path: str) -> None:
@@ -103,11 +300,29 @@ def _truncate_partial_line(path: str) -> None:
         f.truncate(0)
 
 
-def count_lines(path: str) -> int:
-    """Non-blank lines, for the progress total (read in blocks, nothing kept)."""
-    count = 0
-    with open(path, "rb") as f:
-        for line in f:
-            if line.strip():
-                count += 1
-    return count
+# -- the run's options, kept next to its output ---------------------------------------------------
+
+ResumeState = dict[str, Any]
+
+
+def state_path(output: str) -> str:
+    return output + ".state.json"
+
+
+def write_state(output: str, state: ResumeState) -> None:
+    """Record the run's input and options beside its output, so ``--resume`` alone reuses
+    them. Written atomically."""
+    path = state_path(output)
+    folder = os.path.dirname(os.path.abspath(path))
+    with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=folder, delete=False) as f:
+        json.dump(state, f, indent=1, sort_keys=True)
+    os.replace(f.name, path)
+
+
+def read_state(output: str) -> ResumeState:
+    try:
+        with open(state_path(output), encoding="utf-8") as f:
+            state = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    return state if isinstance(state, dict) else {}

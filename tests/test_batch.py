@@ -122,8 +122,12 @@ def test_malformed_lines_get_error_lines_and_the_batch_goes_on(server, tmp_path)
     result = cli(server, "batch", str(src), "-o", str(out), "--model", "gpt-4o-mini")
     assert result.returncode == 1  # some lines are errors
     lines = read_output(out)
-    assert [line["custom_id"] for line in lines] == ["a", "2", "3", "b", "a", "6"]
+    # One output line per input line, the blank one included; a line without an id is known
+    # by its line number, never by an id a user could also have chosen.
+    assert [(line["custom_id"], line["line"]) for line in lines] == [
+        ("a", 1), (None, 2), (None, 3), ("b", 4), ("a", 5), (None, 6), (None, 7)]
     assert "response" in lines[0] and "response" in lines[5]
+    assert lines[6]["skipped"] == "blank line" and "error" not in lines[6]
     assert "not JSON" in lines[1]["error"]["message"] and lines[1]["line"] == 2
     assert "not a JSON object" in lines[2]["error"]["message"]
     assert "no messages" in lines[3]["error"]["message"]
@@ -207,7 +211,9 @@ def test_run_batch_yields_every_job(server, client) -> None:
             BatchJob(custom_id="bad", problem="not sendable"),
             {"model": "m", "messages": "not a list"}]
     results = list(run_batch(client, jobs))
-    assert [r.custom_id for r in results] == ["x", "2", "bad", "4"]
+    assert [(r.custom_id, r.line) for r in results] == [
+        ("x", 1), (None, 2), ("bad", None), (None, 4)]
+    assert results[0].request_id is not None
     assert results[0].ok and results[0].response["choices"][0]["message"]["content"] == "echo: 1"
     assert results[2].error["message"] == "not sendable"
     assert results[3].error["type"] == "InvalidArgumentError"
@@ -224,3 +230,190 @@ def test_run_batch_stops_taking_jobs(server, make_client) -> None:
         if seen == 10:
             stop.set()
     assert 10 <= seen <= 14  # the window in flight finishes, nothing more is taken
+
+
+# -- nothing finished is lost, nothing finished is paid twice ------------------------------------
+
+
+def start_batch(server: FakeCometServer, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "comet_sync", "batch", *args],
+                            env=env_for(server), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(predicate, timeout: float = 60) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting")
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("how", ["two ctrl-c", "grace over", "sigterm twice"])
+def test_a_slow_head_of_line_does_not_lose_what_finished_behind_it(server, tmp_path,
+                                                                     how: str) -> None:
+    src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    write_input(src, 200)
+    server.delay_next(60)  # the first request to arrive hangs: the head of the input order
+    grace = ["--grace", "0.3"] if how == "grace over" else []
+    proc = start_batch(server, str(src), "-o", str(out), "--concurrency", "4",
+                       "--no-progress", *grace)
+    wait_for(lambda: server.stats().requests >= 200)  # all sent; all but one answered
+    sig = signal.SIGTERM if how == "sigterm twice" else signal.SIGINT
+    proc.send_signal(sig)
+    if how != "grace over":
+        time.sleep(0.3)
+        proc.send_signal(sig)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 130, stderr
+    first = read_output(out)
+    assert len(first) == 199  # every finished result was written, out of order if need be
+    server.reset_stats()
+    again = cli(server, "batch", "-o", str(out), "--resume", "--no-progress")
+    assert again.returncode == 0, again.stderr
+    assert server.stats().requests == 1  # only the one that never finished
+    assert sorted(line["custom_id"] for line in read_output(out)) == sorted(
+        f"id-{i}" for i in range(200))
+
+
+def test_after_the_first_ctrl_c_nothing_new_is_sent(server, tmp_path) -> None:
+    server.configure(latency=1.0)
+    src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    write_input(src, 100)
+    proc = start_batch(server, str(src), "-o", str(out), "--concurrency", "4",
+                       "--no-progress")
+    wait_for(lambda: server.stats().requests >= 4)
+    proc.send_signal(signal.SIGINT)
+    sent_at_signal = server.stats().requests
+    _, stderr = proc.communicate(timeout=30)  # the 4 in flight finish within the grace
+    assert proc.returncode == 130, stderr
+    assert server.stats().requests == sent_at_signal
+    lines = read_output(out)
+    assert len(lines) == sent_at_signal and all("response" in line for line in lines)
+
+
+def test_the_second_ctrl_c_abandons_calls_in_flight_at_once(server, tmp_path) -> None:
+    server.configure(latency=30.0)
+    src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    write_input(src, 20)
+    proc = start_batch(server, str(src), "-o", str(out), "--concurrency", "4",
+                       "--no-progress")
+    wait_for(lambda: server.stats().requests >= 4)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=10)  # not 30 s: the calls were cut
+    assert proc.returncode == 130, stderr
+    assert read_output(out) == []  # nothing finished, nothing written, all to resume
+    assert server.stats().requests == 4
+
+
+def test_resume_alone_reuses_the_runs_options(server, tmp_path) -> None:
+    server.configure(latency=0.05)
+    src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    write_input(src, 100, model=False)  # the model comes from --model only
+    proc = start_batch(server, str(src), "-o", str(out), "--model", "gpt-4o-mini",
+                       "--concurrency", "2", "--output-format", "openai", "--no-progress")
+    wait_for(lambda: out.exists() and len(out.read_text().splitlines()) >= 10)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=30)
+    assert "--model gpt-4o-mini" in stderr and "--output-format openai" in stderr
+    again = cli(server, "batch", "-o", str(out), "--resume", "--no-progress")
+    assert again.returncode == 0, again.stderr
+    lines = read_output(out)
+    assert len(lines) == 100
+    assert all(line["response"]["status_code"] == 200 for line in lines)  # none lost its model
+
+
+def test_retry_errors_resends_what_failed_in_an_outage(server, tmp_path) -> None:
+    src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    write_input(src, 30)
+    server.fail(503, times=30)  # an outage that outlasts this run (no retries)
+    first = cli(server, "batch", str(src), "-o", str(out), "--max-retries", "0",
+                "--no-progress")
+    assert first.returncode == 1
+    assert all(line["error"]["status"] == 503 for line in read_output(out))
+    # Healthy again. A plain resume sends nothing, but does not call it a success either.
+    plain = cli(server, "batch", "-o", str(out), "--resume", "--no-progress")
+    assert plain.returncode == 1 and "--retry-errors" in plain.stderr
+    assert server.stats().requests == 30
+    again = cli(server, "batch", "-o", str(out), "--resume", "--retry-errors", "--no-progress")
+    assert again.returncode == 0, again.stderr
+    lines = read_output(out)
+    assert sorted(line["custom_id"] for line in lines) == sorted(f"id-{i}" for i in range(30))
+    assert all("response" in line for line in lines)  # one line per id, the errors replaced
+    assert server.stats().requests == 60
+
+
+def test_piped_input_is_read(server, tmp_path) -> None:
+    src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    write_input(src, 50)
+    head_two = "".join(src.read_text().splitlines(keepends=True)[:2])
+    for name in ("-", "/dev/stdin"):
+        if out.exists():
+            out.unlink()
+        result = cli(server, "batch", name, "-o", str(out), "--no-progress", input=head_two)
+        assert result.returncode == 0, result.stderr
+        assert [line["custom_id"] for line in read_output(out)] == ["id-0", "id-1"]
+
+
+def test_ids_never_collide_with_line_numbers(server, tmp_path) -> None:
+    src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    src.write_text("\n".join([
+        json.dumps({"messages": user("no id, line 1")}),
+        json.dumps({"custom_id": "1", "messages": user("the user's own 1")}),
+        json.dumps({"custom_id": 3, "messages": user("a number id")}),
+        json.dumps({"custom_id": "4", "messages": "not a list"}),
+    ]) + "\n")
+    result = cli(server, "batch", str(src), "-o", str(out), "--model", "m", "--no-progress")
+    lines = read_output(out)
+    assert [line["custom_id"] for line in lines] == [None, "1", "3", "4"]
+    assert all("response" in line for line in lines[:3])
+    assert "messages must be a list" in lines[3]["error"]["message"]
+    assert result.returncode == 1
+
+
+def test_openai_batch_format_both_ways(server, tmp_path) -> None:
+    src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    src.write_text("\n".join(json.dumps(line) for line in [
+        {"custom_id": "bad", "method": "POST", "url": "/v1/chat/completions",
+         "body": {"model": "gpt-4o-mini", "messages": user("x")}},
+        {"custom_id": "c1", "method": "POST", "url": "/v1/chat/completions",
+         "body": {"model": "gpt-4o-mini", "messages": user("hello")}},
+        {"custom_id": "e1", "method": "POST", "url": "/v1/embeddings",
+         "body": {"model": "text-embedding-3-small", "input": "hello"}},
+        {"custom_id": "x", "method": "GET", "url": "/v1/models", "body": {}},
+    ]) + "\n")
+    server.fail(400, message="bad request for bad")  # the first request: "bad"
+    result = cli(server, "batch", str(src), "-o", str(out), "--output-format", "openai",
+                 "--concurrency", "1", "--no-progress")
+    lines = read_output(out)
+    by_id = {line["custom_id"]: line for line in lines}
+    assert [line["custom_id"] for line in lines] == ["bad", "c1", "e1", "x"]
+    for cid in ("c1", "e1"):
+        line = by_id[cid]
+        assert line["id"].startswith("batch_req_") and line["error"] is None
+        assert line["response"]["status_code"] == 200 and line["response"]["request_id"]
+    assert by_id["c1"]["response"]["body"]["object"] == "chat.completion"
+    assert by_id["e1"]["response"]["body"]["data"][0]["embedding"]
+    # The server's refusal is a response with its status, as OpenAI writes it.
+    assert by_id["bad"]["response"]["status_code"] == 400 and by_id["bad"]["error"] is None
+    assert "bad request" in json.dumps(by_id["bad"]["response"]["body"])
+    assert by_id["x"]["response"] is None and "not POST" in by_id["x"]["error"]["message"]
+    assert result.returncode == 1
+    # method/url never reach the API as body fields
+    assert all("url" not in r.body and "method" not in r.body for r in server.received)
+
+
+def test_the_cli_runs_offline_with_fake(tmp_path) -> None:
+    src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    write_input(src, 3)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COMET")}
+    no_key = subprocess.run([sys.executable, "-m", "comet_sync", "batch", str(src), "-o",
+                             str(out)], env=env, capture_output=True, text=True, timeout=60)
+    assert no_key.returncode == 2 and "--fake" in no_key.stderr
+    fake = subprocess.run([sys.executable, "-m", "comet_sync", "batch", str(src), "-o",
+                           str(out), "--fake", "--no-progress"], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert fake.returncode == 0, fake.stderr
+    assert len(read_output(out)) == 3
