@@ -6,8 +6,9 @@ call, over one ``requests`` session shared by all threads. See ``CometClient``.
 
 import logging
 
-from ._batch import BatchJob, BatchResult, run_batch
+from ._batch import BatchJob, BatchResult, BatchRun, run_batch
 from ._cache import ResponseCache
+from ._catalog import ModelPage
 from ._client import CometClient
 from ._config import DEFAULT_BASE_URL, RateControl, RetryConfig, Timeout
 from ._deadline import deadline, time_left
@@ -45,11 +46,13 @@ from ._models import (
     ToolCall,
     Usage,
 )
+from ._params import NOT_GIVEN, NotGiven
 from ._streaming import Stream
 from ._version import __version__
 
 __all__ = [
     "DEFAULT_BASE_URL",
+    "NOT_GIVEN",
     "APIConnectionError",
     "APIError",
     "APIObject",
@@ -60,6 +63,7 @@ __all__ = [
     "BadRequestError",
     "BatchJob",
     "BatchResult",
+    "BatchRun",
     "ChatCompletion",
     "ChatCompletionChunk",
     "ChatCompletionMessage",
@@ -76,8 +80,10 @@ __all__ = [
     "LimiterTimeoutError",
     "Metrics",
     "Model",
+    "ModelPage",
     "ModelState",
     "NotFoundError",
+    "NotGiven",
     "PermissionDeniedError",
     "RateControl",
     "RateLimitError",

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
+import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any, Callable, TypeVar
 
@@ -35,7 +37,7 @@ from ._exceptions import (
 from ._headers import ServerWord, parse_server_word
 from ._limiter import LimiterProtocol, PermitProtocol
 from ._metrics import Metrics, RequestRecord
-from ._retry import Decision, decide, is_retryable
+from ._retry import Decision, attempts, decide, is_retryable
 from ._sse import EventTooLargeError, iter_events
 from ._streaming import Stream
 from ._transport import Exchange, Transport
@@ -69,6 +71,7 @@ class CallOptions:
     timeout: Timeout
     retry: RetryConfig
     extra_headers: dict[str, str] = field(default_factory=dict)
+    query: dict[str, str] = field(default_factory=dict)
     # Caps on what an answer may hold, decoded: a whole body, one streamed event.
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
     max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
@@ -182,7 +185,10 @@ class CallRunner:
             if payload is not None and self._limiter.paces_tokens(name)
             else 0.0
         )
-        return _Request(method=method, route=route, url=self._base_url + route,
+        url = self._base_url + route
+        if options.query:
+            url += "?" + urllib.parse.urlencode(options.query)
+        return _Request(method=method, route=route, url=url,
                         model=name,
                         headers=headers, body=body, cost=cost)
 
@@ -207,12 +213,12 @@ class CallRunner:
             exc.attempts = len(state.attempt_statuses)
             if is_retryable(exc) and exc.giveup_reason is None:
                 exc.giveup_reason = state.decision.reason or (
-                    f"{exc.attempts} attempts made (max_retries={options.retry.max_retries})"
+                    f"{attempts(exc.attempts)} made (max_retries={options.retry.max_retries})"
                 )
             if exc.giveup_reason:
                 logger.warning(
-                    "giving up on %s model=%s after %d attempt(s): %s",
-                    req.route, req.model, exc.attempts, exc,
+                    "giving up on %s model=%s after %s: %s",
+                    req.route, req.model, attempts(exc.attempts), exc,
                 )
             raise
 
@@ -247,7 +253,7 @@ class CallRunner:
             events = iter_events(exchange.iter_decoded(), max_event_bytes=options.max_event_bytes)
             # Keep-alive comments are no answer: the first event must come within the read
             # timeout (and the call's budget) however many of them arrive.
-            exchange.attempt.rearm(options.timeout.read)
+            exchange.attempt.rearm(_or_inf(options.timeout.read))
             # Retries are possible only until the first event: after it, the answer has begun.
             try:
                 first = next(events)
@@ -266,7 +272,7 @@ class CallRunner:
             raise
         return Stream(
             exchange=exchange, permit=permit, events=events, first=first, route=req.route,
-            secret=self._api_key, clock=self._clock.monotonic, idle=options.timeout.read,
+            secret=self._api_key, clock=self._clock.monotonic, idle=_or_inf(options.timeout.read),
             finish=lambda **kw: self.record(req.route, req.model, state, **kw),
         )
 
@@ -281,8 +287,8 @@ class CallRunner:
         remaining = self._remaining(options.retry, state)
         if remaining is not None:
             # An attempt may not outlive the call's budget.
-            timeout = Timeout(connect=min(timeout.connect, remaining),
-                              read=min(timeout.read, remaining))
+            timeout = Timeout(connect=min(_or_inf(timeout.connect), remaining),
+                              read=min(_or_inf(timeout.read), remaining))
         # Raises LimiterTimeoutError, never retried, when our own limits would hold this
         # attempt past the call's budget.
         try:
@@ -407,6 +413,10 @@ class CallRunner:
             except Exception:
                 # A broken hook must never break the call it reports on.
                 logger.warning("on_request hook raised; the call is unaffected", exc_info=True)
+
+
+def _or_inf(seconds: float | None) -> float:
+    return math.inf if seconds is None else seconds
 
 
 def _retry_cost(state: _CallState) -> float:

@@ -12,15 +12,27 @@ from ._config import TimeoutArg
 from ._exceptions import InvalidArgumentError
 from ._metrics import RequestRecord
 from ._models import CreateEmbeddingResponse, Model
+from ._params import NOT_GIVEN, NotGiven, plain_params
 
 if TYPE_CHECKING:
     from ._client import CometClient
 
-__all__ = ["Embeddings", "Models"]
+__all__ = ["Embeddings", "ModelPage", "Models"]
 
 # The catalogue changes a few times a week; ten minutes keeps a busy process from asking for
 # it on every view while still noticing a new model soon.
 DEFAULT_MODELS_TTL = 600.0
+
+
+class ModelPage(list):  # type: ignore[type-arg]
+    """The models list: a list of :class:`Model`, with ``.data`` (itself) so that code
+    written for openai-python's page (``client.models.list().data``) ports unchanged."""
+
+    @property
+    def data(self) -> list[Model]:
+        return self
+
+    object = "list"
 
 
 class Models:
@@ -32,13 +44,14 @@ class Models:
         self._lock = threading.Lock()
         self._cache: TTLCache[str, list[Model]] = TTLCache(1, ttl, timer=client._clock.monotonic)
 
-    def list(self, *, refresh: bool = False) -> list[Model]:
-        """Every model ``GET /models`` lists; from the cache unless ``refresh=True``."""
+    def list(self, *, refresh: bool = False) -> ModelPage:
+        """Every model ``GET /models`` lists; from the cache unless ``refresh=True``. A list,
+        which also has openai-python's ``.data``."""
         if not refresh:
             with self._lock:
                 cached = self._cache.get("models")
             if cached is not None:
-                return list(cached)
+                return ModelPage(cached)
         data = self._client._request_json(
             "GET", "/models", None, options=self._client._call_options(), required=("data",)
         )
@@ -46,7 +59,7 @@ class Models:
         models = [Model(item) for item in items if isinstance(item, dict) and "id" in item]
         with self._lock:
             self._cache["models"] = models
-        return list(models)
+        return ModelPage(models)
 
     def retrieve(self, model: str) -> Model:
         """One model by id. CometAPI documents no per-model route, so this looks the id up in
@@ -71,20 +84,23 @@ class Embeddings:
         *,
         model: str,
         input: str | list[Any],
-        timeout: TimeoutArg | None = None,
+        timeout: TimeoutArg | NotGiven = NOT_GIVEN,
         max_retries: int | None = None,
         total_timeout: float | None = None,
         extra_headers: Mapping[str, str] | None = None,
+        extra_query: Mapping[str, Any] | None = None,
+        extra_body: Mapping[str, Any] | None = None,
         **params: Any,
     ) -> CreateEmbeddingResponse:
         """Embed a string or a list of them: ``.data[i].embedding``, ``.usage``.
 
         >>> client.embeddings.create(model="text-embedding-3-small", input="hello")
         """
-        payload = _embedding_payload({"model": model, "input": input, **params})
+        payload = _embedding_payload({"model": model, "input": input, **params,
+                                      **(extra_body or {})})
         options = self._client._call_options(
             timeout=timeout, max_retries=max_retries, total_timeout=total_timeout,
-            extra_headers=extra_headers,
+            extra_headers=extra_headers, extra_query=extra_query,
         )
         return CreateEmbeddingResponse(self._client._request_json(
             "POST", "/embeddings", payload, options=options, required=("data",)
@@ -101,6 +117,7 @@ class Embeddings:
 
 def _embedding_payload(params: dict[str, Any]) -> dict[str, Any]:
     """The body, checked: nothing is sent if this raises."""
+    params = plain_params(params)
     model, input = params.get("model"), params.get("input")
     if not isinstance(model, str) or not model.strip():
         raise InvalidArgumentError("model", f"expected a non-empty string, got {model!r}")

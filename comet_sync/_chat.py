@@ -14,6 +14,7 @@ from ._exceptions import InvalidArgumentError
 from ._metrics import RequestRecord
 from ._models import ChatCompletion
 from ._ordered_map import ordered_map
+from ._params import NOT_GIVEN, NotGiven, plain_params
 from ._streaming import Stream
 from ._validation import check_chat_params
 
@@ -29,7 +30,8 @@ ROUTE = "/chat/completions"
 # with 64 a single unlucky job stalled every worker for seconds at a time.
 DEFAULT_MAP_WINDOW = 1024
 # Keyword arguments of create() that configure the call rather than go into the body.
-_OPTION_NAMES = ("timeout", "max_retries", "total_timeout", "extra_headers", "extra_body")
+_OPTION_NAMES = ("timeout", "max_retries", "total_timeout", "extra_headers", "extra_query",
+                 "extra_body")
 
 
 class Completions:
@@ -39,15 +41,18 @@ class Completions:
         self._client = client
 
     @overload
-    def create(self, *, stream: Literal[True], timeout: TimeoutArg | None = None,
+    def create(self, *, stream: Literal[True], timeout: TimeoutArg | NotGiven = NOT_GIVEN,
                max_retries: int | None = None, total_timeout: float | None = None,
                extra_headers: Mapping[str, str] | None = None,
+               extra_query: Mapping[str, Any] | None = None,
                extra_body: Mapping[str, Any] | None = None, **params: Any) -> Stream: ...
 
     @overload
-    def create(self, *, stream: Literal[False] = False, timeout: TimeoutArg | None = None,
+    def create(self, *, stream: Literal[False] = False,
+               timeout: TimeoutArg | NotGiven = NOT_GIVEN,
                max_retries: int | None = None, total_timeout: float | None = None,
                extra_headers: Mapping[str, str] | None = None,
+               extra_query: Mapping[str, Any] | None = None,
                extra_body: Mapping[str, Any] | None = None,
                **params: Any) -> ChatCompletion: ...
 
@@ -55,19 +60,22 @@ class Completions:
         self,
         *,
         stream: bool = False,
-        timeout: TimeoutArg | None = None,
+        timeout: TimeoutArg | NotGiven = NOT_GIVEN,
         max_retries: int | None = None,
         total_timeout: float | None = None,
         extra_headers: Mapping[str, str] | None = None,
+        extra_query: Mapping[str, Any] | None = None,
         extra_body: Mapping[str, Any] | None = None,
         **params: Any,
     ) -> ChatCompletion:
         """Send one chat completion and wait for it, retrying what can heal.
 
         ``params`` is the request body (``model``, ``messages`` and any other parameter, passed
-        through as given). ``timeout``, ``max_retries``, ``total_timeout`` and
-        ``extra_headers`` override the client's settings for this call; ``extra_body`` adds
-        fields to the body.
+        through as given; response objects such as a previous reply's message are accepted
+        wherever a dict is, and ``NOT_GIVEN`` values are left out). ``timeout`` (None: no
+        timeout), ``max_retries``, ``total_timeout`` and ``extra_headers`` override the
+        client's settings for this call; ``extra_query`` adds query parameters and
+        ``extra_body`` fields of the body.
 
         >>> completion = client.chat.completions.create(
         ...     model="gpt-4o-mini", messages=[{"role": "user", "content": "Say hello."}])
@@ -85,6 +93,7 @@ class Completions:
             max_retries=max_retries,
             total_timeout=total_timeout,
             extra_headers=extra_headers,
+            extra_query=extra_query,
             extra_body=extra_body,
         )
         if stream:
@@ -185,10 +194,11 @@ class Completions:
         self,
         params: dict[str, Any],
         *,
-        timeout: TimeoutArg | None = None,
+        timeout: TimeoutArg | NotGiven = NOT_GIVEN,
         max_retries: int | None = None,
         total_timeout: float | None = None,
         extra_headers: Mapping[str, str] | None = None,
+        extra_query: Mapping[str, Any] | None = None,
         extra_body: Mapping[str, Any] | None = None,
     ) -> tuple[dict[str, Any], CallOptions]:
         """Check everything and build the body; nothing is sent if this raises."""
@@ -197,12 +207,14 @@ class Completions:
             if not isinstance(extra_body, Mapping):
                 raise InvalidArgumentError("extra_body", "expected a dict")
             params = {**params, **extra_body}
+        params = plain_params(params)
         check_chat_params(params)
         return params, self._client._call_options(
             timeout=timeout,
             max_retries=max_retries,
             total_timeout=total_timeout,
             extra_headers=extra_headers,
+            extra_query=extra_query,
         )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import random as _random
 import threading
@@ -42,6 +43,7 @@ from ._deadline import time_left
 from ._exceptions import APITimeoutError, ClientClosedError, InvalidArgumentError
 from ._limiter import Limiter, LimiterProtocol
 from ._metrics import Metrics, RequestRecord
+from ._params import NOT_GIVEN, NotGiven, is_not_given
 from ._transport import Transport
 from ._version import __version__
 
@@ -130,6 +132,8 @@ class CometClient:
         limiter: LimiterProtocol | None = None,
         models_ttl: float = DEFAULT_MODELS_TTL,
         on_request: Callable[[RequestRecord], None] | None = None,
+        default_headers: Mapping[str, str] | None = None,
+        default_query: Mapping[str, str] | None = None,
         clock: Callable[[], float] | None = None,
         sleep: Callable[[float], None] | None = None,
         random: Callable[[], float] | None = None,
@@ -155,6 +159,12 @@ class CometClient:
                 raise InvalidArgumentError(name, f"expected an int >= 1, got {cap!r}")
         self._max_response_bytes = max_response_bytes
         self._max_event_bytes = max_event_bytes
+        # Sent with every call (openai-python's default_headers / default_query); a call's
+        # extra_headers / extra_query win.
+        self._default_headers = (check_headers(default_headers, "default_headers")
+                                 if default_headers is not None else {})
+        self._default_query = (_check_query(default_query, "default_query")
+                               if default_query is not None else {})
         if on_request is not None and not callable(on_request):
             raise InvalidArgumentError("on_request", "expected a callable taking a RequestRecord")
         clock_ = Clock(
@@ -298,6 +308,26 @@ class CometClient:
             f"max_concurrency={self.config.max_concurrency}>"
         )
 
+    def with_options(
+        self,
+        *,
+        timeout: TimeoutArg | NotGiven = NOT_GIVEN,
+        max_retries: int | None = None,
+        total_timeout: float | None = None,
+        default_headers: Mapping[str, str] | None = None,
+        default_query: Mapping[str, str] | None = None,
+    ) -> CometClient:
+        """This client with other defaults (openai-python's ``with_options``): it shares the
+        connections, limiter, executors, cache and metrics, so it costs nothing to make per
+        request; closing either closes both. Headers and query parameters given here are
+        added to this client's.
+
+        >>> client.with_options(timeout=20, max_retries=1).chat.completions.create(...)
+        """
+        return _View(self, timeout=timeout, max_retries=max_retries,
+                     total_timeout=total_timeout, default_headers=default_headers,
+                     default_query=default_query)
+
     # -- what the resources share ------------------------------------------------------------
 
     @property
@@ -369,10 +399,11 @@ class CometClient:
     def _call_options(
         self,
         *,
-        timeout: TimeoutArg | None = None,
+        timeout: TimeoutArg | NotGiven = NOT_GIVEN,
         max_retries: int | None = None,
         total_timeout: float | None = None,
         extra_headers: Mapping[str, str] | None = None,
+        extra_query: Mapping[str, str] | None = None,
     ) -> CallOptions:
         retry = self.config.retry
         left = time_left()
@@ -386,11 +417,62 @@ class CometClient:
                 **({"max_retries": max_retries} if max_retries is not None else {}),
                 **({"total_timeout": total_timeout} if total_timeout is not None else {}),
             )
-        headers = check_headers(extra_headers) if extra_headers is not None else {}
+        headers = dict(self._default_headers)
+        if extra_headers is not None:
+            headers.update(check_headers(extra_headers))
+        query = dict(self._default_query)
+        if extra_query is not None:
+            query.update(_check_query(extra_query, "extra_query"))
         return CallOptions(
-            timeout=self.config.timeout if timeout is None else Timeout.coerce(timeout),
+            timeout=self.config.timeout if is_not_given(timeout) else Timeout.coerce(timeout),
             retry=retry,
             extra_headers=headers,
+            query=query,
             max_response_bytes=self._max_response_bytes,
             max_event_bytes=self._max_event_bytes,
         )
+
+
+class _View(CometClient):
+    """What ``with_options`` returns: its own defaults, everything else its parent's, looked
+    up live (so a view stays right after its parent is rebuilt in a forked child)."""
+
+    def __init__(self, parent: CometClient, *, timeout: TimeoutArg | NotGiven,
+                 max_retries: int | None, total_timeout: float | None,
+                 default_headers: Mapping[str, str] | None,
+                 default_query: Mapping[str, str] | None) -> None:
+        # No super().__init__(): a view builds nothing of its own.
+        root = parent._parent if isinstance(parent, _View) else parent
+        self._parent: CometClient = root
+        changes: dict[str, object] = {}
+        if max_retries is not None:
+            changes["max_retries"] = max_retries
+        if total_timeout is not None:
+            changes["total_timeout"] = total_timeout
+        self.config = dataclasses.replace(
+            parent.config,
+            timeout=parent.config.timeout if is_not_given(timeout) else Timeout.coerce(timeout),
+            retry=parent.config.retry.replace(**changes) if changes else parent.config.retry,
+        )
+        self._default_headers = {**parent._default_headers, **(
+            check_headers(default_headers, "default_headers") if default_headers else {})}
+        self._default_query = {**parent._default_query, **(
+            _check_query(default_query, "default_query") if default_query else {})}
+        self.chat = Chat(self)
+        self.embeddings = Embeddings(self)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._parent, name)
+
+    def close(self, grace: float = 0.0) -> None:
+        self._parent.close(grace)
+
+    def __repr__(self) -> str:
+        return f"<CometClient view of {self._parent!r}>"
+
+
+def _check_query(query: object, argument: str) -> dict[str, str]:
+    if not isinstance(query, Mapping) or not all(isinstance(k, str) for k in query):
+        raise InvalidArgumentError(argument, "expected a dict of str to values")
+    return {k: v if isinstance(v, str) else json.dumps(v) if isinstance(v, (dict, list))
+            else str(v) for k, v in query.items() if not is_not_given(v)}

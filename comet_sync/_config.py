@@ -8,7 +8,7 @@ import re
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Union
+from typing import Any, Union
 
 from ._exceptions import CometError, InvalidArgumentError
 
@@ -61,32 +61,39 @@ DEFAULT_MAX_RESPONSE_BYTES = 128 * 1024 * 1024
 # one event still fits.
 DEFAULT_MAX_EVENT_BYTES = 16 * 1024 * 1024
 
-TimeoutArg = Union[float, int, "Timeout", tuple]
+TimeoutArg = Union[float, int, "Timeout", tuple, None, Any]
 
 
 @dataclass(frozen=True)
 class Timeout:
-    """Per-attempt timeouts in seconds, as requests takes them (connect, read)."""
+    """Per-attempt timeouts in seconds, as requests takes them (connect, read); None for no
+    timeout (the call's ``total_timeout`` still bounds every attempt)."""
 
-    connect: float = DEFAULT_CONNECT_TIMEOUT
-    read: float = DEFAULT_READ_TIMEOUT
+    connect: float | None = DEFAULT_CONNECT_TIMEOUT
+    read: float | None = DEFAULT_READ_TIMEOUT
 
     @classmethod
     def coerce(cls, value: TimeoutArg, argument: str = "timeout") -> Timeout:
-        """Accept a Timeout, a number (both phases) or a (connect, read) pair."""
+        """Accept a Timeout, a number (both phases), a (connect, read) pair, None (no
+        timeout, as openai-python means it) or an object with ``connect`` and ``read``
+        attributes (httpx's ``Timeout``, which openai-python users pass)."""
         if isinstance(value, Timeout):
             return value
+        if value is None:
+            return cls(connect=None, read=None)
         if isinstance(value, tuple) and len(value) == 2:
             connect, read = value
         elif isinstance(value, (int, float)) and not isinstance(value, bool):
             connect = read = value
+        elif hasattr(value, "connect") and hasattr(value, "read"):
+            connect, read = value.connect, value.read
         else:
             raise InvalidArgumentError(
-                argument, f"expected seconds or a (connect, read) pair, got {value!r}"
+                argument, f"expected seconds, a (connect, read) pair or None, got {value!r}"
             )
         return cls(
-            connect=_positive(argument, connect),
-            read=_positive(argument, read),
+            connect=None if connect is None else _positive(argument, connect),
+            read=None if read is None else _positive(argument, read),
         )
 
 
@@ -192,24 +199,24 @@ _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _BAD_VALUE = re.compile(r"[\r\n\x00]")
 
 
-def check_headers(headers: object) -> dict[str, str]:
+def check_headers(headers: object, argument: str = "extra_headers") -> dict[str, str]:
     """A copy of ``extra_headers``, checked; a bad one raises without quoting its value."""
     if not isinstance(headers, Mapping):
-        raise InvalidArgumentError("extra_headers", "expected a dict of str to str")
+        raise InvalidArgumentError(argument, "expected a dict of str to str")
     checked: dict[str, str] = {}
     for name, value in headers.items():
         if not isinstance(name, str) or not isinstance(value, str):
-            raise InvalidArgumentError("extra_headers", "expected a dict of str to str")
+            raise InvalidArgumentError(argument, "expected a dict of str to str")
         if not _TOKEN.fullmatch(name):
-            raise InvalidArgumentError("extra_headers", f"{name!r} is not a valid header name")
+            raise InvalidArgumentError(argument, f"{name!r} is not a valid header name")
         if _BAD_VALUE.search(value):
             raise InvalidArgumentError(
-                "extra_headers", f"the value of {name!r} contains a CR, LF or NUL")
+                argument, f"the value of {name!r} contains a CR, LF or NUL")
         try:
             value.encode("latin-1")
         except UnicodeEncodeError:
             raise InvalidArgumentError(
-                "extra_headers", f"the value of {name!r} is not Latin-1 text") from None
+                argument, f"the value of {name!r} is not Latin-1 text") from None
         checked[name] = value
     return checked
 

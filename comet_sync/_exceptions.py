@@ -143,6 +143,11 @@ class APIError(CometError):
         self.message = message
         self.request_id = request_id
         self.body = body
+        # openai-python's fields from the error object (``error.code/type/param``); None when
+        # the server sent none, as for every error that is not an answer.
+        self.code: str | None = None
+        self.type: str | None = None
+        self.param: str | None = None
         # Filled in by the retry loop when it stops retrying for a reason of its own (attempts,
         # time budget, Retry-After too long); None when the error was simply not retryable.
         self.giveup_reason: str | None = None
@@ -167,12 +172,16 @@ class APIStatusError(APIError):
         body: Any = None,
         code: str | None = None,
         retry_after: float | None = None,
+        type: str | None = None,  # (openai-python's name)
+        param: str | None = None,
     ) -> None:
         super().__init__(message, request_id=request_id, body=body)
         self.response = response
         self.status_code = status_code
         # CometAPI's error.code ("invalid_request", "model_not_found", ...); often empty.
         self.code = code
+        self.type = type
+        self.param = param
         # Seconds the server asked us to wait (Retry-After / retry-after-ms), if it asked.
         self.retry_after = retry_after
 

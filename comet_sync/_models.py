@@ -10,6 +10,7 @@ optional fields arrive varies by the provider behind CometAPI.
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any, ClassVar
 
 __all__ = [
@@ -76,6 +77,14 @@ class APIObject:
         if key in self._data:
             return self[key]
         return default
+
+    def model_dump(self, **_: Any) -> dict[str, Any]:
+        """openai-python's (pydantic's) name for :meth:`to_dict`: a deep copy of the JSON."""
+        return self.to_dict()
+
+    def model_dump_json(self, *, indent: int | None = None, **_: Any) -> str:
+        """The JSON as text, as pydantic's ``model_dump_json`` gives it."""
+        return json.dumps(self._data, indent=indent, ensure_ascii=False)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object as the API sent it (a deep copy: changing it changes nothing here)."""

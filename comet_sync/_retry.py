@@ -66,6 +66,11 @@ def is_quota_exhausted(exc: APIStatusError) -> bool:
     return bool(_QUOTA_WORDS.search(exc.message or ""))
 
 
+def attempts(count: int) -> str:
+    """"1 attempt", "3 attempts"."""
+    return f"{count} attempt" if count == 1 else f"{count} attempts"
+
+
 def backoff_window(retry_number: int, config: RetryConfig) -> float:
     """Upper end of the full-jitter window before the given retry (0 for the first)."""
     # Cap the exponent: 2**1100 overflows a float, and the window is capped long before.
@@ -99,7 +104,7 @@ def decide(
     if retry_number >= config.max_retries:
         return Decision(
             retry=False,
-            reason=f"{retry_number + 1} attempts made (max_retries={config.max_retries})",
+            reason=f"{attempts(retry_number + 1)} made (max_retries={config.max_retries})",
         )
     wait = random() * backoff_window(retry_number, config)
     floor = exc.retry_after if isinstance(exc, APIStatusError) else None

@@ -113,6 +113,8 @@ def error_from_response(
     text = _text(raw)
     body: Any
     code: str | None = None
+    error_type: str | None = None
+    error_param: str | None = None
     try:
         body = json.loads(text)
     except ValueError:
@@ -120,6 +122,11 @@ def error_from_response(
         server_message = snippet(text, secret) or exchange.response.reason or "no body"
     else:
         server_message, code = _error_fields(body, text, secret)
+        error = body.get("error") if isinstance(body, dict) else None
+        if isinstance(error, dict):
+            kind, param = error.get("type"), error.get("param")
+            error_type = str(kind) if kind else None
+            error_param = str(param) if param else None
         body = scrub_json(body, secret)
     request_id = request_id_of(exchange.headers, server_message)
     message = f"{status} from {route}: {server_message}"
@@ -138,6 +145,8 @@ def error_from_response(
         body=body,
         code=code,
         retry_after=parse_retry_after(exchange.headers, time.time()),
+        type=error_type,
+        param=error_param,
     )
 
 

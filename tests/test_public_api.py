@@ -14,6 +14,7 @@ EXPECTED = {
     "Snapshot", "Timeout",
     "ToolCall", "ChatCompletionChunk", "CreateEmbeddingResponse", "Embedding", "Model",
     "ResponseCache", "Stream", "UnprocessableEntityError", "BatchJob", "BatchResult",
+    "BatchRun", "ModelPage", "NOT_GIVEN", "NotGiven",
     "run_batch", "Usage", "__version__", "format_table", "deadline", "time_left",
 }
 

@@ -85,6 +85,7 @@ class ReceivedRequest:
     connection: int
     started: float
     ended: float
+    query: str = ""  # the query string, without its "?"
 
 
 @dataclass(frozen=True)
@@ -422,6 +423,7 @@ class FakeCometServer:
             self._statuses[status] += 1
             self._received.append(ReceivedRequest(
                 method=h.command, path=path, headers=dict(h.headers.items()), body=body,
+                query=h.path.partition("?")[2],
                 status=status, connection=h.connection_id, started=started, ended=ended,
             ))
 

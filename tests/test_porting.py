@@ -1,0 +1,161 @@
+"""Code written for openai-python ports by swapping the constructor: the idioms, one by one,
+against the fake server; and, where openai-python is installed (the ``bench`` extra), one user
+script run against both clients in the same test."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from typing import Any
+
+import pytest
+
+import comet_sync
+from comet_sync import NOT_GIVEN, CometClient, InvalidArgumentError, Timeout
+from comet_sync.testing import FakeCometServer
+
+from .conftest import SECRET, user
+
+
+def test_a_reply_message_goes_back_into_messages(server, client) -> None:
+    messages: list[Any] = user("first")
+    reply = client.chat.completions.create(model="m", messages=messages)
+    messages.append(reply.choices[0].message)  # the tool-loop idiom
+    messages.append({"role": "user", "content": "second"})
+    client.chat.completions.create(model="m", messages=messages)
+    sent = server.received[-1].body["messages"]
+    assert sent[1]["role"] == "assistant" and sent[1]["content"] == "echo: first"
+    assert sent[1] == reply.choices[0].message.to_dict()  # the message as it came
+
+
+def test_not_given_values_are_left_out(server, client) -> None:
+    class NotGiven:  # openai-python's sentinel, recognised by its class name
+        def __bool__(self) -> bool:
+            return False
+
+    client.chat.completions.create(model="m", messages=user("x"), temperature=NOT_GIVEN,
+                                   top_p=NotGiven(), max_tokens=5)
+    body = server.received[-1].body
+    assert "temperature" not in body and "top_p" not in body and body["max_tokens"] == 5
+    assert pickle.loads(pickle.dumps(NOT_GIVEN)) is NOT_GIVEN and not NOT_GIVEN
+
+
+def test_a_pydantic_model_as_response_format_is_pointed_to_a_schema(server, client) -> None:
+    class Answer:  # what pydantic's BaseModel looks like to us
+        @classmethod
+        def model_json_schema(cls) -> dict[str, Any]:
+            return {"type": "object"}
+
+    with pytest.raises(InvalidArgumentError) as caught:
+        client.chat.completions.create(model="m", messages=user("x"), response_format=Answer)
+    assert caught.value.argument == "response_format" and "json_schema" in str(caught.value)
+    assert server.stats().requests == 0
+
+
+def test_extra_query_goes_to_the_query_string(server, make_client) -> None:
+    client = make_client(default_query={"api-version": "2024-06-01"},
+                         default_headers={"X-Team": "a"})
+    client.chat.completions.create(model="m", messages=user("x"), extra_query={"trace": "1"},
+                                   extra_headers={"X-Call": "b"})
+    received = server.received[-1]
+    assert received.query == "api-version=2024-06-01&trace=1"
+    assert "trace" not in received.body  # never a body field
+    assert received.headers["X-Team"] == "a" and received.headers["X-Call"] == "b"
+
+
+def test_with_options_shares_the_pool_limiter_and_metrics(server, make_client) -> None:
+    client = make_client(max_retries=5)
+    view = client.with_options(max_retries=0, timeout=30, default_headers={"X-View": "1"})
+    server.fail(503)
+    with pytest.raises(comet_sync.InternalServerError) as caught:
+        view.chat.completions.create(model="m", messages=user("x"))
+    assert caught.value.attempts == 1  # the view's max_retries
+    assert server.received[-1].headers["X-View"] == "1"
+    client.chat.completions.create(model="m", messages=user("y"))
+    assert "X-View" not in server.received[-1].headers  # the parent's own defaults
+    assert view.metrics is client.metrics and view._limiter is client._limiter
+    assert sum(s.calls for s in client.metrics.snapshot().values()) == 2
+    view.close()
+    assert client.closed
+
+
+@pytest.mark.parametrize("timeout", [None, Timeout(connect=5, read=None)])
+def test_timeout_none_means_no_timeout(server, make_client, timeout: Any) -> None:
+    client = make_client()
+    reply = client.chat.completions.create(model="m", messages=user("x"), timeout=timeout)
+    assert reply.choices[0].message.content == "echo: x"
+
+
+def test_an_httpx_style_timeout_object_is_accepted(server, make_client) -> None:
+    class HttpxTimeout:
+        connect, read, write, pool = 5.0, 60.0, 60.0, 5.0
+
+    client = make_client(timeout=HttpxTimeout())
+    assert client.config.timeout == Timeout(connect=5.0, read=60.0)
+
+
+def test_responses_dump_like_pydantic_models(server, client) -> None:
+    reply = client.chat.completions.create(model="m", messages=user("x"))
+    dumped = reply.model_dump()
+    assert dumped == reply.to_dict() and dumped is not reply.to_dict()
+    assert json.loads(reply.model_dump_json()) == dumped
+
+
+def test_models_list_is_a_list_and_a_page(server, client) -> None:
+    page = client.models.list()
+    assert page.data is page and [m.id for m in page] == [m.id for m in page.data]
+
+
+def test_exceptions_carry_openai_attributes(server, client) -> None:
+    server.respond_next({"error": {"message": "bad temperature", "type": "invalid_request_error",
+                                   "param": "temperature", "code": "invalid_value"}}, status=400)
+    with pytest.raises(comet_sync.BadRequestError) as caught:
+        client.chat.completions.create(model="m", messages=user("x"))
+    exc = caught.value
+    assert (exc.type, exc.param, exc.code) == ("invalid_request_error", "temperature",
+                                               "invalid_value")
+    assert exc.message and exc.body["error"]["param"] == "temperature"
+    assert exc.response.status_code == 400
+
+
+def test_one_attempt_is_one_attempt(server, make_client) -> None:
+    client = make_client(max_retries=0)
+    server.fail(503)
+    with pytest.raises(comet_sync.InternalServerError, match=r"1 attempt made"):
+        client.chat.completions.create(model="m", messages=user("x"))
+
+
+# -- the same script against both clients --------------------------------------------------------
+
+
+def user_script(client: Any) -> dict[str, Any]:
+    """What a user of openai-python writes; run unchanged against either client."""
+    messages: list[Any] = [{"role": "user", "content": "hello"}]
+    reply = client.chat.completions.create(model="gpt-4o-mini", messages=messages,
+                                           temperature=0.2, extra_query={"trace": "1"})
+    messages.append(reply.choices[0].message)
+    messages.append({"role": "user", "content": "again"})
+    second = client.with_options(max_retries=1, timeout=30).chat.completions.create(
+        model="gpt-4o-mini", messages=messages)
+    with client.chat.completions.create(model="gpt-4o-mini", messages=messages,
+                                        stream=True) as stream:
+        streamed = "".join(chunk.choices[0].delta.content or "" for chunk in stream
+                           if chunk.choices)
+    embedding = client.embeddings.create(model="text-embedding-3-small", input="hi")
+    models = [m.id for m in client.models.list().data]
+    return {
+        "first": reply.choices[0].message.content,
+        "second": second.model_dump()["choices"][0]["message"]["content"],
+        "streamed": streamed,
+        "dims": len(embedding.data[0].embedding),
+        "models": models,
+    }
+
+
+def test_the_same_script_runs_on_openai_python_and_comet_sync() -> None:
+    openai = pytest.importorskip("openai")  # the bench extra
+    with FakeCometServer() as server:
+        theirs = user_script(openai.OpenAI(api_key=SECRET, base_url=server.base_url))
+        with CometClient(api_key=SECRET, base_url=server.base_url) as ours:
+            mine = user_script(ours)
+    assert mine == theirs
