@@ -134,9 +134,10 @@ class CallRunner:
         options: CallOptions,
         required: tuple[str, ...],
         sink: Callable[[RequestRecord], None] | None = None,
+        fallback: tuple[str, str] | None = None,
     ) -> dict[str, Any]:
         """Send one request with retries; the decoded JSON answer. ``sink`` also receives the
-        call's record."""
+        call's record; ``fallback`` (the model left, and why) goes into it."""
         req = self._request(method, route, payload, options, accept="application/json")
         state = _CallState(start=self._clock.monotonic())
         result: dict[str, Any] | None = None
@@ -153,10 +154,11 @@ class CallRunner:
         finally:
             usage = result.get("usage") if result is not None else None
             self.record(req.route, req.model, state, error=error,
-                        usage=usage if isinstance(usage, dict) else None, sink=sink)
+                        usage=usage if isinstance(usage, dict) else None, sink=sink,
+                        fallback=fallback)
 
     def open_stream(self, route: str, payload: dict[str, Any], *,
-                    options: CallOptions) -> Stream:
+                    options: CallOptions, fallback: tuple[str, str] | None = None) -> Stream:
         """Open a streamed call, retrying until its first event arrives; the stream writes
         the call's record when it ends."""
         req = self._request("POST", route, payload, options, accept="text/event-stream")
@@ -165,9 +167,9 @@ class CallRunner:
             with _cancel.entered(self._scope) as scope:
                 state.scope = scope
                 return self._run(req, options, state, lambda: self._stream_attempt(
-                    req, options, state))
+                    req, options, state, fallback))
         except BaseException as exc:
-            self.record(req.route, req.model, state, error=exc)
+            self.record(req.route, req.model, state, error=exc, fallback=fallback)
             raise
 
     def _request(self, method: str, route: str, payload: dict[str, Any] | None,
@@ -243,8 +245,8 @@ class CallRunner:
                        total_tokens=total if isinstance(total, int) else None)
         return data
 
-    def _stream_attempt(self, req: _Request, options: CallOptions,
-                        state: _CallState) -> Stream:
+    def _stream_attempt(self, req: _Request, options: CallOptions, state: _CallState,
+                        fallback: tuple[str, str] | None) -> Stream:
         permit, exchange, _ = self._send(req, options, state)
         try:
             ctype = exchange.headers.get("content-type", "")
@@ -273,7 +275,8 @@ class CallRunner:
         return Stream(
             exchange=exchange, permit=permit, events=events, first=first, route=req.route,
             secret=self._api_key, clock=self._clock.monotonic, idle=_or_inf(options.timeout.read),
-            finish=lambda **kw: self.record(req.route, req.model, state, **kw),
+            finish=lambda **kw: self.record(req.route, req.model, state, fallback=fallback,
+                                            **kw),
         )
 
     def _send(self, req: _Request, options: CallOptions, state: _CallState,
@@ -377,6 +380,7 @@ class CallRunner:
         cached: bool = False,
         started: float | None = None,
         sink: Callable[[RequestRecord], None] | None = None,
+        fallback: tuple[str, str] | None = None,
     ) -> None:
         """Write a call's record: metrics, the debug log, the user's hook."""
         now = self._clock.monotonic()
@@ -397,6 +401,8 @@ class CallRunner:
             cached=cached,
             chunks=chunks,
             first_chunk_latency=first_chunk_at - start if first_chunk_at is not None else None,
+            fallback_from=fallback[0] if fallback is not None else None,
+            fallback_reason=fallback[1] if fallback is not None else None,
         )
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(

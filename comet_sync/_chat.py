@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Iterable, Iterator, Mapping
+import dataclasses
+import logging
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, Any, Callable, Literal, overload
+from typing import TYPE_CHECKING, Any, Callable, Literal, TypeVar, overload
 
 from . import _cancel
 from ._call import CallOptions
 from ._config import TimeoutArg
-from ._exceptions import InvalidArgumentError
+from ._exceptions import APIError, InvalidArgumentError
+from ._fallback import check_fallbacks, fallback_reason, fallbacks_for
 from ._metrics import RequestRecord
 from ._models import ChatCompletion
 from ._ordered_map import ordered_map
@@ -23,6 +26,9 @@ if TYPE_CHECKING:
 
 __all__ = ["Chat", "Completions"]
 
+logger = logging.getLogger("comet_sync")
+T = TypeVar("T")
+
 ROUTE = "/chat/completions"
 # Results wait in input order behind the oldest unfinished job, which may be in a backoff of
 # tens of seconds (five retries of 1, 2, 4, 8, 16 s windows): the window must be wide enough
@@ -31,7 +37,7 @@ ROUTE = "/chat/completions"
 DEFAULT_MAP_WINDOW = 1024
 # Keyword arguments of create() that configure the call rather than go into the body.
 _OPTION_NAMES = ("timeout", "max_retries", "total_timeout", "extra_headers", "extra_query",
-                 "extra_body")
+                 "extra_body", "fallbacks")
 
 
 class Completions:
@@ -45,7 +51,8 @@ class Completions:
                max_retries: int | None = None, total_timeout: float | None = None,
                extra_headers: Mapping[str, str] | None = None,
                extra_query: Mapping[str, Any] | None = None,
-               extra_body: Mapping[str, Any] | None = None, **params: Any) -> Stream: ...
+               extra_body: Mapping[str, Any] | None = None,
+               fallbacks: Sequence[str] | None = None, **params: Any) -> Stream: ...
 
     @overload
     def create(self, *, stream: Literal[False] = False,
@@ -54,6 +61,7 @@ class Completions:
                extra_headers: Mapping[str, str] | None = None,
                extra_query: Mapping[str, Any] | None = None,
                extra_body: Mapping[str, Any] | None = None,
+               fallbacks: Sequence[str] | None = None,
                **params: Any) -> ChatCompletion: ...
 
     def create(
@@ -66,6 +74,7 @@ class Completions:
         extra_headers: Mapping[str, str] | None = None,
         extra_query: Mapping[str, Any] | None = None,
         extra_body: Mapping[str, Any] | None = None,
+        fallbacks: Sequence[str] | None = None,
         **params: Any,
     ) -> ChatCompletion:
         """Send one chat completion and wait for it, retrying what can heal.
@@ -84,10 +93,15 @@ class Completions:
 
         With ``stream=True`` it returns a :class:`Stream` of chunks once the first one has
         arrived (retries happen only before that); use it in a ``with`` block.
+
+        ``fallbacks`` names models to move on to, in order, when this one is unavailable,
+        saturated or failing through all its retries (never for an error the request itself
+        causes); the client's ``fallbacks`` apply when none are given. The record of a call
+        made on a fallback says which model it left and why.
         """
         if stream:
             params["stream"] = True
-        payload, options = self._prepare(
+        payload, options, chain = self._prepare(
             params,
             timeout=timeout,
             max_retries=max_retries,
@@ -95,10 +109,13 @@ class Completions:
             extra_headers=extra_headers,
             extra_query=extra_query,
             extra_body=extra_body,
+            fallbacks=fallbacks,
         )
         if stream:
-            return self._client._runner.open_stream(ROUTE, payload, options=options)
-        return self._run(payload, options)
+            runner = self._client._runner
+            return self._each_model(chain, payload, options, lambda body, opts, fb: (
+                runner.open_stream(ROUTE, body, options=opts, fallback=fb)))
+        return self._run(payload, options, chain)
 
     def submit(self, **kwargs: Any) -> Future[ChatCompletion]:
         """Run :meth:`create` on the client's bounded executor.
@@ -108,11 +125,11 @@ class Completions:
         """
         params = dict(kwargs)
         overrides = {name: params.pop(name) for name in _OPTION_NAMES if name in params}
-        payload, options = self._prepare(params, **overrides)
+        payload, options, chain = self._prepare(params, **overrides)
         # The caller's context (a deadline block, say) goes with the call to the worker.
         context = contextvars.copy_context()
         return self._client._executor_for_submit(_model_of(payload)).submit(
-            context.run, self._run, payload, options
+            context.run, self._run, payload, options, chain
         )
 
     def map(
@@ -181,14 +198,44 @@ class Completions:
         the call's record (the batch engine reports attempts and latency from it)."""
         if params.get("stream"):
             raise InvalidArgumentError("stream", "a batch job cannot stream")
-        payload, options = self._prepare(params)
-        return self._client._request_json("POST", ROUTE, payload, options=options,
-                                          required=("choices",), sink=sink)
+        fallbacks = params.pop("fallbacks", None)
+        payload, options, chain = self._prepare(params, fallbacks=fallbacks)
+        client = self._client
+        return self._each_model(chain, payload, options, lambda body, opts, fb: (
+            client._request_json("POST", ROUTE, body, options=opts, required=("choices",),
+                                 sink=sink, fallback=fb)))
 
-    def _run(self, payload: dict[str, Any], options: CallOptions) -> ChatCompletion:
-        return ChatCompletion(self._client._request_json(
-            "POST", ROUTE, payload, options=options, required=("choices",)
-        ))
+    def _run(self, payload: dict[str, Any], options: CallOptions,
+             chain: list[str]) -> ChatCompletion:
+        client = self._client
+        return ChatCompletion(self._each_model(chain, payload, options, lambda body, opts, fb: (
+            client._request_json("POST", ROUTE, body, options=opts, required=("choices",),
+                                 fallback=fb))))
+
+    def _each_model(self, chain: list[str], payload: dict[str, Any], options: CallOptions,
+                    call: Callable[[dict[str, Any], CallOptions, tuple[str, str] | None], T],
+                    ) -> T:
+        """``call`` on the first model of ``chain``, then on the next while the one before
+        failed in a way a fallback may heal; each within what is left of the call's budget."""
+        clock = self._client._clock.monotonic
+        started = clock()
+        fallback: tuple[str, str] | None = None
+        for index, model in enumerate(chain):
+            body, opts = payload, options
+            if index:
+                body = {**payload, "model": model}
+                opts = _with_budget_left(options, clock() - started)
+            try:
+                return call(body, opts, fallback)
+            except APIError as exc:
+                reason = fallback_reason(exc) if index + 1 < len(chain) else None
+                if reason is None or (opts.retry.total_timeout is not None and (
+                        opts.retry.total_timeout <= clock() - started)):
+                    raise
+                logger.warning("model %s: %s; moving on to %s", model, reason,
+                               chain[index + 1])
+                fallback = (model, reason)
+        raise AssertionError("unreachable: the chain is never empty")
 
     def _prepare(
         self,
@@ -200,8 +247,10 @@ class Completions:
         extra_headers: Mapping[str, str] | None = None,
         extra_query: Mapping[str, Any] | None = None,
         extra_body: Mapping[str, Any] | None = None,
-    ) -> tuple[dict[str, Any], CallOptions]:
-        """Check everything and build the body; nothing is sent if this raises."""
+        fallbacks: Sequence[str] | None = None,
+    ) -> tuple[dict[str, Any], CallOptions, list[str]]:
+        """Check everything and build the body, and the models to try in order; nothing is
+        sent if this raises."""
         self._client._check_open()
         if extra_body is not None:
             if not isinstance(extra_body, Mapping):
@@ -209,13 +258,26 @@ class Completions:
             params = {**params, **extra_body}
         params = plain_params(params)
         check_chat_params(params)
+        model = params["model"]
+        more = check_fallbacks(fallbacks)
+        if more is None:
+            more = fallbacks_for(self._client._fallbacks, model)
+        chain = [model, *[m for m in dict.fromkeys(more or ()) if m != model]]
         return params, self._client._call_options(
             timeout=timeout,
             max_retries=max_retries,
             total_timeout=total_timeout,
             extra_headers=extra_headers,
             extra_query=extra_query,
-        )
+        ), chain
+
+
+def _with_budget_left(options: CallOptions, spent: float) -> CallOptions:
+    budget = options.retry.total_timeout
+    if budget is None:
+        return options
+    return dataclasses.replace(
+        options, retry=options.retry.replace(total_timeout=max(budget - spent, 1e-3)))
 
 
 def _model_of(job: object) -> str | None:

@@ -41,6 +41,7 @@ from ._config import (
 )
 from ._deadline import time_left
 from ._exceptions import APITimeoutError, ClientClosedError, InvalidArgumentError
+from ._fallback import Fallbacks, check_fallbacks
 from ._limiter import Limiter, LimiterProtocol
 from ._metrics import Metrics, RequestRecord
 from ._params import NOT_GIVEN, NotGiven, is_not_given
@@ -134,6 +135,7 @@ class CometClient:
         on_request: Callable[[RequestRecord], None] | None = None,
         default_headers: Mapping[str, str] | None = None,
         default_query: Mapping[str, str] | None = None,
+        fallbacks: Fallbacks = None,
         clock: Callable[[], float] | None = None,
         sleep: Callable[[float], None] | None = None,
         random: Callable[[], float] | None = None,
@@ -165,6 +167,14 @@ class CometClient:
                                  if default_headers is not None else {})
         self._default_query = (_check_query(default_query, "default_query")
                                if default_query is not None else {})
+        # Models a call moves on to when its own is unavailable (see _fallback.py): a list
+        # for every model, or a dict by model ("*" for the others).
+        if isinstance(fallbacks, Mapping):
+            for name, chain in fallbacks.items():
+                check_fallbacks(chain, f"fallbacks[{name!r}]")
+        else:
+            check_fallbacks(fallbacks)
+        self._fallbacks: Fallbacks = fallbacks
         if on_request is not None and not callable(on_request):
             raise InvalidArgumentError("on_request", "expected a callable taking a RequestRecord")
         clock_ = Clock(
@@ -361,11 +371,12 @@ class CometClient:
 
     def _request_json(self, method: str, route: str, payload: dict[str, Any] | None, *,
                       options: CallOptions, required: tuple[str, ...],
-                      sink: Callable[[RequestRecord], None] | None = None) -> dict[str, Any]:
+                      sink: Callable[[RequestRecord], None] | None = None,
+                      fallback: tuple[str, str] | None = None) -> dict[str, Any]:
         """A JSON call, through the response cache when there is one (POSTs only)."""
         if self.cache is None or payload is None:
             return self._runner.request_json(method, route, payload, options=options,
-                                             required=required, sink=sink)
+                                             required=required, sink=sink, fallback=fallback)
         started = self._clock.monotonic()
 
         def lead() -> dict[str, Any]:
@@ -381,7 +392,7 @@ class CometClient:
                 own = dataclasses.replace(
                     options, retry=options.retry.replace(total_timeout=budget - spent))
             return self._runner.request_json(method, route, payload, options=own,
-                                             required=required, sink=sink)
+                                             required=required, sink=sink, fallback=fallback)
 
         data, hit = self.cache.get_or_call(
             ResponseCache.key(route, payload),

@@ -31,7 +31,6 @@ from array import array
 from bisect import bisect_left
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from heapq import merge
 from typing import IO, Any
 
 from ._batch import CHAT_ROUTE, EMBEDDINGS_ROUTE, BatchJob, BatchResult
@@ -66,10 +65,10 @@ RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504, 524})
 
 class DigestSet:
     """A set of 64-bit digests in 8 bytes each (a set of ints costs about 70): a sorted array
-    searched by bisection, with new digests gathered in a small set and merged in by the
-    thousands. Used by one thread."""
+    searched by bisection, with new digests gathered in a small set and merged in, in place,
+    by the thousands. Used by one thread."""
 
-    MERGE_AT = 1 << 16
+    MERGE_AT = 1 << 14
 
     def __init__(self) -> None:
         self._sorted = array("Q")
@@ -80,9 +79,25 @@ class DigestSet:
             return
         self._recent.add(key)
         if len(self._recent) >= self.MERGE_AT:
-            # Merged one int at a time, so no list of every digest is ever built.
-            self._sorted = array("Q", merge(self._sorted, sorted(self._recent)))
-            self._recent = set()
+            self._merge()
+
+    def _merge(self) -> None:
+        # In place, from the back, into room made at the end: the array is never copied, so
+        # a million digests never need 16 MB at once.
+        new = sorted(self._recent)
+        self._recent = set()
+        merged = self._sorted
+        i, j = len(merged) - 1, len(new) - 1
+        merged.extend(new)
+        k = len(merged) - 1
+        while j >= 0:
+            if i >= 0 and merged[i] > new[j]:
+                merged[k] = merged[i]
+                i -= 1
+            else:
+                merged[k] = new[j]
+                j -= 1
+            k -= 1
 
     def __contains__(self, key: object) -> bool:
         if key in self._recent:

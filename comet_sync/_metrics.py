@@ -51,6 +51,9 @@ class RequestRecord:
     cached: bool = False  # answered from the response cache, no request sent
     chunks: int | None = None  # streamed calls: chunks received
     first_chunk_latency: float | None = None  # streamed calls: seconds to the first chunk
+    # A call made on a fallback model: the model it moved from, and why.
+    fallback_from: str | None = None
+    fallback_reason: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -79,6 +82,7 @@ class RouteStats:
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+    fallbacks: int = 0  # calls that moved from this model to a fallback
 
 
 @dataclass
@@ -96,6 +100,7 @@ class _Accumulator:
     buckets: list[int] = field(default_factory=lambda: [0] * len(LATENCY_BUCKETS))
     latency_sum: float = 0.0
     latency_count: int = 0
+    fallbacks: int = 0
 
 
 class Snapshot(dict):  # type: ignore[type-arg]
@@ -124,6 +129,10 @@ class Metrics:
         key = (rec.route, rec.model)
         usage = rec.usage or {}
         with self._lock:
+            if rec.fallback_from is not None:
+                left = self._stats.get((rec.route, rec.fallback_from))
+                if left is not None:
+                    left.fallbacks += 1
             acc = self._stats.get(key)
             if acc is None:
                 acc = _Accumulator(latencies=deque(maxlen=self._window))
@@ -175,6 +184,7 @@ class Metrics:
                 prompt_tokens=acc.prompt_tokens,
                 completion_tokens=acc.completion_tokens,
                 total_tokens=acc.total_tokens,
+                fallbacks=acc.fallbacks,
             )
             for key, acc, lat, by_status, buckets, lat_sum, lat_count in copied
         })

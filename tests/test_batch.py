@@ -417,3 +417,21 @@ def test_the_cli_runs_offline_with_fake(tmp_path) -> None:
                           text=True, timeout=60)
     assert fake.returncode == 0, fake.stderr
     assert len(read_output(out)) == 3
+
+
+def test_digest_set_is_exact_across_merges(monkeypatch) -> None:
+    import random
+
+    from comet_sync._jsonl import DigestSet
+
+    monkeypatch.setattr(DigestSet, "MERGE_AT", 7)  # many in-place merges
+    rng = random.Random(5)
+    digests, reference = DigestSet(), set()
+    for _ in range(2000):
+        key = rng.getrandbits(64) if rng.random() < 0.8 else rng.choice(
+            sorted(reference) or [0])
+        digests.add(key)
+        reference.add(key)
+    assert len(digests) == len(reference)
+    assert all(key in digests for key in reference)
+    assert not any(rng.getrandbits(64) in digests for _ in range(2000))

@@ -1,0 +1,88 @@
+"""Model fallbacks: a call moves to the next model only when the model is the problem."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import comet_sync
+from comet_sync import RequestRecord
+
+from .conftest import user
+
+
+def models_sent(server) -> list[str]:  # type: ignore[no-untyped-def]
+    return [r.body["model"] for r in server.received]
+
+
+def test_an_unavailable_model_moves_on_and_the_record_says_why(server, make_client) -> None:
+    records: list[RequestRecord] = []
+    client = make_client(on_request=records.append)
+    server.fail(503, code="model_not_found", message="no available channel for model m1")
+    reply = client.chat.completions.create(model="m1", messages=user("x"),
+                                           fallbacks=["m2", "m3"])
+    assert reply.choices[0].message.content == "echo: x"
+    assert models_sent(server) == ["m1", "m2"]
+    assert [r.model for r in records] == ["m1", "m2"]
+    assert records[0].error == "InternalServerError" and records[1].ok
+    assert records[1].fallback_from == "m1" and "unavailable" in records[1].fallback_reason
+    stats = client.metrics.snapshot()
+    assert stats[("/chat/completions", "m1")].fallbacks == 1
+    assert stats[("/chat/completions", "m2")].fallbacks == 0
+
+
+def test_server_errors_through_every_retry_move_on(server, make_client) -> None:
+    client = make_client(max_retries=1)
+    server.fail(500, times=2)
+    client.chat.completions.create(model="m1", messages=user("x"), fallbacks=["m2"])
+    assert models_sent(server) == ["m1", "m1", "m2"]
+
+
+@pytest.mark.parametrize("status,fault", [
+    (400, {"message": "bad temperature"}),
+    (401, {"message": "invalid token"}),
+    (500, {"code": "invalid_request", "message": "field messages is required"}),
+    (429, {"message": "insufficient quota: balance exhausted"}),
+])
+def test_errors_the_request_or_account_causes_never_move_on(server, make_client, status: int,
+                                                             fault: dict) -> None:
+    client = make_client(max_retries=0)
+    server.fail(status, **fault)
+    with pytest.raises(comet_sync.APIStatusError):
+        client.chat.completions.create(model="m1", messages=user("x"), fallbacks=["m2"])
+    assert models_sent(server) == ["m1"]
+
+
+def test_the_client_default_by_model(server, make_client) -> None:
+    client = make_client(max_retries=0, fallbacks={"m1": ["m2"], "*": ["m9"]})
+    server.fail(404, code="model_not_found", times=1)
+    client.chat.completions.create(model="m1", messages=user("x"))
+    server.fail(503, times=1)
+    client.chat.completions.create(model="m5", messages=user("y"))
+    assert models_sent(server) == ["m1", "m2", "m5", "m9"]
+
+
+def test_a_stream_moves_on_before_its_first_chunk(server, make_client) -> None:
+    client = make_client(max_retries=0)
+    server.fail(503, code="model_not_found")
+    with client.chat.completions.create(model="m1", messages=user("hi there"), stream=True,
+                                        fallbacks=["m2"]) as stream:
+        text = "".join(stream.text_deltas())
+    assert text and models_sent(server) == ["m1", "m2"]
+
+
+def test_fallbacks_are_checked_before_sending(server, client) -> None:
+    with pytest.raises(comet_sync.InvalidArgumentError) as caught:
+        client.chat.completions.create(model="m1", messages=user("x"), fallbacks="m2")
+    assert caught.value.argument == "fallbacks" and server.stats().requests == 0
+
+
+def test_a_batch_line_with_fallbacks(server, make_client) -> None:
+    client = make_client(max_retries=0)
+    server.fail(503, code="model_not_found")
+    jobs = [{"custom_id": "a", "model": "m1", "messages": user("x"), "fallbacks": ["m2"]}]
+    [result] = list(comet_sync.run_batch(client, jobs))
+    assert result.ok and models_sent(server) == ["m1", "m2"]
+    assert all("fallbacks" not in r.body for r in server.received)
+    assert json.dumps(result.to_json())
