@@ -43,11 +43,13 @@ from ._models import (
     CreateEmbeddingResponse,
     Embedding,
     Model,
+    Response,
+    ResponseStreamEvent,
     ToolCall,
     Usage,
 )
 from ._params import NOT_GIVEN, NotGiven
-from ._streaming import Stream
+from ._streaming import ResponseStream, Stream
 from ._version import __version__
 
 __all__ = [
@@ -89,8 +91,11 @@ __all__ = [
     "RateLimitError",
     "RequestRecord",
     "RequestTooLargeError",
+    "Response",
     "ResponseCache",
     "ResponseSnapshot",
+    "ResponseStream",
+    "ResponseStreamEvent",
     "RetryConfig",
     "RouteStats",
     "Snapshot",

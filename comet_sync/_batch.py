@@ -37,7 +37,8 @@ from ._metrics import RequestRecord
 if TYPE_CHECKING:
     from ._client import CometClient
 
-__all__ = ["CHAT_ROUTE", "EMBEDDINGS_ROUTE", "BatchJob", "BatchResult", "BatchRun", "run_batch"]
+__all__ = ["CHAT_ROUTE", "EMBEDDINGS_ROUTE", "RESPONSES_ROUTE", "BatchJob", "BatchResult",
+           "BatchRun", "run_batch"]
 
 # Results are a few kilobytes: a thousand of them waiting for a slow head of line is cheap.
 DEFAULT_WINDOW = 1024
@@ -45,6 +46,7 @@ DEFAULT_WINDOW = 1024
 STOP_POLL_SECONDS = 0.1
 CHAT_ROUTE = "/chat/completions"
 EMBEDDINGS_ROUTE = "/embeddings"
+RESPONSES_ROUTE = "/responses"
 
 
 @dataclass(frozen=True)
@@ -319,6 +321,8 @@ def _run_job(client: CometClient, job: BatchJob, scope: _cancel.Scope) -> BatchR
             scope.raise_if_stopped()
             if job.route == EMBEDDINGS_ROUTE:
                 data = client.embeddings._create_raw(dict(job.body), sink=records.append)
+            elif job.route == RESPONSES_ROUTE:
+                data = client.responses._create_raw(dict(job.body), sink=records.append)
             else:
                 data = client.chat.completions._create_raw(dict(job.body), sink=records.append)
     except ClientClosedError as exc:

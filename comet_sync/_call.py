@@ -158,7 +158,8 @@ class CallRunner:
                         fallback=fallback)
 
     def open_stream(self, route: str, payload: dict[str, Any], *,
-                    options: CallOptions, fallback: tuple[str, str] | None = None) -> Stream:
+                    options: CallOptions, fallback: tuple[str, str] | None = None,
+                    kind: type[Stream] = Stream) -> Stream:
         """Open a streamed call, retrying until its first event arrives; the stream writes
         the call's record when it ends."""
         req = self._request("POST", route, payload, options, accept="text/event-stream")
@@ -167,7 +168,7 @@ class CallRunner:
             with _cancel.entered(self._scope) as scope:
                 state.scope = scope
                 return self._run(req, options, state, lambda: self._stream_attempt(
-                    req, options, state, fallback))
+                    req, options, state, fallback, kind))
         except BaseException as exc:
             self.record(req.route, req.model, state, error=exc, fallback=fallback)
             raise
@@ -246,7 +247,7 @@ class CallRunner:
         return data
 
     def _stream_attempt(self, req: _Request, options: CallOptions, state: _CallState,
-                        fallback: tuple[str, str] | None) -> Stream:
+                        fallback: tuple[str, str] | None, kind: type[Stream]) -> Stream:
         permit, exchange, _ = self._send(req, options, state)
         try:
             ctype = exchange.headers.get("content-type", "")
@@ -272,7 +273,7 @@ class CallRunner:
             exchange.close()
             permit.release(exchange.status_code)
             raise
-        return Stream(
+        return kind(
             exchange=exchange, permit=permit, events=events, first=first, route=req.route,
             secret=self._api_key, clock=self._clock.monotonic, idle=_or_inf(options.timeout.read),
             finish=lambda **kw: self.record(req.route, req.model, state, fallback=fallback,

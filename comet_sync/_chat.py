@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import contextvars
-import dataclasses
-import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, Any, Callable, Literal, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Callable, Literal, overload
 
 from . import _cancel
 from ._call import CallOptions
 from ._config import TimeoutArg
-from ._exceptions import APIError, InvalidArgumentError
-from ._fallback import check_fallbacks, fallback_reason, fallbacks_for
+from ._exceptions import InvalidArgumentError
+from ._fallback import chain_of, each_model
 from ._metrics import RequestRecord
 from ._models import ChatCompletion
 from ._ordered_map import ordered_map
@@ -25,9 +23,6 @@ if TYPE_CHECKING:
     from ._client import CometClient
 
 __all__ = ["Chat", "Completions"]
-
-logger = logging.getLogger("comet_sync")
-T = TypeVar("T")
 
 ROUTE = "/chat/completions"
 # Results wait in input order behind the oldest unfinished job, which may be in a backoff of
@@ -113,7 +108,7 @@ class Completions:
         )
         if stream:
             runner = self._client._runner
-            return self._each_model(chain, payload, options, lambda body, opts, fb: (
+            return each_model(self._client, chain, payload, options, lambda body, opts, fb: (
                 runner.open_stream(ROUTE, body, options=opts, fallback=fb)))
         return self._run(payload, options, chain)
 
@@ -201,41 +196,16 @@ class Completions:
         fallbacks = params.pop("fallbacks", None)
         payload, options, chain = self._prepare(params, fallbacks=fallbacks)
         client = self._client
-        return self._each_model(chain, payload, options, lambda body, opts, fb: (
+        return each_model(self._client, chain, payload, options, lambda body, opts, fb: (
             client._request_json("POST", ROUTE, body, options=opts, required=("choices",),
                                  sink=sink, fallback=fb)))
 
     def _run(self, payload: dict[str, Any], options: CallOptions,
              chain: list[str]) -> ChatCompletion:
         client = self._client
-        return ChatCompletion(self._each_model(chain, payload, options, lambda body, opts, fb: (
+        return ChatCompletion(each_model(client, chain, payload, options, lambda body, opts, fb: (
             client._request_json("POST", ROUTE, body, options=opts, required=("choices",),
                                  fallback=fb))))
-
-    def _each_model(self, chain: list[str], payload: dict[str, Any], options: CallOptions,
-                    call: Callable[[dict[str, Any], CallOptions, tuple[str, str] | None], T],
-                    ) -> T:
-        """``call`` on the first model of ``chain``, then on the next while the one before
-        failed in a way a fallback may heal; each within what is left of the call's budget."""
-        clock = self._client._clock.monotonic
-        started = clock()
-        fallback: tuple[str, str] | None = None
-        for index, model in enumerate(chain):
-            body, opts = payload, options
-            if index:
-                body = {**payload, "model": model}
-                opts = _with_budget_left(options, clock() - started)
-            try:
-                return call(body, opts, fallback)
-            except APIError as exc:
-                reason = fallback_reason(exc) if index + 1 < len(chain) else None
-                if reason is None or (opts.retry.total_timeout is not None and (
-                        opts.retry.total_timeout <= clock() - started)):
-                    raise
-                logger.warning("model %s: %s; moving on to %s", model, reason,
-                               chain[index + 1])
-                fallback = (model, reason)
-        raise AssertionError("unreachable: the chain is never empty")
 
     def _prepare(
         self,
@@ -258,11 +228,7 @@ class Completions:
             params = {**params, **extra_body}
         params = plain_params(params)
         check_chat_params(params)
-        model = params["model"]
-        more = check_fallbacks(fallbacks)
-        if more is None:
-            more = fallbacks_for(self._client._fallbacks, model)
-        chain = [model, *[m for m in dict.fromkeys(more or ()) if m != model]]
+        chain = chain_of(params["model"], fallbacks, self._client._fallbacks)
         return params, self._client._call_options(
             timeout=timeout,
             max_retries=max_retries,
@@ -270,14 +236,6 @@ class Completions:
             extra_headers=extra_headers,
             extra_query=extra_query,
         ), chain
-
-
-def _with_budget_left(options: CallOptions, spent: float) -> CallOptions:
-    budget = options.retry.total_timeout
-    if budget is None:
-        return options
-    return dataclasses.replace(
-        options, retry=options.retry.replace(total_timeout=max(budget - spent, 1e-3)))
 
 
 def _model_of(job: object) -> str | None:

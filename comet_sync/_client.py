@@ -45,6 +45,7 @@ from ._fallback import Fallbacks, check_fallbacks
 from ._limiter import Limiter, LimiterProtocol
 from ._metrics import Metrics, RequestRecord
 from ._params import NOT_GIVEN, NotGiven, is_not_given
+from ._responses import Responses
 from ._transport import Transport
 from ._version import __version__
 
@@ -218,6 +219,7 @@ class CometClient:
         _CLIENTS.add(self)
         self.chat = Chat(self)
         self.embeddings = Embeddings(self)
+        self.responses = Responses(self)
 
     def _build_runtime(self) -> None:
         """Build what holds sockets, locks and threads: at construction, and again in a child
@@ -471,6 +473,7 @@ class _View(CometClient):
             _check_query(default_query, "default_query") if default_query else {})}
         self.chat = Chat(self)
         self.embeddings = Embeddings(self)
+        self.responses = Responses(self)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._parent, name)

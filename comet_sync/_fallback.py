@@ -16,12 +16,15 @@ Nor for a spent quota, nor for our own limiter's budget running out, nor after a
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import re
 from collections.abc import Mapping, Sequence
-from typing import Union
+from typing import TYPE_CHECKING, Any, Callable, TypeVar, Union
 
 from ._exceptions import (
     APIConnectionError,
+    APIError,
     APIStatusError,
     APITimeoutError,
     InvalidArgumentError,
@@ -29,7 +32,15 @@ from ._exceptions import (
 )
 from ._retry import is_quota_exhausted
 
-__all__ = ["Fallbacks", "check_fallbacks", "fallback_reason", "fallbacks_for"]
+if TYPE_CHECKING:
+    from ._call import CallOptions
+    from ._client import CometClient
+
+__all__ = ["Fallbacks", "chain_of", "check_fallbacks", "each_model", "fallback_reason",
+           "fallbacks_for"]
+
+logger = logging.getLogger("comet_sync")
+T = TypeVar("T")
 
 Fallbacks = Union[Sequence[str], Mapping[str, Sequence[str]], None]
 
@@ -79,3 +90,46 @@ def fallbacks_for(default: Fallbacks, model: str) -> list[str] | None:
         found = default.get(model, default.get("*"))
         return list(found) if found is not None else None
     return list(default)
+
+
+def chain_of(model: str, fallbacks: object, default: Fallbacks) -> list[str]:
+    """The models a call tries, in order: its own, then its fallbacks (given, else the
+    client's default for it), each once."""
+    more = check_fallbacks(fallbacks)
+    if more is None:
+        more = fallbacks_for(default, model)
+    return [model, *[m for m in dict.fromkeys(more or ()) if m != model]]
+
+
+def each_model(client: CometClient, chain: list[str], payload: dict[str, Any],
+               options: CallOptions,
+               call: Callable[[dict[str, Any], CallOptions, tuple[str, str] | None], T]) -> T:
+    """``call`` on the first model of ``chain``, then on the next while the one before failed
+    in a way a fallback may heal; each within what is left of the call's budget. ``call``
+    gets the body, the options and (on a fallback) the model left and why."""
+    clock = client._clock.monotonic
+    started = clock()
+    fallback: tuple[str, str] | None = None
+    for index, model in enumerate(chain):
+        body, opts = payload, options
+        if index:
+            body = {**payload, "model": model}
+            opts = _with_budget_left(options, clock() - started)
+        try:
+            return call(body, opts, fallback)
+        except APIError as exc:
+            reason = fallback_reason(exc) if index + 1 < len(chain) else None
+            budget = opts.retry.total_timeout
+            if reason is None or (budget is not None and budget <= clock() - started):
+                raise
+            logger.warning("model %s: %s; moving on to %s", model, reason, chain[index + 1])
+            fallback = (model, reason)
+    raise AssertionError("unreachable: a chain is never empty")
+
+
+def _with_budget_left(options: CallOptions, spent: float) -> CallOptions:
+    budget = options.retry.total_timeout
+    if budget is None:
+        return options
+    return dataclasses.replace(
+        options, retry=options.retry.replace(total_timeout=max(budget - spent, 1e-3)))

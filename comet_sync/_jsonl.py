@@ -7,7 +7,8 @@ Two formats, both ways:
   ``metadata``; an output line is ``custom_id``, ``metadata``, ``response`` (with
   ``request_id``) or ``error``, ``attempts``, ``latency``, ``line``.
 * **OpenAI's Batch API**: an input line is ``{"custom_id", "method": "POST", "url":
-  "/v1/chat/completions" | "/v1/embeddings", "body"}`` (recognised by its ``body`` and
+  "/v1/chat/completions" | "/v1/embeddings" | "/v1/responses", "body"}`` (recognised by its
+  ``body`` and
   ``url``); with ``--output-format openai`` an output line is ``{"id", "custom_id",
   "response": {"status_code", "request_id", "body"} | null, "error": {"code", "message"} |
   null}``: an HTTP error is a response with its status, anything else an error.
@@ -33,7 +34,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from ._batch import CHAT_ROUTE, EMBEDDINGS_ROUTE, BatchJob, BatchResult
+from ._batch import CHAT_ROUTE, EMBEDDINGS_ROUTE, RESPONSES_ROUTE, BatchJob, BatchResult
 
 __all__ = [
     "FORMATS",
@@ -54,6 +55,7 @@ FORMATS = ("comet", "openai")
 _ROUTES = {
     "/v1/chat/completions": CHAT_ROUTE, "/chat/completions": CHAT_ROUTE,
     "/v1/embeddings": EMBEDDINGS_ROUTE, "/embeddings": EMBEDDINGS_ROUTE,
+    "/v1/responses": RESPONSES_ROUTE, "/responses": RESPONSES_ROUTE,
 }
 # Error kinds that may heal by sending again (--retry-errors resends them on resume).
 RETRYABLE_ERRORS = frozenset({
@@ -164,7 +166,7 @@ def _job_of(text: str, number: int, default_model: str | None) -> BatchJob:
             problem = f"line {number}: method {raw.get('method')!r} is not POST"
         elif route_or_none is None:
             problem = (f"line {number}: url {raw.get('url')!r} is not one of "
-                       "/v1/chat/completions, /v1/embeddings")
+                       "/v1/chat/completions, /v1/embeddings, /v1/responses")
         elif not isinstance(body, dict):
             problem = f"line {number}: body is not a JSON object"
         if problem is not None:

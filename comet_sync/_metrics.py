@@ -152,8 +152,10 @@ class Metrics:
             index = bisect.bisect_left(LATENCY_BUCKETS, rec.latency)
             if index < len(LATENCY_BUCKETS):
                 acc.buckets[index] += 1
-            acc.prompt_tokens += _int(usage.get("prompt_tokens"))
-            acc.completion_tokens += _int(usage.get("completion_tokens"))
+            # The Responses API names them input and output tokens.
+            acc.prompt_tokens += _int(usage.get("prompt_tokens", usage.get("input_tokens")))
+            acc.completion_tokens += _int(usage.get("completion_tokens",
+                                                    usage.get("output_tokens")))
             acc.total_tokens += _int(usage.get("total_tokens"))
 
     def snapshot(self) -> Snapshot:

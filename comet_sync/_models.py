@@ -24,6 +24,9 @@ __all__ = [
     "CreateEmbeddingResponse",
     "Embedding",
     "Model",
+    "Response",
+    "ResponseStreamEvent",
+    "ResponseUsage",
     "ToolCall",
     "Usage",
 ]
@@ -219,3 +222,50 @@ class CreateEmbeddingResponse(APIObject):
     data: list[Embedding]
     model: str | None
     usage: Usage | None
+
+
+class ResponseUsage(APIObject):
+    _known = frozenset({"input_tokens", "output_tokens", "total_tokens",
+                        "input_tokens_details", "output_tokens_details"})
+    input_tokens: int | None
+    output_tokens: int | None
+    total_tokens: int | None
+
+
+class Response(APIObject):
+    """The answer to ``responses.create`` (the Responses API): ``.output`` items,
+    ``.output_text`` (every output text joined), ``.usage``, ``.status``."""
+
+    _known = frozenset({"id", "object", "created_at", "status", "model", "output", "usage",
+                        "error", "incomplete_details", "instructions", "previous_response_id"})
+    _nested = {"usage": ResponseUsage}
+    id: str | None
+    status: str | None
+    model: str | None
+    output: list[APIObject]
+    usage: ResponseUsage | None
+
+    @property
+    def output_text(self) -> str:
+        """The text of every ``output_text`` part of every output message, joined, as
+        openai-python's ``Response.output_text`` gives it."""
+        texts: list[str] = []
+        for item in self._data.get("output") or []:
+            if isinstance(item, dict) and item.get("type") == "message":
+                for part in item.get("content") or []:
+                    if isinstance(part, dict) and part.get("type") == "output_text":
+                        texts.append(str(part.get("text") or ""))
+        return "".join(texts)
+
+
+class ResponseStreamEvent(APIObject):
+    """One event of a streamed response: ``.type`` says which
+    (``response.output_text.delta`` with ``.delta``, ``response.completed`` with
+    ``.response``, ...)."""
+
+    _known = frozenset({"type", "delta", "text", "response", "item_id", "output_index",
+                        "content_index", "sequence_number", "item", "part"})
+    _nested = {"response": Response}
+    type: str
+    delta: str | None
+    response: Response | None

@@ -33,11 +33,11 @@ from ._exceptions import (
     status_error_class,
 )
 from ._limiter import PermitProtocol as Permit
-from ._models import ChatCompletion, ChatCompletionChunk
+from ._models import ChatCompletion, ChatCompletionChunk, Response, ResponseStreamEvent
 from ._sse import Event, EventTooLargeError
 from ._transport import Exchange
 
-__all__ = ["Stream"]
+__all__ = ["ResponseStream", "Stream"]
 
 
 class _Ending:
@@ -76,6 +76,9 @@ class Stream:
 
     One thread iterates a stream; ``close()`` may come from any thread.
     """
+
+    # What a complete stream ends with, for the error when it ends without it.
+    _END_MARK = "data: [DONE]"
 
     def __init__(
         self,
@@ -153,7 +156,7 @@ class Stream:
         try:
             return next(self._events)
         except StopIteration:
-            raise APIConnectionError("it ended without data: [DONE]") from None
+            raise APIConnectionError(f"it ended without {self._END_MARK}") from None
         except EventTooLargeError as exc:
             raise APIResponseValidationError(
                 f"{self._route}: {exc}", response=self._exchange.snapshot(""),
@@ -161,6 +164,14 @@ class Stream:
             ) from None
 
     def _parse(self, event: Event) -> ChatCompletionChunk:
+        payload = self._decode(event)
+        error = payload.get("error")
+        if error is not None:
+            raise self._error_event(error)
+        return ChatCompletionChunk(payload)
+
+    def _decode(self, event: Event) -> dict[str, Any]:
+        """An event's JSON object, or our exception saying what it is instead."""
         try:
             payload = json.loads(event.data)
         except ValueError:
@@ -175,10 +186,7 @@ class Stream:
                 response=self._exchange.snapshot("", self._secret),
                 status_code=self._exchange.status_code,
             )
-        error = payload.get("error")
-        if error is not None:
-            raise self._error_event(error)
-        return ChatCompletionChunk(payload)
+        return payload
 
     def _error_event(self, error: Any) -> APIError:
         """An error sent inside the stream, as the exception its status or code names."""
@@ -299,3 +307,68 @@ class _Accumulator:
         if self.usage is not None:
             data["usage"] = self.usage
         return ChatCompletion(data)
+
+
+class ResponseStream(Stream):
+    """A streamed Responses API call: an iterator of :class:`ResponseStreamEvent` (``.type``
+    says which), ending after ``response.completed`` (or ``response.incomplete``); an
+    ``error`` or ``response.failed`` event raises the matching API error.
+
+    >>> with client.responses.create(model="gpt-5", input="Hi", stream=True) as stream:
+    ...     for text in stream.text_deltas():
+    ...         print(text, end="")
+    """
+
+    _END_MARK = "response.completed"
+    _FINAL = frozenset({"response.completed", "response.incomplete"})
+
+    def __next__(self) -> ResponseStreamEvent:  # type: ignore[override]
+        if self._ended:
+            raise StopIteration
+        try:
+            event = self._next_event()
+            self._exchange.attempt.rearm(self._idle)
+            payload = self._decode(event)
+            kind = payload.get("type") or event.event
+            if kind == "error":
+                raise self._error_event(payload.get("error") or payload)
+            if kind == "response.failed":
+                response = payload.get("response")
+                failure = response.get("error") if isinstance(response, dict) else None
+                raise self._error_event(failure or {"message": "the response failed"})
+        except APIConnectionError as exc:
+            kind_ = APITimeoutError if isinstance(exc, APITimeoutError) else APIConnectionError
+            cut = kind_(
+                f"{self._route}: the stream was cut after {self._ending.chunks} event(s): {exc}"
+            )
+            self._end(cut)
+            raise cut from exc
+        except APIError as exc:
+            self._end(exc)
+            raise
+        self._ending.chunks += 1
+        item = ResponseStreamEvent(payload)
+        if kind in self._FINAL:
+            response = payload.get("response")
+            if isinstance(response, dict):
+                self._final = Response(response)
+                usage = response.get("usage")
+                self._ending.usage = usage if isinstance(usage, dict) else None
+            self._end(None)
+        return item
+
+    _final: Response | None = None
+
+    def text_deltas(self) -> Iterator[str]:
+        """The output text, piece by piece."""
+        for event in self:
+            if event.type == "response.output_text.delta" and event.delta:
+                yield event.delta
+
+    def get_final_response(self) -> Response:
+        """Read the rest of the stream and return the completed :class:`Response`."""
+        for _ in self:
+            pass
+        if self._final is None:
+            raise APIConnectionError(f"{self._route}: the stream ended without a response")
+        return self._final

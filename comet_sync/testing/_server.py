@@ -479,6 +479,8 @@ class FakeCometServer:
             return self._chat(body, rid, fault)
         if h.command == "POST" and route == "/embeddings":
             return _embeddings(body, rid)
+        if h.command == "POST" and route == "/responses":
+            return self._responses(body, rid, fault)
         return _error(404, f"Invalid URL ({h.command} {h.path})", rid, code="")
 
     def _chat(self, body: Any, rid: str, fault: Fault | None) -> tuple[
@@ -518,6 +520,48 @@ class FakeCometServer:
             }],
             "usage": usage,
         })
+
+    def _responses(self, body: Any, rid: str, fault: Fault | None) -> tuple[
+            int, bytes | _StreamPlan, str, dict[str, str]]:
+        """The Responses API: ``input`` (text or messages) echoed back as one output message;
+        streamed as typed events (``event:`` lines), ending with ``response.completed`` and
+        no ``[DONE]``, as OpenAI's does."""
+        if not isinstance(body, dict) or body.get("input") in (None, "", []):
+            return _error(400, "input is required", rid, code="invalid_request")
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            return _error(400, "model is required", rid, code="invalid_request")
+        given = body["input"]
+        text = given if isinstance(given, str) else _last_user_text(given)
+        content = f"echo: {text}"
+        usage = {"input_tokens": len(text.split()), "output_tokens": len(content.split()),
+                 "total_tokens": len(text.split()) + len(content.split())}
+        message = {"type": "message", "id": f"msg-{rid}", "status": "completed",
+                   "role": "assistant",
+                   "content": [{"type": "output_text", "text": content, "annotations": []}]}
+        response = {"id": f"resp-{rid}", "object": "response", "created_at": int(time.time()),
+                    "status": "completed", "model": model, "output": [message],
+                    "usage": usage}
+        if not body.get("stream"):
+            return _json(200, response)
+        pieces = [f"{word} " if i + 1 < len(content.split()) else word
+                  for i, word in enumerate(content.split())]
+        events: list[dict[str, Any]] = [
+            {"type": "response.created",
+             "response": {**response, "status": "in_progress", "output": [], "usage": None}}]
+        events += [{"type": "response.output_text.delta", "item_id": f"msg-{rid}",
+                    "output_index": 0, "content_index": 0, "delta": piece} for piece in pieces]
+        events += [{"type": "response.output_text.done", "item_id": f"msg-{rid}",
+                    "output_index": 0, "content_index": 0, "text": content},
+                   {"type": "response.completed", "response": response}]
+        return 200, _StreamPlan(
+            events=[f"event: {e['type']}\ndata: {json.dumps(e)}\n\n".encode() for e in events],
+            delay=self.stream_delay,
+            cut_after=fault.stream_cut_after if fault else None,
+            error_after=fault.stream_error_after if fault else None,
+            done=False,
+            rid=rid,
+        ), "text/event-stream", {"Cache-Control": "no-cache"}
 
     def _stream_plan(self, body: dict[str, Any], rid: str, content: str,
                      usage: dict[str, int], fault: Fault | None) -> _StreamPlan:

@@ -1,0 +1,145 @@
+"""``client.responses``: the Responses API (``POST /responses``), which CometAPI recommends for
+some models (the o-series, GPT-5 Pro). The same limiter, retries, fallbacks, records and cache
+as chat completions; only the body and the answer differ.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Literal, overload
+
+from ._config import TimeoutArg
+from ._exceptions import InvalidArgumentError
+from ._fallback import chain_of, each_model
+from ._metrics import RequestRecord
+from ._models import Response
+from ._params import NOT_GIVEN, NotGiven, plain_params
+from ._streaming import ResponseStream
+
+if TYPE_CHECKING:
+    from ._call import CallOptions
+    from ._client import CometClient
+
+__all__ = ["ROUTE", "Responses"]
+
+ROUTE = "/responses"
+
+
+class Responses:
+    """``client.responses``. Shared by every thread of the client, like the client itself."""
+
+    def __init__(self, client: CometClient) -> None:
+        self._client = client
+
+    @overload
+    def create(self, *, stream: Literal[True], timeout: TimeoutArg | NotGiven = NOT_GIVEN,
+               max_retries: int | None = None, total_timeout: float | None = None,
+               extra_headers: Mapping[str, str] | None = None,
+               extra_query: Mapping[str, Any] | None = None,
+               extra_body: Mapping[str, Any] | None = None,
+               fallbacks: Sequence[str] | None = None, **params: Any) -> ResponseStream: ...
+
+    @overload
+    def create(self, *, stream: Literal[False] = False,
+               timeout: TimeoutArg | NotGiven = NOT_GIVEN,
+               max_retries: int | None = None, total_timeout: float | None = None,
+               extra_headers: Mapping[str, str] | None = None,
+               extra_query: Mapping[str, Any] | None = None,
+               extra_body: Mapping[str, Any] | None = None,
+               fallbacks: Sequence[str] | None = None, **params: Any) -> Response: ...
+
+    def create(
+        self,
+        *,
+        stream: bool = False,
+        timeout: TimeoutArg | NotGiven = NOT_GIVEN,
+        max_retries: int | None = None,
+        total_timeout: float | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        extra_query: Mapping[str, Any] | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        fallbacks: Sequence[str] | None = None,
+        **params: Any,
+    ) -> Response | ResponseStream:
+        """Create a response: ``params`` is the body (``model``, ``input`` — text or a list of
+        input items — ``instructions``, ``tools``, ...). The options are those of
+        ``chat.completions.create``.
+
+        >>> reply = client.responses.create(model="gpt-5", input="Say hello.")
+        >>> reply.output_text
+        'Hello.'
+
+        With ``stream=True`` it returns a :class:`ResponseStream` of typed events once the
+        first has arrived (retries and fallbacks happen only before that).
+        """
+        if stream:
+            params["stream"] = True
+        payload, options, chain = self._prepare(
+            params, timeout=timeout, max_retries=max_retries, total_timeout=total_timeout,
+            extra_headers=extra_headers, extra_query=extra_query, extra_body=extra_body,
+            fallbacks=fallbacks,
+        )
+        client = self._client
+        if stream:
+            runner = client._runner
+            return each_model(client, chain, payload, options, lambda body, opts, fb: (
+                runner.open_stream(ROUTE, body, options=opts, fallback=fb,
+                                   kind=ResponseStream)))  # type: ignore[return-value]
+        return Response(each_model(client, chain, payload, options, lambda body, opts, fb: (
+            client._request_json("POST", ROUTE, body, options=opts, required=("output",),
+                                 fallback=fb))))
+
+    def _create_raw(self, params: dict[str, Any], *,
+                    sink: Callable[[RequestRecord], None]) -> dict[str, Any]:
+        """One non-streamed call from a request body: the raw JSON (for the batch engine)."""
+        if params.get("stream"):
+            raise InvalidArgumentError("stream", "a batch job cannot stream")
+        fallbacks = params.pop("fallbacks", None)
+        payload, options, chain = self._prepare(params, fallbacks=fallbacks)
+        client = self._client
+        return each_model(client, chain, payload, options, lambda body, opts, fb: (
+            client._request_json("POST", ROUTE, body, options=opts, required=("output",),
+                                 sink=sink, fallback=fb)))
+
+    def _prepare(
+        self,
+        params: dict[str, Any],
+        *,
+        timeout: TimeoutArg | NotGiven = NOT_GIVEN,
+        max_retries: int | None = None,
+        total_timeout: float | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        extra_query: Mapping[str, Any] | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        fallbacks: Sequence[str] | None = None,
+    ) -> tuple[dict[str, Any], CallOptions, list[str]]:
+        """Check everything and build the body; nothing is sent if this raises."""
+        self._client._check_open()
+        if extra_body is not None:
+            if not isinstance(extra_body, Mapping):
+                raise InvalidArgumentError("extra_body", "expected a dict")
+            params = {**params, **extra_body}
+        params = plain_params(params)
+        check_response_params(params)
+        chain = chain_of(params["model"], fallbacks, self._client._fallbacks)
+        return params, self._client._call_options(
+            timeout=timeout, max_retries=max_retries, total_timeout=total_timeout,
+            extra_headers=extra_headers, extra_query=extra_query,
+        ), chain
+
+
+def check_response_params(params: Mapping[str, Any]) -> None:
+    model = params.get("model")
+    if not isinstance(model, str) or not model.strip():
+        raise InvalidArgumentError("model", f"expected a non-empty string, got {model!r}")
+    given = params.get("input")
+    if given is None:
+        raise InvalidArgumentError("input", "is required: text, or a list of input items")
+    if isinstance(given, str):
+        if not given:
+            raise InvalidArgumentError("input", "must not be empty")
+    elif not isinstance(given, list) or not given:
+        raise InvalidArgumentError("input", "expected text or a non-empty list of input items")
+    stream = params.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        raise InvalidArgumentError("stream", f"expected True or False, got {stream!r}")
