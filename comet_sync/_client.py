@@ -86,6 +86,30 @@ class CometClient:
     outage sends are deferred, not failed. ``submit``/``map`` run each model's jobs on its own
     executor, so one model's pace never holds up another's jobs.
 
+    Arguments (every one optional):
+
+    * ``api_key``: else ``COMETAPI_KEY`` (or ``COMET_API_KEY``, ``COMETAPI_API_KEY``);
+      printable ASCII, refused before anything is sent otherwise. ``base_url``: else
+      ``COMETAPI_BASE_URL``, else ``https://api.cometapi.com/v1``; no user name or password.
+    * ``max_concurrency`` (8): requests of this client on the wire at once, at most.
+      ``max_workers`` (4 times max_concurrency): threads of each model's executor for
+      ``submit``/``map``.
+    * ``max_retries`` (5), ``max_wait`` (30 s, the cap on one wait), ``backoff_base`` (0.5 s,
+      the first full-jitter window), ``total_timeout`` (900 s, the whole call, waits
+      included; None for none): see :class:`RetryConfig`.
+    * ``timeout``: per attempt, a :class:`Timeout` (connect 10 s, read 600 s), seconds, a
+      (connect, read) pair, None for none, or httpx's ``Timeout``.
+    * ``max_response_bytes`` (128 MiB), ``max_event_bytes`` (16 MiB): caps on a decoded
+      answer and on one streamed event.
+    * ``rpm``, ``tpm``, ``rate_control``: limits you know, and how the rest are found (see
+      :class:`RateControl`). ``limiter``: a shared limiter such as ``RedisLimiter``.
+    * ``cache``: a :class:`ResponseCache` for identical requests. ``models_ttl`` (600 s):
+      how long ``models.list()`` is cached.
+    * ``on_request``: called with each call's :class:`RequestRecord` (see below).
+    * ``default_headers``, ``default_query``: sent with every call. ``fallbacks``: models a
+      call moves on to (a list, or a dict by model; see ``chat.completions.create``).
+    * ``clock``, ``sleep``, ``random``: sources of time and chance, for tests.
+
     Thread-safety contract:
 
     * One client serves any number of threads at once: ``chat.completions.create`` may be

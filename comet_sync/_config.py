@@ -99,7 +99,13 @@ class Timeout:
 
 @dataclass(frozen=True)
 class RetryConfig:
-    """How a call retries. See ``_retry.py`` for what is retried and how waits are chosen."""
+    """How a call retries (a client's ``config.retry``). See ``_retry.py`` for what is retried.
+
+    ``max_retries``: retries after the first attempt. ``max_wait``: the cap on any one wait,
+    a server's ``Retry-After`` included (one asking for more ends the call). ``backoff_base``:
+    the first full-jitter window, doubling per retry up to ``max_wait``. ``total_timeout``:
+    the whole call, attempts and waits, in seconds (None: no bound).
+    """
 
     max_retries: int = DEFAULT_MAX_RETRIES
     max_wait: float = DEFAULT_MAX_WAIT
