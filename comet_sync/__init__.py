@@ -49,6 +49,7 @@ from ._models import (
     Usage,
 )
 from ._params import NOT_GIVEN, NotGiven
+from ._raw import RawResponse
 from ._streaming import ResponseStream, Stream
 from ._version import __version__
 
@@ -89,6 +90,7 @@ __all__ = [
     "PermissionDeniedError",
     "RateControl",
     "RateLimitError",
+    "RawResponse",
     "RequestRecord",
     "RequestTooLargeError",
     "Response",

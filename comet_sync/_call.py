@@ -37,6 +37,7 @@ from ._exceptions import (
 from ._headers import ServerWord, parse_server_word
 from ._limiter import LimiterProtocol, PermitProtocol
 from ._metrics import Metrics, RequestRecord
+from ._raw import raw_sink
 from ._retry import Decision, attempts, decide, is_retryable
 from ._sse import EventTooLargeError, iter_events
 from ._streaming import Stream
@@ -240,6 +241,9 @@ class CallRunner:
             permit.release(exchange.status_code)
             raise
         exchange.close()
+        sink = raw_sink.get()
+        if sink is not None:  # a with_raw_response call wants the answer's head
+            sink(exchange.snapshot("", self._api_key))
         usage = data.get("usage")
         total = usage.get("total_tokens") if isinstance(usage, dict) else None
         permit.release(exchange.status_code, word=word,
@@ -273,6 +277,9 @@ class CallRunner:
             exchange.close()
             permit.release(exchange.status_code)
             raise
+        sink = raw_sink.get()
+        if sink is not None:
+            sink(exchange.snapshot("", self._api_key))
         return kind(
             exchange=exchange, permit=permit, events=events, first=first, route=req.route,
             secret=self._api_key, clock=self._clock.monotonic, idle=_or_inf(options.timeout.read),

@@ -13,6 +13,7 @@ from ._exceptions import InvalidArgumentError
 from ._metrics import RequestRecord
 from ._models import CreateEmbeddingResponse, Model
 from ._params import NOT_GIVEN, NotGiven, plain_params
+from ._raw import WithRawResponse
 
 if TYPE_CHECKING:
     from ._client import CometClient
@@ -78,6 +79,12 @@ class Embeddings:
 
     def __init__(self, client: CometClient) -> None:
         self._client = client
+
+    @property
+    def with_raw_response(self) -> WithRawResponse:
+        """The same methods, returning a ``RawResponse`` (``.status_code``, ``.headers``,
+        ``.request_id``, ``.parse()``) as openai-python's ``with_raw_response`` does."""
+        return WithRawResponse(self)
 
     def create(
         self,

@@ -16,6 +16,7 @@ from ._metrics import RequestRecord
 from ._models import ChatCompletion
 from ._ordered_map import ordered_map
 from ._params import NOT_GIVEN, NotGiven, plain_params
+from ._raw import WithRawResponse
 from ._streaming import Stream
 from ._validation import check_chat_params
 
@@ -40,6 +41,12 @@ class Completions:
 
     def __init__(self, client: CometClient) -> None:
         self._client = client
+
+    @property
+    def with_raw_response(self) -> WithRawResponse:
+        """The same methods, returning a ``RawResponse`` (``.status_code``, ``.headers``,
+        ``.request_id``, ``.parse()``) as openai-python's ``with_raw_response`` does."""
+        return WithRawResponse(self)
 
     @overload
     def create(self, *, stream: Literal[True], timeout: TimeoutArg | NotGiven = NOT_GIVEN,

@@ -45,6 +45,7 @@ from ._fallback import Fallbacks, check_fallbacks
 from ._limiter import Limiter, LimiterProtocol
 from ._metrics import Metrics, RequestRecord
 from ._params import NOT_GIVEN, NotGiven, is_not_given
+from ._raw import RawClient
 from ._responses import Responses
 from ._transport import Transport
 from ._version import __version__
@@ -363,6 +364,13 @@ class CometClient:
         return _View(self, timeout=timeout, max_retries=max_retries,
                      total_timeout=total_timeout, default_headers=default_headers,
                      default_query=default_query)
+
+    @property
+    def with_raw_response(self) -> RawClient:
+        """``client.with_raw_response.chat.completions.create(...)``: the same calls, each
+        returning a ``RawResponse`` (``.status_code``, ``.headers``, ``.request_id``,
+        ``.parse()``), as openai-python's."""
+        return RawClient(self)
 
     # -- what the resources share ------------------------------------------------------------
 

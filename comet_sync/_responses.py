@@ -14,6 +14,7 @@ from ._fallback import chain_of, each_model
 from ._metrics import RequestRecord
 from ._models import Response
 from ._params import NOT_GIVEN, NotGiven, plain_params
+from ._raw import WithRawResponse
 from ._streaming import ResponseStream
 
 if TYPE_CHECKING:
@@ -30,6 +31,12 @@ class Responses:
 
     def __init__(self, client: CometClient) -> None:
         self._client = client
+
+    @property
+    def with_raw_response(self) -> WithRawResponse:
+        """The same methods, returning a ``RawResponse`` (``.status_code``, ``.headers``,
+        ``.request_id``, ``.parse()``) as openai-python's ``with_raw_response`` does."""
+        return WithRawResponse(self)
 
     @overload
     def create(self, *, stream: Literal[True], timeout: TimeoutArg | NotGiven = NOT_GIVEN,

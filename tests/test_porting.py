@@ -159,3 +159,18 @@ def test_the_same_script_runs_on_openai_python_and_comet_sync() -> None:
         with CometClient(api_key=SECRET, base_url=server.base_url) as ours:
             mine = user_script(ours)
     assert mine == theirs
+
+
+def test_with_raw_response_gives_the_head_and_the_parsed_answer(server, client) -> None:
+    raw = client.chat.completions.with_raw_response.create(model="m", messages=user("x"))
+    assert raw.status_code == 200 and raw.request_id and raw.headers["content-type"]
+    assert raw.parse().choices[0].message.content == "echo: x"
+    also = client.with_raw_response.chat.completions.create(model="m", messages=user("y"))
+    assert also.parse().choices[0].message.content == "echo: y"
+    assert also.request_id != raw.request_id
+    stream = client.with_raw_response.chat.completions.create(model="m", messages=user("z"),
+                                                              stream=True)
+    assert "text/event-stream" in stream.headers["content-type"]
+    assert "".join(stream.parse().text_deltas()) == "echo: z"
+    emb = client.embeddings.with_raw_response.create(model="e", input="hi")
+    assert emb.parse().data[0].embedding and emb.status_code == 200

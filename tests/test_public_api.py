@@ -14,7 +14,8 @@ EXPECTED = {
     "Snapshot", "Timeout",
     "ToolCall", "ChatCompletionChunk", "CreateEmbeddingResponse", "Embedding", "Model",
     "ResponseCache", "Stream", "UnprocessableEntityError", "BatchJob", "BatchResult",
-    "BatchRun", "ModelPage", "NOT_GIVEN", "NotGiven", "Response", "ResponseStream",
+    "BatchRun", "ModelPage", "NOT_GIVEN", "NotGiven", "RawResponse", "Response",
+    "ResponseStream",
     "ResponseStreamEvent",
     "run_batch", "Usage", "__version__", "format_table", "deadline", "time_left",
 }
