@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextvars
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, Any, Callable, Literal, overload
+from typing import TYPE_CHECKING, Any, Callable, Literal, TypeVar, overload
 
 from . import _cancel
 from ._call import CallOptions
@@ -18,6 +18,7 @@ from ._ordered_map import ordered_map
 from ._params import NOT_GIVEN, NotGiven, plain_params
 from ._raw import WithRawResponse
 from ._streaming import Stream
+from ._structured import ParsedChatCompletion, json_schema_format, parse_completion
 from ._validation import check_chat_params
 
 if TYPE_CHECKING:
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 __all__ = ["Chat", "Completions"]
 
 ROUTE = "/chat/completions"
+M = TypeVar("M")
 # Results wait in input order behind the oldest unfinished job, which may be in a backoff of
 # tens of seconds (five retries of 1, 2, 4, 8, 16 s windows): the window must be wide enough
 # for the workers to stay busy meanwhile. A result is a few KB, so 1,024 of them cost little;
@@ -118,6 +120,26 @@ class Completions:
             return each_model(self._client, chain, payload, options, lambda body, opts, fb: (
                 runner.open_stream(ROUTE, body, options=opts, fallback=fb)))
         return self._run(payload, options, chain)
+
+    def parse(self, *, response_format: type[M], **kwargs: Any) -> ParsedChatCompletion[M]:
+        """A completion in the shape of a pydantic model class: its strict JSON schema is sent
+        as ``response_format`` and each choice's content comes back validated into it,
+        ``completion.choices[0].message.parsed`` (None when the model refused). Every other
+        argument is :meth:`create`'s; it does not stream. Needs pydantic v2
+        (``pip install 'comet-sync[pydantic]'``).
+
+        >>> class Capital(BaseModel):
+        ...     city: str
+        ...     country: str
+        >>> client.chat.completions.parse(model="gpt-4o-mini", messages=msgs,
+        ...                               response_format=Capital).choices[0].message.parsed
+        Capital(city='Rome', country='Italy')
+        """
+        if kwargs.get("stream"):
+            raise InvalidArgumentError("stream", "parse() does not stream; use create()")
+        completion = self.create(response_format=json_schema_format(response_format),
+                                 **kwargs)
+        return parse_completion(completion.to_dict(), response_format)
 
     def submit(self, **kwargs: Any) -> Future[ChatCompletion]:
         """Run :meth:`create` on the client's bounded executor.

@@ -64,8 +64,7 @@ def _plain(value: Any, where: str) -> Any:
     if isinstance(value, type) and hasattr(value, "model_json_schema"):
         # A pydantic model class, as openai's parse() takes for response_format.
         raise InvalidArgumentError(
-            where, f"got the class {value.__name__}: a pydantic model is a schema for parse(), "
-            "which comet_sync does not have; pass {'type': 'json_schema', 'json_schema': "
-            "{'name': ..., 'schema': Model.model_json_schema()}} and validate the answer with "
-            "Model.model_validate_json(reply.choices[0].message.content)")
+            where, f"got the class {value.__name__}: a pydantic model goes to "
+            "chat.completions.parse(response_format=...), which sends its schema and "
+            "validates the answer; create() takes a dict such as {'type': 'json_schema', ...}")
     return value
