@@ -165,7 +165,7 @@ class BatchRun(Iterator[BatchResult]):
                 slot = self._completed.get_nowait()
             except queue.Empty:
                 return out
-            result = self._take(slot)
+            result = self._take(slot) if slot is not None else None
             if result is not None:
                 out.append(result)
 
@@ -197,7 +197,8 @@ class BatchRun(Iterator[BatchResult]):
             self._in_order.popleft()
         head = self._in_order[0]
         if not head.future.done():
-            wait([head.future, self._stop_future], return_when=FIRST_COMPLETED,
+            watched: list[Future[Any]] = [head.future, self._stop_future]
+            wait(watched, return_when=FIRST_COMPLETED,
                  timeout=STOP_POLL_SECONDS if self._stop_event is not None else None)
             return None
         self._in_order.popleft()

@@ -68,6 +68,7 @@ class Models:
         if not isinstance(model, str) or not model:
             raise InvalidArgumentError("model", f"expected a model id, got {model!r}")
         for refresh in (False, True):
+            entry: Model
             for entry in self.list(refresh=refresh):
                 if entry.id == model:
                     return entry

@@ -80,7 +80,7 @@ class Completions:
         extra_body: Mapping[str, Any] | None = None,
         fallbacks: Sequence[str] | None = None,
         **params: Any,
-    ) -> ChatCompletion:
+    ) -> ChatCompletion | Stream:
         """Send one chat completion and wait for it, retrying what can heal.
 
         ``params`` is the request body (``model``, ``messages`` and any other parameter, passed
@@ -214,7 +214,10 @@ class Completions:
             raise InvalidArgumentError("jobs", f"each job must be a dict, got {type(job).__name__}")
         with _cancel.entered(scope):
             scope.raise_if_stopped()
-            return self.create(**job)
+            if job.get("stream"):
+                raise InvalidArgumentError("stream", "a map job cannot stream: use create()")
+            rest = {key: value for key, value in job.items() if key != "stream"}
+            return self.create(stream=False, **rest)
 
     def _create_raw(self, params: dict[str, Any], *,
                     sink: Callable[[RequestRecord], None]) -> dict[str, Any]:

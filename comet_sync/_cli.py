@@ -389,21 +389,21 @@ class _Progress:
 # -- argument types ----------------------------------------------------------------------------
 
 def _positive_int(text: str) -> int:
-    value = _number(text, int)
+    value: int = _number(text, int)
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
     return value
 
 
 def _non_negative_int(text: str) -> int:
-    value = _number(text, int)
+    value: int = _number(text, int)
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
     return value
 
 
 def _positive_float(text: str) -> float:
-    value = _number(text, float)
+    value: float = _number(text, float)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {value:g}")
     return value

@@ -172,7 +172,7 @@ class CometClient:
         self.config = ClientConfig(
             base_url=resolve_base_url(base_url),
             max_concurrency=max_concurrency,
-            max_workers=max_workers,  # type: ignore[arg-type]
+            max_workers=max_workers,
             timeout=Timeout.coerce(timeout),
             retry=RetryConfig(
                 max_retries=max_retries,

@@ -61,7 +61,7 @@ DEFAULT_MAX_RESPONSE_BYTES = 128 * 1024 * 1024
 # one event still fits.
 DEFAULT_MAX_EVENT_BYTES = 16 * 1024 * 1024
 
-TimeoutArg = Union[float, int, "Timeout", tuple, None, Any]
+TimeoutArg = Union[float, int, "Timeout", "tuple[float | None, float | None]", None, Any]
 
 
 @dataclass(frozen=True)

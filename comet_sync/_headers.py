@@ -204,7 +204,8 @@ def _seconds_until_rfc3339(text: str, now_wall: float) -> float | None:
             offset = timedelta(hours=int(off_hours), minutes=int(off_minutes))
             if sign == "-":
                 offset = -offset
-        when = datetime(*map(int, date_and_time), tzinfo=timezone(offset))
+        year, month, day, hour, minute, second = (int(part) for part in date_and_time)
+        when = datetime(year, month, day, hour, minute, second, tzinfo=timezone(offset))
         # The fraction is added as a float: datetime keeps only microseconds, and fromisoformat
         # takes neither "Z" nor arbitrary fractions before Python 3.11.
         seconds = when.timestamp() + (float(fraction) if fraction else 0.0) - now_wall

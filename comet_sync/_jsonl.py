@@ -104,7 +104,9 @@ class DigestSet:
     def __contains__(self, key: object) -> bool:
         if key in self._recent:
             return True
-        at = bisect_left(self._sorted, key)  # type: ignore[call-overload]
+        if not isinstance(key, int):
+            return False
+        at = bisect_left(self._sorted, key)
         return at < len(self._sorted) and self._sorted[at] == key
 
     def __len__(self) -> int:
@@ -148,9 +150,12 @@ def _job_of(text: str, number: int, default_model: str | None) -> BatchJob:
         return BatchJob(custom_id=None, line=number, skipped="blank line")
     try:
         raw = json.loads(text)
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
         return BatchJob(custom_id=None, line=number,
                         problem=f"line {number} is not JSON: {exc.msg}")
+    except ValueError as exc:  # (bad UTF-8 surrogates and the like)
+        return BatchJob(custom_id=None, line=number,
+                        problem=f"line {number} is not JSON: {exc}")
     if not isinstance(raw, dict):
         return BatchJob(custom_id=None, line=number,
                         problem=f"line {number} is not a JSON object")

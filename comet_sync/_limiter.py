@@ -582,7 +582,8 @@ class Limiter:
             concurrency_limit=min((m.concurrency_limit for m in models.values()),
                                   default=self._max),
             in_flight=in_use,
-            learned_rate=min(learned) if learned else None,
+            learned_rate=min(r for r in learned if r is not None) if any(
+                r is not None for r in learned) else None,
             rpm=self._control.rpm if isinstance(self._control.rpm, (int, float)) else None,
             tpm=self._control.tpm if isinstance(self._control.tpm, (int, float)) else None,
             cooling_down_for=max((m.held_for for m in models.values()), default=0.0),

@@ -192,9 +192,9 @@ class Stream:
         """An error sent inside the stream, as the exception its status or code names."""
         err = error if isinstance(error, dict) else {"message": str(error)}
         code = str(err.get("code") or "")
-        status = err.get("status") if isinstance(err.get("status"), int) else None
-        if status is None:
-            status = 429 if "rate" in code or "limit" in code else 500
+        given = err.get("status")
+        status: int = given if isinstance(given, int) else (
+            429 if "rate" in code or "limit" in code else 500)
         message = snippet(str(err.get("message") or "error"), self._secret)
         return status_error_class(status)(
             f"{self._route}: error inside the stream after {self._ending.chunks} chunk(s): "

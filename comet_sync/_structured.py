@@ -59,7 +59,7 @@ class ParsedChoice(Choice, Generic[M]):
 class ParsedChatCompletion(ChatCompletion, Generic[M]):
     """A completion whose choices' messages have ``.parsed``."""
 
-    choices: list[ParsedChoice[M]]
+    choices: list[ParsedChoice[M]]  # type: ignore[assignment]  # (narrowed, read-only)
 
 
 def parse_completion(data: dict[str, Any], model: type[M]) -> ParsedChatCompletion[M]:

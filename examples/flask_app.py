@@ -11,7 +11,7 @@ Under gunicorn: gunicorn -w 4 --threads 8 --chdir examples 'flask_app:create_app
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
-from flask import Flask, jsonify, request
+from flask import Flask, Response, jsonify, request
 
 from comet_sync.contrib.flask import CometSync, get_client
 from comet_sync.testing import real_or_fake
@@ -27,7 +27,7 @@ def create_app(**settings: object) -> Flask:
     CometSync(app)
 
     @app.get("/ask")
-    def ask():
+    def ask() -> Response:
         reply = get_client().chat.completions.create(
             model="gpt-4o-mini",
             messages=[{"role": "user", "content": request.args.get("q", "Say hello.")}],

@@ -10,6 +10,7 @@ server. Needs Flask: pip install 'comet-sync[flask]'.
 """
 
 import sys
+from collections.abc import Iterator
 
 from flask import Flask, Response, request
 
@@ -19,7 +20,7 @@ from comet_sync.testing import real_or_fake
 app = Flask(__name__)
 
 
-def stream_answer(client: CometClient, question: str):
+def stream_answer(client: CometClient, question: str) -> Iterator[str]:
     try:
         with client.chat.completions.create(
             model="gpt-4o-mini",

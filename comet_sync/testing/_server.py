@@ -620,7 +620,8 @@ def _embeddings(body: Any, rid: str) -> tuple[int, bytes, str, dict[str, str]]:
     if not isinstance(body, dict) or "input" not in body:
         return _error(400, "input is required", rid, code="invalid_request")
     inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
-    dims = body.get("dimensions") if isinstance(body.get("dimensions"), int) else 8
+    given = body.get("dimensions")
+    dims = given if isinstance(given, int) else 8
     data = []
     tokens = 0
     for i, item in enumerate(inputs):

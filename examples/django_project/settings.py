@@ -8,7 +8,7 @@ ALLOWED_HOSTS = ["*"]
 ROOT_URLCONF = "urls"
 INSTALLED_APPS = ["comet_sync.contrib.django"]
 MIDDLEWARE = ["comet_sync.contrib.django.CometSyncMiddleware"]
-DATABASES: dict = {}
+DATABASES: dict[str, dict[str, str]] = {}
 USE_TZ = True
 # The key: COMETAPI_KEY here or in the environment (run.py fills both in for the fake server).
 COMETAPI_KEY = os.environ.get("COMETAPI_KEY")
