@@ -148,6 +148,10 @@ class Completions:
         rather than from the future.
         """
         params = dict(kwargs)
+        if params.get("stream"):
+            # A future's result is taken later, on any thread: a live stream holding a slot
+            # and a connection until then is not a result; refused before anything is sent.
+            raise InvalidArgumentError("stream", "submit() cannot stream: use create()")
         overrides = {name: params.pop(name) for name in _OPTION_NAMES if name in params}
         payload, options, chain = self._prepare(params, **overrides)
         # The caller's context (a deadline block, say) goes with the call to the worker.

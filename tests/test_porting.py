@@ -174,3 +174,13 @@ def test_with_raw_response_gives_the_head_and_the_parsed_answer(server, client) 
     assert "".join(stream.parse().text_deltas()) == "echo: z"
     emb = client.embeddings.with_raw_response.create(model="e", input="hi")
     assert emb.parse().data[0].embedding and emb.status_code == 200
+
+
+def test_submit_and_map_refuse_to_stream_before_sending(server, client) -> None:
+    with pytest.raises(InvalidArgumentError) as caught:
+        client.chat.completions.submit(model="m", messages=user("x"), stream=True)
+    assert caught.value.argument == "stream"
+    [result] = client.chat.completions.map([{"model": "m", "messages": user("x"),
+                                            "stream": True}], return_exceptions=True)
+    assert isinstance(result, InvalidArgumentError) and result.argument == "stream"
+    assert server.stats().requests == 0
