@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 __all__ = [
     "APIObject",
@@ -42,17 +42,22 @@ class APIObject:
     _nested: ClassVar[dict[str, type[APIObject]]] = {}
 
     __slots__ = ("_data",)
+    _data: dict[str, Any]
 
     def __init__(self, data: dict[str, Any]) -> None:
         object.__setattr__(self, "_data", data)
 
-    def __getattr__(self, name: str) -> Any:
-        data = object.__getattribute__(self, "_data")
-        if name in data:
-            return _wrap(data[name], type(self)._nested.get(name, APIObject))
-        if name in type(self)._known:
-            return None
-        raise AttributeError(f"{type(self).__name__} has no field {name!r}")
+    if not TYPE_CHECKING:
+        # Hidden from type checkers: the fields a class annotates are typed, and a typo
+        # (``reply.choises``) is an error before it runs. A field no class names is still
+        # reachable at run time, as an attribute or as ``obj["field"]``.
+        def __getattr__(self, name: str) -> Any:
+            data = object.__getattribute__(self, "_data")
+            if name in data:
+                return _wrap(data[name], type(self)._nested.get(name, APIObject))
+            if name in type(self)._known:
+                return None
+            raise AttributeError(f"{type(self).__name__} has no field {name!r}")
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"{type(self).__name__} is read-only")

@@ -322,6 +322,9 @@ class ResponseStream(Stream):
     _END_MARK = "response.completed"
     _FINAL = frozenset({"response.completed", "response.incomplete"})
 
+    def __iter__(self) -> ResponseStream:
+        return self
+
     def __next__(self) -> ResponseStreamEvent:  # type: ignore[override]
         if self._ended:
             raise StopIteration
