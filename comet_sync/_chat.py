@@ -15,13 +15,15 @@ from ._fallback import chain_of, each_model
 from ._metrics import RequestRecord
 from ._models import ChatCompletion
 from ._ordered_map import ordered_map
-from ._params import NOT_GIVEN, NotGiven, plain_params
+from ._params import NOT_GIVEN, ChatCompletionParams, NotGiven, plain_params
 from ._raw import WithRawResponse
 from ._streaming import Stream
 from ._structured import ParsedChatCompletion, json_schema_format, parse_completion
 from ._validation import check_chat_params
 
 if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
     from ._client import CometClient
 
 __all__ = ["Chat", "Completions"]
@@ -56,7 +58,8 @@ class Completions:
                extra_headers: Mapping[str, str] | None = None,
                extra_query: Mapping[str, Any] | None = None,
                extra_body: Mapping[str, Any] | None = None,
-               fallbacks: Sequence[str] | None = None, **params: Any) -> Stream: ...
+               fallbacks: Sequence[str] | None = None,
+               **params: Unpack[ChatCompletionParams]) -> Stream: ...
 
     @overload
     def create(self, *, stream: Literal[False] = False,
@@ -66,7 +69,16 @@ class Completions:
                extra_query: Mapping[str, Any] | None = None,
                extra_body: Mapping[str, Any] | None = None,
                fallbacks: Sequence[str] | None = None,
-               **params: Any) -> ChatCompletion: ...
+               **params: Unpack[ChatCompletionParams]) -> ChatCompletion: ...
+
+    @overload
+    def create(self, *, stream: bool, timeout: TimeoutArg | NotGiven = NOT_GIVEN,
+               max_retries: int | None = None, total_timeout: float | None = None,
+               extra_headers: Mapping[str, str] | None = None,
+               extra_query: Mapping[str, Any] | None = None,
+               extra_body: Mapping[str, Any] | None = None,
+               fallbacks: Sequence[str] | None = None,
+               **params: Unpack[ChatCompletionParams]) -> ChatCompletion | Stream: ...
 
     def create(
         self,
@@ -160,13 +172,22 @@ class Completions:
             context.run, self._run, payload, options, chain
         )
 
+    @overload
+    def map(self, jobs: Iterable[Mapping[str, Any]], *,
+            return_exceptions: Literal[False] = False,
+            window: int | None = None) -> Iterator[ChatCompletion]: ...
+
+    @overload
+    def map(self, jobs: Iterable[Mapping[str, Any]], *, return_exceptions: bool,
+            window: int | None = None) -> Iterator[ChatCompletion | BaseException]: ...
+
     def map(
         self,
         jobs: Iterable[Mapping[str, Any]],
         *,
         return_exceptions: bool = False,
         window: int | None = None,
-    ) -> Iterator[ChatCompletion | BaseException]:
+    ) -> Iterator[ChatCompletion | BaseException] | Iterator[ChatCompletion]:
         """Run many calls on the client's executor and yield their results in input order.
 
         ``jobs`` is any iterable of keyword dicts for :meth:`create`; it is read lazily, with at
@@ -221,7 +242,9 @@ class Completions:
             if job.get("stream"):
                 raise InvalidArgumentError("stream", "a map job cannot stream: use create()")
             rest = {key: value for key, value in job.items() if key != "stream"}
-            return self.create(stream=False, **rest)
+            # (A job is a plain dict: its keys are checked at run time, not by the checker.)
+            completion: ChatCompletion = self.create(stream=False, **rest)
+            return completion
 
     def _create_raw(self, params: dict[str, Any], *,
                     sink: Callable[[RequestRecord], None]) -> dict[str, Any]:

@@ -8,13 +8,20 @@ the one place that turns them into plain JSON values, before validation and befo
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, TypedDict, Union
 
 from ._exceptions import InvalidArgumentError
 from ._models import APIObject
 
-__all__ = ["NOT_GIVEN", "NotGiven", "is_not_given", "plain_params"]
+__all__ = [
+    "NOT_GIVEN",
+    "ChatCompletionParams",
+    "NotGiven",
+    "ResponseCreateParams",
+    "is_not_given",
+    "plain_params",
+]
 
 
 class NotGiven:
@@ -68,3 +75,84 @@ def _plain(value: Any, where: str) -> Any:
             "chat.completions.parse(response_format=...), which sends its schema and "
             "validates the answer; create() takes a dict such as {'type': 'json_schema', ...}")
     return value
+
+
+# -- the request parameters, typed for checkers ------------------------------------------------
+# openai-python's names, so that a typo (create(modle=...)) is an error before it runs. A
+# parameter not listed here still passes through at run time; to pass one without a checker's
+# complaint, use extra_body={...}. NotGiven everywhere: "leave it out".
+
+Message = Union[Mapping[str, Any], APIObject]
+
+
+class _ChatRequired(TypedDict):
+    model: str
+    messages: Sequence[Message]
+
+
+class ChatCompletionParams(_ChatRequired, total=False):
+    """The body of ``chat.completions.create`` (``model`` and ``messages`` required)."""
+
+    audio: Mapping[str, Any] | NotGiven | None
+    frequency_penalty: float | NotGiven | None
+    function_call: str | Mapping[str, Any] | NotGiven
+    functions: Sequence[Mapping[str, Any]] | NotGiven
+    logit_bias: Mapping[str, int] | NotGiven | None
+    logprobs: bool | NotGiven | None
+    max_completion_tokens: int | NotGiven | None
+    max_tokens: int | NotGiven | None
+    metadata: Mapping[str, str] | NotGiven | None
+    modalities: Sequence[str] | NotGiven | None
+    n: int | NotGiven | None
+    parallel_tool_calls: bool | NotGiven
+    prediction: Mapping[str, Any] | NotGiven | None
+    presence_penalty: float | NotGiven | None
+    prompt_cache_key: str | NotGiven
+    reasoning_effort: str | NotGiven | None
+    response_format: Mapping[str, Any] | NotGiven
+    safety_identifier: str | NotGiven
+    seed: int | NotGiven | None
+    service_tier: str | NotGiven | None
+    stop: str | Sequence[str] | NotGiven | None
+    store: bool | NotGiven | None
+    stream_options: Mapping[str, Any] | NotGiven | None
+    temperature: float | NotGiven | None
+    tool_choice: str | Mapping[str, Any] | NotGiven
+    tools: Sequence[Mapping[str, Any]] | NotGiven
+    top_logprobs: int | NotGiven | None
+    top_p: float | NotGiven | None
+    user: str | NotGiven
+    verbosity: str | NotGiven | None
+    web_search_options: Mapping[str, Any] | NotGiven
+
+
+class _ResponsesRequired(TypedDict):
+    model: str
+    input: str | Sequence[Message]
+
+
+class ResponseCreateParams(_ResponsesRequired, total=False):
+    """The body of ``responses.create`` (``model`` and ``input`` required)."""
+
+    background: bool | NotGiven | None
+    include: Sequence[str] | NotGiven | None
+    instructions: str | NotGiven | None
+    max_output_tokens: int | NotGiven | None
+    max_tool_calls: int | NotGiven | None
+    metadata: Mapping[str, str] | NotGiven | None
+    parallel_tool_calls: bool | NotGiven | None
+    previous_response_id: str | NotGiven | None
+    prompt: Mapping[str, Any] | NotGiven | None
+    prompt_cache_key: str | NotGiven
+    reasoning: Mapping[str, Any] | NotGiven | None
+    safety_identifier: str | NotGiven
+    service_tier: str | NotGiven | None
+    store: bool | NotGiven | None
+    temperature: float | NotGiven | None
+    text: Mapping[str, Any] | NotGiven
+    tool_choice: str | Mapping[str, Any] | NotGiven
+    tools: Sequence[Mapping[str, Any]] | NotGiven
+    top_logprobs: int | NotGiven | None
+    top_p: float | NotGiven | None
+    truncation: str | NotGiven | None
+    user: str | NotGiven

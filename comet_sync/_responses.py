@@ -13,11 +13,13 @@ from ._exceptions import InvalidArgumentError
 from ._fallback import chain_of, each_model
 from ._metrics import RequestRecord
 from ._models import Response
-from ._params import NOT_GIVEN, NotGiven, plain_params
+from ._params import NOT_GIVEN, NotGiven, ResponseCreateParams, plain_params
 from ._raw import WithRawResponse
 from ._streaming import ResponseStream
 
 if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
     from ._call import CallOptions
     from ._client import CometClient
 
@@ -44,7 +46,8 @@ class Responses:
                extra_headers: Mapping[str, str] | None = None,
                extra_query: Mapping[str, Any] | None = None,
                extra_body: Mapping[str, Any] | None = None,
-               fallbacks: Sequence[str] | None = None, **params: Any) -> ResponseStream: ...
+               fallbacks: Sequence[str] | None = None,
+               **params: Unpack[ResponseCreateParams]) -> ResponseStream: ...
 
     @overload
     def create(self, *, stream: Literal[False] = False,
@@ -53,7 +56,17 @@ class Responses:
                extra_headers: Mapping[str, str] | None = None,
                extra_query: Mapping[str, Any] | None = None,
                extra_body: Mapping[str, Any] | None = None,
-               fallbacks: Sequence[str] | None = None, **params: Any) -> Response: ...
+               fallbacks: Sequence[str] | None = None,
+               **params: Unpack[ResponseCreateParams]) -> Response: ...
+
+    @overload
+    def create(self, *, stream: bool, timeout: TimeoutArg | NotGiven = NOT_GIVEN,
+               max_retries: int | None = None, total_timeout: float | None = None,
+               extra_headers: Mapping[str, str] | None = None,
+               extra_query: Mapping[str, Any] | None = None,
+               extra_body: Mapping[str, Any] | None = None,
+               fallbacks: Sequence[str] | None = None,
+               **params: Unpack[ResponseCreateParams]) -> Response | ResponseStream: ...
 
     def create(
         self,

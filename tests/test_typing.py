@@ -1,0 +1,56 @@
+"""Types that catch mistakes: mypy --strict on user code, where mypy is installed (3.10+)."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+mypy_api = pytest.importorskip("mypy.api")
+
+GOOD = """
+    from comet_sync import CometClient, RequestRecord
+
+    client = CometClient(api_key="sk-typing-0123456789")
+    messages = [{"role": "user", "content": "hi"}]
+    reply = client.chat.completions.create(model="m", messages=messages, temperature=0.2)
+    text: str | None = reply.choices[0].message.content
+    flag = bool(reply.usage)
+    either = client.chat.completions.create(model="m", messages=messages, stream=flag)
+    with client.chat.completions.create(model="m", messages=messages, stream=True) as stream:
+        for chunk in stream:
+            piece: str | None = chunk.choices[0].delta.content
+    for done in client.chat.completions.map([{"model": "m", "messages": messages}]):
+        print(done.choices[0].message.content)
+    for item in client.chat.completions.map([], return_exceptions=True):
+        print(item)
+    print(client.responses.create(model="m", input="hi").output_text)
+    print(client.metrics.snapshot())
+"""
+
+BAD = """
+    from comet_sync import CometClient
+
+    client = CometClient(api_key="sk-typing-0123456789")
+    reply = client.chat.completions.create(model="m", messages=[])
+    reply.choises
+    client.chat.completions.create(modle="m", messages=[])
+"""
+
+
+def check(source: str, tmp_path) -> list[str]:  # type: ignore[no-untyped-def]
+    path = tmp_path / "user_code.py"
+    path.write_text(textwrap.dedent(source))
+    out, _, _ = mypy_api.run(["--strict", "--no-incremental", "--python-version", "3.10",
+                              str(path)])
+    return [line for line in out.splitlines() if ": error:" in line]
+
+
+def test_correct_user_code_passes_strict(tmp_path) -> None:
+    assert check(GOOD, tmp_path) == []
+
+
+def test_typos_are_errors_before_they_run(tmp_path) -> None:
+    errors = "\n".join(check(BAD, tmp_path))
+    assert 'has no attribute "choises"' in errors
+    assert 'Unexpected keyword argument "modle"' in errors
