@@ -167,12 +167,15 @@ class CometClient:
         random: Callable[[], float] | None = None,
     ) -> None:
         self._api_key = resolve_api_key(api_key)
-        if isinstance(max_concurrency, int) and max_workers is None:
-            max_workers = max_concurrency * DEFAULT_WORKERS_PER_SLOT
+        workers = max_workers
+        if workers is None:
+            # (a wrong max_concurrency is reported by ClientConfig, naming it)
+            workers = max_concurrency * DEFAULT_WORKERS_PER_SLOT if isinstance(
+                max_concurrency, int) else 1
         self.config = ClientConfig(
             base_url=resolve_base_url(base_url),
             max_concurrency=max_concurrency,
-            max_workers=max_workers,
+            max_workers=workers,
             timeout=Timeout.coerce(timeout),
             retry=RetryConfig(
                 max_retries=max_retries,

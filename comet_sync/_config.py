@@ -86,7 +86,7 @@ class Timeout:
         elif isinstance(value, (int, float)) and not isinstance(value, bool):
             connect = read = value
         elif hasattr(value, "connect") and hasattr(value, "read"):
-            connect, read = value.connect, value.read
+            connect, read = getattr(value, "connect"), getattr(value, "read")  # noqa: B009
         else:
             raise InvalidArgumentError(
                 argument, f"expected seconds, a (connect, read) pair or None, got {value!r}"

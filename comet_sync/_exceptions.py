@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import requests
+from requests.structures import CaseInsensitiveDict
 
 __all__ = [
     "APIConnectionError",
@@ -88,7 +89,7 @@ class ResponseSnapshot:
     @classmethod
     def of(cls, response: requests.Response, text: str,
            secret: str | None = None) -> ResponseSnapshot:
-        headers = requests.structures.CaseInsensitiveDict(
+        headers = CaseInsensitiveDict(
             {k: scrub(v, secret) for k, v in response.headers.items()}
         )
         return cls(status_code=response.status_code, reason=str(response.reason or ""),

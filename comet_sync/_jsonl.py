@@ -174,9 +174,10 @@ def _job_of(text: str, number: int, default_model: str | None) -> BatchJob:
                        "/v1/chat/completions, /v1/embeddings, /v1/responses")
         elif not isinstance(body, dict):
             problem = f"line {number}: body is not a JSON object"
-        if problem is not None:
-            return BatchJob(custom_id=cid, line=number, metadata=metadata, problem=problem)
-        route = route_or_none  # type: ignore[assignment]
+        if problem is not None or route_or_none is None:
+            return BatchJob(custom_id=cid, line=number, metadata=metadata,
+                            problem=problem or f"line {number}: no route")
+        route = route_or_none
         body = dict(body)
     else:
         body = {k: v for k, v in raw.items() if k not in ("custom_id", "metadata")}

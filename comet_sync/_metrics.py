@@ -222,7 +222,7 @@ def format_table(stats: Mapping[Any, RouteStats]) -> str:
     """A plain-text table of a snapshot, one row per (route, model)."""
     header = ("route", "model", "calls", "ok", "failed", "retries", "429s", "cached", "p50 ms",
               "p95 ms", "p99 ms", "tokens")
-    rows = [header]
+    rows: list[tuple[str, ...]] = [header]
     for st in sorted(stats.values(), key=lambda s: (s.route, s.model or "")):
         rows.append(
             (

@@ -53,13 +53,13 @@ class ParsedChatCompletionMessage(ChatCompletionMessage, Generic[M]):
 
 
 class ParsedChoice(Choice, Generic[M]):
-    message: ParsedChatCompletionMessage[M]
+    message: ParsedChatCompletionMessage[M]  # pyright: ignore[reportIncompatibleVariableOverride]
 
 
 class ParsedChatCompletion(ChatCompletion, Generic[M]):
     """A completion whose choices' messages have ``.parsed``."""
 
-    choices: list[ParsedChoice[M]]  # type: ignore[assignment]  # (narrowed, read-only)
+    choices: list[ParsedChoice[M]]  # type: ignore[assignment]  # pyright: ignore  (narrowed)
 
 
 def parse_completion(data: dict[str, Any], model: type[M]) -> ParsedChatCompletion[M]:

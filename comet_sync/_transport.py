@@ -229,11 +229,11 @@ class _HTTPSConnection(_WatchedConnectionMixin, HTTPSConnection):
 
 
 class _HTTPPool(HTTPConnectionPool):
-    ConnectionCls = _HTTPConnection
+    ConnectionCls = _HTTPConnection  # pyright: ignore[reportAssignmentType]
 
 
 class _HTTPSPool(HTTPSConnectionPool):
-    ConnectionCls = _HTTPSConnection
+    ConnectionCls = _HTTPSConnection  # pyright: ignore[reportAssignmentType]
 
 
 class _Adapter(HTTPAdapter):

@@ -30,7 +30,8 @@ class CometSyncCollector:
             lambda: client)
 
     def collect(self) -> Iterator[Any]:
-        snapshot = self._get().metrics.snapshot()
+        client: Any = self._get()
+        snapshot = client.metrics.snapshot()
         labels = ["route", "model"]
         requests = _core.CounterMetricFamily(
             "comet_sync_requests", "Calls by final status", labels=[*labels, "status"])

@@ -102,7 +102,7 @@ class _Handler(BaseHTTPRequestHandler):
     # The response goes out in one write and TCP_NODELAY is set, so no response waits on
     # Nagle's algorithm meeting the client's delayed ACK (~40 ms a call on loopback).
     disable_nagle_algorithm = True
-    server: _Server
+    server: _Server  # pyright: ignore[reportIncompatibleVariableOverride]  (ours is narrower)
 
     def setup(self) -> None:
         super().setup()

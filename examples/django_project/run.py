@@ -9,6 +9,7 @@ Needs comet-sync[django] (and comet-sync[prometheus] for /metrics).
 
 import os
 import sys
+from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 os.environ["DJANGO_SETTINGS_MODULE"] = "settings"  # this project's own, whatever is set
@@ -30,7 +31,7 @@ if __name__ == "__main__":
         else:
             from django.test import Client
 
-            web = Client()
+            web: Any = Client()  # (django ships no types: its answers are untyped here)
             print(web.get("/ask?q=what is Django").json())
             print(b"".join(web.get("/stream?q=stream me").streaming_content).decode())
             print(web.get("/metrics").content.decode().splitlines()[0])
