@@ -51,6 +51,7 @@ from ._models import (
 from ._params import NOT_GIVEN, NotGiven
 from ._raw import RawResponse
 from ._streaming import ResponseStream, Stream
+from ._structured import ParsedChatCompletion
 from ._version import __version__
 
 __all__ = [
@@ -87,6 +88,7 @@ __all__ = [
     "ModelState",
     "NotFoundError",
     "NotGiven",
+    "ParsedChatCompletion",
     "PermissionDeniedError",
     "RateControl",
     "RateLimitError",

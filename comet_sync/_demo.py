@@ -61,12 +61,13 @@ def run_demo(calls: int, out: TextIO) -> int:
             snapshot = client.metrics.snapshot()
             out.write("\n" + format_table(snapshot) + "\n\n")
             lim = snapshot.limiter
-            for name, model in sorted((lim.models or {}).items()):
+            lanes = (lim.models if lim is not None else None) or {}
+            for name, model in sorted(lanes.items()):
                 rate = (f"{model.rate:.1f} requests/s ({model.rate_source})"
                         if model.rate is not None else "none needed")
                 out.write(
                     f"limiter, {name}: concurrency {model.concurrency_limit} of "
-                    f"{lim.max_concurrency}, pace {rate}, {model.throttled} 429s, "
+                    f"{lim.max_concurrency if lim else '?'}, pace {rate}, {model.throttled} 429s, "
                     f"{model.cuts} cuts, {model.deferred} sends deferred\n"
                 )
             answered = len(results) - len(failed)

@@ -14,9 +14,12 @@ import threading
 from collections import Counter, deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from cachetools import LRUCache
+
+if TYPE_CHECKING:
+    from ._limiter import LimiterState
 
 __all__ = ["Metrics", "RequestRecord", "RouteStats", "Snapshot", "format_table"]
 
@@ -107,7 +110,7 @@ class Snapshot(dict):  # type: ignore[type-arg]
     """Per-(route, model) :class:`RouteStats`, keyed by ``(route, model)``, plus ``.limiter``:
     the client's rate-control state at the time (a ``LimiterState``, or None)."""
 
-    limiter: Any = None
+    limiter: LimiterState | None = None
 
 
 class Metrics:
