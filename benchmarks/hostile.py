@@ -329,6 +329,9 @@ def close_with_waiting_creates() -> str:
 
 
 def ctrl_c_in_map() -> str:
+    # A shell starts background jobs with SIGINT ignored, and Python then leaves it so:
+    # Ctrl-C's own handler, whatever started us.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     with hostile(always_503) as server:
         client = make(server)
         timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT))
