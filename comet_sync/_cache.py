@@ -52,8 +52,8 @@ class ResponseCache:
         self._lock = threading.Lock()
         self._cache: TTLCache[str, Any] = TTLCache(maxsize, ttl, timer=timer)
         self._flights: dict[str, _Flight] = {}
-        self.hits = 0
-        self.misses = 0
+        self.hits: int = 0
+        self.misses: int = 0
 
     @staticmethod
     def key(route: str, payload: Mapping[str, Any]) -> str:

@@ -25,7 +25,7 @@ __all__ = ["Embeddings", "ModelPage", "Models"]
 DEFAULT_MODELS_TTL = 600.0
 
 
-class ModelPage(list):  # type: ignore[type-arg]
+class ModelPage(list["Model"]):
     """The models list: a list of :class:`Model`, with ``.data`` (itself) so that code
     written for openai-python's page (``client.models.list().data``) ports unchanged."""
 

@@ -303,5 +303,9 @@ def _model_of(job: object) -> str | None:
 
 
 class Chat:
+    """``client.chat``: ``.completions``."""
+
+    completions: Completions
+
     def __init__(self, client: CometClient) -> None:
         self.completions = Completions(client)

@@ -13,7 +13,7 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 from . import _cancel
 from ._cache import ResponseCache
@@ -137,6 +137,15 @@ class CometClient:
       multiprocessing) gets fresh connections, locks, limiter, metrics and executor
       automatically; nothing is shared across the fork.
     """
+
+    config: ClientConfig
+    rate_control: RateControl
+    cache: ResponseCache | None
+    chat: Chat
+    embeddings: Embeddings
+    responses: Responses
+    models: Models
+    metrics: Metrics
 
     def __init__(
         self,
@@ -472,7 +481,8 @@ class CometClient:
         if extra_query is not None:
             query.update(_check_query(extra_query, "extra_query"))
         return CallOptions(
-            timeout=self.config.timeout if is_not_given(timeout) else Timeout.coerce(timeout),
+            timeout=self.config.timeout if is_not_given(timeout) else Timeout.coerce(
+                cast(TimeoutArg, timeout)),
             retry=retry,
             extra_headers=headers,
             query=query,
@@ -499,7 +509,8 @@ class _View(CometClient):
             changes["total_timeout"] = total_timeout
         self.config = dataclasses.replace(
             parent.config,
-            timeout=parent.config.timeout if is_not_given(timeout) else Timeout.coerce(timeout),
+            timeout=parent.config.timeout if is_not_given(timeout) else Timeout.coerce(
+                cast(TimeoutArg, timeout)),
             retry=parent.config.retry.replace(**changes) if changes else parent.config.retry,
         )
         self._default_headers = {**parent._default_headers, **(

@@ -8,7 +8,7 @@ import re
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Protocol, Union
 
 from ._exceptions import CometError, InvalidArgumentError
 
@@ -61,7 +61,18 @@ DEFAULT_MAX_RESPONSE_BYTES = 128 * 1024 * 1024
 # one event still fits.
 DEFAULT_MAX_EVENT_BYTES = 16 * 1024 * 1024
 
-TimeoutArg = Union[float, int, "Timeout", "tuple[float | None, float | None]", None, Any]
+class TimeoutLike(Protocol):
+    """Anything with ``connect`` and ``read`` seconds, such as httpx's ``Timeout``."""
+
+    @property
+    def connect(self) -> float | None: ...
+
+    @property
+    def read(self) -> float | None: ...
+
+
+TimeoutArg = Union[float, int, "Timeout", "tuple[float | None, float | None]", TimeoutLike,
+                   None]
 
 
 @dataclass(frozen=True)

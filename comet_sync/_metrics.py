@@ -106,7 +106,7 @@ class _Accumulator:
     fallbacks: int = 0
 
 
-class Snapshot(dict):  # type: ignore[type-arg]
+class Snapshot(dict["tuple[str, str | None]", "RouteStats"]):
     """Per-(route, model) :class:`RouteStats`, keyed by ``(route, model)``, plus ``.limiter``:
     the client's rate-control state at the time (a ``LimiterState``, or None)."""
 

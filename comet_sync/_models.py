@@ -73,7 +73,7 @@ class APIObject:
             return bool(self._data == other._data)
         return NotImplemented
 
-    __hash__ = None  # type: ignore[assignment]  # mutable payload underneath
+    __hash__: ClassVar[None] = None  # type: ignore[assignment]  # mutable payload underneath
 
     def __dir__(self) -> list[str]:
         return sorted(set(super().__dir__()) | set(self._data) | self._known)

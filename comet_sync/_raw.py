@@ -80,7 +80,7 @@ class WithRawResponse:
 
 class _RawChat:
     def __init__(self, completions: Any) -> None:
-        self.completions = WithRawResponse(completions)
+        self.completions: WithRawResponse = WithRawResponse(completions)
 
 
 class RawClient:
@@ -88,6 +88,6 @@ class RawClient:
     returning :class:`RawResponse`."""
 
     def __init__(self, client: Any) -> None:
-        self.chat = _RawChat(client.chat.completions)
-        self.embeddings = WithRawResponse(client.embeddings)
-        self.responses = WithRawResponse(client.responses)
+        self.chat: _RawChat = _RawChat(client.chat.completions)
+        self.embeddings: WithRawResponse = WithRawResponse(client.embeddings)
+        self.responses: WithRawResponse = WithRawResponse(client.responses)

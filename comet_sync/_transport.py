@@ -25,7 +25,7 @@ import socket
 import threading
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from functools import partial
 from typing import Any, Callable
 
@@ -73,12 +73,12 @@ class Attempt:
         self._lock = threading.Lock()
         self.unregister: Callable[[], None] | None = None
         self._sock: socket.socket | None = None
-        self.watchdog = watchdog
-        self.deadline = deadline  # time.monotonic(); a stream's idle bound moves it
-        self.ceiling = deadline  # the call's own end, which no idle bound passes
-        self.budget = budget  # for messages: the seconds it was given
+        self.watchdog: Watchdog = watchdog
+        self.deadline: float = deadline  # time.monotonic(); a stream's idle bound moves it
+        self.ceiling: float = deadline  # the call's own end, which no idle bound passes
+        self.budget: float = budget  # for messages: the seconds it was given
         self.reason: str | None = None  # why it was cut
-        self.done = False
+        self.done: bool = False
 
     def attach(self, sock: socket.socket | None) -> None:
         with self._lock:
@@ -340,7 +340,7 @@ class Exchange:
         self.attempt = attempt
         self.what = what
         self.status_code: int = response.status_code
-        self.headers = response.headers
+        self.headers: Mapping[str, str] = response.headers
         self._closed = False
         self._eof = False
 

@@ -58,7 +58,7 @@ _redis = require("redis", "redis")
 
 __all__ = ["LimiterUnavailableError", "RedisLimiter"]
 
-logger = logging.getLogger("comet_sync")
+logger: logging.Logger = logging.getLogger("comet_sync")
 
 # A killed worker's slots come back within this long; leases are renewed at a third of it.
 DEFAULT_LEASE_TTL = 10.0

@@ -230,7 +230,7 @@ class FakeCometServer:
         self.error_every = error_every
         self.stream_delay = stream_delay
         self.api_key = api_key
-        self.models = tuple(models)
+        self.models: tuple[str, ...] = tuple(models)
         self._host, self._port = host, port
         self._faults: deque[Fault] = deque()
         self._ids = itertools.count(1)

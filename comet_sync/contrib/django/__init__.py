@@ -87,8 +87,8 @@ class CometSyncMiddleware:
     def __init__(self, get_response: Callable[[Any], Any]) -> None:
         self.get_response = get_response
         options = settings_dict()
-        self.view_deadline = options.get("view_deadline")
-        self.error_handling = options.get("error_handling", True)
+        self.view_deadline: float | None = options.get("view_deadline")
+        self.error_handling: bool = bool(options.get("error_handling", True))
 
     def __call__(self, request: Any) -> Any:
         scope = deadline(float(self.view_deadline)) if self.view_deadline else (
