@@ -40,9 +40,16 @@ def serve(queue: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
 def write_input(path: str, n: int) -> None:
     with open(path, "w") as f:
         for i in range(n):
-            f.write(json.dumps({"custom_id": f"job-{i}", "model": "gpt-4o-mini",
-                                "messages": [{"role": "user", "content": f"prompt {i}"}]})
-                    + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "custom_id": f"job-{i}",
+                        "model": "gpt-4o-mini",
+                        "messages": [{"role": "user", "content": f"prompt {i}"}],
+                    }
+                )
+                + "\n"
+            )
 
 
 def run_cli(base_url: str, src: str, out: str, concurrency: int) -> tuple[float, float]:
@@ -57,13 +64,15 @@ def run_cli(base_url: str, src: str, out: str, concurrency: int) -> tuple[float,
     )
     env = dict(os.environ, COMETAPI_KEY=KEY, COMETAPI_BASE_URL=base_url)
     started = time.monotonic()
-    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                            text=True, check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False
+    )
     wall = time.monotonic() - started
     if result.returncode != 0:
         raise SystemExit(f"batch failed ({result.returncode}): {result.stderr[-2000:]}")
-    rss_kb = next(int(line.split()[1]) for line in result.stderr.splitlines()
-                  if line.startswith("MAXRSS_KB"))
+    rss_kb = next(
+        int(line.split()[1]) for line in result.stderr.splitlines() if line.startswith("MAXRSS_KB")
+    )
     return wall, rss_kb / 1024
 
 
@@ -99,8 +108,11 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=200_000)
     parser.add_argument("--small", type=int, default=20_000)
     parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--skip-bare", action="store_true",
-                        help="memory only: no bare pool run (for a --jobs 1000000 run)")
+    parser.add_argument(
+        "--skip-bare",
+        action="store_true",
+        help="memory only: no bare pool run (for a --jobs 1000000 run)",
+    )
     args = parser.parse_args()
     queue: multiprocessing.Queue = multiprocessing.Queue()  # type: ignore[type-arg]
     server = multiprocessing.Process(target=serve, args=(queue,), daemon=True)
@@ -111,23 +123,34 @@ def main() -> None:
         write_input(small, args.small)
         write_input(big, args.jobs)
         s_wall, s_rss = run_cli(base_url, small, os.path.join(tmp, "s.out"), args.concurrency)
-        print(f"comet-sync batch, {args.small} jobs: {s_wall:.1f}s, "
-              f"{args.small / s_wall:.0f} jobs/s, peak RSS {s_rss:.1f} MB", flush=True)
+        print(
+            f"comet-sync batch, {args.small} jobs: {s_wall:.1f}s, "
+            f"{args.small / s_wall:.0f} jobs/s, peak RSS {s_rss:.1f} MB",
+            flush=True,
+        )
         b_wall, b_rss = run_cli(base_url, big, os.path.join(tmp, "b.out"), args.concurrency)
-        print(f"comet-sync batch, {args.jobs} jobs: {b_wall:.1f}s, "
-              f"{args.jobs / b_wall:.0f} jobs/s, peak RSS {b_rss:.1f} MB", flush=True)
+        print(
+            f"comet-sync batch, {args.jobs} jobs: {b_wall:.1f}s, "
+            f"{args.jobs / b_wall:.0f} jobs/s, peak RSS {b_rss:.1f} MB",
+            flush=True,
+        )
         bare = None
         if not args.skip_bare:
             bare = run_bare(base_url, big, os.path.join(tmp, "bare.out"), args.concurrency)
-            print(f"bare ThreadPoolExecutor + requests, {args.jobs} jobs: {bare:.1f}s, "
-                  f"{args.jobs / bare:.0f} jobs/s", flush=True)
+            print(
+                f"bare ThreadPoolExecutor + requests, {args.jobs} jobs: {bare:.1f}s, "
+                f"{args.jobs / bare:.0f} jobs/s",
+                flush=True,
+            )
         with open(os.path.join(tmp, "b.out")) as f:
             lines = sum(1 for _ in f)
     print(f"lines written: {lines} of {args.jobs}")
     if bare is not None:
         print(f"throughput ratio (batch / bare): {bare / b_wall:.2f}x (target >= 0.8x)")
-    print(f"RSS {s_rss:.1f} MB -> {b_rss:.1f} MB for {args.jobs // args.small}x the input: "
-          f"{b_rss / s_rss:.3f}x (target: within 10%)")
+    print(
+        f"RSS {s_rss:.1f} MB -> {b_rss:.1f} MB for {args.jobs // args.small}x the input: "
+        f"{b_rss / s_rss:.3f}x (target: within 10%)"
+    )
     server.terminate()
 
 

@@ -82,11 +82,12 @@ def slow_body() -> str:
 
     with hostile(dribble) as server:
         client = make(server, timeout=2, total_timeout=5)
-        took, what = outcome(lambda: client.chat.completions.create(model="m",
-                                                                      messages=MESSAGES))
+        took, what = outcome(lambda: client.chat.completions.create(model="m", messages=MESSAGES))
         client.close()
-    return f"200 whose body arrives 1 byte/s ({len(COMPLETION)} B), timeout=2 total=5: " \
+    return (
+        f"200 whose body arrives 1 byte/s ({len(COMPLETION)} B), timeout=2 total=5: "
         f"{what} after {took:.2f}s"
+    )
 
 
 def keepalives(conn: socket.socket, stop: threading.Event) -> None:
@@ -102,12 +103,15 @@ def sse_comments_only() -> str:
 
     with hostile(comments) as server:
         client = make(server, timeout=2, total_timeout=5)
-        took, what = outcome(lambda: client.chat.completions.create(
-            model="m", messages=MESSAGES, stream=True))
+        took, what = outcome(
+            lambda: client.chat.completions.create(model="m", messages=MESSAGES, stream=True)
+        )
         client.close()
         sent = server.count
-    return f"SSE of keep-alive comments only, timeout=2 total=5: create(stream=True) {what} " \
+    return (
+        f"SSE of keep-alive comments only, timeout=2 total=5: create(stream=True) {what} "
         f"after {took:.2f}s ({sent} attempts)"
+    )
 
 
 def sse_comments_after_first() -> str:
@@ -123,8 +127,9 @@ def sse_comments_after_first() -> str:
         next(stream)
         took, what = outcome(lambda: next(stream))
         client.close()
-    return f"SSE keep-alives after the first chunk, timeout=2 total=5: next() {what} " \
-        f"after {took:.2f}s"
+    return (
+        f"SSE keep-alives after the first chunk, timeout=2 total=5: next() {what} after {took:.2f}s"
+    )
 
 
 def cache_waiters() -> str:
@@ -138,8 +143,9 @@ def cache_waiters() -> str:
 
         def call() -> None:
             with comet_sync.deadline(2):
-                results.append(outcome(lambda: client.chat.completions.create(
-                    model="m", messages=MESSAGES)))
+                results.append(
+                    outcome(lambda: client.chat.completions.create(model="m", messages=MESSAGES))
+                )
 
         threads = [threading.Thread(target=call) for _ in range(10)]
         for thread in threads:
@@ -150,8 +156,10 @@ def cache_waiters() -> str:
         sent = server.count
     worst = max(t for t, _ in results)
     kinds = sorted({w for _, w in results})
-    return f"cache single-flight, leader stuck 20s, 10 callers in deadline(2): all ended " \
+    return (
+        f"cache single-flight, leader stuck 20s, 10 callers in deadline(2): all ended "
         f"({', '.join(kinds)}) within {worst:.2f}s; {sent} request(s) sent"
+    )
 
 
 # -- memory ----------------------------------------------------------------------------------
@@ -159,12 +167,12 @@ def cache_waiters() -> str:
 
 def answer_of(body: bytes, status: str = "200 OK", *headers: str) -> Any:
     def handle(conn: socket.socket, request: Request, stop: threading.Event) -> bool:
-        conn.sendall(head(status, "Content-Type: application/json", *headers,
-                          length=len(body)))
+        conn.sendall(head(status, "Content-Type: application/json", *headers, length=len(body)))
         view = memoryview(body)
         for at in range(0, len(body), MiB):
-            conn.sendall(view[at:at + MiB])
+            conn.sendall(view[at : at + MiB])
         return True
+
     return handle
 
 
@@ -176,12 +184,12 @@ def big_json() -> str:
         gc.collect()
         before = rss_mb()
         reset_peak()
-        took, what = outcome(lambda: client.chat.completions.create(model="m",
-                                                                      messages=MESSAGES))
+        took, what = outcome(lambda: client.chat.completions.create(model="m", messages=MESSAGES))
         peak = peak_mb() - before
         client.close()
-    return f"50 MB JSON answer (under the 128 MiB cap): {what} in {took:.2f}s, peak " \
-        f"+{peak:.0f} MB RSS"
+    return (
+        f"50 MB JSON answer (under the 128 MiB cap): {what} in {took:.2f}s, peak +{peak:.0f} MB RSS"
+    )
 
 
 def big_error_body() -> str:
@@ -200,8 +208,10 @@ def big_error_body() -> str:
         size = len(pickle.dumps(exc))
         client.close()
         sent = server.count
-    return f"503 with a 50 MB body, {sent} attempts: exception holds +{held:.0f} MB RSS, " \
+    return (
+        f"503 with a 50 MB body, {sent} attempts: exception holds +{held:.0f} MB RSS, "
         f"pickles to {size / 1024:.0f} KiB"
+    )
 
 
 def gzip_bomb() -> str:
@@ -213,12 +223,13 @@ def gzip_bomb() -> str:
         gc.collect()
         before = rss_mb()
         reset_peak()
-        took, what = outcome(lambda: client.chat.completions.create(model="m",
-                                                                      messages=MESSAGES))
+        took, what = outcome(lambda: client.chat.completions.create(model="m", messages=MESSAGES))
         peak = peak_mb() - before
         client.close()
-    return f"{len(bomb) / MiB:.1f} MB gzip expanding to 1 GiB: {what} in {took:.2f}s, peak " \
+    return (
+        f"{len(bomb) / MiB:.1f} MB gzip expanding to 1 GiB: {what} in {took:.2f}s, peak "
         f"+{peak:.0f} MB RSS"
+    )
 
 
 def sse_big_event() -> str:
@@ -229,14 +240,17 @@ def sse_big_event() -> str:
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         view = memoryview(event)
         for at in range(0, len(event), 4096):
-            conn.sendall(view[at:at + 4096])
+            conn.sendall(view[at : at + 4096])
         conn.sendall(b"data: [DONE]\n\n")
         return False
 
     with hostile(pieces) as server:
         client = make(server, max_event_bytes=32 * MiB)
-        took, what = outcome(lambda: client.chat.completions.create(
-            model="m", messages=MESSAGES, stream=True).get_final_completion())
+        took, what = outcome(
+            lambda: client.chat.completions.create(
+                model="m", messages=MESSAGES, stream=True
+            ).get_final_completion()
+        )
         client.close()
     return f"SSE: one 20 MB event sent in 4 KiB pieces: {what} in {took:.2f}s"
 
@@ -254,13 +268,13 @@ def close_delimited_stream() -> str:
     with hostile(slow_rest) as server:
         client = make(server)
         started = time.monotonic()
-        with client.chat.completions.create(model="m", messages=MESSAGES,
-                                            stream=True) as stream:
+        with client.chat.completions.create(model="m", messages=MESSAGES, stream=True) as stream:
             for _ in stream:
                 seen.append(time.monotonic() - started)
         client.close()
-    return f"stream without length or chunking, rest sent 2s later: first chunk after " \
-        f"{seen[0]:.3f}s"
+    return (
+        f"stream without length or chunking, rest sent 2s later: first chunk after {seen[0]:.3f}s"
+    )
 
 
 # -- the key ---------------------------------------------------------------------------------
@@ -280,9 +294,11 @@ def slow(seconds: float) -> Any:
     def handle(conn: socket.socket, request: Request, stop: threading.Event) -> bool:
         if stop.wait(seconds):
             return False
-        conn.sendall(head("200 OK", "Content-Type: application/json", length=len(COMPLETION))
-                     + COMPLETION)
+        conn.sendall(
+            head("200 OK", "Content-Type: application/json", length=len(COMPLETION)) + COMPLETION
+        )
         return True
+
     return handle
 
 
@@ -300,22 +316,28 @@ def after(server: Any, at: int, seconds: float = 2.0) -> int:
 def close_with_submitted(handler: Any, label: str) -> str:
     with hostile(handler) as server:
         client = make(server)
-        futures = [client.chat.completions.submit(model="m", messages=MESSAGES)
-                   for _ in range(50)]
+        futures = [client.chat.completions.submit(model="m", messages=MESSAGES) for _ in range(50)]
         time.sleep(0.5)
         took, _ = outcome(client.close)
         more = after(server, server.count)
         cancelled = sum(f.cancelled() for f in futures)
-    return f"close() with 50 submit()ed calls ({label}): returned in {took:.2f}s, " \
+    return (
+        f"close() with 50 submit()ed calls ({label}): returned in {took:.2f}s, "
         f"{cancelled} cancelled, {more} requests after it"
+    )
 
 
 def close_with_waiting_creates() -> str:
     with hostile(slow(2)) as server:
         client = make(server, max_concurrency=5)
-        threads = [threading.Thread(target=lambda: outcome(
-            lambda: client.chat.completions.create(model="m", messages=MESSAGES)))
-            for _ in range(50)]
+        threads = [
+            threading.Thread(
+                target=lambda: outcome(
+                    lambda: client.chat.completions.create(model="m", messages=MESSAGES)
+                )
+            )
+            for _ in range(50)
+        ]
         for thread in threads:
             thread.start()
         time.sleep(0.5)
@@ -324,8 +346,10 @@ def close_with_waiting_creates() -> str:
         for thread in threads:
             thread.join()
         more = after(server, at)
-    return f"close() while 50 direct create() calls wait for 5 slots: returned in {took:.2f}s, " \
+    return (
+        f"close() while 50 direct create() calls wait for 5 slots: returned in {took:.2f}s, "
         f"{more} requests after it"
+    )
 
 
 def ctrl_c_in_map() -> str:
@@ -339,31 +363,34 @@ def ctrl_c_in_map() -> str:
         started = time.monotonic()
         try:
             for _ in client.chat.completions.map(
-                    ({"model": "m", "messages": MESSAGES} for _ in range(1000)),
-                    return_exceptions=True):
+                ({"model": "m", "messages": MESSAGES} for _ in range(1000)), return_exceptions=True
+            ):
                 pass
         except KeyboardInterrupt:
             pass
         took = time.monotonic() - started - 1.0
         more = after(server, server.count)
         closed, _ = outcome(client.close)
-    return f"Ctrl-C during map against an always-503 server: loop left {took:.2f}s after " \
+    return (
+        f"Ctrl-C during map against an always-503 server: loop left {took:.2f}s after "
         f"the signal, {more} requests after it, close() {closed:.2f}s"
+    )
 
 
 def break_holding_iterator() -> str:
     with hostile(slow(0.1)) as server:
         client = make(server)
-        it = client.chat.completions.map({"model": "m", "messages": MESSAGES}
-                                         for _ in range(1000))
+        it = client.chat.completions.map({"model": "m", "messages": MESSAGES} for _ in range(1000))
         for taken, _ in enumerate(it, 1):
             if taken == 10:
                 break
         more = after(server, server.count, 5.0)
         it.close()
         client.close()
-    return f"break out of map while still holding the iterator: {more} requests in the " \
+    return (
+        f"break out of map while still holding the iterator: {more} requests in the "
         f"next 5s (max_workers={client.config.max_workers})"
+    )
 
 
 CASES = {

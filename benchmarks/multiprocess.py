@@ -32,22 +32,32 @@ PROCESSES, THREADS, JOBS = 4, 8, 400
 
 def worker(base_url: str, redis_kw: dict[str, Any] | None, tag: str, queue: Any) -> None:
     limiter = RedisLimiter.from_url(**redis_kw) if redis_kw else None
-    with CometClient(api_key="bench-key-0123456789", base_url=base_url, limiter=limiter,
-                     max_concurrency=8, max_workers=THREADS) as client:
-        jobs = ({"model": "m", "messages": [{"role": "user", "content": f"{tag}-{i}"}]}
-                for i in range(JOBS // PROCESSES))
+    with CometClient(
+        api_key="bench-key-0123456789",
+        base_url=base_url,
+        limiter=limiter,
+        max_concurrency=8,
+        max_workers=THREADS,
+    ) as client:
+        jobs = (
+            {"model": "m", "messages": [{"role": "user", "content": f"{tag}-{i}"}]}
+            for i in range(JOBS // PROCESSES)
+        )
         results = list(client.chat.completions.map(jobs, return_exceptions=True))
     queue.put(sum(isinstance(r, BaseException) for r in results))
 
 
-def run(server_kw: dict[str, Any], redis_kw: dict[str, Any] | None, ideal: float,
-        label: str) -> None:
+def run(
+    server_kw: dict[str, Any], redis_kw: dict[str, Any] | None, ideal: float, label: str
+) -> None:
     ctx = multiprocessing.get_context("fork")
     with FakeCometServer(**server_kw) as server:
         queue = ctx.Queue()
         started = time.monotonic()
-        procs = [ctx.Process(target=worker, args=(server.base_url, redis_kw, f"p{i}", queue))
-                 for i in range(PROCESSES)]
+        procs = [
+            ctx.Process(target=worker, args=(server.base_url, redis_kw, f"p{i}", queue))
+            for i in range(PROCESSES)
+        ]
         for p in procs:
             p.start()
         failed = sum(queue.get() for _ in procs)
@@ -56,8 +66,11 @@ def run(server_kw: dict[str, Any], redis_kw: dict[str, Any] | None, ideal: float
         wall = time.monotonic() - started
         stats = server.stats()
     n429 = stats.statuses.get(429, 0)
-    print(f"{label:38} wall {wall:5.2f}s = {wall / ideal:4.2f}x ideal, 429s {n429 / JOBS:6.1%},"
-          f" failed {failed}, max in flight {stats.max_in_flight}", flush=True)
+    print(
+        f"{label:38} wall {wall:5.2f}s = {wall / ideal:4.2f}x ideal, 429s {n429 / JOBS:6.1%},"
+        f" failed {failed}, max in flight {stats.max_in_flight}",
+        flush=True,
+    )
 
 
 def acquire_p99(url: str) -> float:
@@ -77,21 +90,30 @@ def main() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    redis = subprocess.Popen(["redis-server", "--port", str(port), "--save", "",
-                              "--appendonly", "no"], stdout=subprocess.DEVNULL)
+    redis = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )
     time.sleep(0.5)
     url = f"redis://127.0.0.1:{port}/0"
     try:
         a = {"max_in_flight": 4, "latency": 0.05}
         run(a, None, 5.0, "A 4 in flight, per-process limiters")
-        run(a, {"url": url, "namespace": uuid.uuid4().hex, "max_concurrency": 4}, 5.0,
-            "A 4 in flight, Redis limiter")
+        run(
+            a,
+            {"url": url, "namespace": uuid.uuid4().hex, "max_concurrency": 4},
+            5.0,
+            "A 4 in flight, Redis limiter",
+        )
         b = {"rps": 50, "burst": 5, "latency": 0.02}
         run(b, None, 8.0, "B 50 req/s, per-process limiters")
-        run(b, {"url": url, "namespace": uuid.uuid4().hex, "max_concurrency": 8,
-                "rpm": 3000}, 8.0, "B 50 req/s, Redis limiter")
-        print(f"p99 uncontended Redis acquire: {acquire_p99(url) * 1000:.2f} ms "
-              "(target <= 2 ms)")
+        run(
+            b,
+            {"url": url, "namespace": uuid.uuid4().hex, "max_concurrency": 8, "rpm": 3000},
+            8.0,
+            "B 50 req/s, Redis limiter",
+        )
+        print(f"p99 uncontended Redis acquire: {acquire_p99(url) * 1000:.2f} ms (target <= 2 ms)")
     finally:
         redis.kill()
 

@@ -51,9 +51,11 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=400)
     parser.add_argument("--rounds", type=int, default=7)
     args = parser.parse_args()
-    with FakeCometServer() as server, requests.Session() as session, CometClient(
-        api_key="k", base_url=server.base_url
-    ) as client:
+    with (
+        FakeCometServer() as server,
+        requests.Session() as session,
+        CometClient(api_key="k", base_url=server.base_url) as client,
+    ):
         url = server.base_url + "/chat/completions"
         bare(session, url, 50)  # warm both connections and code paths
         client_calls(client, 50)

@@ -20,15 +20,22 @@ import requests
 from comet_sync import CometClient, ResponseCache
 from comet_sync.testing import FakeCometServer
 
-BODY = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "stream this"}],
-        "stream": True}
+BODY = {
+    "model": "gpt-4o-mini",
+    "messages": [{"role": "user", "content": "stream this"}],
+    "stream": True,
+}
 
 
 def bare_ttfb(session: requests.Session, url: str) -> float:
     started = time.perf_counter()
-    with session.post(url, data=json.dumps(BODY), stream=True, timeout=30,
-                      headers={"Authorization": "Bearer k",
-                               "Content-Type": "application/json"}) as r:
+    with session.post(
+        url,
+        data=json.dumps(BODY),
+        stream=True,
+        timeout=30,
+        headers={"Authorization": "Bearer k", "Content-Type": "application/json"},
+    ) as r:
         for line in r.iter_lines():
             if line.startswith(b"data: {"):
                 json.loads(line[6:])
@@ -50,8 +57,11 @@ def client_ttfb(client: CometClient) -> float:
 
 
 def ttfb(rounds: int = 7, per_round: int = 100) -> None:
-    with FakeCometServer(stream_chunks=5) as server, requests.Session() as session, \
-            CometClient(api_key="k", base_url=server.base_url) as client:
+    with (
+        FakeCometServer(stream_chunks=5) as server,
+        requests.Session() as session,
+        CometClient(api_key="k", base_url=server.base_url) as client,
+    ):
         url = server.base_url + "/chat/completions"
         for _ in range(20):
             bare_ttfb(session, url)
@@ -61,14 +71,19 @@ def ttfb(rounds: int = 7, per_round: int = 100) -> None:
             bare.append(statistics.median(bare_ttfb(session, url) for _ in range(per_round)))
             ours.append(statistics.median(client_ttfb(client) for _ in range(per_round)))
     b, c = statistics.median(bare), statistics.median(ours)
-    print(f"time to first chunk: bare requests stream {b * 1e3:.3f} ms, "
-          f"Stream {c * 1e3:.3f} ms, ratio {c / b:.3f}x (target <= 1.2x)")
+    print(
+        f"time to first chunk: bare requests stream {b * 1e3:.3f} ms, "
+        f"Stream {c * 1e3:.3f} ms, ratio {c / b:.3f}x (target <= 1.2x)"
+    )
 
 
 def cache() -> None:
-    with FakeCometServer(latency=0.05) as server, CometClient(
-        api_key="k", base_url=server.base_url, cache=ResponseCache(), max_concurrency=8
-    ) as client:
+    with (
+        FakeCometServer(latency=0.05) as server,
+        CometClient(
+            api_key="k", base_url=server.base_url, cache=ResponseCache(), max_concurrency=8
+        ) as client,
+    ):
         barrier = threading.Barrier(100)
 
         def ask(i: int) -> None:
@@ -82,8 +97,10 @@ def cache() -> None:
             t.start()
         for t in threads:
             t.join()
-        print(f"cache: 100 threads, 10 distinct prompts -> {server.stats().requests} requests "
-              f"reached the server (target: exactly 10)")
+        print(
+            f"cache: 100 threads, 10 distinct prompts -> {server.stats().requests} requests "
+            f"reached the server (target: exactly 10)"
+        )
 
 
 if __name__ == "__main__":

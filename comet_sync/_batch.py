@@ -37,8 +37,15 @@ from ._metrics import RequestRecord
 if TYPE_CHECKING:
     from ._client import CometClient
 
-__all__ = ["CHAT_ROUTE", "EMBEDDINGS_ROUTE", "RESPONSES_ROUTE", "BatchJob", "BatchResult",
-           "BatchRun", "run_batch"]
+__all__ = [
+    "CHAT_ROUTE",
+    "EMBEDDINGS_ROUTE",
+    "RESPONSES_ROUTE",
+    "BatchJob",
+    "BatchResult",
+    "BatchRun",
+    "run_batch",
+]
 
 # Results are a few kilobytes: a thousand of them waiting for a slow head of line is cheap.
 DEFAULT_WINDOW = 1024
@@ -112,8 +119,15 @@ class _Slot:
 class BatchRun(Iterator[BatchResult]):
     """The iterator ``run_batch`` returns; see the module docstring for stopping."""
 
-    def __init__(self, client: CometClient, jobs: Iterable[BatchJob | Mapping[str, Any]], *,
-                 ordered: bool, window: int, stop: threading.Event | None) -> None:
+    def __init__(
+        self,
+        client: CometClient,
+        jobs: Iterable[BatchJob | Mapping[str, Any]],
+        *,
+        ordered: bool,
+        window: int,
+        stop: threading.Event | None,
+    ) -> None:
         self._client = client
         self._source = enumerate(jobs, start=1)
         self._ordered = ordered
@@ -198,8 +212,11 @@ class BatchRun(Iterator[BatchResult]):
         head = self._in_order[0]
         if not head.future.done():
             watched: list[Future[Any]] = [head.future, self._stop_future]
-            wait(watched, return_when=FIRST_COMPLETED,
-                 timeout=STOP_POLL_SECONDS if self._stop_event is not None else None)
+            wait(
+                watched,
+                return_when=FIRST_COMPLETED,
+                timeout=STOP_POLL_SECONDS if self._stop_event is not None else None,
+            )
             return None
         self._in_order.popleft()
         return self._take(head)
@@ -208,7 +225,8 @@ class BatchRun(Iterator[BatchResult]):
         self._give_up_order()
         try:
             slot = self._completed.get(
-                timeout=STOP_POLL_SECONDS if self._stop_event is not None else None)
+                timeout=STOP_POLL_SECONDS if self._stop_event is not None else None
+            )
         except queue.Empty:
             return None
         return self._take(slot) if slot is not None else None
@@ -252,7 +270,8 @@ class BatchRun(Iterator[BatchResult]):
                 model = job.body.get("model")
                 # Each model's jobs on its own executor: one model's pace holds up no other's.
                 executor = self._client._executor_for_submit(
-                    model if isinstance(model, str) else None)
+                    model if isinstance(model, str) else None
+                )
                 future = executor.submit(_run_job, self._client, job, self._scope)
             slot = _Slot(job, future)
             self._open += 1
@@ -297,12 +316,19 @@ def run_batch(
 
 def _job_from_dict(raw: Mapping[str, Any], position: int) -> BatchJob:
     if not isinstance(raw, Mapping):
-        return BatchJob(custom_id=None, line=position,
-                        problem=f"a job must be a JSON object, got {type(raw).__name__}")
+        return BatchJob(
+            custom_id=None,
+            line=position,
+            problem=f"a job must be a JSON object, got {type(raw).__name__}",
+        )
     body = {k: v for k, v in raw.items() if k not in ("custom_id", "metadata")}
     custom_id = raw.get("custom_id")
-    return BatchJob(custom_id=str(custom_id) if custom_id is not None else None,
-                    body=body, metadata=raw.get("metadata"), line=position)
+    return BatchJob(
+        custom_id=str(custom_id) if custom_id is not None else None,
+        body=body,
+        metadata=raw.get("metadata"),
+        line=position,
+    )
 
 
 def _run_job(client: CometClient, job: BatchJob, scope: _cancel.Scope) -> BatchResult | None:
@@ -310,12 +336,24 @@ def _run_job(client: CometClient, job: BatchJob, scope: _cancel.Scope) -> BatchR
     result: a resumed run sends it)."""
     model = job.body.get("model") if isinstance(job.body.get("model"), str) else None
     if job.skipped is not None:
-        return BatchResult(custom_id=job.custom_id, metadata=job.metadata, line=job.line,
-                           response=None, error=None, attempts=0, latency=0.0,
-                           skipped=job.skipped)
+        return BatchResult(
+            custom_id=job.custom_id,
+            metadata=job.metadata,
+            line=job.line,
+            response=None,
+            error=None,
+            attempts=0,
+            latency=0.0,
+            skipped=job.skipped,
+        )
     if job.problem is not None:
-        return _failed(job, model, {"type": "InvalidInput", "status": None,
-                                    "message": job.problem, "request_id": None}, 0, 0.0)
+        return _failed(
+            job,
+            model,
+            {"type": "InvalidInput", "status": None, "message": job.problem, "request_id": None},
+            0,
+            0.0,
+        )
     records: list[RequestRecord] = []
     try:
         with _cancel.entered(scope):
@@ -330,24 +368,44 @@ def _run_job(client: CometClient, job: BatchJob, scope: _cancel.Scope) -> BatchR
         if scope.stopped.is_set():
             return None  # our own stop: not a result
         rec = records[-1] if records else None
-        return _failed(job, model, _error_json(exc), rec.attempts if rec else 0,
-                       rec.latency if rec else 0.0)
+        return _failed(
+            job, model, _error_json(exc), rec.attempts if rec else 0, rec.latency if rec else 0.0
+        )
     except CometError as exc:
         rec = records[-1] if records else None
-        return _failed(job, model, _error_json(exc), rec.attempts if rec else 0,
-                       rec.latency if rec else 0.0)
+        return _failed(
+            job, model, _error_json(exc), rec.attempts if rec else 0, rec.latency if rec else 0.0
+        )
     rec = records[-1]
-    return BatchResult(custom_id=job.custom_id, metadata=job.metadata, line=job.line,
-                       response=data, error=None, attempts=rec.attempts, latency=rec.latency,
-                       model=model, request_id=rec.request_id, status_code=rec.status)
+    return BatchResult(
+        custom_id=job.custom_id,
+        metadata=job.metadata,
+        line=job.line,
+        response=data,
+        error=None,
+        attempts=rec.attempts,
+        latency=rec.latency,
+        model=model,
+        request_id=rec.request_id,
+        status_code=rec.status,
+    )
 
 
-def _failed(job: BatchJob, model: str | None, error: dict[str, Any], attempts: int,
-            latency: float) -> BatchResult:
-    return BatchResult(custom_id=job.custom_id, metadata=job.metadata, line=job.line,
-                       response=None, error=error, attempts=attempts, latency=latency,
-                       model=model, request_id=error.get("request_id"),
-                       status_code=error.get("status"))
+def _failed(
+    job: BatchJob, model: str | None, error: dict[str, Any], attempts: int, latency: float
+) -> BatchResult:
+    return BatchResult(
+        custom_id=job.custom_id,
+        metadata=job.metadata,
+        line=job.line,
+        response=None,
+        error=error,
+        attempts=attempts,
+        latency=latency,
+        model=model,
+        request_id=error.get("request_id"),
+        status_code=error.get("status"),
+    )
 
 
 def _error_json(exc: CometError) -> dict[str, Any]:

@@ -43,8 +43,13 @@ class ResponseCache:
     >>> client = CometClient(cache=ResponseCache(maxsize=1000, ttl=600))
     """
 
-    def __init__(self, maxsize: int = DEFAULT_MAXSIZE, ttl: float = DEFAULT_TTL, *,
-                 timer: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        maxsize: int = DEFAULT_MAXSIZE,
+        ttl: float = DEFAULT_TTL,
+        *,
+        timer: Callable[[], float] = time.monotonic,
+    ) -> None:
         if isinstance(maxsize, bool) or not isinstance(maxsize, int) or maxsize < 1:
             raise InvalidArgumentError("maxsize", f"expected an int >= 1, got {maxsize!r}")
         if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or ttl <= 0:
@@ -58,12 +63,14 @@ class ResponseCache:
     @staticmethod
     def key(route: str, payload: Mapping[str, Any]) -> str:
         """A canonical encoding of the request: key order and spacing do not matter."""
-        text = json.dumps([route, payload], sort_keys=True, separators=(",", ":"),
-                          ensure_ascii=False, default=str)
+        text = json.dumps(
+            [route, payload], sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
+        )
         return hashlib.sha256(text.encode()).hexdigest()
 
-    def get_or_call(self, key: str, call: Callable[[], Any], *,
-                    timeout: float | None = None) -> tuple[Any, bool]:
+    def get_or_call(
+        self, key: str, call: Callable[[], Any], *, timeout: float | None = None
+    ) -> tuple[Any, bool]:
         """The cached value for ``key``, or ``call()``'s; and whether it was a hit (a waiter
         on another thread's flight counts as a hit: it sent nothing). A waiter waits at most
         ``timeout`` seconds for another thread's flight, then raises APITimeoutError."""

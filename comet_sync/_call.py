@@ -146,21 +146,34 @@ class CallRunner:
         try:
             with _cancel.entered(self._scope) as scope:
                 state.scope = scope
-                result = self._run(req, options, state, lambda: self._json_attempt(
-                    req, required, options, state))
+                result = self._run(
+                    req, options, state, lambda: self._json_attempt(req, required, options, state)
+                )
             return result
         except BaseException as exc:  # KeyboardInterrupt mid-call still gets its record
             error = exc
             raise
         finally:
             usage = result.get("usage") if result is not None else None
-            self.record(req.route, req.model, state, error=error,
-                        usage=usage if isinstance(usage, dict) else None, sink=sink,
-                        fallback=fallback)
+            self.record(
+                req.route,
+                req.model,
+                state,
+                error=error,
+                usage=usage if isinstance(usage, dict) else None,
+                sink=sink,
+                fallback=fallback,
+            )
 
-    def open_stream(self, route: str, payload: dict[str, Any], *,
-                    options: CallOptions, fallback: tuple[str, str] | None = None,
-                    kind: type[Stream] = Stream) -> Stream:
+    def open_stream(
+        self,
+        route: str,
+        payload: dict[str, Any],
+        *,
+        options: CallOptions,
+        fallback: tuple[str, str] | None = None,
+        kind: type[Stream] = Stream,
+    ) -> Stream:
         """Open a streamed call, retrying until its first event arrives; the stream writes
         the call's record when it ends."""
         req = self._request("POST", route, payload, options, accept="text/event-stream")
@@ -168,14 +181,25 @@ class CallRunner:
         try:
             with _cancel.entered(self._scope) as scope:
                 state.scope = scope
-                return self._run(req, options, state, lambda: self._stream_attempt(
-                    req, options, state, fallback, kind))
+                return self._run(
+                    req,
+                    options,
+                    state,
+                    lambda: self._stream_attempt(req, options, state, fallback, kind),
+                )
         except BaseException as exc:
             self.record(req.route, req.model, state, error=exc, fallback=fallback)
             raise
 
-    def _request(self, method: str, route: str, payload: dict[str, Any] | None,
-                 options: CallOptions, *, accept: str) -> _Request:
+    def _request(
+        self,
+        method: str,
+        route: str,
+        payload: dict[str, Any] | None,
+        options: CallOptions,
+        *,
+        accept: str,
+    ) -> _Request:
         headers = {"Authorization": self._auth_header, "Accept": accept}
         body = None
         if payload is not None:
@@ -192,12 +216,13 @@ class CallRunner:
         url = self._base_url + route
         if options.query:
             url += "?" + urllib.parse.urlencode(options.query)
-        return _Request(method=method, route=route, url=url,
-                        model=name,
-                        headers=headers, body=body, cost=cost)
+        return _Request(
+            method=method, route=route, url=url, model=name, headers=headers, body=body, cost=cost
+        )
 
-    def _run(self, req: _Request, options: CallOptions, state: _CallState,
-             attempt: Callable[[], T]) -> T:
+    def _run(
+        self, req: _Request, options: CallOptions, state: _CallState, attempt: Callable[[], T]
+    ) -> T:
         retrying = backoff.on_exception(
             # backoff would sleep with time.sleep, which no test can fake: it is handed waits
             # of 0, and the wait _giveup decided is slept in _on_backoff through the
@@ -222,20 +247,25 @@ class CallRunner:
             if exc.giveup_reason:
                 logger.warning(
                     "giving up on %s model=%s after %s: %s",
-                    req.route, req.model, attempts(exc.attempts), exc,
+                    req.route,
+                    req.model,
+                    attempts(exc.attempts),
+                    exc,
                 )
             raise
 
     # -- one attempt -------------------------------------------------------------------------
 
-    def _json_attempt(self, req: _Request, required: tuple[str, ...], options: CallOptions,
-                      state: _CallState) -> dict[str, Any]:
+    def _json_attempt(
+        self, req: _Request, required: tuple[str, ...], options: CallOptions, state: _CallState
+    ) -> dict[str, Any]:
         permit, exchange, word = self._send(req, options, state)
         try:
             # Reading the body is part of the request: it stays under the permit.
             body = exchange.read_body(options.max_response_bytes)
-            data = json_body(exchange, body, route=req.route, required=required,
-                             secret=self._api_key)
+            data = json_body(
+                exchange, body, route=req.route, required=required, secret=self._api_key
+            )
         except BaseException:
             exchange.close()
             permit.release(exchange.status_code)
@@ -246,12 +276,19 @@ class CallRunner:
             sink(exchange.snapshot("", self._api_key))
         usage = data.get("usage")
         total = usage.get("total_tokens") if isinstance(usage, dict) else None
-        permit.release(exchange.status_code, word=word,
-                       total_tokens=total if isinstance(total, int) else None)
+        permit.release(
+            exchange.status_code, word=word, total_tokens=total if isinstance(total, int) else None
+        )
         return data
 
-    def _stream_attempt(self, req: _Request, options: CallOptions, state: _CallState,
-                        fallback: tuple[str, str] | None, kind: type[Stream]) -> Stream:
+    def _stream_attempt(
+        self,
+        req: _Request,
+        options: CallOptions,
+        state: _CallState,
+        fallback: tuple[str, str] | None,
+        kind: type[Stream],
+    ) -> Stream:
         permit, exchange, _ = self._send(req, options, state)
         try:
             ctype = exchange.headers.get("content-type", "")
@@ -270,7 +307,8 @@ class CallRunner:
                 ) from None
             except EventTooLargeError as exc:
                 raise APIResponseValidationError(
-                    f"{req.route}: {exc}", response=exchange.snapshot(""),
+                    f"{req.route}: {exc}",
+                    response=exchange.snapshot(""),
                     status_code=exchange.status_code,
                 ) from None
         except BaseException:
@@ -281,14 +319,23 @@ class CallRunner:
         if sink is not None:
             sink(exchange.snapshot("", self._api_key))
         return kind(
-            exchange=exchange, permit=permit, events=events, first=first, route=req.route,
-            secret=self._api_key, clock=self._clock.monotonic, idle=_or_inf(options.timeout.read),
-            finish=lambda **kw: self.record(req.route, req.model, state, fallback=fallback,
-                                            **kw),
+            exchange=exchange,
+            permit=permit,
+            events=events,
+            first=first,
+            route=req.route,
+            secret=self._api_key,
+            clock=self._clock.monotonic,
+            idle=_or_inf(options.timeout.read),
+            finish=lambda **kw: self.record(req.route, req.model, state, fallback=fallback, **kw),
         )
 
-    def _send(self, req: _Request, options: CallOptions, state: _CallState,
-              ) -> tuple[PermitProtocol, Exchange, ServerWord]:
+    def _send(
+        self,
+        req: _Request,
+        options: CallOptions,
+        state: _CallState,
+    ) -> tuple[PermitProtocol, Exchange, ServerWord]:
         """Take a permit and send; a 2xx answer (body unread) with the permit still held, or
         raise with it released."""
         scope = state.scope or self._scope
@@ -298,8 +345,10 @@ class CallRunner:
         remaining = self._remaining(options.retry, state)
         if remaining is not None:
             # An attempt may not outlive the call's budget.
-            timeout = Timeout(connect=min(_or_inf(timeout.connect), remaining),
-                              read=min(_or_inf(timeout.read), remaining))
+            timeout = Timeout(
+                connect=min(_or_inf(timeout.connect), remaining),
+                read=min(_or_inf(timeout.read), remaining),
+            )
         # Raises LimiterTimeoutError, never retried, when our own limits would hold this
         # attempt past the call's budget.
         try:
@@ -310,8 +359,9 @@ class CallRunner:
             last = state.last_error
             if isinstance(last, APIError):
                 # A retry our own caution held past the budget: the server's error is the news.
-                last.giveup_reason = f"the call's time budget ends before {exc.held_by} lets " \
-                    "the retry out"
+                last.giveup_reason = (
+                    f"the call's time budget ends before {exc.held_by} lets the retry out"
+                )
                 raise last from None
             raise
         try:
@@ -319,8 +369,13 @@ class CallRunner:
             scope.raise_if_stopped()
             # The attempt, its body included, may not outlive the call's budget.
             exchange = self._transport.send(
-                req.method, req.url, headers=req.headers, body=req.body, timeout=timeout,
-                budget=remaining, scope=scope,
+                req.method,
+                req.url,
+                headers=req.headers,
+                body=req.body,
+                timeout=timeout,
+                budget=remaining,
+                scope=scope,
             )
         except BaseException:
             state.attempt_statuses.append(None)
@@ -368,8 +423,13 @@ class CallRunner:
         exc = details.get("exception")
         logger.debug(
             "retrying %s model=%s after attempt %d (status=%s, request_id=%s): waiting %.3fs: %s",
-            req.route, req.model, details["tries"], state.attempt_statuses[-1],
-            state.request_id, state.decision.wait, exc,
+            req.route,
+            req.model,
+            details["tries"],
+            state.attempt_statuses[-1],
+            state.request_id,
+            state.decision.wait,
+            exc,
         )
         self._clock.sleep(state.decision.wait)
 
@@ -415,7 +475,12 @@ class CallRunner:
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
                 "%s model=%s status=%s attempts=%d latency=%.3fs request_id=%s error=%s",
-                rec.route, rec.model, rec.status, rec.attempts, rec.latency, rec.request_id,
+                rec.route,
+                rec.model,
+                rec.status,
+                rec.attempts,
+                rec.latency,
+                rec.request_id,
                 rec.error,
             )
         self._metrics.record(rec)

@@ -108,8 +108,9 @@ class Scope:
         key = self._add(self._on_abandon, callback, already=self.abandoned)
         return lambda: self._remove(self._on_abandon, key)
 
-    def _add(self, table: dict[int, Callable[[], None]], callback: Callable[[], None], *,
-             already: bool) -> int:
+    def _add(
+        self, table: dict[int, Callable[[], None]], callback: Callable[[], None], *, already: bool
+    ) -> int:
         with self._lock:
             key = self._next
             self._next += 1

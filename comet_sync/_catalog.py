@@ -104,23 +104,31 @@ class Embeddings:
 
         >>> client.embeddings.create(model="text-embedding-3-small", input="hello")
         """
-        payload = _embedding_payload({"model": model, "input": input, **params,
-                                      **(extra_body or {})})
-        options = self._client._call_options(
-            timeout=timeout, max_retries=max_retries, total_timeout=total_timeout,
-            extra_headers=extra_headers, extra_query=extra_query,
+        payload = _embedding_payload(
+            {"model": model, "input": input, **params, **(extra_body or {})}
         )
-        return CreateEmbeddingResponse(self._client._request_json(
-            "POST", "/embeddings", payload, options=options, required=("data",)
-        ))
+        options = self._client._call_options(
+            timeout=timeout,
+            max_retries=max_retries,
+            total_timeout=total_timeout,
+            extra_headers=extra_headers,
+            extra_query=extra_query,
+        )
+        return CreateEmbeddingResponse(
+            self._client._request_json(
+                "POST", "/embeddings", payload, options=options, required=("data",)
+            )
+        )
 
-    def _create_raw(self, params: dict[str, Any], *,
-                    sink: Callable[[RequestRecord], None]) -> dict[str, Any]:
+    def _create_raw(
+        self, params: dict[str, Any], *, sink: Callable[[RequestRecord], None]
+    ) -> dict[str, Any]:
         """One call from a request body: the answer's raw JSON (for the batch engine)."""
         payload = _embedding_payload(params)
         options = self._client._call_options()
-        return self._client._request_json("POST", "/embeddings", payload, options=options,
-                                          required=("data",), sink=sink)
+        return self._client._request_json(
+            "POST", "/embeddings", payload, options=options, required=("data",), sink=sink
+        )
 
 
 def _embedding_payload(params: dict[str, Any]) -> dict[str, Any]:

@@ -36,8 +36,15 @@ M = TypeVar("M")
 # with 64 a single unlucky job stalled every worker for seconds at a time.
 DEFAULT_MAP_WINDOW = 1024
 # Keyword arguments of create() that configure the call rather than go into the body.
-_OPTION_NAMES = ("timeout", "max_retries", "total_timeout", "extra_headers", "extra_query",
-                 "extra_body", "fallbacks")
+_OPTION_NAMES = (
+    "timeout",
+    "max_retries",
+    "total_timeout",
+    "extra_headers",
+    "extra_query",
+    "extra_body",
+    "fallbacks",
+)
 
 
 class Completions:
@@ -53,32 +60,49 @@ class Completions:
         return WithRawResponse(self)
 
     @overload
-    def create(self, *, stream: Literal[True], timeout: TimeoutArg | NotGiven = NOT_GIVEN,
-               max_retries: int | None = None, total_timeout: float | None = None,
-               extra_headers: Mapping[str, str] | None = None,
-               extra_query: Mapping[str, Any] | None = None,
-               extra_body: Mapping[str, Any] | None = None,
-               fallbacks: Sequence[str] | None = None,
-               **params: Unpack[ChatCompletionParams]) -> Stream: ...
+    def create(
+        self,
+        *,
+        stream: Literal[True],
+        timeout: TimeoutArg | NotGiven = NOT_GIVEN,
+        max_retries: int | None = None,
+        total_timeout: float | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        extra_query: Mapping[str, Any] | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        fallbacks: Sequence[str] | None = None,
+        **params: Unpack[ChatCompletionParams],
+    ) -> Stream: ...
 
     @overload
-    def create(self, *, stream: Literal[False] = False,
-               timeout: TimeoutArg | NotGiven = NOT_GIVEN,
-               max_retries: int | None = None, total_timeout: float | None = None,
-               extra_headers: Mapping[str, str] | None = None,
-               extra_query: Mapping[str, Any] | None = None,
-               extra_body: Mapping[str, Any] | None = None,
-               fallbacks: Sequence[str] | None = None,
-               **params: Unpack[ChatCompletionParams]) -> ChatCompletion: ...
+    def create(
+        self,
+        *,
+        stream: Literal[False] = False,
+        timeout: TimeoutArg | NotGiven = NOT_GIVEN,
+        max_retries: int | None = None,
+        total_timeout: float | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        extra_query: Mapping[str, Any] | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        fallbacks: Sequence[str] | None = None,
+        **params: Unpack[ChatCompletionParams],
+    ) -> ChatCompletion: ...
 
     @overload
-    def create(self, *, stream: bool, timeout: TimeoutArg | NotGiven = NOT_GIVEN,
-               max_retries: int | None = None, total_timeout: float | None = None,
-               extra_headers: Mapping[str, str] | None = None,
-               extra_query: Mapping[str, Any] | None = None,
-               extra_body: Mapping[str, Any] | None = None,
-               fallbacks: Sequence[str] | None = None,
-               **params: Unpack[ChatCompletionParams]) -> ChatCompletion | Stream: ...
+    def create(
+        self,
+        *,
+        stream: bool,
+        timeout: TimeoutArg | NotGiven = NOT_GIVEN,
+        max_retries: int | None = None,
+        total_timeout: float | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        extra_query: Mapping[str, Any] | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        fallbacks: Sequence[str] | None = None,
+        **params: Unpack[ChatCompletionParams],
+    ) -> ChatCompletion | Stream: ...
 
     def create(
         self,
@@ -129,8 +153,13 @@ class Completions:
         )
         if stream:
             runner = self._client._runner
-            return each_model(self._client, chain, payload, options, lambda body, opts, fb: (
-                runner.open_stream(ROUTE, body, options=opts, fallback=fb)))
+            return each_model(
+                self._client,
+                chain,
+                payload,
+                options,
+                lambda body, opts, fb: runner.open_stream(ROUTE, body, options=opts, fallback=fb),
+            )
         return self._run(payload, options, chain)
 
     def parse(self, *, response_format: type[M], **kwargs: Any) -> ParsedChatCompletion[M]:
@@ -149,8 +178,7 @@ class Completions:
         """
         if kwargs.get("stream"):
             raise InvalidArgumentError("stream", "parse() does not stream; use create()")
-        completion = self.create(response_format=json_schema_format(response_format),
-                                 **kwargs)
+        completion = self.create(response_format=json_schema_format(response_format), **kwargs)
         return parse_completion(completion.to_dict(), response_format)
 
     def submit(self, **kwargs: Any) -> Future[ChatCompletion]:
@@ -173,13 +201,22 @@ class Completions:
         )
 
     @overload
-    def map(self, jobs: Iterable[Mapping[str, Any]], *,
-            return_exceptions: Literal[False] = False,
-            window: int | None = None) -> Iterator[ChatCompletion]: ...
+    def map(
+        self,
+        jobs: Iterable[Mapping[str, Any]],
+        *,
+        return_exceptions: Literal[False] = False,
+        window: int | None = None,
+    ) -> Iterator[ChatCompletion]: ...
 
     @overload
-    def map(self, jobs: Iterable[Mapping[str, Any]], *, return_exceptions: bool,
-            window: int | None = None) -> Iterator[ChatCompletion | BaseException]: ...
+    def map(
+        self,
+        jobs: Iterable[Mapping[str, Any]],
+        *,
+        return_exceptions: bool,
+        window: int | None = None,
+    ) -> Iterator[ChatCompletion | BaseException]: ...
 
     def map(
         self,
@@ -208,8 +245,10 @@ class Completions:
         ...     print(completion.choices[0].message.content)
         """
         self._client._check_open()
-        size = window if window is not None else max(
-            DEFAULT_MAP_WINDOW, 4 * self._client.config.max_workers
+        size = (
+            window
+            if window is not None
+            else max(DEFAULT_MAP_WINDOW, 4 * self._client.config.max_workers)
         )
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise InvalidArgumentError("window", f"expected an int >= 1, got {window!r}")
@@ -246,8 +285,9 @@ class Completions:
             completion: ChatCompletion = self.create(stream=False, **rest)
             return completion
 
-    def _create_raw(self, params: dict[str, Any], *,
-                    sink: Callable[[RequestRecord], None]) -> dict[str, Any]:
+    def _create_raw(
+        self, params: dict[str, Any], *, sink: Callable[[RequestRecord], None]
+    ) -> dict[str, Any]:
         """One non-streamed call from a request body: the answer's raw JSON; ``sink`` gets
         the call's record (the batch engine reports attempts and latency from it)."""
         if params.get("stream"):
@@ -255,16 +295,31 @@ class Completions:
         fallbacks = params.pop("fallbacks", None)
         payload, options, chain = self._prepare(params, fallbacks=fallbacks)
         client = self._client
-        return each_model(self._client, chain, payload, options, lambda body, opts, fb: (
-            client._request_json("POST", ROUTE, body, options=opts, required=("choices",),
-                                 sink=sink, fallback=fb)))
+        return each_model(
+            self._client,
+            chain,
+            payload,
+            options,
+            lambda body, opts, fb: client._request_json(
+                "POST", ROUTE, body, options=opts, required=("choices",), sink=sink, fallback=fb
+            ),
+        )
 
-    def _run(self, payload: dict[str, Any], options: CallOptions,
-             chain: list[str]) -> ChatCompletion:
+    def _run(
+        self, payload: dict[str, Any], options: CallOptions, chain: list[str]
+    ) -> ChatCompletion:
         client = self._client
-        return ChatCompletion(each_model(client, chain, payload, options, lambda body, opts, fb: (
-            client._request_json("POST", ROUTE, body, options=opts, required=("choices",),
-                                 fallback=fb))))
+        return ChatCompletion(
+            each_model(
+                client,
+                chain,
+                payload,
+                options,
+                lambda body, opts, fb: client._request_json(
+                    "POST", ROUTE, body, options=opts, required=("choices",), fallback=fb
+                ),
+            )
+        )
 
     def _prepare(
         self,
@@ -288,13 +343,17 @@ class Completions:
         params = plain_params(params)
         check_chat_params(params)
         chain = chain_of(params["model"], fallbacks, self._client._fallbacks)
-        return params, self._client._call_options(
-            timeout=timeout,
-            max_retries=max_retries,
-            total_timeout=total_timeout,
-            extra_headers=extra_headers,
-            extra_query=extra_query,
-        ), chain
+        return (
+            params,
+            self._client._call_options(
+                timeout=timeout,
+                max_retries=max_retries,
+                total_timeout=total_timeout,
+                extra_headers=extra_headers,
+                extra_query=extra_query,
+            ),
+            chain,
+        )
 
 
 def _model_of(job: object) -> str | None:

@@ -50,62 +50,99 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="comet-sync",
         description="A synchronous, thread-safe client for CometAPI. The key comes from "
-                    "COMETAPI_KEY (COMETAPI_BASE_URL overrides the address).",
+        "COMETAPI_KEY (COMETAPI_BASE_URL overrides the address).",
     )
     parser.add_argument("--version", action="version", version=f"comet-sync {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every attempt")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     batch = sub.add_parser(
-        "batch", help="run a JSONL file of chat (or embeddings) requests",
+        "batch",
+        help="run a JSONL file of chat (or embeddings) requests",
         description="Run every line of INPUT (a chat request body, optionally with custom_id "
-                    "and metadata; or a line of OpenAI's Batch API format) and write one result "
-                    "line per input line to OUTPUT. INPUT may be - for stdin. Safe to "
-                    "interrupt: the run's options are kept beside OUTPUT, and "
-                    "'comet-sync batch -o OUTPUT --resume' finishes it.",
+        "and metadata; or a line of OpenAI's Batch API format) and write one result "
+        "line per input line to OUTPUT. INPUT may be - for stdin. Safe to "
+        "interrupt: the run's options are kept beside OUTPUT, and "
+        "'comet-sync batch -o OUTPUT --resume' finishes it.",
     )
-    batch.add_argument("input", metavar="INPUT.jsonl", nargs="?",
-                       help="the requests (- for stdin); on --resume, the run's own by default")
+    batch.add_argument(
+        "input",
+        metavar="INPUT.jsonl",
+        nargs="?",
+        help="the requests (- for stdin); on --resume, the run's own by default",
+    )
     batch.add_argument("-o", "--output", metavar="OUTPUT.jsonl", required=True)
     batch.add_argument("--model", help="model for lines that name none")
-    batch.add_argument("--concurrency", type=_positive_int,
-                       help=f"most requests in flight (default {DEFAULT_MAX_CONCURRENCY})")
+    batch.add_argument(
+        "--concurrency",
+        type=_positive_int,
+        help=f"most requests in flight (default {DEFAULT_MAX_CONCURRENCY})",
+    )
     batch.add_argument("--rpm", type=_positive_float, help="requests per minute, at most")
     batch.add_argument("--tpm", type=_positive_float, help="tokens per minute, at most")
-    batch.add_argument("--max-retries", type=_non_negative_int,
-                       help=f"retries per request (default {DEFAULT_MAX_RETRIES})")
-    batch.add_argument("--output-format", choices=FORMATS,
-                       help="comet (default): custom_id, response or error, attempts, latency; "
-                            "openai: the Batch API's output lines")
-    batch.add_argument("--resume", action="store_true",
-                       help="skip the jobs OUTPUT already holds and append the rest, with the "
-                            "options the run was started with (any given here win)")
-    batch.add_argument("--retry-errors", action="store_true",
-                       help="with --resume: send again the lines that ended in an error that "
-                            "may heal (429, 5xx, timeouts, dropped connections)")
-    batch.add_argument("--unordered", action="store_true", default=None,
-                       help="write results as they complete, not in input order")
-    batch.add_argument("--grace", type=_positive_float, default=DEFAULT_GRACE,
-                       help="seconds in-flight calls get after Ctrl-C (default 30)")
+    batch.add_argument(
+        "--max-retries",
+        type=_non_negative_int,
+        help=f"retries per request (default {DEFAULT_MAX_RETRIES})",
+    )
+    batch.add_argument(
+        "--output-format",
+        choices=FORMATS,
+        help="comet (default): custom_id, response or error, attempts, latency; "
+        "openai: the Batch API's output lines",
+    )
+    batch.add_argument(
+        "--resume",
+        action="store_true",
+        help="skip the jobs OUTPUT already holds and append the rest, with the "
+        "options the run was started with (any given here win)",
+    )
+    batch.add_argument(
+        "--retry-errors",
+        action="store_true",
+        help="with --resume: send again the lines that ended in an error that "
+        "may heal (429, 5xx, timeouts, dropped connections)",
+    )
+    batch.add_argument(
+        "--unordered",
+        action="store_true",
+        default=None,
+        help="write results as they complete, not in input order",
+    )
+    batch.add_argument(
+        "--grace",
+        type=_positive_float,
+        default=DEFAULT_GRACE,
+        help="seconds in-flight calls get after Ctrl-C (default 30)",
+    )
     batch.add_argument("--no-progress", action="store_true", help="no progress line")
-    batch.add_argument("--fake", action="store_true",
-                       help="send to the embedded fake server (no key needed: try it offline)")
+    batch.add_argument(
+        "--fake",
+        action="store_true",
+        help="send to the embedded fake server (no key needed: try it offline)",
+    )
 
-    chat = sub.add_parser("chat", help="one chat call, printed as it streams",
-                          description="Send one prompt and print the answer.")
+    chat = sub.add_parser(
+        "chat",
+        help="one chat call, printed as it streams",
+        description="Send one prompt and print the answer.",
+    )
     chat.add_argument("prompt")
-    chat.add_argument("--model", default=DEFAULT_CHAT_MODEL,
-                      help=f"default {DEFAULT_CHAT_MODEL}")
+    chat.add_argument("--model", default=DEFAULT_CHAT_MODEL, help=f"default {DEFAULT_CHAT_MODEL}")
     chat.add_argument("--system", help="a system message")
     chat.add_argument("--no-stream", action="store_true", help="wait for the whole answer")
-    chat.add_argument("--fake", action="store_true",
-                      help="ask the embedded fake server (no key needed: try it offline)")
+    chat.add_argument(
+        "--fake",
+        action="store_true",
+        help="ask the embedded fake server (no key needed: try it offline)",
+    )
 
     demo = sub.add_parser(
-        "demo", help="fire a few hundred calls and print the metrics",
+        "demo",
+        help="fire a few hundred calls and print the metrics",
         description="Send chat calls through one client and print its per-model metrics: to "
-                    "the embedded fake server when COMETAPI_KEY is unset, to CometAPI when it "
-                    "is set.",
+        "the embedded fake server when COMETAPI_KEY is unset, to CometAPI when it "
+        "is set.",
     )
     demo.add_argument("--calls", type=_positive_int, default=300, help="how many (default 300)")
     return parser
@@ -126,13 +163,16 @@ def main(argv: list[str] | None = None) -> int:
         # Configuration problems (no key, a bad setting): one line, no traceback.
         message = str(exc)
         if message.startswith("No API key"):
-            message = ("no API key: set COMETAPI_KEY, or try it offline against the embedded "
-                       "fake server with --fake")
+            message = (
+                "no API key: set COMETAPI_KEY, or try it offline against the embedded "
+                "fake server with --fake"
+            )
         print(f"comet-sync {args.command}: {message}", file=sys.stderr)
         return EXIT_USAGE
 
 
 # -- chat --------------------------------------------------------------------------------------
+
 
 def _chat(args: argparse.Namespace) -> int:
     messages = []
@@ -146,8 +186,9 @@ def _chat(args: argparse.Namespace) -> int:
                 reply = client.chat.completions.create(model=args.model, messages=messages)
                 sys.stdout.write((reply.choices[0].message.content or "") + "\n")
             else:
-                with client.chat.completions.create(model=args.model, messages=messages,
-                                                    stream=True) as stream:
+                with client.chat.completions.create(
+                    model=args.model, messages=messages, stream=True
+                ) as stream:
                     for text in stream.text_deltas():
                         sys.stdout.write(text)
                         sys.stdout.flush()
@@ -168,6 +209,7 @@ def _connection(args: argparse.Namespace, stack: contextlib.ExitStack) -> dict[s
 
 
 # -- batch -------------------------------------------------------------------------------------
+
 
 class _Interrupts:
     """First SIGINT/SIGTERM: stop (no new line, no new request), let calls in flight finish for
@@ -202,8 +244,12 @@ class _Interrupts:
         self._stopped = True
         self.signal_name = signal.Signals(signum).name
         self.on_first()
-        print(f"\n{self.signal_name}: nothing new is sent; waiting up to {self.grace:g}s for the "
-              "calls in flight (Ctrl-C again to abandon them)", file=sys.stderr, flush=True)
+        print(
+            f"\n{self.signal_name}: nothing new is sent; waiting up to {self.grace:g}s for the "
+            "calls in flight (Ctrl-C again to abandon them)",
+            file=sys.stderr,
+            flush=True,
+        )
         # A real signal, not _thread.interrupt_main(): only a signal wakes the main thread
         # from the wait it is blocked in.
         self._timer = threading.Timer(self.grace, os.kill, (os.getpid(), signum))
@@ -228,19 +274,31 @@ def _batch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         if source is not sys.stdin:
             stack.enter_context(source)
         # The client first: a configuration error (no key) must leave no files behind.
-        client = stack.enter_context(CometClient(
-            max_concurrency=options["concurrency"], max_retries=options["max_retries"],
-            rpm=options["rpm"], tpm=options["tpm"], **_connection(args, stack)))
+        client = stack.enter_context(
+            CometClient(
+                max_concurrency=options["concurrency"],
+                max_retries=options["max_retries"],
+                rpm=options["rpm"],
+                tpm=options["tpm"],
+                **_connection(args, stack),
+            )
+        )
         try:
-            resumed = (prepare_resume(args.output, retry_errors=args.retry_errors)
-                       if args.resume else Resumed())
+            resumed = (
+                prepare_resume(args.output, retry_errors=args.retry_errors)
+                if args.resume
+                else Resumed()
+            )
             out = stack.enter_context(open(args.output, "a", encoding="utf-8", newline="\n"))
             write_state(args.output, options)
         except OSError as exc:
             parser.error(f"cannot write {args.output}: {exc.strerror}")
         if resumed.removed:
-            print(f"--retry-errors: {resumed.removed} error line(s) taken out of {args.output} "
-                  "to be sent again", file=sys.stderr)
+            print(
+                f"--retry-errors: {resumed.removed} error line(s) taken out of {args.output} "
+                "to be sent again",
+                file=sys.stderr,
+            )
         lines = count_lines(options["input"])
         total = max(lines - len(resumed.keys), 0) if lines is not None else None
         return _run(args, options, client, source, out, resumed, total)
@@ -248,8 +306,13 @@ def _batch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 # The options a run keeps beside its output, with their defaults.
 _OPTION_DEFAULTS: dict[str, Any] = {
-    "model": None, "concurrency": DEFAULT_MAX_CONCURRENCY, "rpm": None, "tpm": None,
-    "max_retries": DEFAULT_MAX_RETRIES, "unordered": False, "output_format": "comet",
+    "model": None,
+    "concurrency": DEFAULT_MAX_CONCURRENCY,
+    "rpm": None,
+    "tpm": None,
+    "max_retries": DEFAULT_MAX_RETRIES,
+    "unordered": False,
+    "output_format": "comet",
 }
 
 
@@ -276,13 +339,23 @@ def _resume_command(options: dict[str, Any], output: str) -> str:
         if value == default:
             continue
         flag = "--" + name.replace("_", "-")
-        words += [flag] if value is True else [flag, f"{value:g}" if isinstance(value, float)
-                                               else str(value)]
+        words += (
+            [flag]
+            if value is True
+            else [flag, f"{value:g}" if isinstance(value, float) else str(value)]
+        )
     return " ".join(shlex.quote(word) for word in words)
 
 
-def _run(args: argparse.Namespace, options: dict[str, Any], client: CometClient,
-         source: IO[str], out: IO[str], resumed: Resumed, total: int | None) -> int:
+def _run(
+    args: argparse.Namespace,
+    options: dict[str, Any],
+    client: CometClient,
+    source: IO[str],
+    out: IO[str],
+    resumed: Resumed,
+    total: int | None,
+) -> int:
     skip = resumed.keys
     progress = _Progress(total, client, enabled=not args.no_progress and sys.stderr.isatty())
     written = failed = 0
@@ -296,8 +369,9 @@ def _run(args: argparse.Namespace, options: dict[str, Any], client: CometClient,
     def write(result: BatchResult) -> None:
         nonlocal written, failed
         # One write per line, flushed at once: a crash leaves only whole lines behind.
-        out.write(json.dumps(format_result(result, options["output_format"]),
-                             ensure_ascii=False) + "\n")
+        out.write(
+            json.dumps(format_result(result, options["output_format"]), ensure_ascii=False) + "\n"
+        )
         out.flush()
         written += 1
         failed += not result.ok
@@ -322,20 +396,30 @@ def _run(args: argparse.Namespace, options: dict[str, Any], client: CometClient,
             progress.close()
     wall = time.monotonic() - started
     print(format_table(client.metrics.snapshot()))
-    print(f"{written} line(s) written to {args.output} ({failed} error line(s)) in {wall:.1f}s"
-          + (f"; {len(skip)} already there" if skip else ""))
+    print(
+        f"{written} line(s) written to {args.output} ({failed} error line(s)) in {wall:.1f}s"
+        + (f"; {len(skip)} already there" if skip else "")
+    )
     if interrupts.stopped or abandoned:
-        print(f"interrupted by {interrupts.signal_name or 'SIGINT'}: resume with\n  "
-              f"{_resume_command(options, args.output)}\n(or just: comet-sync batch -o "
-              f"{shlex.quote(args.output)} --resume; the options are kept in "
-              f"{shlex.quote(state_path(args.output))})", file=sys.stderr)
+        print(
+            f"interrupted by {interrupts.signal_name or 'SIGINT'}: resume with\n  "
+            f"{_resume_command(options, args.output)}\n(or just: comet-sync batch -o "
+            f"{shlex.quote(args.output)} --resume; the options are kept in "
+            f"{shlex.quote(state_path(args.output))})",
+            file=sys.stderr,
+        )
         return EXIT_INTERRUPTED
     if resumed.errors:
         # Resuming finishes what was never done; it does not make old errors go away.
-        hint = (f"; {resumed.retryable} may heal: add --retry-errors to send them again"
-                if resumed.retryable else "")
-        print(f"{args.output} still holds {resumed.errors} error line(s) from earlier runs"
-              f"{hint}", file=sys.stderr)
+        hint = (
+            f"; {resumed.retryable} may heal: add --retry-errors to send them again"
+            if resumed.retryable
+            else ""
+        )
+        print(
+            f"{args.output} still holds {resumed.errors} error line(s) from earlier runs{hint}",
+            file=sys.stderr,
+        )
     return EXIT_FAILED_LINES if failed or resumed.errors else 0
 
 
@@ -375,8 +459,9 @@ class _Progress:
             sys.stderr.write(f"\r{done}  {rate:.1f}/s  429s absorbed: {throttled} ")
         else:
             eta = (self.total - done) / rate if rate > 0 else 0.0
-            sys.stderr.write(f"\r{done}/{self.total}  {rate:.1f}/s  429s absorbed: "
-                             f"{throttled}  ETA {eta:.0f}s ")
+            sys.stderr.write(
+                f"\r{done}/{self.total}  {rate:.1f}/s  429s absorbed: {throttled}  ETA {eta:.0f}s "
+            )
         sys.stderr.flush()
 
     def close(self) -> None:
@@ -387,6 +472,7 @@ class _Progress:
 
 
 # -- argument types ----------------------------------------------------------------------------
+
 
 def _positive_int(text: str) -> int:
     value: int = _number(text, int)

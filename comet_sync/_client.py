@@ -179,8 +179,11 @@ class CometClient:
         workers = max_workers
         if workers is None:
             # (a wrong max_concurrency is reported by ClientConfig, naming it)
-            workers = max_concurrency * DEFAULT_WORKERS_PER_SLOT if isinstance(
-                max_concurrency, int) else 1
+            workers = (
+                max_concurrency * DEFAULT_WORKERS_PER_SLOT
+                if isinstance(max_concurrency, int)
+                else 1
+            )
         self.config = ClientConfig(
             base_url=resolve_base_url(base_url),
             max_concurrency=max_concurrency,
@@ -193,18 +196,22 @@ class CometClient:
                 total_timeout=total_timeout,
             ),
         )
-        for name, cap in (("max_response_bytes", max_response_bytes),
-                          ("max_event_bytes", max_event_bytes)):
+        for name, cap in (
+            ("max_response_bytes", max_response_bytes),
+            ("max_event_bytes", max_event_bytes),
+        ):
             if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
                 raise InvalidArgumentError(name, f"expected an int >= 1, got {cap!r}")
         self._max_response_bytes = max_response_bytes
         self._max_event_bytes = max_event_bytes
         # Sent with every call (openai-python's default_headers / default_query); a call's
         # extra_headers / extra_query win.
-        self._default_headers = (check_headers(default_headers, "default_headers")
-                                 if default_headers is not None else {})
-        self._default_query = (_check_query(default_query, "default_query")
-                               if default_query is not None else {})
+        self._default_headers = (
+            check_headers(default_headers, "default_headers") if default_headers is not None else {}
+        )
+        self._default_query = (
+            _check_query(default_query, "default_query") if default_query is not None else {}
+        )
         # Models a call moves on to when its own is unavailable (see _fallback.py): a list
         # for every model, or a dict by model ("*" for the others).
         if isinstance(fallbacks, Mapping):
@@ -250,8 +257,9 @@ class CometClient:
             )
         self._shared_limiter: LimiterProtocol | None = limiter
         if limiter is not None:
-            limiter.bind(clock=clock_.monotonic, sleep=clock_.sleep, random=clock_.random,
-                         max_hold=max_wait)
+            limiter.bind(
+                clock=clock_.monotonic, sleep=clock_.sleep, random=clock_.random, max_hold=max_wait
+            )
         self._build_runtime()
         _CLIENTS.add(self)
         self.chat = Chat(self)
@@ -373,9 +381,14 @@ class CometClient:
 
         >>> client.with_options(timeout=20, max_retries=1).chat.completions.create(...)
         """
-        return _View(self, timeout=timeout, max_retries=max_retries,
-                     total_timeout=total_timeout, default_headers=default_headers,
-                     default_query=default_query)
+        return _View(
+            self,
+            timeout=timeout,
+            max_retries=max_retries,
+            total_timeout=total_timeout,
+            default_headers=default_headers,
+            default_query=default_query,
+        )
 
     @property
     def with_raw_response(self) -> RawClient:
@@ -415,14 +428,28 @@ class CometClient:
             evicted.shutdown(wait=False)
         return executor
 
-    def _request_json(self, method: str, route: str, payload: dict[str, Any] | None, *,
-                      options: CallOptions, required: tuple[str, ...],
-                      sink: Callable[[RequestRecord], None] | None = None,
-                      fallback: tuple[str, str] | None = None) -> dict[str, Any]:
+    def _request_json(
+        self,
+        method: str,
+        route: str,
+        payload: dict[str, Any] | None,
+        *,
+        options: CallOptions,
+        required: tuple[str, ...],
+        sink: Callable[[RequestRecord], None] | None = None,
+        fallback: tuple[str, str] | None = None,
+    ) -> dict[str, Any]:
         """A JSON call, through the response cache when there is one (POSTs only)."""
         if self.cache is None or payload is None:
-            return self._runner.request_json(method, route, payload, options=options,
-                                             required=required, sink=sink, fallback=fallback)
+            return self._runner.request_json(
+                method,
+                route,
+                payload,
+                options=options,
+                required=required,
+                sink=sink,
+                fallback=fallback,
+            )
         started = self._clock.monotonic()
 
         def lead() -> dict[str, Any]:
@@ -433,12 +460,16 @@ class CometClient:
             own = options
             if budget is not None and spent > 0:
                 if budget - spent <= 0:
-                    raise APITimeoutError("the call's time budget ran out while it waited for "
-                                          "an identical call on another thread")
+                    raise APITimeoutError(
+                        "the call's time budget ran out while it waited for "
+                        "an identical call on another thread"
+                    )
                 own = dataclasses.replace(
-                    options, retry=options.retry.replace(total_timeout=budget - spent))
-            return self._runner.request_json(method, route, payload, options=own,
-                                             required=required, sink=sink, fallback=fallback)
+                    options, retry=options.retry.replace(total_timeout=budget - spent)
+                )
+            return self._runner.request_json(
+                method, route, payload, options=own, required=required, sink=sink, fallback=fallback
+            )
 
         data, hit = self.cache.get_or_call(
             ResponseCache.key(route, payload),
@@ -449,8 +480,14 @@ class CometClient:
         )
         if hit:
             model = payload.get("model")
-            self._runner.record(route, model if isinstance(model, str) else None, None,
-                                cached=True, started=started, sink=sink)
+            self._runner.record(
+                route,
+                model if isinstance(model, str) else None,
+                None,
+                cached=True,
+                started=started,
+                sink=sink,
+            )
         return data  # type: ignore[no-any-return]
 
     def _call_options(
@@ -481,8 +518,9 @@ class CometClient:
         if extra_query is not None:
             query.update(_check_query(extra_query, "extra_query"))
         return CallOptions(
-            timeout=self.config.timeout if is_not_given(timeout) else Timeout.coerce(
-                cast(TimeoutArg, timeout)),
+            timeout=self.config.timeout
+            if is_not_given(timeout)
+            else Timeout.coerce(cast(TimeoutArg, timeout)),
             retry=retry,
             extra_headers=headers,
             query=query,
@@ -495,10 +533,16 @@ class _View(CometClient):
     """What ``with_options`` returns: its own defaults, everything else its parent's, looked
     up live (so a view stays right after its parent is rebuilt in a forked child)."""
 
-    def __init__(self, parent: CometClient, *, timeout: TimeoutArg | NotGiven,
-                 max_retries: int | None, total_timeout: float | None,
-                 default_headers: Mapping[str, str] | None,
-                 default_query: Mapping[str, str] | None) -> None:
+    def __init__(
+        self,
+        parent: CometClient,
+        *,
+        timeout: TimeoutArg | NotGiven,
+        max_retries: int | None,
+        total_timeout: float | None,
+        default_headers: Mapping[str, str] | None,
+        default_query: Mapping[str, str] | None,
+    ) -> None:
         # No super().__init__(): a view builds nothing of its own.
         root = parent._parent if isinstance(parent, _View) else parent
         self._parent: CometClient = root
@@ -509,14 +553,19 @@ class _View(CometClient):
             changes["total_timeout"] = total_timeout
         self.config = dataclasses.replace(
             parent.config,
-            timeout=parent.config.timeout if is_not_given(timeout) else Timeout.coerce(
-                cast(TimeoutArg, timeout)),
+            timeout=parent.config.timeout
+            if is_not_given(timeout)
+            else Timeout.coerce(cast(TimeoutArg, timeout)),
             retry=parent.config.retry.replace(**changes) if changes else parent.config.retry,
         )
-        self._default_headers = {**parent._default_headers, **(
-            check_headers(default_headers, "default_headers") if default_headers else {})}
-        self._default_query = {**parent._default_query, **(
-            _check_query(default_query, "default_query") if default_query else {})}
+        self._default_headers = {
+            **parent._default_headers,
+            **(check_headers(default_headers, "default_headers") if default_headers else {}),
+        }
+        self._default_query = {
+            **parent._default_query,
+            **(_check_query(default_query, "default_query") if default_query else {}),
+        }
         self.chat = Chat(self)
         self.embeddings = Embeddings(self)
         self.responses = Responses(self)
@@ -534,5 +583,8 @@ class _View(CometClient):
 def _check_query(query: object, argument: str) -> dict[str, str]:
     if not isinstance(query, Mapping) or not all(isinstance(k, str) for k in query):
         raise InvalidArgumentError(argument, "expected a dict of str to values")
-    return {k: v if isinstance(v, str) else json.dumps(v) if isinstance(v, (dict, list))
-            else str(v) for k, v in query.items() if not is_not_given(v)}
+    return {
+        k: v if isinstance(v, str) else json.dumps(v) if isinstance(v, (dict, list)) else str(v)
+        for k, v in query.items()
+        if not is_not_given(v)
+    }

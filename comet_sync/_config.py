@@ -61,6 +61,7 @@ DEFAULT_MAX_RESPONSE_BYTES = 128 * 1024 * 1024
 # one event still fits.
 DEFAULT_MAX_EVENT_BYTES = 16 * 1024 * 1024
 
+
 class TimeoutLike(Protocol):
     """Anything with ``connect`` and ``read`` seconds, such as httpx's ``Timeout``."""
 
@@ -71,8 +72,7 @@ class TimeoutLike(Protocol):
     def read(self) -> float | None: ...
 
 
-TimeoutArg = Union[float, int, "Timeout", "tuple[float | None, float | None]", TimeoutLike,
-                   None]
+TimeoutArg = Union[float, int, "Timeout", "tuple[float | None, float | None]", TimeoutLike, None]
 
 
 @dataclass(frozen=True)
@@ -186,11 +186,15 @@ def _check_key(key: str) -> None:
         return
     if _KEY_CHARS.fullmatch(key.strip()):
         raise InvalidArgumentError(
-            "api_key", "starts or ends with whitespace or a newline (a key read from a file "
-            "keeps its newline: pass key.strip())")
+            "api_key",
+            "starts or ends with whitespace or a newline (a key read from a file "
+            "keeps its newline: pass key.strip())",
+        )
     raise InvalidArgumentError(
-        "api_key", "contains a space, a control character or a character that is not ASCII; "
-        "an API key is printable ASCII")
+        "api_key",
+        "contains a space, a control character or a character that is not ASCII; "
+        "an API key is printable ASCII",
+    )
 
 
 def resolve_base_url(base_url: str | None) -> str:
@@ -206,7 +210,8 @@ def resolve_base_url(base_url: str | None) -> str:
         # requests would send it as Basic auth in place of our Bearer key, and the password
         # would show in every repr, error and log line.
         raise InvalidArgumentError(
-            "base_url", "contains a user name or password; pass the key as api_key")
+            "base_url", "contains a user name or password; pass the key as api_key"
+        )
     return url.rstrip("/")
 
 
@@ -227,13 +232,13 @@ def check_headers(headers: object, argument: str = "extra_headers") -> dict[str,
         if not _TOKEN.fullmatch(name):
             raise InvalidArgumentError(argument, f"{name!r} is not a valid header name")
         if _BAD_VALUE.search(value):
-            raise InvalidArgumentError(
-                argument, f"the value of {name!r} contains a CR, LF or NUL")
+            raise InvalidArgumentError(argument, f"the value of {name!r} contains a CR, LF or NUL")
         try:
             value.encode("latin-1")
         except UnicodeEncodeError:
             raise InvalidArgumentError(
-                argument, f"the value of {name!r} is not Latin-1 text") from None
+                argument, f"the value of {name!r} is not Latin-1 text"
+            ) from None
         checked[name] = value
     return checked
 

@@ -37,8 +37,14 @@ class Concurrency:
     a probe refused at the same level doubles the interval (up to ``max_probe_interval``).
     """
 
-    def __init__(self, ceiling: int, *, initial: int, probe_interval: float = 1.0,
-                 max_probe_interval: float = 16.0) -> None:
+    def __init__(
+        self,
+        ceiling: int,
+        *,
+        initial: int,
+        probe_interval: float = 1.0,
+        max_probe_interval: float = 16.0,
+    ) -> None:
         self.ceiling = ceiling
         self.limit = float(max(1, min(initial, ceiling)))
         self.slow_start = True
@@ -154,10 +160,20 @@ class RateFinder:
     pacing stops, and 429s are ignored while their share stays near that level.
     """
 
-    def __init__(self, *, margin: float = 0.97, min_span: float = 0.25, window: float = 1.0,
-                 recover: float = 1.0, probe: float = 0.05, hold: float = 2.0,
-                 max_hold: float = 16.0, floor: float = 0.1, quiet: float = 1.0,
-                 min_samples: int = 10) -> None:
+    def __init__(
+        self,
+        *,
+        margin: float = 0.97,
+        min_span: float = 0.25,
+        window: float = 1.0,
+        recover: float = 1.0,
+        probe: float = 0.05,
+        hold: float = 2.0,
+        max_hold: float = 16.0,
+        floor: float = 0.1,
+        quiet: float = 1.0,
+        min_samples: int = 10,
+    ) -> None:
         self.margin = margin
         self.min_samples = min_samples
         self.min_span = min_span
@@ -200,8 +216,9 @@ class RateFinder:
         self._outcomes.append((sent_at, _OK))
         self._trim(now)
 
-    def on_throttled(self, sent_at: float, now: float, round_trip: float = 0.0,
-                     told: bool = False) -> float | None:
+    def on_throttled(
+        self, sent_at: float, now: float, round_trip: float = 0.0, told: bool = False
+    ) -> float | None:
         """A 429 for a request sent at ``sent_at``: the new pace, or None if unchanged
         (``math.inf``: stop pacing).
         ``round_trip`` is how long a success takes: a change is judged after one. ``told``:
@@ -216,8 +233,10 @@ class RateFinder:
         if quiet > self.quiet:
             self._period = sent_at
             # A probe refused at the same level waits longer before the next one.
-            again = self.found is not None and self.rate is not None and (
-                self.rate >= self.found * self.margin
+            again = (
+                self.found is not None
+                and self.rate is not None
+                and (self.rate >= self.found * self.margin)
             )
             self.hold = min(self.max_hold, self.hold * 2) if again else self.base_hold
         if sent_at < self._changed_at:
@@ -272,8 +291,7 @@ class RateFinder:
         self._measured_at = now
         return self._set(max(self.floor, measured * self.margin), now, test=True)
 
-    def _accepted_rate(self, now: float,
-                       round_trip: float) -> tuple[float, bool, float] | None:
+    def _accepted_rate(self, now: float, round_trip: float) -> tuple[float, bool, float] | None:
         """Successes per second over the last ``window`` whose answers are back, by send
         time, whether a whole window backs it, and the share of 429s in it; None if too few
         to say. Over a window at least as long as the server's own (a second, commonly), the
@@ -388,8 +406,15 @@ class RetryQuota:
     ``refill_per_second`` lets a quiet client regain retries even with nothing succeeding.
     """
 
-    def __init__(self, *, capacity: float = 500.0, cost: float = 5.0, timeout_cost: float = 10.0,
-                 refill_per_second: float = 1.0, now: float = 0.0) -> None:
+    def __init__(
+        self,
+        *,
+        capacity: float = 500.0,
+        cost: float = 5.0,
+        timeout_cost: float = 10.0,
+        refill_per_second: float = 1.0,
+        now: float = 0.0,
+    ) -> None:
         self.capacity = capacity
         self.cost = cost
         self.timeout_cost = timeout_cost
@@ -426,8 +451,14 @@ class AdaptiveThrottle:
     retries' business, not an outage.
     """
 
-    def __init__(self, *, k: float = 2.0, half_life: float = 2.0, min_requests: float = 10.0,
-                 now: float = 0.0) -> None:
+    def __init__(
+        self,
+        *,
+        k: float = 2.0,
+        half_life: float = 2.0,
+        min_requests: float = 10.0,
+        now: float = 0.0,
+    ) -> None:
         self.k = k
         self.min_requests = min_requests
         self.decay = math.log(2) / half_life

@@ -63,8 +63,11 @@ def run_demo(calls: int, out: TextIO) -> int:
             lim = snapshot.limiter
             lanes = (lim.models if lim is not None else None) or {}
             for name, model in sorted(lanes.items()):
-                rate = (f"{model.rate:.1f} requests/s ({model.rate_source})"
-                        if model.rate is not None else "none needed")
+                rate = (
+                    f"{model.rate:.1f} requests/s ({model.rate_source})"
+                    if model.rate is not None
+                    else "none needed"
+                )
                 out.write(
                     f"limiter, {name}: concurrency {model.concurrency_limit} of "
                     f"{lim.max_concurrency if lim else '?'}, pace {rate}, {model.throttled} 429s, "
@@ -87,4 +90,3 @@ def _jobs(calls: int, models: tuple[str, ...]) -> Iterator[dict[str, Any]]:
             "messages": [{"role": "user", "content": f"Give me a one-line fact, number {i}."}],
             "max_tokens": 32,
         }
-

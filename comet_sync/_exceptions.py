@@ -87,14 +87,17 @@ class ResponseSnapshot:
     text: str = field(repr=False)
 
     @classmethod
-    def of(cls, response: requests.Response, text: str,
-           secret: str | None = None) -> ResponseSnapshot:
-        headers = CaseInsensitiveDict(
-            {k: scrub(v, secret) for k, v in response.headers.items()}
+    def of(
+        cls, response: requests.Response, text: str, secret: str | None = None
+    ) -> ResponseSnapshot:
+        headers = CaseInsensitiveDict({k: scrub(v, secret) for k, v in response.headers.items()})
+        return cls(
+            status_code=response.status_code,
+            reason=str(response.reason or ""),
+            headers=headers,
+            url=scrub(str(response.url or ""), secret),
+            text=scrub(text[:ERROR_BODY_LIMIT], secret),
         )
-        return cls(status_code=response.status_code, reason=str(response.reason or ""),
-                   headers=headers, url=scrub(str(response.url or ""), secret),
-                   text=scrub(text[:ERROR_BODY_LIMIT], secret))
 
     def json(self) -> Any:
         return json.loads(self.text)
@@ -300,9 +303,14 @@ def _forms(secret: str) -> tuple[str, ...]:
     """The key as a server might echo it: raw, percent-encoded (either case of hex), as a
     query value (+ for space), JSON-escaped."""
     quoted = urllib.parse.quote(secret, safe="")
-    forms = {secret, quoted, re.sub(r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), quoted),
-             urllib.parse.quote_plus(secret),
-             urllib.parse.quote(secret), json.dumps(secret)[1:-1]}
+    forms = {
+        secret,
+        quoted,
+        re.sub(r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), quoted),
+        urllib.parse.quote_plus(secret),
+        urllib.parse.quote(secret),
+        json.dumps(secret)[1:-1],
+    }
     # Longest first, so a form that contains another is replaced whole.
     return tuple(sorted(forms, key=len, reverse=True))
 

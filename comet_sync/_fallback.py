@@ -36,16 +36,25 @@ if TYPE_CHECKING:
     from ._call import CallOptions
     from ._client import CometClient
 
-__all__ = ["Fallbacks", "chain_of", "check_fallbacks", "each_model", "fallback_reason",
-           "fallbacks_for"]
+__all__ = [
+    "Fallbacks",
+    "chain_of",
+    "check_fallbacks",
+    "each_model",
+    "fallback_reason",
+    "fallbacks_for",
+]
 
 logger = logging.getLogger("comet_sync")
 T = TypeVar("T")
 
 Fallbacks = Union[Sequence[str], Mapping[str, Sequence[str]], None]
 
-_NO_CHANNEL = re.compile(r"no available channel|model[_ ]not[_ ]found|does not exist|"
-                         r"no channel", re.IGNORECASE)
+_NO_CHANNEL = re.compile(
+    r"no available channel|model[_ ]not[_ ]found|does not exist|"
+    r"no channel",
+    re.IGNORECASE,
+)
 
 
 def fallback_reason(exc: BaseException) -> str | None:
@@ -56,7 +65,8 @@ def fallback_reason(exc: BaseException) -> str | None:
     if isinstance(exc, APIStatusError):
         status = exc.status_code
         if exc.code == "model_not_found" or (
-                status in (404, 503) and _NO_CHANNEL.search(exc.message or "")):
+            status in (404, 503) and _NO_CHANNEL.search(exc.message or "")
+        ):
             return f"model unavailable ({status})"
         if status == 429:
             return None if is_quota_exhausted(exc) else "saturated (429 through every retry)"
@@ -75,8 +85,11 @@ def check_fallbacks(value: object, argument: str = "fallbacks") -> list[str] | N
     argument when it is not a list of non-empty strings."""
     if value is None:
         return None
-    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or not all(
-            isinstance(m, str) and m.strip() for m in value):
+    if (
+        isinstance(value, (str, bytes))
+        or not isinstance(value, Sequence)
+        or not all(isinstance(m, str) and m.strip() for m in value)
+    ):
         raise InvalidArgumentError(argument, "expected a list of model names")
     return list(value)
 
@@ -101,9 +114,13 @@ def chain_of(model: str, fallbacks: object, default: Fallbacks) -> list[str]:
     return [model, *[m for m in dict.fromkeys(more or ()) if m != model]]
 
 
-def each_model(client: CometClient, chain: list[str], payload: dict[str, Any],
-               options: CallOptions,
-               call: Callable[[dict[str, Any], CallOptions, tuple[str, str] | None], T]) -> T:
+def each_model(
+    client: CometClient,
+    chain: list[str],
+    payload: dict[str, Any],
+    options: CallOptions,
+    call: Callable[[dict[str, Any], CallOptions, tuple[str, str] | None], T],
+) -> T:
     """``call`` on the first model of ``chain``, then on the next while the one before failed
     in a way a fallback may heal; each within what is left of the call's budget. ``call``
     gets the body, the options and (on a fallback) the model left and why."""
@@ -132,4 +149,5 @@ def _with_budget_left(options: CallOptions, spent: float) -> CallOptions:
     if budget is None:
         return options
     return dataclasses.replace(
-        options, retry=options.retry.replace(total_timeout=max(budget - spent, 1e-3)))
+        options, retry=options.retry.replace(total_timeout=max(budget - spent, 1e-3))
+    )

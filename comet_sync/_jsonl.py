@@ -53,15 +53,24 @@ __all__ = [
 FORMATS = ("comet", "openai")
 # OpenAI's batch URLs, with or without the version prefix.
 _ROUTES = {
-    "/v1/chat/completions": CHAT_ROUTE, "/chat/completions": CHAT_ROUTE,
-    "/v1/embeddings": EMBEDDINGS_ROUTE, "/embeddings": EMBEDDINGS_ROUTE,
-    "/v1/responses": RESPONSES_ROUTE, "/responses": RESPONSES_ROUTE,
+    "/v1/chat/completions": CHAT_ROUTE,
+    "/chat/completions": CHAT_ROUTE,
+    "/v1/embeddings": EMBEDDINGS_ROUTE,
+    "/embeddings": EMBEDDINGS_ROUTE,
+    "/v1/responses": RESPONSES_ROUTE,
+    "/responses": RESPONSES_ROUTE,
 }
 # Error kinds that may heal by sending again (--retry-errors resends them on resume).
-RETRYABLE_ERRORS = frozenset({
-    "RateLimitError", "InternalServerError", "APIConnectionError", "APITimeoutError",
-    "LimiterTimeoutError", "LimiterUnavailableError",
-})
+RETRYABLE_ERRORS = frozenset(
+    {
+        "RateLimitError",
+        "InternalServerError",
+        "APIConnectionError",
+        "APITimeoutError",
+        "LimiterTimeoutError",
+        "LimiterUnavailableError",
+    }
+)
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504, 524})
 
 
@@ -139,8 +148,12 @@ def read_jobs(
             continue
         if job.custom_id is not None:
             if key in seen and job.problem is None:
-                job = BatchJob(custom_id=job.custom_id, line=number, metadata=job.metadata,
-                               problem=f"line {number}: duplicate custom_id {job.custom_id!r}")
+                job = BatchJob(
+                    custom_id=job.custom_id,
+                    line=number,
+                    metadata=job.metadata,
+                    problem=f"line {number}: duplicate custom_id {job.custom_id!r}",
+                )
             seen.add(key)
         yield job
 
@@ -151,14 +164,13 @@ def _job_of(text: str, number: int, default_model: str | None) -> BatchJob:
     try:
         raw = json.loads(text)
     except json.JSONDecodeError as exc:
-        return BatchJob(custom_id=None, line=number,
-                        problem=f"line {number} is not JSON: {exc.msg}")
+        return BatchJob(
+            custom_id=None, line=number, problem=f"line {number} is not JSON: {exc.msg}"
+        )
     except ValueError as exc:  # (bad UTF-8 surrogates and the like)
-        return BatchJob(custom_id=None, line=number,
-                        problem=f"line {number} is not JSON: {exc}")
+        return BatchJob(custom_id=None, line=number, problem=f"line {number} is not JSON: {exc}")
     if not isinstance(raw, dict):
-        return BatchJob(custom_id=None, line=number,
-                        problem=f"line {number} is not a JSON object")
+        return BatchJob(custom_id=None, line=number, problem=f"line {number} is not a JSON object")
     given = raw.get("custom_id")
     cid = str(given) if given is not None else None
     metadata = raw.get("metadata")
@@ -170,13 +182,19 @@ def _job_of(text: str, number: int, default_model: str | None) -> BatchJob:
         if str(raw.get("method", "POST")).upper() != "POST":
             problem = f"line {number}: method {raw.get('method')!r} is not POST"
         elif route_or_none is None:
-            problem = (f"line {number}: url {raw.get('url')!r} is not one of "
-                       "/v1/chat/completions, /v1/embeddings, /v1/responses")
+            problem = (
+                f"line {number}: url {raw.get('url')!r} is not one of "
+                "/v1/chat/completions, /v1/embeddings, /v1/responses"
+            )
         elif not isinstance(body, dict):
             problem = f"line {number}: body is not a JSON object"
         if problem is not None or route_or_none is None:
-            return BatchJob(custom_id=cid, line=number, metadata=metadata,
-                            problem=problem or f"line {number}: no route")
+            return BatchJob(
+                custom_id=cid,
+                line=number,
+                metadata=metadata,
+                problem=problem or f"line {number}: no route",
+            )
         route = route_or_none
         body = dict(body)
     else:
@@ -184,8 +202,9 @@ def _job_of(text: str, number: int, default_model: str | None) -> BatchJob:
     if default_model is not None and "model" not in body:
         body["model"] = default_model
     problem = _body_problem(body, route, number)
-    return BatchJob(custom_id=cid, body=body, metadata=metadata, line=number, route=route,
-                    problem=problem)
+    return BatchJob(
+        custom_id=cid, body=body, metadata=metadata, line=number, route=route, problem=problem
+    )
 
 
 def _body_problem(body: dict[str, Any], route: str, number: int) -> str | None:
@@ -194,8 +213,10 @@ def _body_problem(body: dict[str, Any], route: str, number: int) -> str | None:
         if messages is None:
             return f"line {number}: no messages"
         if not isinstance(messages, list):
-            return (f"line {number}: messages must be a list of message objects, got "
-                    f"{type(messages).__name__}")
+            return (
+                f"line {number}: messages must be a list of message objects, got "
+                f"{type(messages).__name__}"
+            )
         if not messages:
             return f"line {number}: messages is empty"
     elif body.get("input") in (None, "", []):
@@ -230,15 +251,20 @@ def format_result(result: BatchResult, output_format: str) -> dict[str, Any]:
         out["response"] = None
         out["error"] = {"code": "skipped", "message": result.skipped}
     elif error is None:
-        out["response"] = {"status_code": result.status_code or 200,
-                           "request_id": result.request_id, "body": result.response}
+        out["response"] = {
+            "status_code": result.status_code or 200,
+            "request_id": result.request_id,
+            "body": result.response,
+        }
         out["error"] = None
     elif error.get("status") is not None:
         # The server answered: OpenAI reports that as a response with its status.
         body = error.get("body")
-        out["response"] = {"status_code": error["status"], "request_id": error.get("request_id"),
-                           "body": body if body is not None else
-                           {"error": {"message": error.get("message")}}}
+        out["response"] = {
+            "status_code": error["status"],
+            "request_id": error.get("request_id"),
+            "body": body if body is not None else {"error": {"message": error.get("message")}},
+        }
         out["error"] = None
     else:
         out["response"] = None
@@ -318,8 +344,12 @@ def is_retryable_error(record: dict[str, Any]) -> bool:
 def _drop_retryable_errors(path: str) -> int:
     removed = 0
     folder = os.path.dirname(os.path.abspath(path))
-    with open(path, encoding="utf-8") as src, tempfile.NamedTemporaryFile(
-            "w", encoding="utf-8", dir=folder, delete=False, newline="\n") as dst:
+    with (
+        open(path, encoding="utf-8") as src,
+        tempfile.NamedTemporaryFile(
+            "w", encoding="utf-8", dir=folder, delete=False, newline="\n"
+        ) as dst,
+    ):
         for text in src:
             record = _record(text)
             if record is not None and is_retryable_error(record):

@@ -124,8 +124,14 @@ class PermitProtocol(Protocol):
     @property
     def held(self) -> bool: ...
 
-    def release(self, status: int | None = None, *, throttled: bool = False,
-                word: ServerWord | None = None, total_tokens: int | None = None) -> None: ...
+    def release(
+        self,
+        status: int | None = None,
+        *,
+        throttled: bool = False,
+        word: ServerWord | None = None,
+        total_tokens: int | None = None,
+    ) -> None: ...
 
 
 class LimiterProtocol(Protocol):
@@ -137,11 +143,23 @@ class LimiterProtocol(Protocol):
     pacing a 429 just tightened) and the quota's price for any other retry.
     """
 
-    def bind(self, *, clock: Callable[[], float], sleep: Callable[[float], None],
-             random: Callable[[], float], max_hold: float) -> None: ...
+    def bind(
+        self,
+        *,
+        clock: Callable[[], float],
+        sleep: Callable[[float], None],
+        random: Callable[[], float],
+        max_hold: float,
+    ) -> None: ...
 
-    def acquire(self, model: str | None = None, *, cost: float = 0.0,
-                timeout: float | None = None, retry_cost: float = 0.0) -> PermitProtocol: ...
+    def acquire(
+        self,
+        model: str | None = None,
+        *,
+        cost: float = 0.0,
+        timeout: float | None = None,
+        retry_cost: float = 0.0,
+    ) -> PermitProtocol: ...
 
     def paces_tokens(self, model: str | None) -> bool: ...
 
@@ -156,8 +174,7 @@ class LimiterProtocol(Protocol):
 class _Lane:
     """One model's controls. Every field is guarded by the owning limiter's lock."""
 
-    def __init__(self, control: RateControl, model: str | None, ceiling: int,
-                 now: float) -> None:
+    def __init__(self, control: RateControl, model: str | None, ceiling: int, now: float) -> None:
         self.in_use = 0
         self.concurrency = Concurrency(
             ceiling, initial=control.initial_concurrency if control.adaptive else ceiling
@@ -190,8 +207,13 @@ class _Lane:
         return ranked[int(len(ranked) * 0.9)]
 
     def pacers(self, cost: float) -> tuple[tuple[Pacer | None, float], ...]:
-        return ((self.rpm, 1.0), (self.told, 1.0), (self.learned, 1.0),
-                (self.tpm, cost), (self.told_tokens, cost))
+        return (
+            (self.rpm, 1.0),
+            (self.told, 1.0),
+            (self.learned, 1.0),
+            (self.tpm, cost),
+            (self.told_tokens, cost),
+        )
 
     def rate(self) -> tuple[float | None, str | None]:
         found: list[tuple[float, str]] = []
@@ -238,8 +260,14 @@ class Limiter:
         self._queue: deque[_Waiter] = deque()  # callers waiting for a slot, in arrival order
         self._lanes: OrderedDict[str | None, _Lane] = OrderedDict()
 
-    def bind(self, *, clock: Callable[[], float], sleep: Callable[[float], None],
-             random: Callable[[], float], max_hold: float) -> None:
+    def bind(
+        self,
+        *,
+        clock: Callable[[], float],
+        sleep: Callable[[float], None],
+        random: Callable[[], float],
+        max_hold: float,
+    ) -> None:
         self._clock, self._sleep, self._random = clock, sleep, random
         self._max_hold = max_hold
 
@@ -248,8 +276,14 @@ class Limiter:
 
     # -- sending -----------------------------------------------------------------------------
 
-    def acquire(self, model: str | None = None, *, cost: float = 0.0,
-                timeout: float | None = None, retry_cost: float = 0.0) -> Permit:
+    def acquire(
+        self,
+        model: str | None = None,
+        *,
+        cost: float = 0.0,
+        timeout: float | None = None,
+        retry_cost: float = 0.0,
+    ) -> Permit:
         """Wait until a request of ``model`` may be sent; raise :class:`LimiterTimeoutError`
         if that would take longer than ``timeout``. ``cost`` is its estimated tokens."""
         deadline = None if timeout is None else self._clock() + timeout
@@ -275,8 +309,16 @@ class Limiter:
                 limit = lane.concurrency.effective
                 if lane.finder is not None:
                     lane.finder.on_sent(now)
-            return Permit(self, model, sent_at=now, level=level, limit=limit, paced=paced,
-                          cost=cost, retry_cost=charged)
+            return Permit(
+                self,
+                model,
+                sent_at=now,
+                level=level,
+                limit=limit,
+                paced=paced,
+                cost=cost,
+                retry_cost=charged,
+            )
 
     def _wait_hold(self, model: str | None, deadline: float | None) -> None:
         with self._lock:
@@ -288,8 +330,7 @@ class Limiter:
         start = until + self._random() * min(1.0, 0.1 * (until - now))
         self._sleep_until(start, now, deadline, f"a hold on the server's word ({until - now:.3g}s)")
 
-    def _wait_throttle(self, model: str | None, retry_cost: float,
-                       deadline: float | None) -> None:
+    def _wait_throttle(self, model: str | None, retry_cost: float, deadline: float | None) -> None:
         while True:
             with self._lock:
                 now = self._clock()
@@ -299,8 +340,11 @@ class Limiter:
                     self._random() < lane.throttle.hold_probability(now)
                 ):
                     held = "the adaptive throttle (the server is failing most requests)"
-                elif (retry_cost > 0 and lane.quota is not None
-                      and not lane.quota.try_withdraw(retry_cost, now)):
+                elif (
+                    retry_cost > 0
+                    and lane.quota is not None
+                    and not lane.quota.try_withdraw(retry_cost, now)
+                ):
                     held = "the retry quota (recent retries have failed)"
                 if held is not None:
                     lane.deferred += 1
@@ -310,8 +354,9 @@ class Limiter:
             wake = now + DEFER_SECONDS * (0.5 + self._random())
             self._sleep_until(wake, now, deadline, held)
 
-    def _wait_pacing(self, model: str | None, cost: float,
-                     deadline: float | None) -> tuple[bool, int]:
+    def _wait_pacing(
+        self, model: str | None, cost: float, deadline: float | None
+    ) -> tuple[bool, int]:
         """Wait for each of the lane's pacers: whether pacing made the send wait, and the
         lane's pace version when it took its units."""
         paced = False
@@ -319,8 +364,11 @@ class Limiter:
             with self._lock:
                 now = self._clock()
                 lane = self._lane(model, now)
-                pacers = [(pacer, units) for pacer, units in lane.pacers(cost)
-                          if pacer is not None and units > 0]
+                pacers = [
+                    (pacer, units)
+                    for pacer, units in lane.pacers(cost)
+                    if pacer is not None and units > 0
+                ]
                 wait = max((pacer.wait(units, now) for pacer, units in pacers), default=0.0)
                 if wait <= 0:
                     for pacer, units in pacers:
@@ -408,8 +456,14 @@ class Limiter:
 
     # -- outcomes ----------------------------------------------------------------------------
 
-    def _release(self, permit: Permit, status: int | None, throttled: bool,
-                 word: ServerWord | None, total_tokens: int | None) -> None:
+    def _release(
+        self,
+        permit: Permit,
+        status: int | None,
+        throttled: bool,
+        word: ServerWord | None,
+        total_tokens: int | None,
+    ) -> None:
         messages: list[tuple[str, tuple[object, ...]]] = []
         with self._lock:
             now = self._clock()
@@ -437,8 +491,14 @@ class Limiter:
         for message, args in messages:
             logger.info(message, *args)
 
-    def _heed(self, lane: _Lane, permit: Permit, word: ServerWord, now: float,
-              messages: list[tuple[str, tuple[object, ...]]]) -> None:
+    def _heed(
+        self,
+        lane: _Lane,
+        permit: Permit,
+        word: ServerWord,
+        now: float,
+        messages: list[tuple[str, tuple[object, ...]]],
+    ) -> None:
         """Follow the limits the server's headers told."""
         requests = word.requests
         if requests is not None and requests.rate is not None:
@@ -446,8 +506,12 @@ class Limiter:
             if lane.told is None:
                 lane.told = Pacer(rate, burst=1.0)
                 lane.pace_version += 1
-                messages.append(("model %s: the server told %.4g requests/s: pacing to it",
-                                 (permit.model, requests.rate)))
+                messages.append(
+                    (
+                        "model %s: the server told %.4g requests/s: pacing to it",
+                        (permit.model, requests.rate),
+                    )
+                )
             elif abs(lane.told.rate - rate) > 0.01 * rate:
                 lane.told.set_rate(rate, now)
         tokens = word.tokens
@@ -455,8 +519,12 @@ class Limiter:
             rate = tokens.rate * TOLD_MARGIN
             if lane.told_tokens is None:
                 lane.told_tokens = Pacer(rate, burst=max(1.0, rate * BURST_SECONDS))
-                messages.append(("model %s: the server told %.4g tokens/s: pacing to it",
-                                 (permit.model, tokens.rate)))
+                messages.append(
+                    (
+                        "model %s: the server told %.4g tokens/s: pacing to it",
+                        (permit.model, tokens.rate),
+                    )
+                )
             elif abs(lane.told_tokens.rate - rate) > 0.01 * rate:
                 lane.told_tokens.set_rate(rate, now)
         for quota in (requests, tokens):
@@ -468,19 +536,36 @@ class Limiter:
                 step = 1.0 / quota.rate if quota.rate else quota.reset
                 self._hold(lane, now, min(quota.reset, step), permit.model, messages)
 
-    def _hold(self, lane: _Lane, now: float, seconds: float, model: str | None,
-              messages: list[tuple[str, tuple[object, ...]]]) -> None:
+    def _hold(
+        self,
+        lane: _Lane,
+        now: float,
+        seconds: float,
+        model: str | None,
+        messages: list[tuple[str, tuple[object, ...]]],
+    ) -> None:
         until = now + min(seconds, self._max_hold)
         if until > lane.hold_until:
             if seconds >= 1.0:
-                messages.append(("model %s: the server's budget is spent: holding sends %.3gs",
-                                 (model, seconds)))
+                messages.append(
+                    (
+                        "model %s: the server's budget is spent: holding sends %.3gs",
+                        (model, seconds),
+                    )
+                )
             lane.hold_until = until
             lane.holds += 1
             lane.pace_version += 1
 
-    def _on_throttled(self, lane: _Lane, permit: Permit, level: int, word: ServerWord | None,
-                      now: float, messages: list[tuple[str, tuple[object, ...]]]) -> None:
+    def _on_throttled(
+        self,
+        lane: _Lane,
+        permit: Permit,
+        level: int,
+        word: ServerWord | None,
+        now: float,
+        messages: list[tuple[str, tuple[object, ...]]],
+    ) -> None:
         lane.throttled += 1
         retry_after = word.retry_after if word is not None else None
         if retry_after is not None and retry_after >= LONG_RETRY_AFTER:
@@ -499,23 +584,32 @@ class Limiter:
                 before = lane.concurrency.effective
                 if lane.concurrency.cut(typical + 1, now):
                     lane.cuts += 1
-                    messages.append(("model %s: 429 with %d in flight: concurrency limit "
-                                     "%d -> %d", (permit.model, level, before,
-                                                  lane.concurrency.effective)))
+                    messages.append(
+                        (
+                            "model %s: 429 with %d in flight: concurrency limit %d -> %d",
+                            (permit.model, level, before, lane.concurrency.effective),
+                        )
+                    )
             return
         # A send that took its pace before a cut and waited for a slot goes back through the
         # pace (see acquire), so its send time says which pace spaced it.
         rate = lane.finder.on_throttled(
-            permit.sent_at, now, lane.round_trip,
+            permit.sent_at,
+            now,
+            lane.round_trip,
             told=lane.told is not None or lane.rpm is not None,
         )
         if rate is None:
             return
         if math.isinf(rate):
             lane.learned = None
-            messages.append(("model %s: 429s do not fall when sending slower: not pacing "
-                             "for them (%.0f%% of requests refused regardless)",
-                             (permit.model, 100 * (lane.finder.noise_share or 0.0))))
+            messages.append(
+                (
+                    "model %s: 429s do not fall when sending slower: not pacing "
+                    "for them (%.0f%% of requests refused regardless)",
+                    (permit.model, 100 * (lane.finder.noise_share or 0.0)),
+                )
+            )
             return
         if lane.learned is None:
             lane.learned = Pacer(rate, burst=1.0)  # a learned rate never bursts
@@ -579,18 +673,22 @@ class Limiter:
         learned = [m.rate for m in models.values() if m.rate_source == "learned"]
         return LimiterState(
             max_concurrency=self._max,
-            concurrency_limit=min((m.concurrency_limit for m in models.values()),
-                                  default=self._max),
+            concurrency_limit=min(
+                (m.concurrency_limit for m in models.values()), default=self._max
+            ),
             in_flight=in_use,
-            learned_rate=min(r for r in learned if r is not None) if any(
-                r is not None for r in learned) else None,
+            learned_rate=min(r for r in learned if r is not None)
+            if any(r is not None for r in learned)
+            else None,
             rpm=self._control.rpm if isinstance(self._control.rpm, (int, float)) else None,
             tpm=self._control.tpm if isinstance(self._control.tpm, (int, float)) else None,
             cooling_down_for=max((m.held_for for m in models.values()), default=0.0),
             cooldowns=sum(lane.holds for lane in self._lanes.values()),
             cuts=sum(m.cuts for m in models.values()),
-            retry_tokens=min((m.retry_tokens for m in models.values()
-                              if m.retry_tokens is not None), default=None),
+            retry_tokens=min(
+                (m.retry_tokens for m in models.values() if m.retry_tokens is not None),
+                default=None,
+            ),
             retries_refused=sum(m.deferred for m in models.values()),
             models=models,
         )
@@ -615,11 +713,30 @@ def _configured(per_minute: float | None) -> Pacer | None:
 class Permit:
     """One request's leave to be on the wire. Release it once, with what came back."""
 
-    __slots__ = ("_limiter", "_lock", "cost", "level", "limit", "model", "paced", "retry_cost",
-                 "sent_at")
+    __slots__ = (
+        "_limiter",
+        "_lock",
+        "cost",
+        "level",
+        "limit",
+        "model",
+        "paced",
+        "retry_cost",
+        "sent_at",
+    )
 
-    def __init__(self, limiter: Limiter, model: str | None, *, sent_at: float, level: int,
-                 limit: int, paced: bool, cost: float, retry_cost: float) -> None:
+    def __init__(
+        self,
+        limiter: Limiter,
+        model: str | None,
+        *,
+        sent_at: float,
+        level: int,
+        limit: int,
+        paced: bool,
+        cost: float,
+        retry_cost: float,
+    ) -> None:
         self._limiter: Limiter | None = limiter
         self._lock = threading.Lock()
         self.model = model
@@ -634,8 +751,14 @@ class Permit:
     def held(self) -> bool:
         return self._limiter is not None
 
-    def release(self, status: int | None = None, *, throttled: bool = False,
-                word: ServerWord | None = None, total_tokens: int | None = None) -> None:
+    def release(
+        self,
+        status: int | None = None,
+        *,
+        throttled: bool = False,
+        word: ServerWord | None = None,
+        total_tokens: int | None = None,
+    ) -> None:
         # The lock makes release idempotent when a stream's close() and its finalizer race.
         with self._lock:
             limiter, self._limiter = self._limiter, None
@@ -645,6 +768,10 @@ class Permit:
     def __enter__(self) -> Permit:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.release()

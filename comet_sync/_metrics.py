@@ -157,42 +157,52 @@ class Metrics:
                 acc.buckets[index] += 1
             # The Responses API names them input and output tokens.
             acc.prompt_tokens += _int(usage.get("prompt_tokens", usage.get("input_tokens")))
-            acc.completion_tokens += _int(usage.get("completion_tokens",
-                                                    usage.get("output_tokens")))
+            acc.completion_tokens += _int(
+                usage.get("completion_tokens", usage.get("output_tokens"))
+            )
             acc.total_tokens += _int(usage.get("total_tokens"))
 
     def snapshot(self) -> Snapshot:
         """A copy of every (route, model)'s figures, keyed by (route, model)."""
         with self._lock:
             copied = [
-                (key, acc, sorted(acc.latencies), dict(acc.by_status), list(acc.buckets),
-                 acc.latency_sum, acc.latency_count)
+                (
+                    key,
+                    acc,
+                    sorted(acc.latencies),
+                    dict(acc.by_status),
+                    list(acc.buckets),
+                    acc.latency_sum,
+                    acc.latency_count,
+                )
                 for key, acc in self._stats.items()
             ]
-        snap = Snapshot({
-            key: RouteStats(
-                route=key[0],
-                model=key[1],
-                calls=acc.calls,
-                ok=acc.ok,
-                failed=acc.calls - acc.ok,
-                by_status=by_status,
-                retries=acc.retries,
-                throttled=acc.throttled,
-                cache_hits=acc.cache_hits,
-                latency_buckets=tuple(zip(LATENCY_BUCKETS, itertools.accumulate(buckets))),
-                latency_sum=lat_sum,
-                latency_count=lat_count,
-                p50=_percentile(lat, 0.50),
-                p95=_percentile(lat, 0.95),
-                p99=_percentile(lat, 0.99),
-                prompt_tokens=acc.prompt_tokens,
-                completion_tokens=acc.completion_tokens,
-                total_tokens=acc.total_tokens,
-                fallbacks=acc.fallbacks,
-            )
-            for key, acc, lat, by_status, buckets, lat_sum, lat_count in copied
-        })
+        snap = Snapshot(
+            {
+                key: RouteStats(
+                    route=key[0],
+                    model=key[1],
+                    calls=acc.calls,
+                    ok=acc.ok,
+                    failed=acc.calls - acc.ok,
+                    by_status=by_status,
+                    retries=acc.retries,
+                    throttled=acc.throttled,
+                    cache_hits=acc.cache_hits,
+                    latency_buckets=tuple(zip(LATENCY_BUCKETS, itertools.accumulate(buckets))),
+                    latency_sum=lat_sum,
+                    latency_count=lat_count,
+                    p50=_percentile(lat, 0.50),
+                    p95=_percentile(lat, 0.95),
+                    p99=_percentile(lat, 0.99),
+                    prompt_tokens=acc.prompt_tokens,
+                    completion_tokens=acc.completion_tokens,
+                    total_tokens=acc.total_tokens,
+                    fallbacks=acc.fallbacks,
+                )
+                for key, acc, lat, by_status, buckets, lat_sum, lat_count in copied
+            }
+        )
         snap.limiter = self._limiter_state() if self._limiter_state is not None else None
         return snap
 
@@ -223,8 +233,20 @@ def _percentile(sorted_values: list[float], q: float) -> float | None:
 
 def format_table(stats: Mapping[Any, RouteStats]) -> str:
     """A plain-text table of a snapshot, one row per (route, model)."""
-    header = ("route", "model", "calls", "ok", "failed", "retries", "429s", "cached", "p50 ms",
-              "p95 ms", "p99 ms", "tokens")
+    header = (
+        "route",
+        "model",
+        "calls",
+        "ok",
+        "failed",
+        "retries",
+        "429s",
+        "cached",
+        "p50 ms",
+        "p95 ms",
+        "p99 ms",
+        "tokens",
+    )
     rows: list[tuple[str, ...]] = [header]
     for st in sorted(stats.values(), key=lambda s: (s.route, s.model or "")):
         rows.append(
@@ -245,8 +267,10 @@ def format_table(stats: Mapping[Any, RouteStats]) -> str:
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = [
-        "  ".join(cell.ljust(w) if i < 2 else cell.rjust(w) for i, (cell, w) in
-                  enumerate(zip(row, widths)))
+        "  ".join(
+            cell.ljust(w) if i < 2 else cell.rjust(w)
+            for i, (cell, w) in enumerate(zip(row, widths))
+        )
         for row in rows
     ]
     lines.insert(1, "  ".join("-" * w for w in widths))

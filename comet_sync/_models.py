@@ -230,8 +230,15 @@ class CreateEmbeddingResponse(APIObject):
 
 
 class ResponseUsage(APIObject):
-    _known = frozenset({"input_tokens", "output_tokens", "total_tokens",
-                        "input_tokens_details", "output_tokens_details"})
+    _known = frozenset(
+        {
+            "input_tokens",
+            "output_tokens",
+            "total_tokens",
+            "input_tokens_details",
+            "output_tokens_details",
+        }
+    )
     input_tokens: int | None
     output_tokens: int | None
     total_tokens: int | None
@@ -241,8 +248,21 @@ class Response(APIObject):
     """The answer to ``responses.create`` (the Responses API): ``.output`` items,
     ``.output_text`` (every output text joined), ``.usage``, ``.status``."""
 
-    _known = frozenset({"id", "object", "created_at", "status", "model", "output", "usage",
-                        "error", "incomplete_details", "instructions", "previous_response_id"})
+    _known = frozenset(
+        {
+            "id",
+            "object",
+            "created_at",
+            "status",
+            "model",
+            "output",
+            "usage",
+            "error",
+            "incomplete_details",
+            "instructions",
+            "previous_response_id",
+        }
+    )
     _nested = {"usage": ResponseUsage}
     id: str | None
     status: str | None
@@ -268,8 +288,20 @@ class ResponseStreamEvent(APIObject):
     (``response.output_text.delta`` with ``.delta``, ``response.completed`` with
     ``.response``, ...)."""
 
-    _known = frozenset({"type", "delta", "text", "response", "item_id", "output_index",
-                        "content_index", "sequence_number", "item", "part"})
+    _known = frozenset(
+        {
+            "type",
+            "delta",
+            "text",
+            "response",
+            "item_id",
+            "output_index",
+            "content_index",
+            "sequence_number",
+            "item",
+            "part",
+        }
+    )
     _nested = {"response": Response}
     type: str
     delta: str | None

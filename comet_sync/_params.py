@@ -71,9 +71,11 @@ def _plain(value: Any, where: str) -> Any:
     if isinstance(value, type) and hasattr(value, "model_json_schema"):
         # A pydantic model class, as openai's parse() takes for response_format.
         raise InvalidArgumentError(
-            where, f"got the class {value.__name__}: a pydantic model goes to "
+            where,
+            f"got the class {value.__name__}: a pydantic model goes to "
             "chat.completions.parse(response_format=...), which sends its schema and "
-            "validates the answer; create() takes a dict such as {'type': 'json_schema', ...}")
+            "validates the answer; create() takes a dict such as {'type': 'json_schema', ...}",
+        )
     return value
 
 

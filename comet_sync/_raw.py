@@ -20,7 +20,8 @@ T = TypeVar("T")
 
 # Set while a with_raw_response call runs: receives the head of each 2xx answer.
 raw_sink: ContextVar[Callable[[ResponseSnapshot], None] | None] = ContextVar(
-    "comet_sync_raw_sink", default=None)
+    "comet_sync_raw_sink", default=None
+)
 
 
 class RawResponse(Generic[T]):

@@ -41,32 +41,49 @@ class Responses:
         return WithRawResponse(self)
 
     @overload
-    def create(self, *, stream: Literal[True], timeout: TimeoutArg | NotGiven = NOT_GIVEN,
-               max_retries: int | None = None, total_timeout: float | None = None,
-               extra_headers: Mapping[str, str] | None = None,
-               extra_query: Mapping[str, Any] | None = None,
-               extra_body: Mapping[str, Any] | None = None,
-               fallbacks: Sequence[str] | None = None,
-               **params: Unpack[ResponseCreateParams]) -> ResponseStream: ...
+    def create(
+        self,
+        *,
+        stream: Literal[True],
+        timeout: TimeoutArg | NotGiven = NOT_GIVEN,
+        max_retries: int | None = None,
+        total_timeout: float | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        extra_query: Mapping[str, Any] | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        fallbacks: Sequence[str] | None = None,
+        **params: Unpack[ResponseCreateParams],
+    ) -> ResponseStream: ...
 
     @overload
-    def create(self, *, stream: Literal[False] = False,
-               timeout: TimeoutArg | NotGiven = NOT_GIVEN,
-               max_retries: int | None = None, total_timeout: float | None = None,
-               extra_headers: Mapping[str, str] | None = None,
-               extra_query: Mapping[str, Any] | None = None,
-               extra_body: Mapping[str, Any] | None = None,
-               fallbacks: Sequence[str] | None = None,
-               **params: Unpack[ResponseCreateParams]) -> Response: ...
+    def create(
+        self,
+        *,
+        stream: Literal[False] = False,
+        timeout: TimeoutArg | NotGiven = NOT_GIVEN,
+        max_retries: int | None = None,
+        total_timeout: float | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        extra_query: Mapping[str, Any] | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        fallbacks: Sequence[str] | None = None,
+        **params: Unpack[ResponseCreateParams],
+    ) -> Response: ...
 
     @overload
-    def create(self, *, stream: bool, timeout: TimeoutArg | NotGiven = NOT_GIVEN,
-               max_retries: int | None = None, total_timeout: float | None = None,
-               extra_headers: Mapping[str, str] | None = None,
-               extra_query: Mapping[str, Any] | None = None,
-               extra_body: Mapping[str, Any] | None = None,
-               fallbacks: Sequence[str] | None = None,
-               **params: Unpack[ResponseCreateParams]) -> Response | ResponseStream: ...
+    def create(
+        self,
+        *,
+        stream: bool,
+        timeout: TimeoutArg | NotGiven = NOT_GIVEN,
+        max_retries: int | None = None,
+        total_timeout: float | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        extra_query: Mapping[str, Any] | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        fallbacks: Sequence[str] | None = None,
+        **params: Unpack[ResponseCreateParams],
+    ) -> Response | ResponseStream: ...
 
     def create(
         self,
@@ -95,31 +112,57 @@ class Responses:
         if stream:
             params["stream"] = True
         payload, options, chain = self._prepare(
-            params, timeout=timeout, max_retries=max_retries, total_timeout=total_timeout,
-            extra_headers=extra_headers, extra_query=extra_query, extra_body=extra_body,
+            params,
+            timeout=timeout,
+            max_retries=max_retries,
+            total_timeout=total_timeout,
+            extra_headers=extra_headers,
+            extra_query=extra_query,
+            extra_body=extra_body,
             fallbacks=fallbacks,
         )
         client = self._client
         if stream:
             runner = client._runner
-            return each_model(client, chain, payload, options, lambda body, opts, fb: (
-                runner.open_stream(ROUTE, body, options=opts, fallback=fb,
-                                   kind=ResponseStream)))  # type: ignore[return-value]
-        return Response(each_model(client, chain, payload, options, lambda body, opts, fb: (
-            client._request_json("POST", ROUTE, body, options=opts, required=("output",),
-                                 fallback=fb))))
+            return each_model(
+                client,
+                chain,
+                payload,
+                options,
+                lambda body, opts, fb: runner.open_stream(
+                    ROUTE, body, options=opts, fallback=fb, kind=ResponseStream
+                ),
+            )  # type: ignore[return-value]
+        return Response(
+            each_model(
+                client,
+                chain,
+                payload,
+                options,
+                lambda body, opts, fb: client._request_json(
+                    "POST", ROUTE, body, options=opts, required=("output",), fallback=fb
+                ),
+            )
+        )
 
-    def _create_raw(self, params: dict[str, Any], *,
-                    sink: Callable[[RequestRecord], None]) -> dict[str, Any]:
+    def _create_raw(
+        self, params: dict[str, Any], *, sink: Callable[[RequestRecord], None]
+    ) -> dict[str, Any]:
         """One non-streamed call from a request body: the raw JSON (for the batch engine)."""
         if params.get("stream"):
             raise InvalidArgumentError("stream", "a batch job cannot stream")
         fallbacks = params.pop("fallbacks", None)
         payload, options, chain = self._prepare(params, fallbacks=fallbacks)
         client = self._client
-        return each_model(client, chain, payload, options, lambda body, opts, fb: (
-            client._request_json("POST", ROUTE, body, options=opts, required=("output",),
-                                 sink=sink, fallback=fb)))
+        return each_model(
+            client,
+            chain,
+            payload,
+            options,
+            lambda body, opts, fb: client._request_json(
+                "POST", ROUTE, body, options=opts, required=("output",), sink=sink, fallback=fb
+            ),
+        )
 
     def _prepare(
         self,
@@ -142,10 +185,17 @@ class Responses:
         params = plain_params(params)
         check_response_params(params)
         chain = chain_of(params["model"], fallbacks, self._client._fallbacks)
-        return params, self._client._call_options(
-            timeout=timeout, max_retries=max_retries, total_timeout=total_timeout,
-            extra_headers=extra_headers, extra_query=extra_query,
-        ), chain
+        return (
+            params,
+            self._client._call_options(
+                timeout=timeout,
+                max_retries=max_retries,
+                total_timeout=total_timeout,
+                extra_headers=extra_headers,
+                extra_query=extra_query,
+            ),
+            chain,
+        )
 
 
 def check_response_params(params: Mapping[str, Any]) -> None:

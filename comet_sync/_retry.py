@@ -67,7 +67,7 @@ def is_quota_exhausted(exc: APIStatusError) -> bool:
 
 
 def attempts(count: int) -> str:
-    """"1 attempt", "3 attempts"."""
+    """ "1 attempt", "3 attempts"."""
     return f"{count} attempt" if count == 1 else f"{count} attempts"
 
 
@@ -113,8 +113,7 @@ def decide(
             return Decision(
                 retry=False,
                 reason=(
-                    f"server asked to wait {floor:.3g}s, more than "
-                    f"max_wait={config.max_wait:g}s"
+                    f"server asked to wait {floor:.3g}s, more than max_wait={config.max_wait:g}s"
                 ),
             )
         # At least what the server asked, plus a little jitter: servers round waits up to

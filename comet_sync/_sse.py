@@ -34,8 +34,7 @@ class Event:
     event: str = "message"
 
 
-def iter_events(chunks: Iterable[bytes], *,
-                max_event_bytes: int | None = None) -> Iterator[Event]:
+def iter_events(chunks: Iterable[bytes], *, max_event_bytes: int | None = None) -> Iterator[Event]:
     """Events from a byte stream; a trailing event without its blank line is not dispatched."""
     data: list[str] = []
     size = 0

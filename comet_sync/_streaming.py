@@ -44,8 +44,7 @@ class _Ending:
     """What a stream must do once when it ends, however it ends. It holds no reference to the
     Stream itself, so that the garbage collector can run it for an abandoned stream."""
 
-    def __init__(self, exchange: Exchange, permit: Permit,
-                 finish: Callable[..., None]) -> None:
+    def __init__(self, exchange: Exchange, permit: Permit, finish: Callable[..., None]) -> None:
         self.exchange = exchange
         self.permit = permit
         self.finish = finish
@@ -62,8 +61,12 @@ class _Ending:
         # A stream that broke is no success for the limiter to grow on: report no status.
         status = self.exchange.status_code if self.error is None else None
         self.permit.release(status, total_tokens=total if isinstance(total, int) else None)
-        self.finish(error=self.error, usage=self.usage, chunks=self.chunks,
-                    first_chunk_at=self.first_chunk_at)
+        self.finish(
+            error=self.error,
+            usage=self.usage,
+            chunks=self.chunks,
+            first_chunk_at=self.first_chunk_at,
+        )
 
 
 class Stream:
@@ -159,7 +162,8 @@ class Stream:
             raise APIConnectionError(f"it ended without {self._END_MARK}") from None
         except EventTooLargeError as exc:
             raise APIResponseValidationError(
-                f"{self._route}: {exc}", response=self._exchange.snapshot(""),
+                f"{self._route}: {exc}",
+                response=self._exchange.snapshot(""),
                 status_code=self._exchange.status_code,
             ) from None
 
@@ -193,8 +197,9 @@ class Stream:
         err = error if isinstance(error, dict) else {"message": str(error)}
         code = str(err.get("code") or "")
         given = err.get("status")
-        status: int = given if isinstance(given, int) else (
-            429 if "rate" in code or "limit" in code else 500)
+        status: int = (
+            given if isinstance(given, int) else (429 if "rate" in code or "limit" in code else 500)
+        )
         message = snippet(str(err.get("message") or "error"), self._secret)
         return status_error_class(status)(
             f"{self._route}: error inside the stream after {self._ending.chunks} chunk(s): "
@@ -240,8 +245,12 @@ class Stream:
     def __enter__(self) -> Stream:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.close()
 
     def __repr__(self) -> str:
@@ -266,10 +275,14 @@ class _Accumulator:
             self.usage = data["usage"]
         for choice in data.get("choices") or []:
             index = choice.get("index", 0)
-            acc = self.choices.setdefault(index, {
-                "index": index, "message": {"role": "assistant", "content": None},
-                "finish_reason": None,
-            })
+            acc = self.choices.setdefault(
+                index,
+                {
+                    "index": index,
+                    "message": {"role": "assistant", "content": None},
+                    "finish_reason": None,
+                },
+            )
             delta = choice.get("delta") or {}
             message = acc["message"]
             if delta.get("role"):
@@ -288,8 +301,9 @@ class _Accumulator:
         calls = message.setdefault("tool_calls", [])
         index = fragment.get("index", len(calls))
         while len(calls) <= index:
-            calls.append({"id": None, "type": "function",
-                          "function": {"name": "", "arguments": ""}})
+            calls.append(
+                {"id": None, "type": "function", "function": {"name": "", "arguments": ""}}
+            )
         call = calls[index]
         if fragment.get("id"):
             call["id"] = fragment["id"]

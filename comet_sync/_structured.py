@@ -25,10 +25,17 @@ def json_schema_format(model: type[Any]) -> dict[str, Any]:
     schema_of = getattr(model, "model_json_schema", None)
     if not isinstance(model, type) or schema_of is None:
         raise InvalidArgumentError(
-            "response_format", "parse() takes a pydantic (v2) model class; for a plain dict "
-            "format use create()")
-    return {"type": "json_schema", "json_schema": {
-        "name": model.__name__, "schema": _strict(copy.deepcopy(schema_of())), "strict": True}}
+            "response_format",
+            "parse() takes a pydantic (v2) model class; for a plain dict format use create()",
+        )
+    return {
+        "type": "json_schema",
+        "json_schema": {
+            "name": model.__name__,
+            "schema": _strict(copy.deepcopy(schema_of())),
+            "strict": True,
+        },
+    }
 
 
 def _strict(schema: Any) -> Any:

@@ -66,8 +66,17 @@ ABANDONED = "abandoned"
 class Attempt:
     """One request on the wire: its socket once connected, and when it must end."""
 
-    __slots__ = ("_lock", "_sock", "budget", "ceiling", "deadline", "done", "reason",
-                 "unregister", "watchdog")
+    __slots__ = (
+        "_lock",
+        "_sock",
+        "budget",
+        "ceiling",
+        "deadline",
+        "done",
+        "reason",
+        "unregister",
+        "watchdog",
+    )
 
     def __init__(self, watchdog: Watchdog, deadline: float, budget: float) -> None:
         self._lock = threading.Lock()
@@ -113,8 +122,10 @@ class Attempt:
     def error(self, exc: BaseException, what: str) -> BaseException:
         """The exception for an I/O error: the cut's reason if it was cut, else ``exc``."""
         if self.reason == TIMED_OUT:
-            return APITimeoutError(f"{what}: no answer within the {self.budget:.3g}s it had "
-                                   "(the call's time budget or the read timeout)")
+            return APITimeoutError(
+                f"{what}: no answer within the {self.budget:.3g}s it had "
+                "(the call's time budget or the read timeout)"
+            )
         if self.reason == ABANDONED:
             return ClientClosedError(f"{what}: abandoned, the client or the map was stopped")
         return exc
@@ -139,8 +150,9 @@ class Watchdog:
         with self._lock:
             self._attempts.add(attempt)
             if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="comet_sync-watchdog",
-                                                daemon=True)
+                self._thread = threading.Thread(
+                    target=self._run, name="comet_sync-watchdog", daemon=True
+                )
                 self._thread.start()
             if deadline < self._planned:
                 self._changed.notify()
@@ -307,8 +319,11 @@ class Transport:
         except requests.RequestException as exc:
             attempt.finish()
             raise attempt.error(
-                APIConnectionError(f"{what}: connection error ({type(exc).__name__}: "
-                                   f"{_reason(exc)})"), what) from exc
+                APIConnectionError(
+                    f"{what}: connection error ({type(exc).__name__}: {_reason(exc)})"
+                ),
+                what,
+            ) from exc
         except BaseException:
             attempt.finish()
             raise
@@ -406,15 +421,19 @@ class Exchange:
                 raise self.attempt.error(APIConnectionError(f"{self.what}: cut"), self.what)
             self._eof = True
         except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
-            timed_out = isinstance(exc, (requests.Timeout, urllib3.exceptions.ReadTimeoutError,
-                                         socket.timeout))
+            timed_out = isinstance(
+                exc, (requests.Timeout, urllib3.exceptions.ReadTimeoutError, socket.timeout)
+            )
             if timed_out and self.attempt.reason is None:
                 raise APITimeoutError(
                     f"{self.what}: reading the answer timed out ({type(exc).__name__})"
                 ) from exc
-            raise self.attempt.error(APIConnectionError(
-                f"{self.what}: the connection broke ({type(exc).__name__}: {_reason(exc)})"
-            ), self.what) from exc
+            raise self.attempt.error(
+                APIConnectionError(
+                    f"{self.what}: the connection broke ({type(exc).__name__}: {_reason(exc)})"
+                ),
+                self.what,
+            ) from exc
 
     def close(self) -> None:
         """Give the connection back (a fully read body) or close it (anything else)."""

@@ -81,7 +81,8 @@ def json_body(
         response=exchange.snapshot(text, secret),
         status_code=status,
         request_id=request_id,
-        body=scrub_json(data, secret) if data is not None and len(body) <= ERROR_BODY_LIMIT
+        body=scrub_json(data, secret)
+        if data is not None and len(body) <= ERROR_BODY_LIMIT
         else scrub(text, secret),
     )
 
@@ -103,9 +104,7 @@ def not_a_stream(
     )
 
 
-def error_from_response(
-    exchange: Exchange, *, route: str, secret: str | None
-) -> APIStatusError:
+def error_from_response(exchange: Exchange, *, route: str, secret: str | None) -> APIStatusError:
     """The exception for a non-2xx answer. Reads at most ``ERROR_BODY_LIMIT`` of its body:
     the rest is left unread (the connection is then closed, not reused)."""
     status = exchange.status_code

@@ -21,7 +21,7 @@ def create_app(**settings: object) -> Flask:
     app = Flask(__name__)
     app.config.update(
         COMET_SYNC_MAX_CONCURRENCY=8,  # per worker process: see the README on gunicorn
-        COMET_SYNC_VIEW_DEADLINE=25,   # under a typical 30 s proxy timeout
+        COMET_SYNC_VIEW_DEADLINE=25,  # under a typical 30 s proxy timeout
     )
     app.config.update({k.upper(): v for k, v in settings.items()})
     CometSync(app)
@@ -39,11 +39,13 @@ def create_app(**settings: object) -> Flask:
 
 if __name__ == "__main__":
     with real_or_fake(rps=20, burst=4) as settings:
-        app = create_app(cometapi_key=settings.get("api_key"),
-                         cometapi_base_url=settings.get("base_url"))
+        app = create_app(
+            cometapi_key=settings.get("api_key"), cometapi_base_url=settings.get("base_url")
+        )
         if "--serve" in sys.argv:
             app.run(threaded=True)
         else:
+
             def ask(i: int) -> str:
                 reply = app.test_client().get(f"/ask?q=question {i}")
                 return f"{reply.status_code} {reply.get_json()}"

@@ -1,6 +1,6 @@
 """Record every call with an on_request hook: one JSON line per call, ready for a log shipper.
 
-    python examples/metrics_hook.py
+python examples/metrics_hook.py
 """
 
 import json
@@ -14,19 +14,26 @@ _print_lock = threading.Lock()  # hooks run on the calling threads
 
 
 def log_call(rec: RequestRecord) -> None:
-    line = json.dumps({
-        "route": rec.route, "model": rec.model, "status": rec.status,
-        "latency_ms": round(rec.latency * 1000, 1), "attempts": rec.attempts,
-        "request_id": rec.request_id, "error": rec.error,
-        "tokens": (rec.usage or {}).get("total_tokens"),
-    })
+    line = json.dumps(
+        {
+            "route": rec.route,
+            "model": rec.model,
+            "status": rec.status,
+            "latency_ms": round(rec.latency * 1000, 1),
+            "attempts": rec.attempts,
+            "request_id": rec.request_id,
+            "error": rec.error,
+            "tokens": (rec.usage or {}).get("total_tokens"),
+        }
+    )
     with _print_lock:
         sys.stdout.write(line + "\n")
 
 
-with real_or_fake(rps=20, burst=2) as settings, CometClient(
-    **settings, on_request=log_call
-) as client:
+with (
+    real_or_fake(rps=20, burst=2) as settings,
+    CometClient(**settings, on_request=log_call) as client,
+):
     futures = [
         client.chat.completions.submit(
             model="gpt-4o-mini", messages=[{"role": "user", "content": f"Count to {n}."}]

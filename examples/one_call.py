@@ -1,6 +1,6 @@
 """One chat call. Runs against the embedded fake server unless COMETAPI_KEY is set.
 
-    python examples/one_call.py
+python examples/one_call.py
 """
 
 from comet_sync import CometClient

@@ -11,9 +11,10 @@ from comet_sync.testing import real_or_fake
 
 PROMPTS = [f"Name one use of the number {n}." for n in range(60)]
 
-with real_or_fake(rps=40, burst=5) as settings, CometClient(
-    **settings, max_concurrency=8
-) as client:
+with (
+    real_or_fake(rps=40, burst=5) as settings,
+    CometClient(**settings, max_concurrency=8) as client,
+):
     jobs = (
         {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": p}], "max_tokens": 40}
         for p in PROMPTS

@@ -124,8 +124,10 @@ def head(status: str = "200 OK", *headers: str, length: int | None = None) -> by
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
-COMPLETION = (b'{"id":"c1","object":"chat.completion","model":"m","choices":[{"index":0,'
-              b'"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}]}')
+COMPLETION = (
+    b'{"id":"c1","object":"chat.completion","model":"m","choices":[{"index":0,'
+    b'"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}]}'
+)
 
 
 def chunk_event(text: str) -> bytes:
@@ -135,11 +137,13 @@ def chunk_event(text: str) -> bytes:
     ).encode()
 
 
-def answer(body: bytes = COMPLETION, status: str = "200 OK",
-           *headers: str) -> Handler:
+def answer(body: bytes = COMPLETION, status: str = "200 OK", *headers: str) -> Handler:
     """A well-formed answer with a length, on a connection kept alive."""
+
     def handle(conn: socket.socket, request: Request, stop: threading.Event) -> bool:
-        conn.sendall(head(status, "Content-Type: application/json", *headers,
-                          length=len(body)) + body)
+        conn.sendall(
+            head(status, "Content-Type: application/json", *headers, length=len(body)) + body
+        )
         return True
+
     return handle

@@ -30,10 +30,17 @@ def write_input(path: pathlib.Path, n: int, *, model: bool = True) -> None:
             f.write(json.dumps(line) + "\n")
 
 
-def cli(server: FakeCometServer, *args: str, timeout: float = 120,
-        **popen: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "comet_sync", *args], env=env_for(server),
-                          capture_output=True, text=True, timeout=timeout, **popen)
+def cli(
+    server: FakeCometServer, *args: str, timeout: float = 120, **popen: object
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "comet_sync", *args],
+        env=env_for(server),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **popen,
+    )
 
 
 def env_for(server: FakeCometServer) -> dict[str, str]:
@@ -70,9 +77,22 @@ def test_interrupt_then_resume_ends_with_every_id_once(server, tmp_path) -> None
     src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     write_input(src, 600)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "comet_sync", "batch", str(src), "-o", str(out),
-         "--concurrency", "4", "--no-progress"],
-        env=env_for(server), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "comet_sync",
+            "batch",
+            str(src),
+            "-o",
+            str(out),
+            "--concurrency",
+            "4",
+            "--no-progress",
+        ],
+        env=env_for(server),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and (not out.exists() or out.stat().st_size < 20_000):
@@ -100,32 +120,44 @@ def test_interrupt_then_resume_ends_with_every_id_once(server, tmp_path) -> None
 def test_resume_cuts_a_torn_last_line(server, tmp_path) -> None:
     src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     write_input(src, 5)
-    out.write_text(json.dumps({"custom_id": "id-0", "response": {}}) + "\n"
-                   + '{"custom_id": "id-1", "resp')
+    out.write_text(
+        json.dumps({"custom_id": "id-0", "response": {}}) + "\n" + '{"custom_id": "id-1", "resp'
+    )
     result = cli(server, "batch", str(src), "-o", str(out), "--resume")
     assert result.returncode == 0, result.stderr
-    assert sorted(line["custom_id"] for line in read_output(out)) == [
-        f"id-{i}" for i in range(5)]
+    assert sorted(line["custom_id"] for line in read_output(out)) == [f"id-{i}" for i in range(5)]
 
 
 def test_malformed_lines_get_error_lines_and_the_batch_goes_on(server, tmp_path) -> None:
     src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
-    src.write_text("\n".join([
-        json.dumps({"custom_id": "a", "messages": user("fine")}),
-        "{not json",
-        json.dumps(["a", "list"]),
-        json.dumps({"custom_id": "b"}),
-        json.dumps({"custom_id": "a", "messages": user("again")}),
-        json.dumps({"messages": user("no id")}),
-        "",
-    ]) + "\n")
+    src.write_text(
+        "\n".join(
+            [
+                json.dumps({"custom_id": "a", "messages": user("fine")}),
+                "{not json",
+                json.dumps(["a", "list"]),
+                json.dumps({"custom_id": "b"}),
+                json.dumps({"custom_id": "a", "messages": user("again")}),
+                json.dumps({"messages": user("no id")}),
+                "",
+            ]
+        )
+        + "\n"
+    )
     result = cli(server, "batch", str(src), "-o", str(out), "--model", "gpt-4o-mini")
     assert result.returncode == 1  # some lines are errors
     lines = read_output(out)
     # One output line per input line, the blank one included; a line without an id is known
     # by its line number, never by an id a user could also have chosen.
     assert [(line["custom_id"], line["line"]) for line in lines] == [
-        ("a", 1), (None, 2), (None, 3), ("b", 4), ("a", 5), (None, 6), (None, 7)]
+        ("a", 1),
+        (None, 2),
+        (None, 3),
+        ("b", 4),
+        ("a", 5),
+        (None, 6),
+        (None, 7),
+    ]
     assert "response" in lines[0] and "response" in lines[5]
     assert lines[6]["skipped"] == "blank line" and "error" not in lines[6]
     assert "not JSON" in lines[1]["error"]["message"] and lines[1]["line"] == 2
@@ -157,8 +189,9 @@ def test_unordered_writes_every_line(server, tmp_path) -> None:
     assert ids.index(slow) > 3  # the delayed job was written after later ones
 
 
-@pytest.mark.parametrize("args", [
-    ["--help"], ["batch", "--help"], ["chat", "--help"], ["demo", "--help"]])
+@pytest.mark.parametrize(
+    "args", [["--help"], ["batch", "--help"], ["chat", "--help"], ["demo", "--help"]]
+)
 def test_help(server, args) -> None:
     result = cli(server, *args)
     assert result.returncode == 0 and "usage: comet-sync" in result.stdout
@@ -186,8 +219,13 @@ def test_no_key_is_a_clear_error(server, tmp_path) -> None:
     src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     write_input(src, 1)
     env = {k: v for k, v in os.environ.items() if not k.startswith("COMET")}
-    result = subprocess.run([sys.executable, "-m", "comet_sync", "batch", str(src), "-o",
-                             str(out)], env=env, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "comet_sync", "batch", str(src), "-o", str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2 and "COMETAPI_KEY" in result.stderr
 
 
@@ -206,13 +244,19 @@ def test_chat_streams_and_never_prints_the_key(server) -> None:
 
 
 def test_run_batch_yields_every_job(server, client) -> None:
-    jobs = [{"custom_id": "x", "model": "m", "messages": user("1")},
-            {"model": "m", "messages": user("2")},
-            BatchJob(custom_id="bad", problem="not sendable"),
-            {"model": "m", "messages": "not a list"}]
+    jobs = [
+        {"custom_id": "x", "model": "m", "messages": user("1")},
+        {"model": "m", "messages": user("2")},
+        BatchJob(custom_id="bad", problem="not sendable"),
+        {"model": "m", "messages": "not a list"},
+    ]
     results = list(run_batch(client, jobs))
     assert [(r.custom_id, r.line) for r in results] == [
-        ("x", 1), (None, 2), ("bad", None), (None, 4)]
+        ("x", 1),
+        (None, 2),
+        ("bad", None),
+        (None, 4),
+    ]
     assert results[0].request_id is not None
     assert results[0].ok and results[0].response["choices"][0]["message"]["content"] == "echo: 1"
     assert results[2].error["message"] == "not sendable"
@@ -236,9 +280,13 @@ def test_run_batch_stops_taking_jobs(server, make_client) -> None:
 
 
 def start_batch(server: FakeCometServer, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "comet_sync", "batch", *args],
-                            env=env_for(server), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "comet_sync", "batch", *args],
+        env=env_for(server),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def wait_for(predicate, timeout: float = 60) -> None:  # type: ignore[no-untyped-def]
@@ -250,14 +298,16 @@ def wait_for(predicate, timeout: float = 60) -> None:  # type: ignore[no-untyped
 
 
 @pytest.mark.parametrize("how", ["two ctrl-c", "grace over", "sigterm twice"])
-def test_a_slow_head_of_line_does_not_lose_what_finished_behind_it(server, tmp_path,
-                                                                     how: str) -> None:
+def test_a_slow_head_of_line_does_not_lose_what_finished_behind_it(
+    server, tmp_path, how: str
+) -> None:
     src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     write_input(src, 200)
     server.delay_next(60)  # the first request to arrive hangs: the head of the input order
     grace = ["--grace", "0.3"] if how == "grace over" else []
-    proc = start_batch(server, str(src), "-o", str(out), "--concurrency", "4",
-                       "--no-progress", *grace)
+    proc = start_batch(
+        server, str(src), "-o", str(out), "--concurrency", "4", "--no-progress", *grace
+    )
     wait_for(lambda: server.stats().requests >= 200)  # all sent; all but one answered
     sig = signal.SIGTERM if how == "sigterm twice" else signal.SIGINT
     proc.send_signal(sig)
@@ -273,15 +323,15 @@ def test_a_slow_head_of_line_does_not_lose_what_finished_behind_it(server, tmp_p
     assert again.returncode == 0, again.stderr
     assert server.stats().requests == 1  # only the one that never finished
     assert sorted(line["custom_id"] for line in read_output(out)) == sorted(
-        f"id-{i}" for i in range(200))
+        f"id-{i}" for i in range(200)
+    )
 
 
 def test_after_the_first_ctrl_c_nothing_new_is_sent(server, tmp_path) -> None:
     server.configure(latency=1.0)
     src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     write_input(src, 100)
-    proc = start_batch(server, str(src), "-o", str(out), "--concurrency", "4",
-                       "--no-progress")
+    proc = start_batch(server, str(src), "-o", str(out), "--concurrency", "4", "--no-progress")
     wait_for(lambda: server.stats().requests >= 4)
     proc.send_signal(signal.SIGINT)
     sent_at_signal = server.stats().requests
@@ -296,8 +346,7 @@ def test_the_second_ctrl_c_abandons_calls_in_flight_at_once(server, tmp_path) ->
     server.configure(latency=30.0)
     src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     write_input(src, 20)
-    proc = start_batch(server, str(src), "-o", str(out), "--concurrency", "4",
-                       "--no-progress")
+    proc = start_batch(server, str(src), "-o", str(out), "--concurrency", "4", "--no-progress")
     wait_for(lambda: server.stats().requests >= 4)
     proc.send_signal(signal.SIGINT)
     time.sleep(0.3)
@@ -312,8 +361,19 @@ def test_resume_alone_reuses_the_runs_options(server, tmp_path) -> None:
     server.configure(latency=0.05)
     src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     write_input(src, 100, model=False)  # the model comes from --model only
-    proc = start_batch(server, str(src), "-o", str(out), "--model", "gpt-4o-mini",
-                       "--concurrency", "2", "--output-format", "openai", "--no-progress")
+    proc = start_batch(
+        server,
+        str(src),
+        "-o",
+        str(out),
+        "--model",
+        "gpt-4o-mini",
+        "--concurrency",
+        "2",
+        "--output-format",
+        "openai",
+        "--no-progress",
+    )
     wait_for(lambda: out.exists() and len(out.read_text().splitlines()) >= 10)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=30)
@@ -329,8 +389,7 @@ def test_retry_errors_resends_what_failed_in_an_outage(server, tmp_path) -> None
     src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     write_input(src, 30)
     server.fail(503, times=30)  # an outage that outlasts this run (no retries)
-    first = cli(server, "batch", str(src), "-o", str(out), "--max-retries", "0",
-                "--no-progress")
+    first = cli(server, "batch", str(src), "-o", str(out), "--max-retries", "0", "--no-progress")
     assert first.returncode == 1
     assert all(line["error"]["status"] == 503 for line in read_output(out))
     # Healthy again. A plain resume sends nothing, but does not call it a success either.
@@ -359,12 +418,17 @@ def test_piped_input_is_read(server, tmp_path) -> None:
 
 def test_ids_never_collide_with_line_numbers(server, tmp_path) -> None:
     src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
-    src.write_text("\n".join([
-        json.dumps({"messages": user("no id, line 1")}),
-        json.dumps({"custom_id": "1", "messages": user("the user's own 1")}),
-        json.dumps({"custom_id": 3, "messages": user("a number id")}),
-        json.dumps({"custom_id": "4", "messages": "not a list"}),
-    ]) + "\n")
+    src.write_text(
+        "\n".join(
+            [
+                json.dumps({"messages": user("no id, line 1")}),
+                json.dumps({"custom_id": "1", "messages": user("the user's own 1")}),
+                json.dumps({"custom_id": 3, "messages": user("a number id")}),
+                json.dumps({"custom_id": "4", "messages": "not a list"}),
+            ]
+        )
+        + "\n"
+    )
     result = cli(server, "batch", str(src), "-o", str(out), "--model", "m", "--no-progress")
     lines = read_output(out)
     assert [line["custom_id"] for line in lines] == [None, "1", "3", "4"]
@@ -375,18 +439,46 @@ def test_ids_never_collide_with_line_numbers(server, tmp_path) -> None:
 
 def test_openai_batch_format_both_ways(server, tmp_path) -> None:
     src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
-    src.write_text("\n".join(json.dumps(line) for line in [
-        {"custom_id": "bad", "method": "POST", "url": "/v1/chat/completions",
-         "body": {"model": "gpt-4o-mini", "messages": user("x")}},
-        {"custom_id": "c1", "method": "POST", "url": "/v1/chat/completions",
-         "body": {"model": "gpt-4o-mini", "messages": user("hello")}},
-        {"custom_id": "e1", "method": "POST", "url": "/v1/embeddings",
-         "body": {"model": "text-embedding-3-small", "input": "hello"}},
-        {"custom_id": "x", "method": "GET", "url": "/v1/models", "body": {}},
-    ]) + "\n")
+    src.write_text(
+        "\n".join(
+            json.dumps(line)
+            for line in [
+                {
+                    "custom_id": "bad",
+                    "method": "POST",
+                    "url": "/v1/chat/completions",
+                    "body": {"model": "gpt-4o-mini", "messages": user("x")},
+                },
+                {
+                    "custom_id": "c1",
+                    "method": "POST",
+                    "url": "/v1/chat/completions",
+                    "body": {"model": "gpt-4o-mini", "messages": user("hello")},
+                },
+                {
+                    "custom_id": "e1",
+                    "method": "POST",
+                    "url": "/v1/embeddings",
+                    "body": {"model": "text-embedding-3-small", "input": "hello"},
+                },
+                {"custom_id": "x", "method": "GET", "url": "/v1/models", "body": {}},
+            ]
+        )
+        + "\n"
+    )
     server.fail(400, message="bad request for bad")  # the first request: "bad"
-    result = cli(server, "batch", str(src), "-o", str(out), "--output-format", "openai",
-                 "--concurrency", "1", "--no-progress")
+    result = cli(
+        server,
+        "batch",
+        str(src),
+        "-o",
+        str(out),
+        "--output-format",
+        "openai",
+        "--concurrency",
+        "1",
+        "--no-progress",
+    )
     lines = read_output(out)
     by_id = {line["custom_id"]: line for line in lines}
     assert [line["custom_id"] for line in lines] == ["bad", "c1", "e1", "x"]
@@ -409,12 +501,31 @@ def test_the_cli_runs_offline_with_fake(tmp_path) -> None:
     src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     write_input(src, 3)
     env = {k: v for k, v in os.environ.items() if not k.startswith("COMET")}
-    no_key = subprocess.run([sys.executable, "-m", "comet_sync", "batch", str(src), "-o",
-                             str(out)], env=env, capture_output=True, text=True, timeout=60)
+    no_key = subprocess.run(
+        [sys.executable, "-m", "comet_sync", "batch", str(src), "-o", str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert no_key.returncode == 2 and "--fake" in no_key.stderr
-    fake = subprocess.run([sys.executable, "-m", "comet_sync", "batch", str(src), "-o",
-                           str(out), "--fake", "--no-progress"], env=env, capture_output=True,
-                          text=True, timeout=60)
+    fake = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "comet_sync",
+            "batch",
+            str(src),
+            "-o",
+            str(out),
+            "--fake",
+            "--no-progress",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert fake.returncode == 0, fake.stderr
     assert len(read_output(out)) == 3
 
@@ -428,8 +539,7 @@ def test_digest_set_is_exact_across_merges(monkeypatch) -> None:
     rng = random.Random(5)
     digests, reference = DigestSet(), set()
     for _ in range(2000):
-        key = rng.getrandbits(64) if rng.random() < 0.8 else rng.choice(
-            sorted(reference) or [0])
+        key = rng.getrandbits(64) if rng.random() < 0.8 else rng.choice(sorted(reference) or [0])
         digests.add(key)
         reference.add(key)
     assert len(digests) == len(reference)

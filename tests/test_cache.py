@@ -107,8 +107,9 @@ def test_a_failed_flight_lets_a_waiter_lead() -> None:
         return "ok"
 
     results: list[object] = []
-    leader = threading.Thread(target=lambda: results.append(
-        _try(lambda: cache.get_or_call("k", failing))))
+    leader = threading.Thread(
+        target=lambda: results.append(_try(lambda: cache.get_or_call("k", failing)))
+    )
     leader.start()
     started.wait()
     follower = threading.Thread(target=lambda: results.append(cache.get_or_call("k", working)))

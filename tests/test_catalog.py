@@ -47,13 +47,15 @@ def test_models_list_retries_like_everything_else(server, client) -> None:
 
 
 def test_embeddings(server, client) -> None:
-    out = client.embeddings.create(model="text-embedding-3-small", input=["a b", "c"],
-                                   dimensions=6)
+    out = client.embeddings.create(model="text-embedding-3-small", input=["a b", "c"], dimensions=6)
     assert [d.index for d in out.data] == [0, 1]
     assert len(out.data[0].embedding) == 6
     assert out.usage.total_tokens == 3
-    assert server.received[-1].body == {"model": "text-embedding-3-small",
-                                        "input": ["a b", "c"], "dimensions": 6}
+    assert server.received[-1].body == {
+        "model": "text-embedding-3-small",
+        "input": ["a b", "c"],
+        "dimensions": 6,
+    }
     one = client.embeddings.create(model="e", input="a b")  # the server's default: 8 dims
     assert one.data[0].embedding[:6] == out.data[0].embedding  # same text, same vector
 
@@ -67,13 +69,16 @@ def test_embeddings_share_retries_limiter_and_metrics(server, make_client) -> No
     assert client.in_flight == 0
 
 
-@pytest.mark.parametrize(("kwargs", "argument"), [
-    ({"model": "", "input": "x"}, "model"),
-    ({"model": "e", "input": ""}, "input"),
-    ({"model": "e", "input": []}, "input"),
-    ({"model": "e", "input": [1.5]}, "input"),
-    ({"model": "e", "input": {"a": 1}}, "input"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "argument"),
+    [
+        ({"model": "", "input": "x"}, "model"),
+        ({"model": "e", "input": ""}, "input"),
+        ({"model": "e", "input": []}, "input"),
+        ({"model": "e", "input": [1.5]}, "input"),
+        ({"model": "e", "input": {"a": 1}}, "input"),
+    ],
+)
 def test_embeddings_arguments(server, client, kwargs, argument) -> None:
     with pytest.raises(InvalidArgumentError) as info:
         client.embeddings.create(**kwargs)

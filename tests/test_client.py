@@ -29,16 +29,27 @@ from .conftest import user
         ({"model": "m", "messages": [{"role": "robot", "content": "x"}]}, "messages[0].role"),
         ({"model": "m", "messages": [{"role": "user"}]}, "messages[0].content"),
         ({"model": "m", "messages": [{"role": "user", "content": 5}]}, "messages[0].content"),
-        ({"model": "m", "messages": [{"role": "tool", "content": "42"}]},
-         "messages[0].tool_call_id"),
-        ({"model": "m", "messages": [{"role": "user", "content": "x"}], "timeout": -1},
-         "timeout"),
-        ({"model": "m", "messages": [{"role": "user", "content": "x"}], "max_retries": -1},
-         "max_retries"),
-        ({"model": "m", "messages": [{"role": "user", "content": "x"}],
-          "extra_headers": {"X-A": 1}}, "extra_headers"),
-        ({"model": "m", "messages": [{"role": "user", "content": "x"}], "extra_body": [1]},
-         "extra_body"),
+        (
+            {"model": "m", "messages": [{"role": "tool", "content": "42"}]},
+            "messages[0].tool_call_id",
+        ),
+        ({"model": "m", "messages": [{"role": "user", "content": "x"}], "timeout": -1}, "timeout"),
+        (
+            {"model": "m", "messages": [{"role": "user", "content": "x"}], "max_retries": -1},
+            "max_retries",
+        ),
+        (
+            {
+                "model": "m",
+                "messages": [{"role": "user", "content": "x"}],
+                "extra_headers": {"X-A": 1},
+            },
+            "extra_headers",
+        ),
+        (
+            {"model": "m", "messages": [{"role": "user", "content": "x"}], "extra_body": [1]},
+            "extra_body",
+        ),
     ],
 )
 def test_bad_arguments_fail_before_sending(server, client, kwargs, argument) -> None:
@@ -75,8 +86,10 @@ def test_unknown_parameters_pass_through(server, client) -> None:
     tools = [{"type": "function", "function": {"name": "f", "parameters": {}}}]
     client.chat.completions.create(
         model="gpt-4o-mini",
-        messages=[{"role": "system", "content": "be brief"},
-                  {"role": "user", "content": [{"type": "text", "text": "hi"}]}],
+        messages=[
+            {"role": "system", "content": "be brief"},
+            {"role": "user", "content": [{"type": "text", "text": "hi"}]},
+        ],
         temperature=0.2,
         reasoning_effort="low",
         tools=tools,
@@ -94,8 +107,7 @@ def test_unknown_parameters_pass_through(server, client) -> None:
 
 
 def test_extra_headers_reach_the_server(server, client) -> None:
-    client.chat.completions.create(model="m", messages=user("a"),
-                                   extra_headers={"X-Trace": "t-1"})
+    client.chat.completions.create(model="m", messages=user("a"), extra_headers={"X-Trace": "t-1"})
     headers = server.received[-1].headers
     assert headers["X-Trace"] == "t-1"
     assert headers["Content-Type"] == "application/json"

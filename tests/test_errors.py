@@ -77,8 +77,9 @@ def test_request_id_header_preferred(server, client) -> None:
     server.fail(400, message="bad value for temperature")
     with pytest.raises(APIStatusError) as info:
         client.chat.completions.create(model="gpt-4o-mini", messages=user("g"))
-    assert info.value.request_id == server.received[-1].headers.get("X-Oneapi-Request-Id", "-")\
-        or info.value.request_id.startswith("fake-")
+    assert info.value.request_id == server.received[-1].headers.get(
+        "X-Oneapi-Request-Id", "-"
+    ) or info.value.request_id.startswith("fake-")
     assert info.value.code is None
     assert "bad value for temperature" in str(info.value)
 
@@ -120,9 +121,16 @@ def test_key_never_leaks(server, make_client, caplog) -> None:
         client.chat.completions.create(model="gpt-4o-mini", messages=user("l"))
     client.chat.completions.create(model="gpt-4o-mini", messages=user("m"))
     texts = [
-        str(info.value), repr(info.value), str(info.value.body),
-        str(info2.value), repr(info2.value), repr(client), str(client.config),
-        caplog.text, repr(records), repr(client.metrics.snapshot()),
+        str(info.value),
+        repr(info.value),
+        str(info.value.body),
+        str(info2.value),
+        repr(info2.value),
+        repr(client),
+        str(client.config),
+        caplog.text,
+        repr(records),
+        repr(client.metrics.snapshot()),
     ]
     assert any("invalid token ***" in t for t in texts)
     for text in texts:

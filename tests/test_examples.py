@@ -14,11 +14,21 @@ EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
 
 
 def run(args: list[str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("COMETAPI_KEY", "COMET_API_KEY", "COMETAPI_API_KEY", "COMETAPI_BASE_URL",
-                        "DJANGO_SETTINGS_MODULE")}
-    return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k
+        not in (
+            "COMETAPI_KEY",
+            "COMET_API_KEY",
+            "COMETAPI_API_KEY",
+            "COMETAPI_BASE_URL",
+            "DJANGO_SETTINGS_MODULE",
+        )
+    }
+    return subprocess.run(
+        [sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_there_are_examples() -> None:

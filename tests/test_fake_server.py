@@ -12,8 +12,12 @@ BODY = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
 
 
 def post(server: FakeCometServer, session: requests.Session, body=BODY) -> requests.Response:
-    return session.post(server.base_url + "/chat/completions", json=body,
-                        headers={"Authorization": "Bearer k"}, timeout=5)
+    return session.post(
+        server.base_url + "/chat/completions",
+        json=body,
+        headers={"Authorization": "Bearer k"},
+        timeout=5,
+    )
 
 
 def test_chat_shape_and_request_id() -> None:

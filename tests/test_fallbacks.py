@@ -20,8 +20,7 @@ def test_an_unavailable_model_moves_on_and_the_record_says_why(server, make_clie
     records: list[RequestRecord] = []
     client = make_client(on_request=records.append)
     server.fail(503, code="model_not_found", message="no available channel for model m1")
-    reply = client.chat.completions.create(model="m1", messages=user("x"),
-                                           fallbacks=["m2", "m3"])
+    reply = client.chat.completions.create(model="m1", messages=user("x"), fallbacks=["m2", "m3"])
     assert reply.choices[0].message.content == "echo: x"
     assert models_sent(server) == ["m1", "m2"]
     assert [r.model for r in records] == ["m1", "m2"]
@@ -39,14 +38,18 @@ def test_server_errors_through_every_retry_move_on(server, make_client) -> None:
     assert models_sent(server) == ["m1", "m1", "m2"]
 
 
-@pytest.mark.parametrize("status,fault", [
-    (400, {"message": "bad temperature"}),
-    (401, {"message": "invalid token"}),
-    (500, {"code": "invalid_request", "message": "field messages is required"}),
-    (429, {"message": "insufficient quota: balance exhausted"}),
-])
-def test_errors_the_request_or_account_causes_never_move_on(server, make_client, status: int,
-                                                             fault: dict) -> None:
+@pytest.mark.parametrize(
+    "status,fault",
+    [
+        (400, {"message": "bad temperature"}),
+        (401, {"message": "invalid token"}),
+        (500, {"code": "invalid_request", "message": "field messages is required"}),
+        (429, {"message": "insufficient quota: balance exhausted"}),
+    ],
+)
+def test_errors_the_request_or_account_causes_never_move_on(
+    server, make_client, status: int, fault: dict
+) -> None:
     client = make_client(max_retries=0)
     server.fail(status, **fault)
     with pytest.raises(comet_sync.APIStatusError):
@@ -66,8 +69,9 @@ def test_the_client_default_by_model(server, make_client) -> None:
 def test_a_stream_moves_on_before_its_first_chunk(server, make_client) -> None:
     client = make_client(max_retries=0)
     server.fail(503, code="model_not_found")
-    with client.chat.completions.create(model="m1", messages=user("hi there"), stream=True,
-                                        fallbacks=["m2"]) as stream:
+    with client.chat.completions.create(
+        model="m1", messages=user("hi there"), stream=True, fallbacks=["m2"]
+    ) as stream:
         text = "".join(stream.text_deltas())
     assert text and models_sent(server) == ["m1", "m2"]
 

@@ -258,8 +258,16 @@ def test_invalid_utf8_in_a_json_answer_is_refused() -> None:
 # -- the key kept ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("key", [SECRET + "\n", " " + SECRET, SECRET[:10] + "é" + SECRET[10:],
-                                 SECRET[:10] + " " + SECRET[10:], SECRET + "\x00"])
+@pytest.mark.parametrize(
+    "key",
+    [
+        SECRET + "\n",
+        " " + SECRET,
+        SECRET[:10] + "é" + SECRET[10:],
+        SECRET[:10] + " " + SECRET[10:],
+        SECRET + "\x00",
+    ],
+)
 def test_a_key_that_cannot_go_in_a_header_is_refused_unquoted(key: str) -> None:
     with hostile(answer()) as server:
         with pytest.raises(InvalidArgumentError) as caught:
@@ -286,8 +294,12 @@ def test_an_exception_pickles_without_the_key_or_the_request() -> None:
 
 def test_url_and_json_escaped_echoes_of_the_key_are_scrubbed() -> None:
     key = "sk-test/5f1e+2d3c=4b5a~6978"
-    escaped = [urllib.parse.quote(key, safe=""), urllib.parse.quote(key, safe="").lower(),
-               urllib.parse.quote_plus(key), json.dumps(key)[1:-1]]
+    escaped = [
+        urllib.parse.quote(key, safe=""),
+        urllib.parse.quote(key, safe="").lower(),
+        urllib.parse.quote_plus(key),
+        json.dumps(key)[1:-1],
+    ]
     body = json.dumps({"error": {"message": " | ".join(escaped)}}).encode()
     with hostile(answer(body, "400 Bad Request")) as server:
         client = make(server.base_url, api_key=key)
@@ -309,8 +321,10 @@ def test_userinfo_in_base_url_is_refused_without_echoing_it() -> None:
     assert caught.value.argument == "base_url" and "hunter2" not in str(caught.value)
 
 
-@pytest.mark.parametrize("headers", [{"X-Trace": "a\r\nX-Evil: 1"}, {"X-Trace": "a\nb"},
-                                     {"Bad Name": "v"}, {"X-Trace": "snow☃"}])
+@pytest.mark.parametrize(
+    "headers",
+    [{"X-Trace": "a\r\nX-Evil: 1"}, {"X-Trace": "a\nb"}, {"Bad Name": "v"}, {"X-Trace": "snow☃"}],
+)
 def test_bad_extra_headers_are_refused_before_sending(headers: dict[str, str]) -> None:
     with hostile(answer()) as server:
         client = make(server.base_url)
@@ -329,9 +343,11 @@ def slow(seconds: float):  # type: ignore[no-untyped-def]
     def handle(conn: socket.socket, request: Request, stop: threading.Event) -> bool:
         if stop.wait(seconds):
             return False
-        conn.sendall(head("200 OK", "Content-Type: application/json", length=len(COMPLETION))
-                     + COMPLETION)
+        conn.sendall(
+            head("200 OK", "Content-Type: application/json", length=len(COMPLETION)) + COMPLETION
+        )
         return True
+
     return handle
 
 
@@ -351,8 +367,7 @@ def settled_count(server, quiet: float = 0.3) -> int:  # type: ignore[no-untyped
 def test_close_cancels_queued_work_and_cuts_calls_in_flight() -> None:
     with hostile(slow(5)) as server:
         client = make(server.base_url, max_concurrency=4)
-        futures = [client.chat.completions.submit(model="m", messages=MESSAGES)
-                   for _ in range(50)]
+        futures = [client.chat.completions.submit(model="m", messages=MESSAGES) for _ in range(50)]
         while server.count < 4:
             time.sleep(0.01)
         client.close()
@@ -442,8 +457,7 @@ def test_ctrl_c_during_map_sends_nothing_more() -> None:
 def test_breaking_out_of_map_while_holding_it_sends_only_what_had_started() -> None:
     with hostile(slow(0.05)) as server:
         client = make(server.base_url, max_concurrency=2, max_workers=4)
-        it = client.chat.completions.map({"model": "m", "messages": MESSAGES}
-                                         for _ in range(1000))
+        it = client.chat.completions.map({"model": "m", "messages": MESSAGES} for _ in range(1000))
         for taken, _ in enumerate(it, 1):
             if taken == 5:
                 break

@@ -24,8 +24,9 @@ def test_record_fields_for_a_success_after_retries(server, make_client, fake_tim
     assert rec.attempts == 3
     assert rec.attempt_statuses == (429, 503, 200)
     assert rec.latency == pytest.approx(0.5 + 1.0)  # fake time: only the waits
-    assert rec.request_id == server.received[-1].headers.get("x-request-id") or \
-        rec.request_id.startswith("fake-")
+    assert rec.request_id == server.received[-1].headers.get(
+        "x-request-id"
+    ) or rec.request_id.startswith("fake-")
     assert rec.error is None and rec.ok
     assert rec.usage == {"prompt_tokens": 2, "completion_tokens": 3, "total_tokens": 5}
 
@@ -93,8 +94,11 @@ def test_memory_stays_bounded() -> None:
     metrics = Metrics(latency_window=50, max_keys=3)
     for model in range(20):
         for i in range(200):
-            metrics.record(RequestRecord(route="/r", model=f"m{model}", status=200,
-                                         latency=float(i), attempts=1))
+            metrics.record(
+                RequestRecord(
+                    route="/r", model=f"m{model}", status=200, latency=float(i), attempts=1
+                )
+            )
     snap = metrics.snapshot()
     assert set(snap) == {("/r", "m17"), ("/r", "m18"), ("/r", "m19")}
     # percentiles over the last 50 latencies only (150..199)

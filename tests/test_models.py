@@ -11,20 +11,29 @@ RAW = {
     "model": "gpt-4o-2024-08-06",
     "system_fingerprint": "fp_1",
     "brand_new_field": {"nested": [1, 2]},
-    "choices": [{
-        "index": 0,
-        "finish_reason": "tool_calls",
-        "message": {
-            "role": "assistant",
-            "content": None,
-            "tool_calls": [{
-                "id": "call_1", "type": "function",
-                "function": {"name": "get_weather", "arguments": "{\"city\": \"Rome\"}"},
-            }],
-        },
-    }],
-    "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7,
-              "latency_checkpoint": 12},
+    "choices": [
+        {
+            "index": 0,
+            "finish_reason": "tool_calls",
+            "message": {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": "call_1",
+                        "type": "function",
+                        "function": {"name": "get_weather", "arguments": '{"city": "Rome"}'},
+                    }
+                ],
+            },
+        }
+    ],
+    "usage": {
+        "prompt_tokens": 3,
+        "completion_tokens": 4,
+        "total_tokens": 7,
+        "latency_checkpoint": 12,
+    },
 }
 
 

@@ -33,8 +33,9 @@ def test_not_given_values_are_left_out(server, client) -> None:
         def __bool__(self) -> bool:
             return False
 
-    client.chat.completions.create(model="m", messages=user("x"), temperature=NOT_GIVEN,
-                                   top_p=NotGiven(), max_tokens=5)
+    client.chat.completions.create(
+        model="m", messages=user("x"), temperature=NOT_GIVEN, top_p=NotGiven(), max_tokens=5
+    )
     body = server.received[-1].body
     assert "temperature" not in body and "top_p" not in body and body["max_tokens"] == 5
     assert pickle.loads(pickle.dumps(NOT_GIVEN)) is NOT_GIVEN and not NOT_GIVEN
@@ -53,10 +54,12 @@ def test_a_pydantic_model_as_response_format_is_pointed_to_a_schema(server, clie
 
 
 def test_extra_query_goes_to_the_query_string(server, make_client) -> None:
-    client = make_client(default_query={"api-version": "2024-06-01"},
-                         default_headers={"X-Team": "a"})
-    client.chat.completions.create(model="m", messages=user("x"), extra_query={"trace": "1"},
-                                   extra_headers={"X-Call": "b"})
+    client = make_client(
+        default_query={"api-version": "2024-06-01"}, default_headers={"X-Team": "a"}
+    )
+    client.chat.completions.create(
+        model="m", messages=user("x"), extra_query={"trace": "1"}, extra_headers={"X-Call": "b"}
+    )
     received = server.received[-1]
     assert received.query == "api-version=2024-06-01&trace=1"
     assert "trace" not in received.body  # never a body field
@@ -107,13 +110,25 @@ def test_models_list_is_a_list_and_a_page(server, client) -> None:
 
 
 def test_exceptions_carry_openai_attributes(server, client) -> None:
-    server.respond_next({"error": {"message": "bad temperature", "type": "invalid_request_error",
-                                   "param": "temperature", "code": "invalid_value"}}, status=400)
+    server.respond_next(
+        {
+            "error": {
+                "message": "bad temperature",
+                "type": "invalid_request_error",
+                "param": "temperature",
+                "code": "invalid_value",
+            }
+        },
+        status=400,
+    )
     with pytest.raises(comet_sync.BadRequestError) as caught:
         client.chat.completions.create(model="m", messages=user("x"))
     exc = caught.value
-    assert (exc.type, exc.param, exc.code) == ("invalid_request_error", "temperature",
-                                               "invalid_value")
+    assert (exc.type, exc.param, exc.code) == (
+        "invalid_request_error",
+        "temperature",
+        "invalid_value",
+    )
     assert exc.message and exc.body["error"]["param"] == "temperature"
     assert exc.response.status_code == 400
 
@@ -131,16 +146,20 @@ def test_one_attempt_is_one_attempt(server, make_client) -> None:
 def user_script(client: Any) -> dict[str, Any]:
     """What a user of openai-python writes; run unchanged against either client."""
     messages: list[Any] = [{"role": "user", "content": "hello"}]
-    reply = client.chat.completions.create(model="gpt-4o-mini", messages=messages,
-                                           temperature=0.2, extra_query={"trace": "1"})
+    reply = client.chat.completions.create(
+        model="gpt-4o-mini", messages=messages, temperature=0.2, extra_query={"trace": "1"}
+    )
     messages.append(reply.choices[0].message)
     messages.append({"role": "user", "content": "again"})
     second = client.with_options(max_retries=1, timeout=30).chat.completions.create(
-        model="gpt-4o-mini", messages=messages)
-    with client.chat.completions.create(model="gpt-4o-mini", messages=messages,
-                                        stream=True) as stream:
-        streamed = "".join(chunk.choices[0].delta.content or "" for chunk in stream
-                           if chunk.choices)
+        model="gpt-4o-mini", messages=messages
+    )
+    with client.chat.completions.create(
+        model="gpt-4o-mini", messages=messages, stream=True
+    ) as stream:
+        streamed = "".join(
+            chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices
+        )
     embedding = client.embeddings.create(model="text-embedding-3-small", input="hi")
     models = [m.id for m in client.models.list().data]
     return {
@@ -168,8 +187,9 @@ def test_with_raw_response_gives_the_head_and_the_parsed_answer(server, client) 
     also = client.with_raw_response.chat.completions.create(model="m", messages=user("y"))
     assert also.parse().choices[0].message.content == "echo: y"
     assert also.request_id != raw.request_id
-    stream = client.with_raw_response.chat.completions.create(model="m", messages=user("z"),
-                                                              stream=True)
+    stream = client.with_raw_response.chat.completions.create(
+        model="m", messages=user("z"), stream=True
+    )
     assert "text/event-stream" in stream.headers["content-type"]
     assert "".join(stream.parse().text_deltas()) == "echo: z"
     emb = client.embeddings.with_raw_response.create(model="e", input="hi")
@@ -180,7 +200,8 @@ def test_submit_and_map_refuse_to_stream_before_sending(server, client) -> None:
     with pytest.raises(InvalidArgumentError) as caught:
         client.chat.completions.submit(model="m", messages=user("x"), stream=True)
     assert caught.value.argument == "stream"
-    [result] = client.chat.completions.map([{"model": "m", "messages": user("x"),
-                                            "stream": True}], return_exceptions=True)
+    [result] = client.chat.completions.map(
+        [{"model": "m", "messages": user("x"), "stream": True}], return_exceptions=True
+    )
     assert isinstance(result, InvalidArgumentError) and result.argument == "stream"
     assert server.stats().requests == 0

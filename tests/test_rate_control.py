@@ -97,8 +97,14 @@ class _Bucket:
         return False
 
 
-def _drive(finder: RateFinder, admit: Callable[[float], bool], seconds: float, *,
-           start_rate: float = 200.0, rtt: float = 0.04) -> list[tuple[float, bool]]:
+def _drive(
+    finder: RateFinder,
+    admit: Callable[[float], bool],
+    seconds: float,
+    *,
+    start_rate: float = 200.0,
+    rtt: float = 0.04,
+) -> list[tuple[float, bool]]:
     """Send at the finder's pace (start_rate before it has one); answers come back after rtt.
     Returns (send time, accepted) for every request."""
     t, sent = 0.0, []
@@ -191,10 +197,21 @@ def test_throttle_holds_back_only_when_most_requests_fail() -> None:
 # -- the limiter -------------------------------------------------------------------------------
 
 
-def make_limiter(ft: FakeTime, control: RateControl | None = None, limit: int = 8,
-                 rnd: float = 0.5, max_hold: float = 30.0) -> Limiter:
-    return Limiter(limit, control or RateControl(), clock=ft.monotonic, sleep=ft.sleep,
-                   random=lambda: rnd, max_hold=max_hold)
+def make_limiter(
+    ft: FakeTime,
+    control: RateControl | None = None,
+    limit: int = 8,
+    rnd: float = 0.5,
+    max_hold: float = 30.0,
+) -> Limiter:
+    return Limiter(
+        limit,
+        control or RateControl(),
+        clock=ft.monotonic,
+        sleep=ft.sleep,
+        random=lambda: rnd,
+        max_hold=max_hold,
+    )
 
 
 def test_a_short_retry_after_delays_only_its_own_request() -> None:
@@ -222,8 +239,9 @@ def test_a_long_retry_after_holds_the_model_clamped_to_max_wait() -> None:
 def test_told_limits_are_paced_and_a_spent_budget_holds() -> None:
     ft = FakeTime()
     lim = make_limiter(ft)
-    told = ServerWord(None, Quota(limit=600.0, remaining=599.0, reset=0.1, window=60.0),
-                      None, "openai")
+    told = ServerWord(
+        None, Quota(limit=600.0, remaining=599.0, reset=0.1, window=60.0), None, "openai"
+    )
     lim.acquire("m").release(200, word=told)
     state = lim.state().models["m"]
     assert state.rate_source == "header"
@@ -234,8 +252,9 @@ def test_told_limits_are_paced_and_a_spent_budget_holds() -> None:
         starts.append(ft.now)
         p.release(200)
     assert starts[2] - starts[1] == pytest.approx(1 / 9.8, rel=0.01)
-    spent = ServerWord(None, Quota(limit=600.0, remaining=0.0, reset=4.0, window=60.0), None,
-                       "openai")
+    spent = ServerWord(
+        None, Quota(limit=600.0, remaining=0.0, reset=4.0, window=60.0), None, "openai"
+    )
     lim.acquire("m").release(200, word=spent)
     # spent: hold until one request comes back (1/10 s), not the whole reset
     assert lim.state().models["m"].held_for == pytest.approx(0.1)
@@ -279,8 +298,7 @@ def test_the_client_cap_holds_across_models() -> None:
 def test_sends_held_by_the_throttle_are_deferred_not_failed() -> None:
     ft = FakeTime()
     chance = [0.999]  # while the outage builds up, the throttle's dice never hold a send
-    lim = Limiter(8, RateControl(), clock=ft.monotonic, sleep=ft.sleep,
-                  random=lambda: chance[0])
+    lim = Limiter(8, RateControl(), clock=ft.monotonic, sleep=ft.sleep, random=lambda: chance[0])
     for _ in range(50):  # an outage: 503 after 503
         lim.acquire("m").release(503)
     chance[0] = 0.1
@@ -319,8 +337,9 @@ def test_rate_control_validates() -> None:
 def test_many_threads_many_models_keep_the_books_straight() -> None:
     # Not adaptive: the pace a 429 teaches would make real-time waits (the point here is the
     # books: slots across lanes, released from any thread).
-    lim = Limiter(6, RateControl(adaptive=False), clock=time.monotonic, sleep=time.sleep,
-                  random=random.random)
+    lim = Limiter(
+        6, RateControl(adaptive=False), clock=time.monotonic, sleep=time.sleep, random=random.random
+    )
     guard = threading.Lock()
     in_flight = {"total": 0, "max": 0}
 
@@ -372,8 +391,7 @@ def test_rpm_per_model_and_no_silent_drop_with_a_shared_limiter(server) -> None:
         client.chat.completions.create(model="m", messages=user("a"))
         state = client.metrics.snapshot().limiter.models["m"]
         assert state.rate == pytest.approx(10.0) and state.rate_source == "configured"
-    local = Limiter(4, RateControl(), clock=time.monotonic, sleep=time.sleep,
-                    random=random.random)
+    local = Limiter(4, RateControl(), clock=time.monotonic, sleep=time.sleep, random=random.random)
     with pytest.raises(InvalidArgumentError) as info:
         CometClient(api_key=SECRET, base_url=server.base_url, limiter=local, rpm=60)
     assert info.value.argument == "rpm"

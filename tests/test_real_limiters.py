@@ -31,8 +31,7 @@ KEY = "sk-real-limiters-0123456789abcdef"
 
 
 def run(server: Any, n: int, **settings: Any) -> tuple[list[Any], Any]:
-    jobs = [{"model": "m", "messages": [{"role": "user", "content": f"job-{i}"}]}
-            for i in range(n)]
+    jobs = [{"model": "m", "messages": [{"role": "user", "content": f"job-{i}"}]} for i in range(n)]
     with CometClient(api_key=KEY, base_url=server.base_url, **settings) as client:
         results = list(client.chat.completions.map(jobs, return_exceptions=True))
         state = client.metrics.snapshot().limiter

@@ -28,8 +28,9 @@ from .conftest import user
 
 if shutil.which("redis-server") is None:
     if os.environ.get("CI"):
-        pytest.fail("redis-server is missing on CI: .ci/run should have installed it",
-                    pytrace=False)
+        pytest.fail(
+            "redis-server is missing on CI: .ci/run should have installed it", pytrace=False
+        )
     pytest.skip("redis-server is not installed", allow_module_level=True)
 
 from comet_sync import LimiterTimeoutError
@@ -47,9 +48,19 @@ class RedisProcess:
     def __init__(self, port: int | None = None) -> None:
         self.port = port or free_port()
         self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -84,8 +95,10 @@ def limiter(redis_server: RedisProcess, ns: str, **kw) -> RedisLimiter:
 
 def test_the_cluster_limit_holds_across_limiters(redis_server) -> None:
     ns = uuid.uuid4().hex
-    a, b = limiter(redis_server, ns, max_concurrency=3), limiter(redis_server, ns,
-                                                                  max_concurrency=3)
+    a, b = (
+        limiter(redis_server, ns, max_concurrency=3),
+        limiter(redis_server, ns, max_concurrency=3),
+    )
     permits = [a.acquire(), b.acquire(), a.acquire()]
     assert all(permits)
     with pytest.raises(LimiterTimeoutError, match="shared slot"):
@@ -164,8 +177,9 @@ def test_a_short_retry_after_pauses_nobody_else(redis_server) -> None:
 
 def worker(url: str, ns: str, base_url: str, jobs: int, queue) -> None:
     lim = RedisLimiter.from_url(url, namespace=ns, max_concurrency=4)
-    with CometClient(api_key="redis-test-key-0123456789", base_url=base_url, limiter=lim,
-                     max_concurrency=8) as client:
+    with CometClient(
+        api_key="redis-test-key-0123456789", base_url=base_url, limiter=lim, max_concurrency=8
+    ) as client:
         batch = ({"model": "m", "messages": user(f"{os.getpid()}-{i}")} for i in range(jobs))
         results = list(client.chat.completions.map(batch, return_exceptions=True))
     queue.put(sum(isinstance(r, BaseException) for r in results))
@@ -176,8 +190,10 @@ def test_processes_sharing_a_namespace_never_exceed_the_limit(redis_server) -> N
     ctx = multiprocessing.get_context("fork")
     with FakeCometServer(max_in_flight=4, latency=0.03) as fake:
         queue = ctx.Queue()
-        procs = [ctx.Process(target=worker, args=(redis_server.url, ns, fake.base_url, 30,
-                                                  queue)) for _ in range(3)]
+        procs = [
+            ctx.Process(target=worker, args=(redis_server.url, ns, fake.base_url, 30, queue))
+            for _ in range(3)
+        ]
         for p in procs:
             p.start()
         failures = [queue.get(timeout=120) for _ in procs]
@@ -211,8 +227,7 @@ def test_redis_down_fails_closed_when_asked_once_the_budget_is_spent(redis_serve
         lim.acquire(timeout=0.5)
 
 
-def test_redis_restarting_delays_closed_policy_calls_instead_of_failing_them(
-        redis_server) -> None:
+def test_redis_restarting_delays_closed_policy_calls_instead_of_failing_them(redis_server) -> None:
     lim = limiter(redis_server, uuid.uuid4().hex, failure="closed")
     lim.acquire().release(200)
     redis_server.kill()
@@ -233,8 +248,9 @@ def test_redis_restarting_delays_closed_policy_calls_instead_of_failing_them(
 def test_the_client_refuses_calls_when_closed_policy_and_redis_down(redis_server) -> None:
     with FakeCometServer() as fake:
         lim = limiter(redis_server, uuid.uuid4().hex, failure="closed")
-        client = CometClient(api_key="redis-test-key-0123456789", base_url=fake.base_url,
-                             limiter=lim)
+        client = CometClient(
+            api_key="redis-test-key-0123456789", base_url=fake.base_url, limiter=lim
+        )
         client.chat.completions.create(model="m", messages=user("up"))
         redis_server.kill()
         with pytest.raises(LimiterUnavailableError):

@@ -59,8 +59,11 @@ def test_a_stream_cut_before_completion_is_an_error(server, client) -> None:
 
 
 def test_bad_arguments_fail_before_sending(server, client) -> None:
-    for kwargs, argument in [({"input": "x"}, "model"), ({"model": "m"}, "input"),
-                             ({"model": "m", "input": []}, "input")]:
+    for kwargs, argument in [
+        ({"input": "x"}, "model"),
+        ({"model": "m"}, "input"),
+        ({"model": "m", "input": []}, "input"),
+    ]:
         with pytest.raises(comet_sync.InvalidArgumentError) as caught:
             client.responses.create(**kwargs)
         assert caught.value.argument == argument
@@ -80,10 +83,20 @@ def test_in_a_batch_as_an_openai_line(server, tmp_path) -> None:
     from .test_batch import cli, read_output
 
     src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
-    src.write_text(json.dumps({"custom_id": "r1", "method": "POST", "url": "/v1/responses",
-                               "body": {"model": "gpt-5", "input": "hello"}}) + "\n")
-    result = cli(server, "batch", str(src), "-o", str(out), "--output-format", "openai",
-                 "--no-progress")
+    src.write_text(
+        json.dumps(
+            {
+                "custom_id": "r1",
+                "method": "POST",
+                "url": "/v1/responses",
+                "body": {"model": "gpt-5", "input": "hello"},
+            }
+        )
+        + "\n"
+    )
+    result = cli(
+        server, "batch", str(src), "-o", str(out), "--output-format", "openai", "--no-progress"
+    )
     assert result.returncode == 0, result.stderr
     [line] = read_output(out)
     assert line["response"]["body"]["object"] == "response"

@@ -46,8 +46,7 @@ def test_client_errors_are_sent_once(server, client, fake_time, status) -> None:
         (429, "", "user balance is not enough", RateLimitError),
     ],
 )
-def test_permanent_look_alikes_are_sent_once(server, client, status, code, message,
-                                            error) -> None:
+def test_permanent_look_alikes_are_sent_once(server, client, status, code, message, error) -> None:
     server.fail(status, code=code, message=message)
     with pytest.raises(error) as info:
         client.chat.completions.create(model="gpt-4o-mini", messages=user("c"))
@@ -95,8 +94,7 @@ def test_retry_after_longer_than_max_wait_fails_fast(server, make_client, fake_t
 
 
 def test_every_wait_within_the_cap(server, make_client, fake_time) -> None:
-    client = make_client(max_retries=8, max_wait=2.0, random=lambda: 0.9999,
-                         total_timeout=None)
+    client = make_client(max_retries=8, max_wait=2.0, random=lambda: 0.9999, total_timeout=None)
     server.fail(503, times=8)
     client.chat.completions.create(model="gpt-4o-mini", messages=user("h"))
     assert len(fake_time.sleeps) == 8
@@ -137,9 +135,7 @@ def test_time_budget_caps_the_whole_call(server, make_client, fake_time) -> None
 def test_per_call_total_timeout_override(server, client, fake_time) -> None:
     server.fail(503, times=5)
     with pytest.raises(InternalServerError):
-        client.chat.completions.create(
-            model="gpt-4o-mini", messages=user("l"), total_timeout=0.4
-        )
+        client.chat.completions.create(model="gpt-4o-mini", messages=user("l"), total_timeout=0.4)
     assert server.stats().attempts["l"] == 1
 
 
@@ -157,8 +153,9 @@ def test_real_sleep_is_used_by_default(server) -> None:
     # No injected sleep: the waits are real (kept tiny by Retry-After-free 0-width windows).
     from comet_sync import CometClient
 
-    with CometClient(api_key="k", base_url=server.base_url, backoff_base=0.001,
-                     random=lambda: 1.0) as client:
+    with CometClient(
+        api_key="k", base_url=server.base_url, backoff_base=0.001, random=lambda: 1.0
+    ) as client:
         server.fail(503, times=2)
         client.chat.completions.create(model="gpt-4o-mini", messages=user("o"))
     assert server.stats().attempts["o"] == 3

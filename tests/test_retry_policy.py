@@ -18,11 +18,17 @@ from comet_sync._headers import parse_retry_after
 from comet_sync._retry import backoff_window, decide, is_retryable
 
 
-def status_error(status: int, message: str = "x", code: str | None = None,
-                 retry_after: float | None = None):
+def status_error(
+    status: int, message: str = "x", code: str | None = None, retry_after: float | None = None
+):
     cls = status_error_class(status)
-    return cls(message, response=requests.Response(), status_code=status, code=code,
-               retry_after=retry_after)
+    return cls(
+        message,
+        response=requests.Response(),
+        status_code=status,
+        code=code,
+        retry_after=retry_after,
+    )
 
 
 @pytest.mark.parametrize("status", [429, 500, 502, 503, 504, 524])
@@ -93,8 +99,7 @@ def test_full_jitter_spans_the_window() -> None:
 def test_every_wait_is_capped() -> None:
     cfg = RetryConfig(max_retries=50, backoff_base=1.0, max_wait=4.0, total_timeout=None)
     waits = [
-        decide(status_error(500), retry_number=n, config=cfg, elapsed=0, random=lambda: 0.9999)
-        .wait
+        decide(status_error(500), retry_number=n, config=cfg, elapsed=0, random=lambda: 0.9999).wait
         for n in range(50)
     ]
     assert max(waits) <= 4.0
@@ -102,47 +107,79 @@ def test_every_wait_is_capped() -> None:
 
 def test_retry_after_is_a_floor() -> None:
     cfg = RetryConfig(backoff_base=1.0, max_wait=30.0)
-    d = decide(status_error(429, retry_after=5.0), retry_number=0, config=cfg, elapsed=0,
-               random=lambda: 0.1)
+    d = decide(
+        status_error(429, retry_after=5.0),
+        retry_number=0,
+        config=cfg,
+        elapsed=0,
+        random=lambda: 0.1,
+    )
     # the asked 5 s, stretched by a tenth of it times random()
     assert d.retry and d.wait == pytest.approx(5.0 + 5.0 * 0.1 * 0.1)
     # a longer jittered wait is kept (and stretched the same way)
-    d = decide(status_error(429, retry_after=0.2), retry_number=4, config=cfg, elapsed=0,
-               random=lambda: 0.5)
+    d = decide(
+        status_error(429, retry_after=0.2),
+        retry_number=4,
+        config=cfg,
+        elapsed=0,
+        random=lambda: 0.5,
+    )
     assert d.wait == pytest.approx(8.0 + 0.2 * 0.1 * 0.5)
     # the stretch never passes max_wait
-    d = decide(status_error(429, retry_after=30.0), retry_number=0, config=cfg, elapsed=0,
-               random=lambda: 0.9)
+    d = decide(
+        status_error(429, retry_after=30.0),
+        retry_number=0,
+        config=cfg,
+        elapsed=0,
+        random=lambda: 0.9,
+    )
     assert d.wait == 30.0
 
 
 def test_retry_after_beyond_max_wait_gives_up() -> None:
     cfg = RetryConfig(max_wait=10.0)
-    d = decide(status_error(429, retry_after=60.0), retry_number=0, config=cfg, elapsed=0,
-               random=lambda: 0.5)
+    d = decide(
+        status_error(429, retry_after=60.0),
+        retry_number=0,
+        config=cfg,
+        elapsed=0,
+        random=lambda: 0.5,
+    )
     assert not d.retry
     assert "60" in (d.reason or "") and "max_wait" in (d.reason or "")
 
 
 def test_wait_that_does_not_fit_the_budget_gives_up() -> None:
     cfg = RetryConfig(total_timeout=10.0)
-    d = decide(status_error(503, retry_after=4.0), retry_number=0, config=cfg, elapsed=7.0,
-               random=lambda: 0.0)
+    d = decide(
+        status_error(503, retry_after=4.0),
+        retry_number=0,
+        config=cfg,
+        elapsed=7.0,
+        random=lambda: 0.0,
+    )
     assert not d.retry and "total_timeout" in (d.reason or "")
-    d = decide(status_error(503, retry_after=2.0), retry_number=0, config=cfg, elapsed=7.0,
-               random=lambda: 0.0)
+    d = decide(
+        status_error(503, retry_after=2.0),
+        retry_number=0,
+        config=cfg,
+        elapsed=7.0,
+        random=lambda: 0.0,
+    )
     assert d.retry and d.wait == 2.0
 
 
 def test_attempt_limit() -> None:
     cfg = RetryConfig(max_retries=2)
-    assert decide(status_error(500), retry_number=1, config=cfg, elapsed=0,
-                  random=lambda: 0.5).retry
+    assert decide(
+        status_error(500), retry_number=1, config=cfg, elapsed=0, random=lambda: 0.5
+    ).retry
     d = decide(status_error(500), retry_number=2, config=cfg, elapsed=0, random=lambda: 0.5)
     assert not d.retry and "3 attempts" in (d.reason or "")
 
 
 def test_not_retryable_has_no_reason() -> None:
-    d = decide(status_error(400), retry_number=0, config=RetryConfig(), elapsed=0,
-               random=lambda: 0.5)
+    d = decide(
+        status_error(400), retry_number=0, config=RetryConfig(), elapsed=0, random=lambda: 0.5
+    )
     assert d == d.__class__(retry=False)

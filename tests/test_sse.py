@@ -10,7 +10,7 @@ from comet_sync._sse import Event, iter_events
 
 STREAM = (
     b": keep-alive\r\n\r\n"
-    b"data: {\"a\": 1}\r\n\r\n"
+    b'data: {"a": 1}\r\n\r\n'
     b"event: note\ndata: line one\ndata: line two\n\n"
     b"data:no-space\r\rdata: caf\xc3\xa9\n\n"
     b"id: 7\nretry: 100\ndata: [DONE]\n\n"
@@ -40,9 +40,9 @@ def test_split_anywhere(seed: int) -> None:
 
 
 def test_byte_by_byte() -> None:
-    assert list(iter_events(STREAM[i:i + 1] for i in range(len(STREAM)))) == EXPECTED
+    assert list(iter_events(STREAM[i : i + 1] for i in range(len(STREAM)))) == EXPECTED
 
 
 def test_an_unfinished_event_is_not_dispatched() -> None:
-    assert list(iter_events([b"data: {\"a\": 1}\n\ndata: {\"half"])) == [Event('{"a": 1}')]
+    assert list(iter_events([b'data: {"a": 1}\n\ndata: {"half'])) == [Event('{"a": 1}')]
     assert list(iter_events([b"data: x\n"])) == []

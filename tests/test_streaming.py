@@ -50,15 +50,57 @@ def test_text_deltas_and_final_completion_with_usage(server, client) -> None:
 
 def test_tool_calls_are_assembled_from_fragments(server, client) -> None:
     events = [
-        {"id": "c1", "model": "m", "choices": [{"index": 0, "delta": {
-            "role": "assistant",
-            "tool_calls": [{"index": 0, "id": "call_1", "type": "function",
-                            "function": {"name": "get_", "arguments": ""}}]}}]},
-        {"id": "c1", "choices": [{"index": 0, "delta": {"tool_calls": [
-            {"index": 0, "function": {"name": "weather", "arguments": '{"city": '}}]}}]},
-        {"id": "c1", "choices": [{"index": 0, "delta": {"tool_calls": [
-            {"index": 0, "function": {"arguments": '"Rome"}'}},
-            {"index": 1, "id": "call_2", "function": {"name": "now", "arguments": "{}"}}]}}]},
+        {
+            "id": "c1",
+            "model": "m",
+            "choices": [
+                {
+                    "index": 0,
+                    "delta": {
+                        "role": "assistant",
+                        "tool_calls": [
+                            {
+                                "index": 0,
+                                "id": "call_1",
+                                "type": "function",
+                                "function": {"name": "get_", "arguments": ""},
+                            }
+                        ],
+                    },
+                }
+            ],
+        },
+        {
+            "id": "c1",
+            "choices": [
+                {
+                    "index": 0,
+                    "delta": {
+                        "tool_calls": [
+                            {"index": 0, "function": {"name": "weather", "arguments": '{"city": '}}
+                        ]
+                    },
+                }
+            ],
+        },
+        {
+            "id": "c1",
+            "choices": [
+                {
+                    "index": 0,
+                    "delta": {
+                        "tool_calls": [
+                            {"index": 0, "function": {"arguments": '"Rome"}'}},
+                            {
+                                "index": 1,
+                                "id": "call_2",
+                                "function": {"name": "now", "arguments": "{}"},
+                            },
+                        ]
+                    },
+                }
+            ],
+        },
         {"id": "c1", "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]},
     ]
     import json
@@ -97,8 +139,10 @@ def test_a_cut_stream_raises_and_says_how_much_arrived(server, client) -> None:
 
 def test_a_stream_without_done_is_a_cut_stream(server, client) -> None:
     server.fail(200, stream_no_done=True)
-    with pytest.raises(APIConnectionError, match="without data: \\[DONE\\]"), \
-            open_stream(client, "no done") as stream:
+    with (
+        pytest.raises(APIConnectionError, match="without data: \\[DONE\\]"),
+        open_stream(client, "no done") as stream,
+    ):
         list(stream)
 
 

@@ -22,16 +22,27 @@ class Capital(pydantic.BaseModel):
 
 
 def completion(content: Any, refusal: str | None = None) -> dict[str, Any]:
-    return {"id": "c1", "object": "chat.completion", "model": "m", "choices": [{
-        "index": 0, "finish_reason": "stop",
-        "message": {"role": "assistant", "content": content, "refusal": refusal}}]}
+    return {
+        "id": "c1",
+        "object": "chat.completion",
+        "model": "m",
+        "choices": [
+            {
+                "index": 0,
+                "finish_reason": "stop",
+                "message": {"role": "assistant", "content": content, "refusal": refusal},
+            }
+        ],
+    }
 
 
 def test_the_schema_goes_out_strict_and_the_answer_comes_back_validated(server, client):
-    server.respond_next(completion(json.dumps({"city": "Rome", "country": "Italy",
-                                               "population": None})))
-    reply = client.chat.completions.parse(model="m", messages=user("capital of Italy?"),
-                                          response_format=Capital, temperature=0)
+    server.respond_next(
+        completion(json.dumps({"city": "Rome", "country": "Italy", "population": None}))
+    )
+    reply = client.chat.completions.parse(
+        model="m", messages=user("capital of Italy?"), response_format=Capital, temperature=0
+    )
     parsed = reply.choices[0].message.parsed
     assert isinstance(parsed, Capital) and parsed.city == "Rome"
     sent = server.received[-1].body["response_format"]
@@ -50,8 +61,7 @@ def test_an_answer_that_does_not_fit_is_an_error(server, client):
 
 def test_a_refusal_parses_to_none(server, client):
     server.respond_next(completion(None, refusal="I cannot help with that."))
-    reply = client.chat.completions.parse(model="m", messages=user("x"),
-                                          response_format=Capital)
+    reply = client.chat.completions.parse(model="m", messages=user("x"), response_format=Capital)
     assert reply.choices[0].message.parsed is None
     assert reply.choices[0].message.refusal
 

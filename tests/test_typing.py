@@ -41,8 +41,9 @@ BAD = """
 def check(source: str, tmp_path) -> list[str]:  # type: ignore[no-untyped-def]
     path = tmp_path / "user_code.py"
     path.write_text(textwrap.dedent(source))
-    out, _, _ = mypy_api.run(["--strict", "--no-incremental", "--python-version", "3.10",
-                              str(path)])
+    out, _, _ = mypy_api.run(
+        ["--strict", "--no-incremental", "--python-version", "3.10", str(path)]
+    )
     return [line for line in out.splitlines() if ": error:" in line]
 
 

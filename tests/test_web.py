@@ -43,21 +43,26 @@ def hit(url: str, n: int) -> list[requests.Response]:
 
 # -- Flask -------------------------------------------------------------------------------------
 
+
 def flask_app(fake: FakeCometServer, **config):
     from flask import Flask, jsonify, request
 
     from comet_sync.contrib.flask import CometSync, get_client
 
     app = Flask("test")
-    app.config.update(COMETAPI_KEY="flask-test-key-0123456789",
-                      COMETAPI_BASE_URL=fake.base_url, COMET_SYNC_MAX_CONCURRENCY=4,
-                      **config)
+    app.config.update(
+        COMETAPI_KEY="flask-test-key-0123456789",
+        COMETAPI_BASE_URL=fake.base_url,
+        COMET_SYNC_MAX_CONCURRENCY=4,
+        **config,
+    )
     CometSync(app)
 
     @app.get("/ask")
     def ask():
         reply = get_client().chat.completions.create(
-            model="gpt-4o-mini", messages=[{"role": "user", "content": request.args["q"]}])
+            model="gpt-4o-mini", messages=[{"role": "user", "content": request.args["q"]}]
+        )
         return jsonify(answer=reply.choices[0].message.content)
 
     return app
@@ -70,8 +75,7 @@ def test_flask_under_32_concurrent_requests(caplog) -> None:
         with serve(app) as url:
             responses = hit(url + "/ask", 32)
         assert [r.status_code for r in responses] == [200] * 32
-        assert {r.json()["answer"] for r in responses} == {f"echo: question-{i}"
-                                                           for i in range(32)}
+        assert {r.json()["answer"] for r in responses} == {f"echo: question-{i}" for i in range(32)}
         assert fake.stats().max_in_flight <= 4
         assert fake.stats().statuses.get(429, 0) == 0  # the client never sent a 5th
         assert "Connection pool is full" not in caplog.text
@@ -94,11 +98,14 @@ def test_flask_deadline_answers_503_with_retry_after_within_budget() -> None:
         app.extensions["comet_sync"].close()
 
 
-@pytest.mark.parametrize(("fault", "status"), [
-    (lambda fake: fake.fail(500, code="invalid_request"), 502),
-    (lambda fake: fake.fail(401), 502),
-    (lambda fake: fake.delay_next(1.0), 504),
-])
+@pytest.mark.parametrize(
+    ("fault", "status"),
+    [
+        (lambda fake: fake.fail(500, code="invalid_request"), 502),
+        (lambda fake: fake.fail(401), 502),
+        (lambda fake: fake.delay_next(1.0), 504),
+    ],
+)
 def test_flask_error_mapping(fault, status) -> None:
     with FakeCometServer() as fake:
         app = flask_app(fake, COMET_SYNC_TIMEOUT=0.3, COMET_SYNC_MAX_RETRIES=0)
@@ -115,14 +122,17 @@ def test_flask_metrics_endpoint() -> None:
         client = app.test_client()
         client.get("/ask?q=a")
         text = client.get("/metrics").get_data(as_text=True)
-        assert 'comet_sync_requests_total{model="gpt-4o-mini",route="/chat/completions",' \
-               'status="200"} 1.0' in text
+        assert (
+            'comet_sync_requests_total{model="gpt-4o-mini",route="/chat/completions",'
+            'status="200"} 1.0' in text
+        )
         assert "comet_sync_request_latency_seconds_bucket" in text
         assert "comet_sync_concurrency_limit" in text
         app.extensions["comet_sync"].close()
 
 
 # -- Django ------------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def django_fake() -> Iterator[FakeCometServer]:

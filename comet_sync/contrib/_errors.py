@@ -40,6 +40,4 @@ def require(module: str, extra: str) -> Any:
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        raise ImportError(
-            f"{module} is not installed: pip install 'comet-sync[{extra}]'"
-        ) from exc
+        raise ImportError(f"{module} is not installed: pip install 'comet-sync[{extra}]'") from exc

@@ -57,14 +57,16 @@ class CometSync:
 
     def init_app(self, app: Any) -> None:
         config = app.config
-        kwargs = {arg: config[name] for name, arg in _SETTINGS.items()
-                  if config.get(name) is not None}
+        kwargs = {
+            arg: config[name] for name, arg in _SETTINGS.items() if config.get(name) is not None
+        }
         client = CometClient(**{**kwargs, **self._client_kwargs})
         app.extensions[EXTENSION] = client
         atexit.register(client.close)
 
         view_deadline = config.get("COMET_SYNC_VIEW_DEADLINE")
         if view_deadline:
+
             @app.before_request
             def _enter_deadline() -> None:
                 manager = deadline(float(view_deadline))

@@ -26,25 +26,30 @@ class CometSyncCollector:
 
     def __init__(self, client: Any | Callable[[], Any]) -> None:
         # A callable lets a framework hand over the process's client lazily.
-        self._get = client if callable(client) and not hasattr(client, "metrics") else (
-            lambda: client)
+        self._get = (
+            client if callable(client) and not hasattr(client, "metrics") else (lambda: client)
+        )
 
     def collect(self) -> Iterator[Any]:
         client: Any = self._get()
         snapshot = client.metrics.snapshot()
         labels = ["route", "model"]
         requests = _core.CounterMetricFamily(
-            "comet_sync_requests", "Calls by final status", labels=[*labels, "status"])
+            "comet_sync_requests", "Calls by final status", labels=[*labels, "status"]
+        )
         retries = _core.CounterMetricFamily("comet_sync_retries", "Retries", labels=labels)
-        throttled = _core.CounterMetricFamily("comet_sync_throttled", "429 answers",
-                                              labels=labels)
-        hits = _core.CounterMetricFamily("comet_sync_cache_hits", "Response cache hits",
-                                         labels=labels)
-        tokens = _core.CounterMetricFamily("comet_sync_tokens", "Tokens used",
-                                           labels=[*labels, "kind"])
+        throttled = _core.CounterMetricFamily("comet_sync_throttled", "429 answers", labels=labels)
+        hits = _core.CounterMetricFamily(
+            "comet_sync_cache_hits", "Response cache hits", labels=labels
+        )
+        tokens = _core.CounterMetricFamily(
+            "comet_sync_tokens", "Tokens used", labels=[*labels, "kind"]
+        )
         latency = _core.HistogramMetricFamily(
-            "comet_sync_request_latency_seconds", "Whole-call latency, retries included",
-            labels=labels)
+            "comet_sync_request_latency_seconds",
+            "Whole-call latency, retries included",
+            labels=labels,
+        )
         for stats in snapshot.values():
             key = [stats.route, stats.model or ""]
             for status, count in stats.by_status.items():
@@ -60,22 +65,35 @@ class CometSyncCollector:
         yield from (requests, retries, throttled, hits, tokens, latency)
         state = snapshot.limiter
         if state is not None:
-            yield _core.GaugeMetricFamily("comet_sync_concurrency_limit",
-                                          "Current concurrency limit",
-                                          value=state.concurrency_limit)
-            yield _core.GaugeMetricFamily("comet_sync_in_flight", "Requests on the wire",
-                                          value=state.in_flight)
-            yield _core.GaugeMetricFamily("comet_sync_learned_rate",
-                                          "Learned requests/s (0: none)",
-                                          value=state.learned_rate or 0.0)
+            yield _core.GaugeMetricFamily(
+                "comet_sync_concurrency_limit",
+                "Current concurrency limit",
+                value=state.concurrency_limit,
+            )
+            yield _core.GaugeMetricFamily(
+                "comet_sync_in_flight", "Requests on the wire", value=state.in_flight
+            )
+            yield _core.GaugeMetricFamily(
+                "comet_sync_learned_rate",
+                "Learned requests/s (0: none)",
+                value=state.learned_rate or 0.0,
+            )
             pace = _core.GaugeMetricFamily(
-                "comet_sync_model_pace", "Requests/s a model is paced at, by where the pace "
-                "came from (configured, header, learned)", labels=["model", "source"])
-            limit = _core.GaugeMetricFamily("comet_sync_model_concurrency_limit",
-                                            "A model's concurrency limit", labels=["model"])
+                "comet_sync_model_pace",
+                "Requests/s a model is paced at, by where the pace "
+                "came from (configured, header, learned)",
+                labels=["model", "source"],
+            )
+            limit = _core.GaugeMetricFamily(
+                "comet_sync_model_concurrency_limit",
+                "A model's concurrency limit",
+                labels=["model"],
+            )
             deferred = _core.CounterMetricFamily(
-                "comet_sync_model_deferred", "Sends our throttle or retry quota deferred",
-                labels=["model"])
+                "comet_sync_model_deferred",
+                "Sends our throttle or retry quota deferred",
+                labels=["model"],
+            )
             for name, model in (state.models or {}).items():
                 if model.rate is not None and model.rate_source is not None:
                     pace.add_metric([name, model.rate_source], model.rate)

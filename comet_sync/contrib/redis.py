@@ -169,15 +169,21 @@ class RedisLimiter:
         self._rand: Callable[[], float] = random.random
         self._max_hold = 30.0
         ns = namespace
-        self._keys = [f"{ns}:leases", f"{ns}:limit", f"{ns}:lastcut", f"{ns}:cooldown",
-                      f"{ns}:tat"]
+        self._keys = [f"{ns}:leases", f"{ns}:limit", f"{ns}:lastcut", f"{ns}:cooldown", f"{ns}:tat"]
         self._start_process_state()
 
     @classmethod
-    def from_url(cls, url: str, *, namespace: str, socket_timeout: float =
-                 DEFAULT_SOCKET_TIMEOUT, **kwargs: Any) -> RedisLimiter:
-        client = _redis.Redis.from_url(url, socket_timeout=socket_timeout,
-                                       socket_connect_timeout=socket_timeout)
+    def from_url(
+        cls,
+        url: str,
+        *,
+        namespace: str,
+        socket_timeout: float = DEFAULT_SOCKET_TIMEOUT,
+        **kwargs: Any,
+    ) -> RedisLimiter:
+        client = _redis.Redis.from_url(
+            url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout
+        )
         return cls(client, namespace=namespace, **kwargs)
 
     def _start_process_state(self) -> None:
@@ -189,12 +195,19 @@ class RedisLimiter:
         self._down = False
         self._shared_limit = self.max_concurrency
         self._stop = threading.Event()
-        self._renewer = threading.Thread(target=self._renew_forever, daemon=True,
-                                         name="comet_sync-lease-renewer")
+        self._renewer = threading.Thread(
+            target=self._renew_forever, daemon=True, name="comet_sync-lease-renewer"
+        )
         self._renewer.start()
 
-    def bind(self, *, clock: Callable[[], float], sleep: Callable[[float], None],
-             random: Callable[[], float], max_hold: float) -> None:
+    def bind(
+        self,
+        *,
+        clock: Callable[[], float],
+        sleep: Callable[[float], None],
+        random: Callable[[], float],
+        max_hold: float,
+    ) -> None:
         """Called by the client: the local limiter uses the client's clock, and no pause
         (local or shared) lasts longer than the client's ``max_wait``."""
         self._clock, self._sleep, self._rand = clock, sleep, random
@@ -220,8 +233,14 @@ class RedisLimiter:
     def limit(self) -> int:
         return self._shared_limit
 
-    def acquire(self, model: str | None = None, *, cost: float = 0.0,
-                timeout: float | None = None, retry_cost: float = 0.0) -> Any:
+    def acquire(
+        self,
+        model: str | None = None,
+        *,
+        cost: float = 0.0,
+        timeout: float | None = None,
+        retry_cost: float = 0.0,
+    ) -> Any:
         """This process's lane first (holds, throttle, pace), then a shared lease; raises
         :class:`LimiterTimeoutError` if that would take longer than ``timeout``."""
         started = self._clock()
@@ -242,15 +261,20 @@ class RedisLimiter:
             try:
                 granted, value, now_ms, limit = self._acquire_script(
                     keys=self._keys,
-                    args=[lease, int(self.lease_ttl * 1000), self.max_concurrency,
-                          self._interval_ms, self._burst_ms],
+                    args=[
+                        lease,
+                        int(self.lease_ttl * 1000),
+                        self.max_concurrency,
+                        self._interval_ms,
+                        self._burst_ms,
+                    ],
                 )
             except (_redis.exceptions.ConnectionError, _redis.exceptions.TimeoutError) as exc:
                 self._unavailable(exc)
                 if self.failure == "open":
                     return _RedisPermit(self, None, local, sent_at_ms=0, in_flight=0)
                 # Closed: wait for Redis within the call's budget, then refuse.
-                wait = min(UNAVAILABLE_MAX_WAIT, UNAVAILABLE_FIRST_WAIT * 2 ** unavailable)
+                wait = min(UNAVAILABLE_MAX_WAIT, UNAVAILABLE_FIRST_WAIT * 2**unavailable)
                 wait *= 0.5 + random.random()
                 unavailable += 1
                 end = deadline if deadline is not None else started + self._max_hold
@@ -267,16 +291,21 @@ class RedisLimiter:
                 self._shared_limit = int(limit)
                 with self._lock:
                     self._held[lease] = time.monotonic()
-                return _RedisPermit(self, lease, local, sent_at_ms=int(now_ms),
-                                    in_flight=int(value))
+                return _RedisPermit(
+                    self, lease, local, sent_at_ms=int(now_ms), in_flight=int(value)
+                )
             # Full: ask again soon, jittered so waiting processes do not ask in step.
-            wait = (FULL_RETRY_INTERVAL * (0.5 + random.random()) if value < 0
-                    else value / 1000 * (1 + 0.1 * random.random()))
+            wait = (
+                FULL_RETRY_INTERVAL * (0.5 + random.random())
+                if value < 0
+                else value / 1000 * (1 + 0.1 * random.random())
+            )
             if deadline is not None and time.monotonic() + wait > deadline:
                 held = "a shared slot" if value < 0 else "a shared pause or rpm"
                 raise LimiterTimeoutError(
                     f"the call's time budget ended while it waited for {held} "
-                    f"(Redis namespace {self.namespace!r})", held_by=held,
+                    f"(Redis namespace {self.namespace!r})",
+                    held_by=held,
                 )
             interruptible_sleep(wait)
 
@@ -289,17 +318,25 @@ class RedisLimiter:
         except (_redis.exceptions.ConnectionError, _redis.exceptions.TimeoutError):
             pass
         return LimiterState(
-            max_concurrency=self.max_concurrency, concurrency_limit=self._shared_limit,
-            in_flight=self.in_use, learned_rate=local.learned_rate, rpm=self.rpm, tpm=None,
-            cooling_down_for=max(cooling, local.cooling_down_for), cooldowns=local.cooldowns,
-            cuts=local.cuts, retry_tokens=local.retry_tokens,
-            retries_refused=local.retries_refused, models=local.models,
+            max_concurrency=self.max_concurrency,
+            concurrency_limit=self._shared_limit,
+            in_flight=self.in_use,
+            learned_rate=local.learned_rate,
+            rpm=self.rpm,
+            tpm=None,
+            cooling_down_for=max(cooling, local.cooling_down_for),
+            cooldowns=local.cooldowns,
+            cuts=local.cuts,
+            retry_tokens=local.retry_tokens,
+            retries_refused=local.retries_refused,
+            models=local.models,
         )
 
     # -- internals ---------------------------------------------------------------------------
 
-    def _release(self, permit: _RedisPermit, status: int | None, throttled: bool,
-                 retry_after: float | None) -> None:
+    def _release(
+        self, permit: _RedisPermit, status: int | None, throttled: bool, retry_after: float | None
+    ) -> None:
         if permit.lease is None:
             return  # Redis was down when it was sent: only the local limiter held it
         with self._lock:
@@ -310,9 +347,16 @@ class RedisLimiter:
         try:
             limit = self._release_script(
                 keys=self._keys[:4],
-                args=[permit.lease, outcome, permit.sent_at_ms, int(pause * 1000),
-                      self.decrease, self.max_concurrency, permit.in_flight,
-                      int(self._max_hold * 1000)],
+                args=[
+                    permit.lease,
+                    outcome,
+                    permit.sent_at_ms,
+                    int(pause * 1000),
+                    self.decrease,
+                    self.max_concurrency,
+                    permit.in_flight,
+                    int(self._max_hold * 1000),
+                ],
             )
             self._shared_limit = max(1, int(float(limit)))
         except (_redis.exceptions.ConnectionError, _redis.exceptions.TimeoutError):
@@ -328,8 +372,7 @@ class RedisLimiter:
                 now_ms = int(time.time() * 1000)  # a renewal only needs to be roughly right
                 pipe = self._redis.pipeline(transaction=False)
                 for lease in leases:
-                    pipe.zadd(self._keys[0], {lease: now_ms + int(self.lease_ttl * 1000)},
-                              xx=True)
+                    pipe.zadd(self._keys[0], {lease: now_ms + int(self.lease_ttl * 1000)}, xx=True)
                 # The set itself expires when nobody uses the namespace: keep it alive too.
                 pipe.pexpire(self._keys[0], int(self.lease_ttl * 2000))
                 pipe.execute()
@@ -340,8 +383,11 @@ class RedisLimiter:
         with self._lock:
             if self._fallback is None:
                 self._fallback = Limiter(
-                    self.max_concurrency, self._control,
-                    clock=self._clock, sleep=self._sleep, random=self._rand,
+                    self.max_concurrency,
+                    self._control,
+                    clock=self._clock,
+                    sleep=self._sleep,
+                    random=self._rand,
                     max_hold=self._max_hold,
                 )
             return self._fallback
@@ -351,10 +397,14 @@ class RedisLimiter:
             first = not self._down
             self._down = True
         if first:
-            logger.warning("Redis limiter %s unavailable (%s): %s", self.namespace,
-                           type(exc).__name__,
-                           "only this process's own limiter applies" if self.failure ==
-                           "open" else "calls wait for it within their budgets")
+            logger.warning(
+                "Redis limiter %s unavailable (%s): %s",
+                self.namespace,
+                type(exc).__name__,
+                "only this process's own limiter applies"
+                if self.failure == "open"
+                else "calls wait for it within their budgets",
+            )
 
     def _recovered(self) -> None:
         if self._down:
@@ -373,8 +423,15 @@ class RedisLimiter:
 class _RedisPermit:
     __slots__ = ("_done", "_limiter", "in_flight", "lease", "local", "sent_at_ms")
 
-    def __init__(self, limiter: RedisLimiter, lease: str | None, local: Permit, *,
-                 sent_at_ms: int, in_flight: int) -> None:
+    def __init__(
+        self,
+        limiter: RedisLimiter,
+        lease: str | None,
+        local: Permit,
+        *,
+        sent_at_ms: int,
+        in_flight: int,
+    ) -> None:
         self._limiter = limiter
         self.lease = lease
         self.local = local
@@ -386,8 +443,14 @@ class _RedisPermit:
     def held(self) -> bool:
         return not self._done.locked()
 
-    def release(self, status: int | None = None, *, throttled: bool = False,
-                word: ServerWord | None = None, total_tokens: int | None = None) -> None:
+    def release(
+        self,
+        status: int | None = None,
+        *,
+        throttled: bool = False,
+        word: ServerWord | None = None,
+        total_tokens: int | None = None,
+    ) -> None:
         if self._done.acquire(blocking=False):
             self.local.release(status, throttled=throttled, word=word, total_tokens=total_tokens)
             retry_after = word.retry_after if word is not None else None

@@ -31,10 +31,20 @@ __all__ = ["DEFAULT_MODELS", "FakeCometServer", "Fault", "ReceivedRequest", "Ser
 DEFAULT_MODELS = ("gpt-4o-mini", "gpt-4o", "claude-3-5-haiku", "gemini-2.0-flash", "deepseek-chat")
 
 _REASONS = {
-    200: "OK", 301: "Moved Permanently", 400: "Bad Request", 401: "Unauthorized",
-    403: "Forbidden", 404: "Not Found", 413: "Payload Too Large", 422: "Unprocessable Entity",
-    429: "Too Many Requests", 500: "Internal Server Error", 502: "Bad Gateway",
-    503: "Service Unavailable", 504: "Gateway Timeout", 524: "A Timeout Occurred",
+    200: "OK",
+    301: "Moved Permanently",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    413: "Payload Too Large",
+    422: "Unprocessable Entity",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    504: "Gateway Timeout",
+    524: "A Timeout Occurred",
 }
 
 
@@ -52,8 +62,11 @@ class Fault:
 
     @property
     def spoils_stream(self) -> bool:
-        return (self.stream_cut_after is not None or self.stream_error_after is not None
-                or self.stream_no_done)
+        return (
+            self.stream_cut_after is not None
+            or self.stream_error_after is not None
+            or self.stream_no_done
+        )
 
     status: int = 500
     message: str | None = None
@@ -123,16 +136,19 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         self.server.fake._handle(self)
 
-    def send_whole(self, status: int, body: bytes, content_type: str,
-                   headers: Mapping[str, str]) -> None:
-        head = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}",
-                f"Content-Type: {content_type}", f"Content-Length: {len(body)}"]
+    def send_whole(
+        self, status: int, body: bytes, content_type: str, headers: Mapping[str, str]
+    ) -> None:
+        head = [
+            f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}",
+            f"Content-Type: {content_type}",
+            f"Content-Length: {len(body)}",
+        ]
         head.extend(f"{k}: {v}" for k, v in headers.items())
         self.wfile.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
 
     def send_stream(self, plan: _StreamPlan, headers: Mapping[str, str]) -> None:
-        head = ["HTTP/1.1 200 OK", "Content-Type: text/event-stream",
-                "Transfer-Encoding: chunked"]
+        head = ["HTTP/1.1 200 OK", "Content-Type: text/event-stream", "Transfer-Encoding: chunked"]
         head.extend(f"{k}: {v}" for k, v in headers.items())
         # A keep-alive comment first, as gateways send: clients must skip it.
         first = b": keep-alive\n\n"
@@ -142,9 +158,13 @@ class _Handler(BaseHTTPRequestHandler):
                 self.reset()
                 return
             if plan.error_after is not None and i >= plan.error_after:
-                error = {"error": {"message": f"upstream failed mid-stream (request id: "
-                                              f"{plan.rid})", "type": "upstream_error",
-                                   "code": "upstream_error"}}
+                error = {
+                    "error": {
+                        "message": f"upstream failed mid-stream (request id: {plan.rid})",
+                        "type": "upstream_error",
+                        "code": "upstream_error",
+                    }
+                }
                 self.wfile.write(_chunk(b"data: " + json.dumps(error).encode() + b"\n\n"))
                 self.wfile.write(b"0\r\n\r\n")
                 return
@@ -247,8 +267,10 @@ class FakeCometServer:
         server.fake = self
         self._server = server
         self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05},
-            name="fake-cometapi", daemon=True,
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="fake-cometapi",
+            daemon=True,
         )
         self._thread.start()
         return self
@@ -268,8 +290,12 @@ class FakeCometServer:
     def __enter__(self) -> FakeCometServer:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()
 
     @property
@@ -287,8 +313,18 @@ class FakeCometServer:
 
     def configure(self, **knobs: Any) -> None:
         """Change knobs while running, e.g. ``configure(rps=20)`` to drop the rate limit."""
-        allowed = {"latency", "max_in_flight", "rps", "burst", "retry_after", "outage",
-                   "stream_chunks", "stream_delay", "error_every", "api_key"}
+        allowed = {
+            "latency",
+            "max_in_flight",
+            "rps",
+            "burst",
+            "retry_after",
+            "outage",
+            "stream_chunks",
+            "stream_delay",
+            "error_every",
+            "api_key",
+        }
         unknown = set(knobs) - allowed
         if unknown:
             raise TypeError(f"unknown knob(s): {', '.join(sorted(unknown))}")
@@ -309,8 +345,15 @@ class FakeCometServer:
         """Answer the next ``times`` requests normally, but only after ``seconds``."""
         self._push(Fault(delay=seconds, passthrough=True, **fault), times)
 
-    def respond_next(self, body: Any, *, status: int = 200, times: int = 1,
-                     content_type: str | None = None, **fault: Any) -> None:
+    def respond_next(
+        self,
+        body: Any,
+        *,
+        status: int = 200,
+        times: int = 1,
+        content_type: str | None = None,
+        **fault: Any,
+    ) -> None:
         """Answer the next ``times`` requests with this body (a dict as JSON, or text)."""
         self._push(Fault(status=status, body=body, content_type=content_type, **fault), times)
 
@@ -400,9 +443,7 @@ class FakeCometServer:
                 self._log(h, path, body, None, started)
                 h.reset()
                 return
-            status, payload, ctype, headers = self._answer(
-                h, route, body, rid, fault, over_limit
-            )
+            status, payload, ctype, headers = self._answer(h, route, body, rid, fault, over_limit)
             if fault is None or fault.request_id_header:
                 headers = {"X-Oneapi-Request-Id": rid, **headers}
             # Logged before the answer leaves, so a test that reads the log right after its
@@ -416,16 +457,23 @@ class FakeCometServer:
             with self._lock:
                 self._in_flight -= 1
 
-    def _log(self, h: _Handler, path: str, body: Any, status: int | None,
-             started: float) -> None:
+    def _log(self, h: _Handler, path: str, body: Any, status: int | None, started: float) -> None:
         ended = self._clock()
         with self._lock:
             self._statuses[status] += 1
-            self._received.append(ReceivedRequest(
-                method=h.command, path=path, headers=dict(h.headers.items()), body=body,
-                query=h.path.partition("?")[2],
-                status=status, connection=h.connection_id, started=started, ended=ended,
-            ))
+            self._received.append(
+                ReceivedRequest(
+                    method=h.command,
+                    path=path,
+                    headers=dict(h.headers.items()),
+                    body=body,
+                    query=h.path.partition("?")[2],
+                    status=status,
+                    connection=h.connection_id,
+                    started=started,
+                    ended=ended,
+                )
+            )
 
     def _over_limit_locked(self) -> str | None:
         if self.max_in_flight is not None and self._in_flight > self.max_in_flight:
@@ -452,7 +500,12 @@ class FakeCometServer:
         return None
 
     def _answer(
-        self, h: _Handler, route: str, body: Any, rid: str, fault: Fault | None,
+        self,
+        h: _Handler,
+        route: str,
+        body: Any,
+        rid: str,
+        fault: Fault | None,
         over_limit: str | None,
     ) -> tuple[int, bytes | _StreamPlan, str, dict[str, str]]:
         if fault is not None and not fault.passthrough and not fault.spoils_stream:
@@ -467,14 +520,29 @@ class FakeCometServer:
             if self.retry_after is not None:
                 headers["Retry-After"] = f"{self.retry_after:g}"
             status, payload, ctype, _ = _error(
-                429, f"upstream load saturated, please try again later: {over_limit}", rid,
+                429,
+                f"upstream load saturated, please try again later: {over_limit}",
+                rid,
                 code="rate_limit",
             )
             return status, payload, ctype, headers
         if h.command == "GET" and route == "/models":
-            return _json(200, {"object": "list", "data": [
-                {"id": m, "object": "model", "created": 1_700_000_000, "owned_by": "fake",
-                 "supported_endpoint_types": ["openai"]} for m in self.models]})
+            return _json(
+                200,
+                {
+                    "object": "list",
+                    "data": [
+                        {
+                            "id": m,
+                            "object": "model",
+                            "created": 1_700_000_000,
+                            "owned_by": "fake",
+                            "supported_endpoint_types": ["openai"],
+                        }
+                        for m in self.models
+                    ],
+                },
+            )
         if h.command == "POST" and route == "/chat/completions":
             return self._chat(body, rid, fault)
         if h.command == "POST" and route == "/embeddings":
@@ -483,8 +551,9 @@ class FakeCometServer:
             return self._responses(body, rid, fault)
         return _error(404, f"Invalid URL ({h.command} {h.path})", rid, code="")
 
-    def _chat(self, body: Any, rid: str, fault: Fault | None) -> tuple[
-            int, bytes | _StreamPlan, str, dict[str, str]]:
+    def _chat(
+        self, body: Any, rid: str, fault: Fault | None
+    ) -> tuple[int, bytes | _StreamPlan, str, dict[str, str]]:
         if not isinstance(body, dict):
             return _error(400, "request body is not a JSON object", rid, code="invalid_request")
         messages = body.get("messages")
@@ -504,25 +573,35 @@ class FakeCometServer:
             "total_tokens": prompt_tokens + completion_tokens,
         }
         if body.get("stream"):
-            return 200, self._stream_plan(body, rid, content, usage, fault), \
-                "text/event-stream", {"Cache-Control": "no-cache"}
-        return _json(200, {
-            "id": f"chatcmpl-{rid}",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": model,
-            "system_fingerprint": "fp_fake",
-            "choices": [{
-                "index": 0,
-                "message": {"role": "assistant", "content": content, "refusal": None},
-                "logprobs": None,
-                "finish_reason": "stop",
-            }],
-            "usage": usage,
-        })
+            return (
+                200,
+                self._stream_plan(body, rid, content, usage, fault),
+                "text/event-stream",
+                {"Cache-Control": "no-cache"},
+            )
+        return _json(
+            200,
+            {
+                "id": f"chatcmpl-{rid}",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": model,
+                "system_fingerprint": "fp_fake",
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": content, "refusal": None},
+                        "logprobs": None,
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": usage,
+            },
+        )
 
-    def _responses(self, body: Any, rid: str, fault: Fault | None) -> tuple[
-            int, bytes | _StreamPlan, str, dict[str, str]]:
+    def _responses(
+        self, body: Any, rid: str, fault: Fault | None
+    ) -> tuple[int, bytes | _StreamPlan, str, dict[str, str]]:
         """The Responses API: ``input`` (text or messages) echoed back as one output message;
         streamed as typed events (``event:`` lines), ending with ``response.completed`` and
         no ``[DONE]``, as OpenAI's does."""
@@ -534,57 +613,110 @@ class FakeCometServer:
         given = body["input"]
         text = given if isinstance(given, str) else _last_user_text(given)
         content = f"echo: {text}"
-        usage = {"input_tokens": len(text.split()), "output_tokens": len(content.split()),
-                 "total_tokens": len(text.split()) + len(content.split())}
-        message = {"type": "message", "id": f"msg-{rid}", "status": "completed",
-                   "role": "assistant",
-                   "content": [{"type": "output_text", "text": content, "annotations": []}]}
-        response = {"id": f"resp-{rid}", "object": "response", "created_at": int(time.time()),
-                    "status": "completed", "model": model, "output": [message],
-                    "usage": usage}
+        usage = {
+            "input_tokens": len(text.split()),
+            "output_tokens": len(content.split()),
+            "total_tokens": len(text.split()) + len(content.split()),
+        }
+        message = {
+            "type": "message",
+            "id": f"msg-{rid}",
+            "status": "completed",
+            "role": "assistant",
+            "content": [{"type": "output_text", "text": content, "annotations": []}],
+        }
+        response = {
+            "id": f"resp-{rid}",
+            "object": "response",
+            "created_at": int(time.time()),
+            "status": "completed",
+            "model": model,
+            "output": [message],
+            "usage": usage,
+        }
         if not body.get("stream"):
             return _json(200, response)
-        pieces = [f"{word} " if i + 1 < len(content.split()) else word
-                  for i, word in enumerate(content.split())]
+        pieces = [
+            f"{word} " if i + 1 < len(content.split()) else word
+            for i, word in enumerate(content.split())
+        ]
         events: list[dict[str, Any]] = [
-            {"type": "response.created",
-             "response": {**response, "status": "in_progress", "output": [], "usage": None}}]
-        events += [{"type": "response.output_text.delta", "item_id": f"msg-{rid}",
-                    "output_index": 0, "content_index": 0, "delta": piece} for piece in pieces]
-        events += [{"type": "response.output_text.done", "item_id": f"msg-{rid}",
-                    "output_index": 0, "content_index": 0, "text": content},
-                   {"type": "response.completed", "response": response}]
-        return 200, _StreamPlan(
-            events=[f"event: {e['type']}\ndata: {json.dumps(e)}\n\n".encode() for e in events],
-            delay=self.stream_delay,
-            cut_after=fault.stream_cut_after if fault else None,
-            error_after=fault.stream_error_after if fault else None,
-            done=False,
-            rid=rid,
-        ), "text/event-stream", {"Cache-Control": "no-cache"}
+            {
+                "type": "response.created",
+                "response": {**response, "status": "in_progress", "output": [], "usage": None},
+            }
+        ]
+        events += [
+            {
+                "type": "response.output_text.delta",
+                "item_id": f"msg-{rid}",
+                "output_index": 0,
+                "content_index": 0,
+                "delta": piece,
+            }
+            for piece in pieces
+        ]
+        events += [
+            {
+                "type": "response.output_text.done",
+                "item_id": f"msg-{rid}",
+                "output_index": 0,
+                "content_index": 0,
+                "text": content,
+            },
+            {"type": "response.completed", "response": response},
+        ]
+        return (
+            200,
+            _StreamPlan(
+                events=[f"event: {e['type']}\ndata: {json.dumps(e)}\n\n".encode() for e in events],
+                delay=self.stream_delay,
+                cut_after=fault.stream_cut_after if fault else None,
+                error_after=fault.stream_error_after if fault else None,
+                done=False,
+                rid=rid,
+            ),
+            "text/event-stream",
+            {"Cache-Control": "no-cache"},
+        )
 
-    def _stream_plan(self, body: dict[str, Any], rid: str, content: str,
-                     usage: dict[str, int], fault: Fault | None) -> _StreamPlan:
+    def _stream_plan(
+        self,
+        body: dict[str, Any],
+        rid: str,
+        content: str,
+        usage: dict[str, int],
+        fault: Fault | None,
+    ) -> _StreamPlan:
         n = self.stream_chunks if self.stream_chunks is not None else len(content.split())
         n = max(1, n)
         size = -(-len(content) // n)  # ceil: n pieces of the content
-        pieces = [content[i * size:(i + 1) * size] for i in range(n)]
-        head = {"id": f"chatcmpl-{rid}", "object": "chat.completion.chunk",
-                "created": int(time.time()), "model": body.get("model"),
-                "system_fingerprint": "fp_fake"}
+        pieces = [content[i * size : (i + 1) * size] for i in range(n)]
+        head = {
+            "id": f"chatcmpl-{rid}",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": body.get("model"),
+            "system_fingerprint": "fp_fake",
+        }
         events: list[dict[str, Any]] = []
         for i, piece in enumerate(pieces):
             delta: dict[str, Any] = {"content": piece}
             if i == 0:
                 delta["role"] = "assistant"
-            events.append({**head, "choices": [{"index": 0, "delta": delta,
-                                                "logprobs": None, "finish_reason": None}],
-                           "obfuscation": "x"})
+            events.append(
+                {
+                    **head,
+                    "choices": [
+                        {"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}
+                    ],
+                    "obfuscation": "x",
+                }
+            )
         events.append({**head, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
         options = body.get("stream_options")
         if isinstance(options, dict) and options.get("include_usage"):
-            events.append({**head, "choices": [],
-                           "usage": {**usage, "latency_checkpoint": 1}})
+            events.append({**head, "choices": [], "usage": {**usage, "latency_checkpoint": 1}})
         return _StreamPlan(
             events=[b"data: " + json.dumps(e).encode() + b"\n\n" for e in events],
             delay=self.stream_delay,
@@ -630,8 +762,15 @@ def _embeddings(body: Any, rid: str) -> tuple[int, bytes, str, dict[str, str]]:
         digest = hashlib.sha256(text.encode()).digest()
         vector = [round((digest[j % len(digest)] - 128) / 128, 6) for j in range(dims)]
         data.append({"object": "embedding", "index": i, "embedding": vector})
-    return _json(200, {"object": "list", "data": data, "model": body.get("model"),
-                       "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
+    return _json(
+        200,
+        {
+            "object": "list",
+            "data": data,
+            "model": body.get("model"),
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        },
+    )
 
 
 def _fault_answer(fault: Fault, rid: str) -> tuple[int, bytes, str, dict[str, str]]:
@@ -648,12 +787,20 @@ def _fault_answer(fault: Fault, rid: str) -> tuple[int, bytes, str, dict[str, st
     return status, payload, fault.content_type or ctype, headers
 
 
-def _error(status: int, message: str, rid: str, *, code: str) -> tuple[
-        int, bytes, str, dict[str, str]]:
-    return _json(status, {"error": {
-        "message": f"{message} (request id: {rid})", "type": "comet_api_error",
-        "param": "", "code": code,
-    }})
+def _error(
+    status: int, message: str, rid: str, *, code: str
+) -> tuple[int, bytes, str, dict[str, str]]:
+    return _json(
+        status,
+        {
+            "error": {
+                "message": f"{message} (request id: {rid})",
+                "type": "comet_api_error",
+                "param": "",
+                "code": code,
+            }
+        },
+    )
 
 
 def _json(status: int, data: Any) -> tuple[int, bytes, str, dict[str, str]]:

@@ -14,6 +14,6 @@ USE_TZ = True
 COMETAPI_KEY = os.environ.get("COMETAPI_KEY")
 COMETAPI_BASE_URL = os.environ.get("COMETAPI_BASE_URL")
 COMET_SYNC = {
-    "max_concurrency": 8,   # per worker process
-    "view_deadline": 25,    # every call of one request fits in 25 s
+    "max_concurrency": 8,  # per worker process
+    "view_deadline": 25,  # every call of one request fits in 25 s
 }

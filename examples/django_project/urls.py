@@ -19,7 +19,8 @@ def stream(request: HttpRequest) -> StreamingHttpResponse:
     def pieces() -> Iterator[str]:
         # The with-block gives the slot back even if the browser goes away mid-answer.
         with get_client().chat.completions.create(
-            model=MODEL, stream=True,
+            model=MODEL,
+            stream=True,
             messages=[{"role": "user", "content": request.GET.get("q", "Say hello.")}],
         ) as answer:
             yield from answer.text_deltas()

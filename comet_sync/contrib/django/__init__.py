@@ -91,8 +91,11 @@ class CometSyncMiddleware:
         self.error_handling: bool = bool(options.get("error_handling", True))
 
     def __call__(self, request: Any) -> Any:
-        scope = deadline(float(self.view_deadline)) if self.view_deadline else (
-            contextlib.nullcontext())
+        scope = (
+            deadline(float(self.view_deadline))
+            if self.view_deadline
+            else (contextlib.nullcontext())
+        )
         with scope:
             return self.get_response(request)
 
