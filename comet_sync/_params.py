@@ -9,10 +9,15 @@ the one place that turns them into plain JSON values, before validation and befo
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, TypedDict, Union
+from typing import TYPE_CHECKING, Any, Callable, TypedDict, Union
 
 from ._exceptions import InvalidArgumentError
+from ._fallback import chain_of
 from ._models import APIObject
+
+if TYPE_CHECKING:
+    from ._call import CallOptions
+    from ._client import CometClient
 
 __all__ = [
     "NOT_GIVEN",
@@ -21,6 +26,7 @@ __all__ = [
     "ResponseCreateParams",
     "is_not_given",
     "plain_params",
+    "prepare_call",
 ]
 
 
@@ -59,6 +65,29 @@ def plain_params(params: Mapping[str, Any]) -> dict[str, Any]:
     """A copy of ``params`` fit for JSON: our response objects become their dicts, tuples
     lists, and "not given" entries are left out, at any depth."""
     return {key: _plain(value, key) for key, value in params.items() if not is_not_given(value)}
+
+
+def prepare_call(
+    client: CometClient,
+    params: Mapping[str, Any],
+    check: Callable[[Mapping[str, Any]], None],
+    *,
+    extra_body: Mapping[str, Any] | None = None,
+    fallbacks: Sequence[str] | None = None,
+    **options: Any,
+) -> tuple[dict[str, Any], CallOptions, list[str]]:
+    """A call's body (``extra_body`` merged in, made plain, checked by ``check``), its options
+    (``timeout``, ``max_retries``, ``total_timeout``, ``extra_headers``, ``extra_query``) and
+    the models it tries in order. Nothing is sent if this raises."""
+    client._check_open()
+    if extra_body is not None:
+        if not isinstance(extra_body, Mapping):
+            raise InvalidArgumentError("extra_body", "expected a dict")
+        params = {**params, **extra_body}
+    body = plain_params(params)
+    check(body)
+    chain = chain_of(body["model"], fallbacks, client._fallbacks)
+    return body, client._call_options(**options), chain
 
 
 def _plain(value: Any, where: str) -> Any:

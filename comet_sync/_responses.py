@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING, Any, Callable, Literal, overload
 
 from ._config import TimeoutArg
 from ._exceptions import InvalidArgumentError
-from ._fallback import chain_of, each_model
+from ._fallback import each_model
 from ._metrics import RequestRecord
 from ._models import Response
-from ._params import NOT_GIVEN, NotGiven, ResponseCreateParams, plain_params
+from ._params import NOT_GIVEN, NotGiven, ResponseCreateParams, prepare_call
 from ._raw import WithRawResponse
 from ._streaming import ResponseStream
 
@@ -165,37 +165,10 @@ class Responses:
         )
 
     def _prepare(
-        self,
-        params: dict[str, Any],
-        *,
-        timeout: TimeoutArg | NotGiven = NOT_GIVEN,
-        max_retries: int | None = None,
-        total_timeout: float | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-        extra_query: Mapping[str, Any] | None = None,
-        extra_body: Mapping[str, Any] | None = None,
-        fallbacks: Sequence[str] | None = None,
+        self, params: dict[str, Any], **options: Any
     ) -> tuple[dict[str, Any], CallOptions, list[str]]:
         """Check everything and build the body; nothing is sent if this raises."""
-        self._client._check_open()
-        if extra_body is not None:
-            if not isinstance(extra_body, Mapping):
-                raise InvalidArgumentError("extra_body", "expected a dict")
-            params = {**params, **extra_body}
-        params = plain_params(params)
-        check_response_params(params)
-        chain = chain_of(params["model"], fallbacks, self._client._fallbacks)
-        return (
-            params,
-            self._client._call_options(
-                timeout=timeout,
-                max_retries=max_retries,
-                total_timeout=total_timeout,
-                extra_headers=extra_headers,
-                extra_query=extra_query,
-            ),
-            chain,
-        )
+        return prepare_call(self._client, params, check_response_params, **options)
 
 
 def check_response_params(params: Mapping[str, Any]) -> None:

@@ -135,22 +135,28 @@ class Stream:
                 self._end(None)
                 raise StopIteration
             chunk = self._parse(event)
-        except APIConnectionError as exc:
-            kind = APITimeoutError if isinstance(exc, APITimeoutError) else APIConnectionError
-            cut = kind(
-                f"{self._route}: the stream was cut after {self._ending.chunks} chunk(s): {exc}"
-            )
-            self._end(cut)
-            raise cut from exc
         except APIError as exc:
-            self._end(exc)
-            raise
+            ended = self._ended_by(exc)
+            if ended is exc:
+                raise
+            raise ended from exc
         self._ending.chunks += 1
         usage = chunk.get("usage")
         if usage is not None:
             self._ending.usage = usage.to_dict()
         self._accumulator.add(chunk)
         return chunk
+
+    def _ended_by(self, exc: APIError) -> APIError:
+        """End the stream on ``exc``; the exception to raise: a broken or silent connection
+        says how far the stream got (a timeout stays a timeout), any other error as it is."""
+        if isinstance(exc, APIConnectionError):
+            kind = APITimeoutError if isinstance(exc, APITimeoutError) else APIConnectionError
+            exc = kind(
+                f"{self._route}: the stream was cut after {self._ending.chunks} chunk(s): {exc}"
+            )
+        self._end(exc)
+        return exc
 
     def _next_event(self) -> Event:
         if self._pending is not None:
@@ -353,16 +359,11 @@ class ResponseStream(Stream):
                 response = payload.get("response")
                 failure = response.get("error") if isinstance(response, dict) else None
                 raise self._error_event(failure or {"message": "the response failed"})
-        except APIConnectionError as exc:
-            kind_ = APITimeoutError if isinstance(exc, APITimeoutError) else APIConnectionError
-            cut = kind_(
-                f"{self._route}: the stream was cut after {self._ending.chunks} event(s): {exc}"
-            )
-            self._end(cut)
-            raise cut from exc
         except APIError as exc:
-            self._end(exc)
-            raise
+            ended = self._ended_by(exc)
+            if ended is exc:
+                raise
+            raise ended from exc
         self._ending.chunks += 1
         item = ResponseStreamEvent(payload)
         if kind in self._FINAL:
