@@ -15,7 +15,7 @@ from ._fallback import each_model
 from ._metrics import RequestRecord
 from ._models import ChatCompletion
 from ._ordered_map import ordered_map
-from ._params import NOT_GIVEN, ChatCompletionParams, NotGiven, prepare_call
+from ._params import NOT_GIVEN, ChatCreateArgs, NotGiven, prepare_call
 from ._raw import WithRawResponse
 from ._streaming import Stream
 from ._structured import ParsedChatCompletion, json_schema_format, parse_completion
@@ -60,48 +60,16 @@ class Completions:
         return WithRawResponse(self)
 
     @overload
-    def create(
-        self,
-        *,
-        stream: Literal[True],
-        timeout: TimeoutArg | NotGiven = NOT_GIVEN,
-        max_retries: int | None = None,
-        total_timeout: float | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-        extra_query: Mapping[str, Any] | None = None,
-        extra_body: Mapping[str, Any] | None = None,
-        fallbacks: Sequence[str] | None = None,
-        **params: Unpack[ChatCompletionParams],
-    ) -> Stream: ...
+    def create(self, *, stream: Literal[True], **params: Unpack[ChatCreateArgs]) -> Stream: ...
 
     @overload
     def create(
-        self,
-        *,
-        stream: Literal[False] = False,
-        timeout: TimeoutArg | NotGiven = NOT_GIVEN,
-        max_retries: int | None = None,
-        total_timeout: float | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-        extra_query: Mapping[str, Any] | None = None,
-        extra_body: Mapping[str, Any] | None = None,
-        fallbacks: Sequence[str] | None = None,
-        **params: Unpack[ChatCompletionParams],
+        self, *, stream: Literal[False] = False, **params: Unpack[ChatCreateArgs]
     ) -> ChatCompletion: ...
 
     @overload
     def create(
-        self,
-        *,
-        stream: bool,
-        timeout: TimeoutArg | NotGiven = NOT_GIVEN,
-        max_retries: int | None = None,
-        total_timeout: float | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-        extra_query: Mapping[str, Any] | None = None,
-        extra_body: Mapping[str, Any] | None = None,
-        fallbacks: Sequence[str] | None = None,
-        **params: Unpack[ChatCompletionParams],
+        self, *, stream: bool, **params: Unpack[ChatCreateArgs]
     ) -> ChatCompletion | Stream: ...
 
     def create(

@@ -18,6 +18,7 @@ from ._models import APIObject
 if TYPE_CHECKING:
     from ._call import CallOptions
     from ._client import CometClient
+    from ._config import TimeoutArg
 
 __all__ = [
     "NOT_GIVEN",
@@ -157,6 +158,22 @@ class ChatCompletionParams(_ChatRequired, total=False):
     web_search_options: Mapping[str, Any] | NotGiven
 
 
+class CallOptionParams(TypedDict, total=False):
+    """The options every call takes beside its body (see ``chat.completions.create``)."""
+
+    timeout: TimeoutArg | NotGiven
+    max_retries: int | None
+    total_timeout: float | None
+    extra_headers: Mapping[str, str] | None
+    extra_query: Mapping[str, Any] | None
+    extra_body: Mapping[str, Any] | None
+    fallbacks: Sequence[str] | None
+
+
+class ChatCreateArgs(ChatCompletionParams, CallOptionParams, total=False):
+    """Every keyword of ``chat.completions.create`` but ``stream``."""
+
+
 class _ResponsesRequired(TypedDict):
     model: str
     input: str | Sequence[Message]
@@ -187,3 +204,7 @@ class ResponseCreateParams(_ResponsesRequired, total=False):
     top_p: float | NotGiven | None
     truncation: str | NotGiven | None
     user: str | NotGiven
+
+
+class ResponseCreateArgs(ResponseCreateParams, CallOptionParams, total=False):
+    """Every keyword of ``responses.create`` but ``stream``."""

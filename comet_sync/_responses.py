@@ -13,7 +13,7 @@ from ._exceptions import InvalidArgumentError
 from ._fallback import each_model
 from ._metrics import RequestRecord
 from ._models import Response
-from ._params import NOT_GIVEN, NotGiven, ResponseCreateParams, prepare_call
+from ._params import NOT_GIVEN, NotGiven, ResponseCreateArgs, prepare_call
 from ._raw import WithRawResponse
 from ._streaming import ResponseStream
 
@@ -42,47 +42,17 @@ class Responses:
 
     @overload
     def create(
-        self,
-        *,
-        stream: Literal[True],
-        timeout: TimeoutArg | NotGiven = NOT_GIVEN,
-        max_retries: int | None = None,
-        total_timeout: float | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-        extra_query: Mapping[str, Any] | None = None,
-        extra_body: Mapping[str, Any] | None = None,
-        fallbacks: Sequence[str] | None = None,
-        **params: Unpack[ResponseCreateParams],
+        self, *, stream: Literal[True], **params: Unpack[ResponseCreateArgs]
     ) -> ResponseStream: ...
 
     @overload
     def create(
-        self,
-        *,
-        stream: Literal[False] = False,
-        timeout: TimeoutArg | NotGiven = NOT_GIVEN,
-        max_retries: int | None = None,
-        total_timeout: float | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-        extra_query: Mapping[str, Any] | None = None,
-        extra_body: Mapping[str, Any] | None = None,
-        fallbacks: Sequence[str] | None = None,
-        **params: Unpack[ResponseCreateParams],
+        self, *, stream: Literal[False] = False, **params: Unpack[ResponseCreateArgs]
     ) -> Response: ...
 
     @overload
     def create(
-        self,
-        *,
-        stream: bool,
-        timeout: TimeoutArg | NotGiven = NOT_GIVEN,
-        max_retries: int | None = None,
-        total_timeout: float | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-        extra_query: Mapping[str, Any] | None = None,
-        extra_body: Mapping[str, Any] | None = None,
-        fallbacks: Sequence[str] | None = None,
-        **params: Unpack[ResponseCreateParams],
+        self, *, stream: bool, **params: Unpack[ResponseCreateArgs]
     ) -> Response | ResponseStream: ...
 
     def create(
