@@ -28,6 +28,7 @@ from ._exceptions import (
     APIError,
     APIResponseValidationError,
     APITimeoutError,
+    CometError,
     scrub_json,
     snippet,
     status_error_class,
@@ -135,7 +136,7 @@ class Stream:
                 self._end(None)
                 raise StopIteration
             chunk = self._parse(event)
-        except APIError as exc:
+        except CometError as exc:  # an API error, or the client closed under it
             ended = self._ended_by(exc)
             if ended is exc:
                 raise
@@ -147,7 +148,7 @@ class Stream:
         self._accumulator.add(chunk)
         return chunk
 
-    def _ended_by(self, exc: APIError) -> APIError:
+    def _ended_by(self, exc: CometError) -> CometError:
         """End the stream on ``exc``; the exception to raise: a broken or silent connection
         says how far the stream got (a timeout stays a timeout), any other error as it is."""
         if isinstance(exc, APIConnectionError):
@@ -359,7 +360,7 @@ class ResponseStream(Stream):
                 response = payload.get("response")
                 failure = response.get("error") if isinstance(response, dict) else None
                 raise self._error_event(failure or {"message": "the response failed"})
-        except APIError as exc:
+        except CometError as exc:  # an API error, or the client closed under it
             ended = self._ended_by(exc)
             if ended is exc:
                 raise

@@ -500,3 +500,34 @@ def test_a_streamed_call_whose_error_body_stalls_is_a_timeout() -> None:
         with pytest.raises(APITimeoutError):
             client.chat.completions.create(model="m", messages=MESSAGES, stream=True)
         client.close()
+
+
+def test_a_stream_held_across_close_is_cut_and_gives_its_slot_back() -> None:
+    def one_then_silence(conn: socket.socket, request: Request, stop: threading.Event) -> bool:
+        conn.sendall(head("200 OK", "Content-Type: text/event-stream", "Connection: close"))
+        conn.sendall(chunk_event("first"))
+        stall(stop)
+        return False
+
+    records: list[comet_sync.RequestRecord] = []
+    with hostile(one_then_silence) as server:
+        client = make(server.base_url, on_request=records.append)
+        stream = client.chat.completions.create(model="m", messages=MESSAGES, stream=True)
+        next(stream)
+        reader_error: list[BaseException] = []
+
+        def read_on() -> None:
+            try:
+                next(stream)
+            except BaseException as exc:
+                reader_error.append(exc)
+
+        reader = threading.Thread(target=read_on)
+        reader.start()
+        time.sleep(0.1)  # the reader is blocked on the silent socket
+        client.close()
+        reader.join(5)
+        assert not reader.is_alive()
+        assert isinstance(reader_error[0], ClientClosedError)
+        assert client.in_flight == 0
+        assert records and records[-1].error == "ClientClosedError"
