@@ -32,6 +32,7 @@ from ._exceptions import (
     APIError,
     APIResponseValidationError,
     APIStatusError,
+    APITimeoutError,
     LimiterTimeoutError,
 )
 from ._headers import ServerWord, parse_server_word
@@ -50,6 +51,8 @@ logger = logging.getLogger("comet_sync")
 
 T = TypeVar("T")
 
+# An attempt with less time than this left is not sent (it could not be answered in it).
+MIN_ATTEMPT_SECONDS = 1e-3
 # The AWS SDKs' standard retry mode charges 5 for a retry and 10 for one after a timeout or a
 # broken connection (those tie up a connection for longer), from a quota of 500.
 RETRY_COST = 5.0
@@ -344,6 +347,13 @@ class CallRunner:
         timeout = options.timeout
         remaining = self._remaining(options.retry, state)
         if remaining is not None:
+            if remaining <= MIN_ATTEMPT_SECONDS:
+                # Nothing left to send with (a caller that waited on another's identical call,
+                # a clock that moved): a timeout, never a socket timeout of 0 (which urllib3
+                # refuses with a bare ValueError).
+                raise APITimeoutError(
+                    f"{req.route}: the call's time budget ran out before it could be sent"
+                )
             # An attempt may not outlive the call's budget.
             timeout = Timeout(
                 connect=min(_or_inf(timeout.connect), remaining),

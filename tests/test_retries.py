@@ -159,3 +159,15 @@ def test_real_sleep_is_used_by_default(server) -> None:
         server.fail(503, times=2)
         client.chat.completions.create(model="gpt-4o-mini", messages=user("o"))
     assert server.stats().attempts["o"] == 3
+
+
+def test_a_call_whose_budget_is_spent_before_it_is_sent_times_out(server, make_client) -> None:
+    import itertools
+
+    from comet_sync import APITimeoutError
+
+    ticks = itertools.count(0.0, 1.0)  # every look at the clock costs the whole 1 s budget
+    client = make_client(clock=lambda: next(ticks), total_timeout=1.0)
+    with pytest.raises(APITimeoutError, match="ran out before it could be sent"):
+        client.chat.completions.create(model="m", messages=user("x"))
+    assert server.stats().requests == 0
