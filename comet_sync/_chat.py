@@ -11,7 +11,7 @@ from . import _cancel
 from ._call import CallOptions
 from ._config import TimeoutArg
 from ._exceptions import InvalidArgumentError
-from ._fallback import each_model
+from ._fallback import each_model, json_over_chain
 from ._metrics import RequestRecord
 from ._models import ChatCompletion
 from ._ordered_map import ordered_map
@@ -262,31 +262,15 @@ class Completions:
             raise InvalidArgumentError("stream", "a batch job cannot stream")
         fallbacks = params.pop("fallbacks", None)
         payload, options, chain = self._prepare(params, fallbacks=fallbacks)
-        client = self._client
-        return each_model(
-            self._client,
-            chain,
-            payload,
-            options,
-            lambda body, opts, fb: client._request_json(
-                "POST", ROUTE, body, options=opts, required=("choices",), sink=sink, fallback=fb
-            ),
+        return json_over_chain(
+            self._client, ROUTE, ("choices",), chain, payload, options, sink=sink
         )
 
     def _run(
         self, payload: dict[str, Any], options: CallOptions, chain: list[str]
     ) -> ChatCompletion:
-        client = self._client
         return ChatCompletion(
-            each_model(
-                client,
-                chain,
-                payload,
-                options,
-                lambda body, opts, fb: client._request_json(
-                    "POST", ROUTE, body, options=opts, required=("choices",), fallback=fb
-                ),
-            )
+            json_over_chain(self._client, ROUTE, ("choices",), chain, payload, options)
         )
 
     def _prepare(

@@ -35,6 +35,7 @@ from ._retry import is_quota_exhausted
 if TYPE_CHECKING:
     from ._call import CallOptions
     from ._client import CometClient
+    from ._metrics import RequestRecord
 
 __all__ = [
     "Fallbacks",
@@ -43,6 +44,7 @@ __all__ = [
     "each_model",
     "fallback_reason",
     "fallbacks_for",
+    "json_over_chain",
 ]
 
 logger = logging.getLogger("comet_sync")
@@ -142,6 +144,28 @@ def each_model(
             logger.warning("model %s: %s; moving on to %s", model, reason, chain[index + 1])
             fallback = (model, reason)
     raise AssertionError("unreachable: a chain is never empty")
+
+
+def json_over_chain(
+    client: CometClient,
+    route: str,
+    required: tuple[str, ...],
+    chain: list[str],
+    payload: dict[str, Any],
+    options: CallOptions,
+    sink: Callable[[RequestRecord], None] | None = None,
+) -> dict[str, Any]:
+    """A non-streamed POST over the model chain: the raw JSON of the first model that
+    answers (see :func:`each_model`)."""
+    return each_model(
+        client,
+        chain,
+        payload,
+        options,
+        lambda body, opts, fb: client._request_json(
+            "POST", route, body, options=opts, required=required, sink=sink, fallback=fb
+        ),
+    )
 
 
 def _with_budget_left(options: CallOptions, spent: float) -> CallOptions:

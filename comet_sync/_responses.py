@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Callable, Literal, overload
 
 from ._config import TimeoutArg
 from ._exceptions import InvalidArgumentError
-from ._fallback import each_model
+from ._fallback import each_model, json_over_chain
 from ._metrics import RequestRecord
 from ._models import Response
 from ._params import NOT_GIVEN, NotGiven, ResponseCreateArgs, prepare_call
@@ -103,17 +103,7 @@ class Responses:
                     ROUTE, body, options=opts, fallback=fb, kind=ResponseStream
                 ),
             )  # type: ignore[return-value]
-        return Response(
-            each_model(
-                client,
-                chain,
-                payload,
-                options,
-                lambda body, opts, fb: client._request_json(
-                    "POST", ROUTE, body, options=opts, required=("output",), fallback=fb
-                ),
-            )
-        )
+        return Response(json_over_chain(client, ROUTE, ("output",), chain, payload, options))
 
     def _create_raw(
         self, params: dict[str, Any], *, sink: Callable[[RequestRecord], None]
@@ -123,16 +113,7 @@ class Responses:
             raise InvalidArgumentError("stream", "a batch job cannot stream")
         fallbacks = params.pop("fallbacks", None)
         payload, options, chain = self._prepare(params, fallbacks=fallbacks)
-        client = self._client
-        return each_model(
-            client,
-            chain,
-            payload,
-            options,
-            lambda body, opts, fb: client._request_json(
-                "POST", ROUTE, body, options=opts, required=("output",), sink=sink, fallback=fb
-            ),
-        )
+        return json_over_chain(self._client, ROUTE, ("output",), chain, payload, options, sink=sink)
 
     def _prepare(
         self, params: dict[str, Any], **options: Any
