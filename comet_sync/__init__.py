@@ -10,6 +10,7 @@ from ._batch import BatchJob, BatchResult, BatchRun, run_batch
 from ._cache import ResponseCache
 from ._catalog import ModelPage
 from ._client import CometClient
+from ._clock import Clock
 from ._config import DEFAULT_BASE_URL, RateControl, RetryConfig, Timeout
 from ._deadline import deadline, time_left
 from ._exceptions import (
@@ -33,7 +34,7 @@ from ._exceptions import (
     UnprocessableEntityError,
 )
 from ._limiter import LimiterProtocol, LimiterState, ModelState
-from ._metrics import Metrics, RequestRecord, RouteStats, Snapshot, format_table
+from ._metrics import Metrics, RouteStats, Snapshot, format_table
 from ._models import (
     APIObject,
     ChatCompletion,
@@ -50,6 +51,7 @@ from ._models import (
 )
 from ._params import NOT_GIVEN, NotGiven
 from ._raw import RawResponse
+from ._records import RequestRecord
 from ._streaming import ResponseStream, Stream
 from ._structured import ParsedChatCompletion
 from ._version import __version__
@@ -73,6 +75,7 @@ __all__ = [
     "ChatCompletionMessage",
     "Choice",
     "ClientClosedError",
+    "Clock",
     "CometClient",
     "CometError",
     "CreateEmbeddingResponse",

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import _cancel
 from ._exceptions import APIError, APIStatusError, ClientClosedError, CometError
-from ._metrics import RequestRecord
+from ._records import RequestRecord
 
 if TYPE_CHECKING:
     from ._client import CometClient
@@ -133,7 +133,7 @@ class BatchRun(Iterator[BatchResult]):
         self._ordered = ordered
         self._window = window
         self._stop_event = stop
-        self._scope = client._scope.child("the batch")
+        self._scope = client._calls.scope("the batch")
         self._lock = threading.Lock()
         self._in_order: deque[_Slot] = deque()  # input order, while ordered
         self._completed: queue.SimpleQueue[_Slot | None] = queue.SimpleQueue()
@@ -269,10 +269,13 @@ class BatchRun(Iterator[BatchResult]):
             else:
                 model = job.body.get("model")
                 # Each model's jobs on its own executor: one model's pace holds up no other's.
-                executor = self._client._executor_for_submit(
-                    model if isinstance(model, str) else None
+                future = self._client._calls.submit(
+                    model if isinstance(model, str) else None,
+                    _run_job,
+                    self._client,
+                    job,
+                    self._scope,
                 )
-                future = executor.submit(_run_job, self._client, job, self._scope)
             slot = _Slot(job, future)
             self._open += 1
             with self._lock:
@@ -310,7 +313,7 @@ def run_batch(
     size = window if window is not None else max(DEFAULT_WINDOW, 4 * client.config.max_workers)
     if size < 1:
         raise ValueError("window must be >= 1")
-    client._check_open()
+    client._calls.check_open()
     return BatchRun(client, jobs, ordered=ordered, window=size, stop=stop)
 
 

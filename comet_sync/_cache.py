@@ -55,6 +55,8 @@ class ResponseCache:
         if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or ttl <= 0:
             raise InvalidArgumentError("ttl", f"expected a positive number, got {ttl!r}")
         self._lock = threading.Lock()
+        # One clock for the entries' ages and the waiters' budgets.
+        self._timer = timer
         self._cache: TTLCache[str, Any] = TTLCache(maxsize, ttl, timer=timer)
         self._flights: dict[str, _Flight] = {}
         self.hits: int = 0
@@ -74,7 +76,7 @@ class ResponseCache:
         """The cached value for ``key``, or ``call()``'s; and whether it was a hit (a waiter
         on another thread's flight counts as a hit: it sent nothing). A waiter waits at most
         ``timeout`` seconds for another thread's flight, then raises APITimeoutError."""
-        end = None if timeout is None else time.monotonic() + timeout
+        end = None if timeout is None else self._timer() + timeout
         while True:
             with self._lock:
                 try:
@@ -90,7 +92,7 @@ class ResponseCache:
                     flight = self._flights[key] = _Flight()
             assert flight is not None
             if not leader:
-                left = None if end is None else end - time.monotonic()
+                left = None if end is None else end - self._timer()
                 if left is not None and (left <= 0 or not flight.event.wait(left)):
                     raise APITimeoutError(
                         f"an identical call in flight on another thread did not finish within "

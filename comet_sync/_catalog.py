@@ -10,13 +10,13 @@ from cachetools import TTLCache
 
 from ._config import TimeoutArg
 from ._exceptions import InvalidArgumentError
-from ._metrics import RequestRecord
 from ._models import CreateEmbeddingResponse, Model
 from ._params import NOT_GIVEN, NotGiven, plain_params
 from ._raw import WithRawResponse
+from ._records import RequestRecord
 
 if TYPE_CHECKING:
-    from ._client import CometClient
+    from ._client import CallPath
 
 __all__ = ["Embeddings", "ModelPage", "Models"]
 
@@ -39,11 +39,11 @@ class ModelPage(list["Model"]):
 class Models:
     """``client.models``: the model catalogue, cached per client."""
 
-    def __init__(self, client: CometClient, ttl: float) -> None:
-        self._client = client
+    def __init__(self, calls: CallPath, ttl: float) -> None:
+        self._calls = calls
         # One entry; the lock guards it (cachetools caches are not thread-safe).
         self._lock = threading.Lock()
-        self._cache: TTLCache[str, list[Model]] = TTLCache(1, ttl, timer=client._clock.monotonic)
+        self._cache: TTLCache[str, list[Model]] = TTLCache(1, ttl, timer=calls.clock.monotonic)
 
     def list(self, *, refresh: bool = False) -> ModelPage:
         """Every model ``GET /models`` lists; from the cache unless ``refresh=True``. A list,
@@ -53,8 +53,8 @@ class Models:
                 cached = self._cache.get("models")
             if cached is not None:
                 return ModelPage(cached)
-        data = self._client._request_json(
-            "GET", "/models", None, options=self._client._call_options(), required=("data",)
+        data = self._calls.json(
+            "GET", "/models", None, options=self._calls.options(), required=("data",)
         )
         items = data["data"] if isinstance(data["data"], list) else []
         models = [Model(item) for item in items if isinstance(item, dict) and "id" in item]
@@ -78,8 +78,8 @@ class Models:
 class Embeddings:
     """``client.embeddings``."""
 
-    def __init__(self, client: CometClient) -> None:
-        self._client = client
+    def __init__(self, calls: CallPath) -> None:
+        self._calls = calls
 
     @property
     def with_raw_response(self) -> WithRawResponse:
@@ -107,7 +107,7 @@ class Embeddings:
         payload = _embedding_payload(
             {"model": model, "input": input, **params, **(extra_body or {})}
         )
-        options = self._client._call_options(
+        options = self._calls.options(
             timeout=timeout,
             max_retries=max_retries,
             total_timeout=total_timeout,
@@ -115,9 +115,7 @@ class Embeddings:
             extra_query=extra_query,
         )
         return CreateEmbeddingResponse(
-            self._client._request_json(
-                "POST", "/embeddings", payload, options=options, required=("data",)
-            )
+            self._calls.json("POST", "/embeddings", payload, options=options, required=("data",))
         )
 
     def _create_raw(
@@ -125,8 +123,8 @@ class Embeddings:
     ) -> dict[str, Any]:
         """One call from a request body: the answer's raw JSON (for the batch engine)."""
         payload = _embedding_payload(params)
-        options = self._client._call_options()
-        return self._client._request_json(
+        options = self._calls.options()
+        return self._calls.json(
             "POST", "/embeddings", payload, options=options, required=("data",), sink=sink
         )
 

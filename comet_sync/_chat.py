@@ -8,15 +8,14 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Callable, Literal, TypeVar, overload
 
 from . import _cancel
-from ._call import CallOptions
-from ._config import TimeoutArg
+from ._config import CallOptions, TimeoutArg
 from ._exceptions import InvalidArgumentError
 from ._fallback import each_model, json_over_chain
-from ._metrics import RequestRecord
 from ._models import ChatCompletion
 from ._ordered_map import ordered_map
 from ._params import NOT_GIVEN, ChatCreateArgs, NotGiven, prepare_call
 from ._raw import WithRawResponse
+from ._records import RequestRecord
 from ._streaming import Stream
 from ._structured import ParsedChatCompletion, json_schema_format, parse_completion
 from ._validation import check_chat_params
@@ -24,7 +23,7 @@ from ._validation import check_chat_params
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-    from ._client import CometClient
+    from ._client import CallPath
 
 __all__ = ["Chat", "Completions"]
 
@@ -50,8 +49,8 @@ _OPTION_NAMES = (
 class Completions:
     """Chat completions. Shared by every thread of the client, like the client itself."""
 
-    def __init__(self, client: CometClient) -> None:
-        self._client = client
+    def __init__(self, calls: CallPath) -> None:
+        self._calls = calls
 
     @property
     def with_raw_response(self) -> WithRawResponse:
@@ -120,13 +119,13 @@ class Completions:
             fallbacks=fallbacks,
         )
         if stream:
-            runner = self._client._runner
+            calls = self._calls
             return each_model(
-                self._client,
+                calls,
                 chain,
                 payload,
                 options,
-                lambda body, opts, fb: runner.open_stream(ROUTE, body, options=opts, fallback=fb),
+                lambda body, opts, fb: calls.stream(ROUTE, body, options=opts, fallback=fb),
             )
         return self._run(payload, options, chain)
 
@@ -145,7 +144,7 @@ class Completions:
         Capital(city='Rome', country='Italy')
         """
         if kwargs.get("stream"):
-            raise InvalidArgumentError("stream", "parse() does not stream; use create()")
+            raise InvalidArgumentError("stream", "parse() cannot stream: use create(stream=True)")
         completion = self.create(response_format=json_schema_format(response_format), **kwargs)
         return parse_completion(completion.to_dict(), response_format)
 
@@ -156,17 +155,10 @@ class Completions:
         rather than from the future.
         """
         params = dict(kwargs)
-        if params.get("stream"):
-            # A future's result is taken later, on any thread: a live stream holding a slot
-            # and a connection until then is not a result; refused before anything is sent.
-            raise InvalidArgumentError("stream", "submit() cannot stream: use create()")
         overrides = {name: params.pop(name) for name in _OPTION_NAMES if name in params}
-        payload, options, chain = self._prepare(params, **overrides)
+        payload, options, chain = self._prepare(params, streaming="submit()", **overrides)
         # The caller's context (a deadline block, say) goes with the call to the worker.
-        context = contextvars.copy_context()
-        return self._client._executor_for_submit(_model_of(payload)).submit(
-            context.run, self._run, payload, options, chain
-        )
+        return self._calls.submit(_model_of(payload), self._run, payload, options, chain)
 
     @overload
     def map(
@@ -212,30 +204,25 @@ class Completions:
         >>> for completion in client.chat.completions.map(jobs):
         ...     print(completion.choices[0].message.content)
         """
-        self._client._check_open()
-        size = (
-            window
-            if window is not None
-            else max(DEFAULT_MAP_WINDOW, 4 * self._client.config.max_workers)
-        )
+        calls = self._calls
+        calls.check_open()
+        size = window if window is not None else max(DEFAULT_MAP_WINDOW, 4 * calls.max_workers)
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise InvalidArgumentError("window", f"expected an int >= 1, got {window!r}")
         context = contextvars.copy_context()
-        client = self._client
         # The map's own scope: stopping it stops its jobs, not the client's other calls.
-        scope = client._scope.child("the map")
+        scope = calls.scope("the map")
 
         def submit(job: Mapping[str, Any]) -> Future[ChatCompletion]:
-            return client._executor_for_submit(_model_of(job)).submit(
-                context.copy().run, self._call_job, job, scope
-            )
+            # Each job in a copy of the context map() was called in (a deadline block).
+            return context.run(calls.submit, _model_of(job), self._call_job, job, scope)
 
         return ordered_map(
             submit,
             jobs,
             window=size,
             # Each model's executor runs max_workers jobs; more submitted would only queue.
-            ahead=client.config.max_workers,
+            ahead=calls.max_workers,
             key=_model_of,
             return_exceptions=return_exceptions,
             on_exit=scope.abandon,
@@ -246,38 +233,36 @@ class Completions:
             raise InvalidArgumentError("jobs", f"each job must be a dict, got {type(job).__name__}")
         with _cancel.entered(scope):
             scope.raise_if_stopped()
-            if job.get("stream"):
-                raise InvalidArgumentError("stream", "a map job cannot stream: use create()")
-            rest = {key: value for key, value in job.items() if key != "stream"}
-            # (A job is a plain dict: its keys are checked at run time, not by the checker.)
-            completion: ChatCompletion = self.create(stream=False, **rest)
-            return completion
+            params = dict(job)
+            if not params.get("stream"):
+                params.pop("stream", None)
+            overrides = {name: params.pop(name) for name in _OPTION_NAMES if name in params}
+            payload, options, chain = self._prepare(params, streaming="a map job", **overrides)
+            return self._run(payload, options, chain)
 
     def _create_raw(
         self, params: dict[str, Any], *, sink: Callable[[RequestRecord], None]
     ) -> dict[str, Any]:
         """One non-streamed call from a request body: the answer's raw JSON; ``sink`` gets
         the call's record (the batch engine reports attempts and latency from it)."""
-        if params.get("stream"):
-            raise InvalidArgumentError("stream", "a batch job cannot stream")
         fallbacks = params.pop("fallbacks", None)
-        payload, options, chain = self._prepare(params, fallbacks=fallbacks)
-        return json_over_chain(
-            self._client, ROUTE, ("choices",), chain, payload, options, sink=sink
+        payload, options, chain = self._prepare(
+            params, streaming="a batch job", fallbacks=fallbacks
         )
+        return json_over_chain(self._calls, ROUTE, ("choices",), chain, payload, options, sink=sink)
 
     def _run(
         self, payload: dict[str, Any], options: CallOptions, chain: list[str]
     ) -> ChatCompletion:
         return ChatCompletion(
-            json_over_chain(self._client, ROUTE, ("choices",), chain, payload, options)
+            json_over_chain(self._calls, ROUTE, ("choices",), chain, payload, options)
         )
 
     def _prepare(
         self, params: dict[str, Any], **options: Any
     ) -> tuple[dict[str, Any], CallOptions, list[str]]:
         """Check everything and build the body; nothing is sent if this raises."""
-        return prepare_call(self._client, params, check_chat_params, **options)
+        return prepare_call(self._calls, params, check_chat_params, **options)
 
 
 def _model_of(job: object) -> str | None:
@@ -290,5 +275,5 @@ class Chat:
 
     completions: Completions
 
-    def __init__(self, client: CometClient) -> None:
-        self.completions = Completions(client)
+    def __init__(self, calls: CallPath) -> None:
+        self.completions = Completions(calls)

@@ -2,24 +2,25 @@
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import json
 import os
-import random as _random
 import threading
 import time
 import weakref
 from collections import OrderedDict
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from types import TracebackType
-from typing import Any, Callable, cast
+from typing import Any, Callable, TypeVar, cast
 
 from . import _cancel
 from ._cache import ResponseCache
-from ._call import CallOptions, CallRunner, Clock
+from ._call import CallRunner
 from ._catalog import DEFAULT_MODELS_TTL, Embeddings, Models
 from ._chat import Chat
+from ._clock import Clock
 from ._config import (
     DEFAULT_BACKOFF_BASE,
     DEFAULT_MAX_CONCURRENCY,
@@ -29,6 +30,7 @@ from ._config import (
     DEFAULT_MAX_WAIT,
     DEFAULT_TOTAL_TIMEOUT,
     DEFAULT_WORKERS_PER_SLOT,
+    CallOptions,
     ClientConfig,
     PerModel,
     RateControl,
@@ -41,12 +43,14 @@ from ._config import (
 )
 from ._deadline import time_left
 from ._exceptions import APITimeoutError, ClientClosedError, InvalidArgumentError
-from ._fallback import Fallbacks, check_fallbacks
+from ._fallback import Fallbacks, chain_of, check_fallbacks
 from ._limiter import Limiter, LimiterProtocol
-from ._metrics import Metrics, RequestRecord
+from ._metrics import Metrics
 from ._params import NOT_GIVEN, NotGiven, is_not_given
 from ._raw import RawClient
+from ._records import Recorder, RequestRecord
 from ._responses import Responses
+from ._streaming import Stream
 from ._transport import Transport
 from ._version import __version__
 
@@ -64,7 +68,7 @@ def _after_fork_in_child() -> None:
 if hasattr(os, "register_at_fork"):  # POSIX: gunicorn --preload, multiprocessing's fork
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
-_UNSET: float = -1.0
+T = TypeVar("T")
 # Executors kept at once, one per model; past that the least recently used one is let go.
 MAX_EXECUTORS = 32
 # How long close() waits for calls it has cut to let go of their sockets.
@@ -109,7 +113,9 @@ class CometClient:
     * ``on_request``: called with each call's :class:`RequestRecord` (see below).
     * ``default_headers``, ``default_query``: sent with every call. ``fallbacks``: models a
       call moves on to (a list, or a dict by model; see ``chat.completions.create``).
-    * ``clock``, ``sleep``, ``random``: sources of time and chance, for tests.
+    * ``clock``: a :class:`Clock` (time, sleep and chance), for tests; or its parts as
+      ``clock`` (monotonic seconds), ``sleep`` and ``random``. The limiter, the models cache
+      and the retry loop all use it.
 
     Thread-safety contract:
 
@@ -171,7 +177,7 @@ class CometClient:
         default_headers: Mapping[str, str] | None = None,
         default_query: Mapping[str, str] | None = None,
         fallbacks: Fallbacks = None,
-        clock: Callable[[], float] | None = None,
+        clock: Clock | Callable[[], float] | None = None,
         sleep: Callable[[float], None] | None = None,
         random: Callable[[], float] | None = None,
     ) -> None:
@@ -222,13 +228,18 @@ class CometClient:
         self._fallbacks: Fallbacks = fallbacks
         if on_request is not None and not callable(on_request):
             raise InvalidArgumentError("on_request", "expected a callable taking a RequestRecord")
-        clock_ = Clock(
-            monotonic=clock or time.monotonic,
-            # Our own sleeps end early when the client closes (or the map stops); a sleep the
-            # caller injects is theirs to make interruptible.
-            sleep=sleep or _cancel.interruptible_sleep,
-            random=random or _random.Random().random,
-        )
+        if isinstance(clock, Clock):
+            if sleep is not None or random is not None:
+                raise InvalidArgumentError("clock", "a Clock carries its own sleep and random")
+            clock_ = clock
+        else:
+            clock_ = Clock(
+                monotonic=clock or time.monotonic,
+                # Our own sleeps end early when the client closes (or the map stops); a sleep
+                # the caller injects is theirs to make interruptible.
+                sleep=sleep or _cancel.interruptible_sleep,
+                random=random,
+            )
         control = rate_control if rate_control is not None else RateControl()
         if not isinstance(control, RateControl):
             raise InvalidArgumentError("rate_control", "expected a comet_sync.RateControl")
@@ -257,14 +268,13 @@ class CometClient:
             )
         self._shared_limiter: LimiterProtocol | None = limiter
         if limiter is not None:
-            limiter.bind(
-                clock=clock_.monotonic, sleep=clock_.sleep, random=clock_.random, max_hold=max_wait
-            )
+            limiter.bind(clock=clock_, max_hold=max_wait)
         self._build_runtime()
         _CLIENTS.add(self)
-        self.chat = Chat(self)
-        self.embeddings = Embeddings(self)
-        self.responses = Responses(self)
+        self._calls = CallPath(self)
+        self.chat = Chat(self._calls)
+        self.embeddings = Embeddings(self._calls)
+        self.responses = Responses(self._calls)
 
     def _build_runtime(self) -> None:
         """Build what holds sockets, locks and threads: at construction, and again in a child
@@ -275,30 +285,30 @@ class CometClient:
         self._limiter: LimiterProtocol = self._shared_limiter or Limiter(
             self.config.max_concurrency,
             self.rate_control,
-            clock=self._clock.monotonic,
-            sleep=self._clock.sleep,
-            random=self._clock.random,
+            clock=self._clock,
             max_hold=self.config.retry.max_wait,
         )
         self.metrics = Metrics(limiter_state=self._limiter.state)
         self._transport = Transport(
-            pool_size=self.config.max_concurrency, user_agent=f"comet-sync/{__version__}"
+            pool_size=self.config.max_concurrency,
+            user_agent=f"comet-sync/{__version__}",
+            base_url=self.config.base_url,
         )
         self._runner = CallRunner(
             base_url=self.config.base_url,
             api_key=self._api_key,
             transport=self._transport,
             limiter=self._limiter,
-            metrics=self.metrics,
+            recorder=Recorder(self.metrics, self._clock, self._on_request),
             clock=self._clock,
-            on_request=self._on_request,
             scope=self._scope,
+            cache=self.cache,
         )
         self._lock = threading.Lock()  # guards _executors and _closed
         # One executor per model, so that jobs waiting for one model's pace never occupy the
         # workers another model's jobs need (least recently used first out).
         self._executors: OrderedDict[str | None, ThreadPoolExecutor] = OrderedDict()
-        self.models = Models(self, self._models_ttl)
+        self.models = Models(CallPath(self), self._models_ttl)
         if self.cache is not None:
             self.cache._reset_locks()
 
@@ -428,106 +438,6 @@ class CometClient:
             evicted.shutdown(wait=False)
         return executor
 
-    def _request_json(
-        self,
-        method: str,
-        route: str,
-        payload: dict[str, Any] | None,
-        *,
-        options: CallOptions,
-        required: tuple[str, ...],
-        sink: Callable[[RequestRecord], None] | None = None,
-        fallback: tuple[str, str] | None = None,
-    ) -> dict[str, Any]:
-        """A JSON call, through the response cache when there is one (POSTs only)."""
-        if self.cache is None or payload is None:
-            return self._runner.request_json(
-                method,
-                route,
-                payload,
-                options=options,
-                required=required,
-                sink=sink,
-                fallback=fallback,
-            )
-        started = self._clock.monotonic()
-
-        def lead() -> dict[str, Any]:
-            # A caller that waited on another's flight and now leads has only what is left
-            # of its budget, not a fresh one.
-            budget = options.retry.total_timeout
-            spent = self._clock.monotonic() - started
-            own = options
-            if budget is not None and spent > 0:
-                if budget - spent <= 0:
-                    raise APITimeoutError(
-                        "the call's time budget ran out while it waited for "
-                        "an identical call on another thread"
-                    )
-                own = dataclasses.replace(
-                    options, retry=options.retry.replace(total_timeout=budget - spent)
-                )
-            return self._runner.request_json(
-                method, route, payload, options=own, required=required, sink=sink, fallback=fallback
-            )
-
-        data, hit = self.cache.get_or_call(
-            ResponseCache.key(route, payload),
-            lead,
-            # A caller waiting on another thread's identical call waits no longer than its own
-            # budget would let it wait for its own.
-            timeout=options.retry.total_timeout,
-        )
-        if hit:
-            model = payload.get("model")
-            self._runner.record(
-                route,
-                model if isinstance(model, str) else None,
-                None,
-                cached=True,
-                started=started,
-                sink=sink,
-            )
-        return data  # type: ignore[no-any-return]
-
-    def _call_options(
-        self,
-        *,
-        timeout: TimeoutArg | NotGiven = NOT_GIVEN,
-        max_retries: int | None = None,
-        total_timeout: float | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-        extra_query: Mapping[str, str] | None = None,
-    ) -> CallOptions:
-        retry = self.config.retry
-        left = time_left()
-        if left is not None:
-            if left <= 0:
-                raise APITimeoutError("the deadline passed before this call could be sent")
-            ceiling = total_timeout if total_timeout is not None else retry.total_timeout
-            total_timeout = left if ceiling is None else min(ceiling, left)
-        if max_retries is not None or total_timeout is not None:
-            retry = retry.replace(
-                **({"max_retries": max_retries} if max_retries is not None else {}),
-                **({"total_timeout": total_timeout} if total_timeout is not None else {}),
-            )
-        headers = dict(self._default_headers)
-        if extra_headers is not None:
-            headers.update(check_headers(extra_headers))
-        query = dict(self._default_query)
-        if extra_query is not None:
-            query.update(_check_query(extra_query, "extra_query"))
-        return CallOptions(
-            timeout=self.config.timeout
-            if is_not_given(timeout)
-            else Timeout.coerce(cast(TimeoutArg, timeout)),
-            retry=retry,
-            extra_headers=headers,
-            query=query,
-            max_response_bytes=self._max_response_bytes,
-            max_event_bytes=self._max_event_bytes,
-        )
-
 
 class _View(CometClient):
     """What ``with_options`` returns: its own defaults, everything else its parent's, looked
@@ -566,9 +476,10 @@ class _View(CometClient):
             **parent._default_query,
             **(_check_query(default_query, "default_query") if default_query else {}),
         }
-        self.chat = Chat(self)
-        self.embeddings = Embeddings(self)
-        self.responses = Responses(self)
+        self._calls = CallPath(self)
+        self.chat = Chat(self._calls)
+        self.embeddings = Embeddings(self._calls)
+        self.responses = Responses(self._calls)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._parent, name)
@@ -578,6 +489,118 @@ class _View(CometClient):
 
     def __repr__(self) -> str:
         return f"<CometClient view of {self._parent!r}>"
+
+
+class CallPath:
+    """The one door from the resources (chat, responses, embeddings, models, batches) to the
+    client, as openai-python's resources have ``_post``: a call's options, a JSON call, a
+    stream, a job on a model's executor, a scope for a run. A resource holds one and touches
+    nothing else of the client's. One per client or ``with_options`` view (whose defaults it
+    applies); what it reaches is looked up live, so it stays right after a fork rebuilds the
+    client's runtime.
+    """
+
+    def __init__(self, client: CometClient) -> None:
+        self._client = client
+
+    @property
+    def clock(self) -> Clock:
+        return self._client._clock
+
+    @property
+    def max_workers(self) -> int:
+        return self._client.config.max_workers
+
+    def check_open(self) -> None:
+        self._client._check_open()
+
+    def chain(self, model: str, fallbacks: object) -> list[str]:
+        """The models a call tries, in order: its own, then its (or the client's) fallbacks."""
+        return chain_of(model, fallbacks, self._client._fallbacks)
+
+    def scope(self, what: str) -> _cancel.Scope:
+        """A scope for a run of many calls (a map, a batch): stopping it stops them only."""
+        return self._client._scope.child(what)
+
+    def submit(self, model: str | None, fn: Callable[..., T], *args: Any) -> Future[T]:
+        """Run ``fn(*args)`` on ``model``'s executor, in a copy of the caller's context (a
+        ``deadline`` block goes with it)."""
+        context = contextvars.copy_context()
+        return self._client._executor_for_submit(model).submit(context.run, fn, *args)
+
+    def json(
+        self,
+        method: str,
+        route: str,
+        payload: dict[str, Any] | None,
+        *,
+        options: CallOptions,
+        required: tuple[str, ...],
+        sink: Callable[[RequestRecord], None] | None = None,
+        fallback: tuple[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """A JSON call (through the response cache when there is one); its decoded answer."""
+        return self._client._runner.request_json(
+            method,
+            route,
+            payload,
+            options=options,
+            required=required,
+            sink=sink,
+            fallback=fallback,
+        )
+
+    def stream(
+        self,
+        route: str,
+        payload: dict[str, Any],
+        *,
+        options: CallOptions,
+        fallback: tuple[str, str] | None = None,
+        kind: type[Stream] = Stream,
+    ) -> Stream:
+        """A streamed call, once its first event has arrived."""
+        return self._client._runner.open_stream(
+            route, payload, options=options, fallback=fallback, kind=kind
+        )
+
+    def options(
+        self,
+        *,
+        timeout: TimeoutArg | NotGiven = NOT_GIVEN,
+        max_retries: int | None = None,
+        total_timeout: float | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        extra_query: Mapping[str, str] | None = None,
+    ) -> CallOptions:
+        retry = self._client.config.retry
+        left = time_left()
+        if left is not None:
+            if left <= 0:
+                raise APITimeoutError("the deadline passed before this call could be sent")
+            ceiling = total_timeout if total_timeout is not None else retry.total_timeout
+            total_timeout = left if ceiling is None else min(ceiling, left)
+        if max_retries is not None or total_timeout is not None:
+            retry = retry.replace(
+                **({"max_retries": max_retries} if max_retries is not None else {}),
+                **({"total_timeout": total_timeout} if total_timeout is not None else {}),
+            )
+        headers = dict(self._client._default_headers)
+        if extra_headers is not None:
+            headers.update(check_headers(extra_headers))
+        query = dict(self._client._default_query)
+        if extra_query is not None:
+            query.update(_check_query(extra_query, "extra_query"))
+        return CallOptions(
+            timeout=self._client.config.timeout
+            if is_not_given(timeout)
+            else Timeout.coerce(cast(TimeoutArg, timeout)),
+            retry=retry,
+            extra_headers=headers,
+            query=query,
+            max_response_bytes=self._client._max_response_bytes,
+            max_event_bytes=self._client._max_event_bytes,
+        )
 
 
 def _check_query(query: object, argument: str) -> dict[str, str]:

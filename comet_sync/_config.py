@@ -14,6 +14,7 @@ from ._exceptions import CometError, InvalidArgumentError
 
 __all__ = [
     "DEFAULT_BASE_URL",
+    "CallOptions",
     "ClientConfig",
     "RetryConfig",
     "Timeout",
@@ -135,6 +136,47 @@ class RetryConfig:
 
     def replace(self, **changes: object) -> RetryConfig:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+
+class CallOptions:
+    """A call's settings after per-call overrides are applied. Built once per call; read-only
+    afterwards (a plain ``__slots__`` class: one is made for every call)."""
+
+    __slots__ = (
+        "extra_headers",
+        "max_event_bytes",
+        "max_response_bytes",
+        "query",
+        "retry",
+        "timeout",
+    )
+
+    def __init__(
+        self,
+        timeout: Timeout,
+        retry: RetryConfig,
+        extra_headers: dict[str, str] | None = None,
+        query: dict[str, str] | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+    ) -> None:
+        self.timeout = timeout
+        self.retry = retry
+        self.extra_headers: dict[str, str] = extra_headers or {}
+        self.query: dict[str, str] = query or {}
+        # Caps on what an answer may hold, decoded: a whole body, one streamed event.
+        self.max_response_bytes = max_response_bytes
+        self.max_event_bytes = max_event_bytes
+
+    def with_retry(self, retry: RetryConfig) -> CallOptions:
+        return CallOptions(
+            self.timeout,
+            retry,
+            self.extra_headers,
+            self.query,
+            self.max_response_bytes,
+            self.max_event_bytes,
+        )
 
 
 @dataclass(frozen=True)

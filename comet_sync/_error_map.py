@@ -1,8 +1,12 @@
-"""Reading CometAPI's answers: JSON bodies, error bodies, request ids, Retry-After.
+"""The error boundary: everything that goes wrong on the wire becomes one of our exceptions
+here, and only here. A status and its error body, a 2xx whose body is not the JSON expected, a
+stream that is not one or that breaks, ends early or sends an error event, a connection that
+fails or is cut, a body too large or wrongly encoded.
 
 Parsing is defensive: gateways and proxies in front of CometAPI send HTML pages, redirects and
 odd error shapes, and each of those must become one of our exceptions with the status, the
-request id and a snippet of the body, never a bare ``JSONDecodeError``.
+request id and a snippet of the body, never a bare ``JSONDecodeError``, ``zlib.error`` or
+``requests`` exception.
 
 Text: a JSON answer must be UTF-8 (RFC 8259); one that is not raises
 :class:`APIResponseValidationError` rather than being read with guessed or replaced
@@ -13,23 +17,82 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import requests
+import urllib3
 
 from ._exceptions import (
     ERROR_BODY_LIMIT,
+    APIConnectionError,
+    APIError,
     APIResponseValidationError,
     APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    ClientClosedError,
+    CometError,
+    InternalServerError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    RequestTooLargeError,
+    ResponseSnapshot,
+    UnprocessableEntityError,
     scrub,
     scrub_json,
     snippet,
-    status_error_class,
 )
 from ._headers import parse_retry_after
-from ._transport import Exchange
 
-__all__ = ["error_from_response", "json_body", "not_a_stream", "request_id_of"]
+if TYPE_CHECKING:
+    from ._transport import Exchange
+
+__all__ = [
+    "ABANDONED",
+    "TIMED_OUT",
+    "bad_event",
+    "body_too_large",
+    "corrupt_body",
+    "cut_error",
+    "error_from_response",
+    "event_too_large",
+    "json_body",
+    "not_a_stream",
+    "read_error",
+    "request_id_of",
+    "send_error",
+    "status_error_class",
+    "stream_cut",
+    "stream_ended_early",
+    "stream_error_event",
+    "stream_unfinished",
+    "unasked_encoding",
+]
+
+# Why an attempt was cut short from another thread (see _transport.Attempt).
+TIMED_OUT = "timed out"
+ABANDONED = "abandoned"
+
+_STATUS_CLASSES: dict[int, type[APIStatusError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    413: RequestTooLargeError,
+    422: UnprocessableEntityError,
+    429: RateLimitError,
+}
+
+
+def status_error_class(status: int) -> type[APIStatusError]:
+    """The exception class for an HTTP status (openai-python's names)."""
+    if status >= 500:
+        return InternalServerError
+    return _STATUS_CLASSES.get(status, APIStatusError)
+
 
 # Header first (the gateway family CometAPI runs on sends X-Oneapi-Request-Id; proxies send
 # x-request-id), then CometAPI's habit of writing "(request id: XXXX)" into the message.
@@ -104,7 +167,9 @@ def not_a_stream(
     )
 
 
-def error_from_response(exchange: Exchange, *, route: str, secret: str | None) -> APIStatusError:
+def error_from_response(
+    exchange: Exchange, *, route: str, secret: str | None, now: float
+) -> APIStatusError:
     """The exception for a non-2xx answer. Reads at most ``ERROR_BODY_LIMIT`` of its body:
     the rest is left unread (the connection is then closed, not reused)."""
     status = exchange.status_code
@@ -143,7 +208,7 @@ def error_from_response(exchange: Exchange, *, route: str, secret: str | None) -
         request_id=request_id,
         body=body,
         code=code,
-        retry_after=parse_retry_after(exchange.headers, time.time()),
+        retry_after=parse_retry_after(exchange.headers, now),
         type=error_type,
         param=error_param,
     )
@@ -171,3 +236,149 @@ def _rid_suffix(request_id: str | None) -> str:
 
 def _text(body: bytes | bytearray) -> str:
     return body.decode("utf-8", "replace")
+
+
+# -- the connection ---------------------------------------------------------------------------
+
+
+def send_error(exc: BaseException, what: str, cut_reason: str | None, budget: float) -> CometError:
+    """The exception for a request that got no answer (``requests`` raised while sending)."""
+    if cut_reason is not None:
+        return cut_error(cut_reason, budget, what)
+    if isinstance(exc, requests.Timeout):
+        return APITimeoutError(f"{what}: timed out ({type(exc).__name__})")
+    return APIConnectionError(f"{what}: connection error ({type(exc).__name__}: {_reason(exc)})")
+
+
+def read_error(exc: BaseException, what: str, cut_reason: str | None, budget: float) -> CometError:
+    """The exception for a body whose reading failed."""
+    if cut_reason is not None:
+        return cut_error(cut_reason, budget, what)
+    if isinstance(exc, (requests.Timeout, urllib3.exceptions.ReadTimeoutError, TimeoutError)):
+        return APITimeoutError(f"{what}: reading the answer timed out ({type(exc).__name__})")
+    return APIConnectionError(
+        f"{what}: the connection broke ({type(exc).__name__}: {_reason(exc)})"
+    )
+
+
+def cut_error(reason: str, budget: float, what: str) -> CometError:
+    """An attempt cut from another thread: its deadline passed, or its scope was abandoned."""
+    if reason == TIMED_OUT:
+        return APITimeoutError(
+            f"{what}: no answer within the {budget:.3g}s it had "
+            "(the call's time budget or the read timeout)"
+        )
+    if reason == ABANDONED:
+        return ClientClosedError(f"{what}: abandoned, the client or the map was stopped")
+    return APIConnectionError(f"{what}: cut ({reason})")
+
+
+def _reason(exc: BaseException) -> str:
+    # requests nests urllib3's error (MaxRetryError(reason=NewConnectionError(...))); the
+    # innermost one says what happened, the outer ones mostly repeat the URL.
+    inner: BaseException = exc
+    while True:
+        nxt = getattr(inner, "reason", None)
+        if isinstance(nxt, BaseException):
+            inner = nxt
+            continue
+        if inner.args and isinstance(inner.args[0], BaseException):
+            inner = inner.args[0]
+            continue
+        break
+    return str(inner)[:200]
+
+
+# -- the body ---------------------------------------------------------------------------------
+
+
+def body_too_large(
+    what: str, limit: int, snapshot: ResponseSnapshot, status: int
+) -> APIResponseValidationError:
+    return APIResponseValidationError(
+        f"{what}: the answer's body is larger than max_response_bytes={limit} "
+        "(raise it on the client if such answers are expected)",
+        response=snapshot,
+        status_code=status,
+    )
+
+
+def unasked_encoding(
+    what: str, name: str, accepted: str, snapshot: ResponseSnapshot, status: int
+) -> APIResponseValidationError:
+    return APIResponseValidationError(
+        f"{what}: the answer is encoded as {name!r}, which was not asked for "
+        f"(Accept-Encoding: {accepted})",
+        response=snapshot,
+        status_code=status,
+    )
+
+
+def corrupt_body(
+    what: str, exc: BaseException, snapshot: ResponseSnapshot, status: int
+) -> APIResponseValidationError:
+    return APIResponseValidationError(
+        f"{what}: the compressed body is corrupt ({exc})", response=snapshot, status_code=status
+    )
+
+
+# -- streams ----------------------------------------------------------------------------------
+
+
+def stream_ended_early(route: str) -> APIConnectionError:
+    """A stream that ended before its first event (retried: nothing was received)."""
+    return APIConnectionError(f"{route}: the stream ended before its first event")
+
+
+def stream_unfinished(what: str) -> APIConnectionError:
+    """A stream whose body ended before its end mark (``what``: the mark, or the object)."""
+    return APIConnectionError(f"it ended without {what}")
+
+
+def event_too_large(exchange: Exchange, route: str, exc: BaseException) -> APIError:
+    return APIResponseValidationError(
+        f"{route}: {exc}", response=exchange.snapshot(""), status_code=exchange.status_code
+    )
+
+
+def bad_event(exchange: Exchange, route: str, data: str | None, secret: str) -> APIError:
+    """A stream event that is not JSON (``data`` quoted) or not a JSON object (None)."""
+    what = (
+        f"a stream event is not JSON: {snippet(data, secret)!r}"
+        if data is not None
+        else "a stream event is not a JSON object"
+    )
+    return APIResponseValidationError(
+        f"{route}: {what}",
+        response=exchange.snapshot("", secret),
+        status_code=exchange.status_code,
+    )
+
+
+def stream_error_event(
+    exchange: Exchange, route: str, error: Any, chunks: int, secret: str
+) -> APIStatusError:
+    """An error sent inside a stream, as the exception its status or code names."""
+    err = error if isinstance(error, dict) else {"message": str(error)}
+    code = str(err.get("code") or "")
+    given = err.get("status")
+    status: int = (
+        given if isinstance(given, int) else (429 if "rate" in code or "limit" in code else 500)
+    )
+    message = snippet(str(err.get("message") or "error"), secret)
+    return status_error_class(status)(
+        f"{route}: error inside the stream after {chunks} chunk(s): {message}",
+        response=exchange.snapshot("", secret),
+        status_code=status,
+        body=scrub_json(error, secret),
+        code=code or None,
+    )
+
+
+def stream_cut(route: str, chunks: int, exc: CometError) -> CometError:
+    """What a stream raises when it ends on ``exc``: a broken or silent connection says how
+    far the stream got (a timeout stays a timeout); any other error is raised as it is."""
+    if isinstance(exc, APIConnectionError):
+        kind = APITimeoutError if isinstance(exc, APITimeoutError) else APIConnectionError
+        return kind(f"{route}: the stream was cut after {chunks} chunk(s): {exc}")
+    return exc

@@ -257,23 +257,6 @@ class APIResponseValidationError(APIError):
         self.status_code = status_code
 
 
-_STATUS_CLASSES: dict[int, type[APIStatusError]] = {
-    400: BadRequestError,
-    401: AuthenticationError,
-    403: PermissionDeniedError,
-    404: NotFoundError,
-    413: RequestTooLargeError,
-    422: UnprocessableEntityError,
-    429: RateLimitError,
-}
-
-
-def status_error_class(status: int) -> type[APIStatusError]:
-    if status >= 500:
-        return InternalServerError
-    return _STATUS_CLASSES.get(status, APIStatusError)
-
-
 def snippet(text: str, secret: str | None = None) -> str:
     """The first characters of a body, single-line, with the key scrubbed out."""
     text = scrub(text, secret)

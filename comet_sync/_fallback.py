@@ -16,7 +16,6 @@ Nor for a spent quota, nor for our own limiter's budget running out, nor after a
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import re
 from collections.abc import Mapping, Sequence
@@ -33,9 +32,9 @@ from ._exceptions import (
 from ._retry import is_quota_exhausted
 
 if TYPE_CHECKING:
-    from ._call import CallOptions
-    from ._client import CometClient
-    from ._metrics import RequestRecord
+    from ._client import CallPath
+    from ._config import CallOptions
+    from ._records import RequestRecord
 
 __all__ = [
     "Fallbacks",
@@ -117,7 +116,7 @@ def chain_of(model: str, fallbacks: object, default: Fallbacks) -> list[str]:
 
 
 def each_model(
-    client: CometClient,
+    calls: CallPath,
     chain: list[str],
     payload: dict[str, Any],
     options: CallOptions,
@@ -126,7 +125,7 @@ def each_model(
     """``call`` on the first model of ``chain``, then on the next while the one before failed
     in a way a fallback may heal; each within what is left of the call's budget. ``call``
     gets the body, the options and (on a fallback) the model left and why."""
-    clock = client._clock.monotonic
+    clock = calls.clock.monotonic
     started = clock()
     fallback: tuple[str, str] | None = None
     for index, model in enumerate(chain):
@@ -147,7 +146,7 @@ def each_model(
 
 
 def json_over_chain(
-    client: CometClient,
+    calls: CallPath,
     route: str,
     required: tuple[str, ...],
     chain: list[str],
@@ -158,11 +157,11 @@ def json_over_chain(
     """A non-streamed POST over the model chain: the raw JSON of the first model that
     answers (see :func:`each_model`)."""
     return each_model(
-        client,
+        calls,
         chain,
         payload,
         options,
-        lambda body, opts, fb: client._request_json(
+        lambda body, opts, fb: calls.json(
             "POST", route, body, options=opts, required=required, sink=sink, fallback=fb
         ),
     )
@@ -172,6 +171,4 @@ def _with_budget_left(options: CallOptions, spent: float) -> CallOptions:
     budget = options.retry.total_timeout
     if budget is None:
         return options
-    return dataclasses.replace(
-        options, retry=options.retry.replace(total_timeout=max(budget - spent, 1e-3))
-    )
+    return options.with_retry(options.retry.replace(total_timeout=max(budget - spent, 1e-3)))

@@ -37,9 +37,10 @@ from collections import OrderedDict, deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Callable, Protocol
+from typing import Protocol
 
 from . import _cancel
+from ._clock import SYSTEM_CLOCK, Clock
 from ._config import RateControl
 from ._control import AdaptiveThrottle, Concurrency, Pacer, RateFinder, RetryQuota
 from ._exceptions import LimiterTimeoutError
@@ -143,14 +144,7 @@ class LimiterProtocol(Protocol):
     pacing a 429 just tightened) and the quota's price for any other retry.
     """
 
-    def bind(
-        self,
-        *,
-        clock: Callable[[], float],
-        sleep: Callable[[float], None],
-        random: Callable[[], float],
-        max_hold: float,
-    ) -> None: ...
+    def bind(self, *, clock: Clock, max_hold: float) -> None: ...
 
     def acquire(
         self,
@@ -244,15 +238,13 @@ class Limiter:
         max_concurrency: int,
         control: RateControl,
         *,
-        clock: Callable[[], float],
-        sleep: Callable[[float], None],
-        random: Callable[[], float],
+        clock: Clock = SYSTEM_CLOCK,
         max_hold: float = 30.0,
     ) -> None:
         self._control = control
-        self._clock = clock
-        self._sleep = sleep
-        self._random = random
+        self._clock = clock.monotonic
+        self._sleep = clock.sleep
+        self._random = clock.random
         self._max_hold = max_hold
         self._lock = threading.Lock()
         self._max = max_concurrency
@@ -260,15 +252,8 @@ class Limiter:
         self._queue: deque[_Waiter] = deque()  # callers waiting for a slot, in arrival order
         self._lanes: OrderedDict[str | None, _Lane] = OrderedDict()
 
-    def bind(
-        self,
-        *,
-        clock: Callable[[], float],
-        sleep: Callable[[float], None],
-        random: Callable[[], float],
-        max_hold: float,
-    ) -> None:
-        self._clock, self._sleep, self._random = clock, sleep, random
+    def bind(self, *, clock: Clock, max_hold: float) -> None:
+        self._clock, self._sleep, self._random = clock.monotonic, clock.sleep, clock.random
         self._max_hold = max_hold
 
     def after_fork(self) -> None:
@@ -286,6 +271,9 @@ class Limiter:
     ) -> Permit:
         """Wait until a request of ``model`` may be sent; raise :class:`LimiterTimeoutError`
         if that would take longer than ``timeout``. ``cost`` is its estimated tokens."""
+        permit = self._try_now(model, cost, retry_cost)
+        if permit is not None:
+            return permit
         deadline = None if timeout is None else self._clock() + timeout
         charged = 0.0
         while True:
@@ -319,6 +307,45 @@ class Limiter:
                 cost=cost,
                 retry_cost=charged,
             )
+
+    def _try_now(self, model: str | None, cost: float, retry_cost: float) -> Permit | None:
+        """The common case in one critical section: no hold, no throttle, no retry charge, no
+        pacer asking to wait, nobody queued, a slot free. None: take the long way round."""
+        with self._lock:
+            now = self._clock()
+            lane = self._lane(model, now)
+            if now < lane.hold_until or self._queue or not self._fits(lane):
+                return None
+            if lane.throttle is not None and lane.throttle.hold_probability(now) > 0:
+                return None
+            if retry_cost > 0 and lane.quota is not None:
+                return None
+            pacers = [
+                (pacer, units)
+                for pacer, units in lane.pacers(cost)
+                if pacer is not None and units > 0
+            ]
+            for pacer, units in pacers:
+                if pacer.wait(units, now) > 0:
+                    return None
+            for pacer, units in pacers:
+                pacer.take(units, now)
+            self._in_use += 1
+            lane.in_use += 1
+            level = lane.in_use
+            limit = lane.concurrency.effective
+            if lane.finder is not None:
+                lane.finder.on_sent(now)
+        return Permit(
+            self,
+            model,
+            sent_at=now,
+            level=level,
+            limit=limit,
+            paced=False,
+            cost=cost,
+            retry_cost=0.0,
+        )
 
     def _wait_hold(self, model: str | None, deadline: float | None) -> None:
         with self._lock:

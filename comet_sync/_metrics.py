@@ -1,4 +1,4 @@
-"""A record of every call, and a bounded in-memory summary per (route, model).
+"""Folding call records into a bounded in-memory summary per (route, model).
 
 Thread safety: :class:`Metrics` guards all of its state with one lock, held only while a record
 is folded in or a snapshot copied out; percentiles are computed on the copy, outside the lock.
@@ -11,56 +11,22 @@ from __future__ import annotations
 import bisect
 import itertools
 import threading
-from collections import Counter, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
-from cachetools import LRUCache
-
 if TYPE_CHECKING:
     from ._limiter import LimiterState
+    from ._records import RequestRecord
 
-__all__ = ["Metrics", "RequestRecord", "RouteStats", "Snapshot", "format_table"]
+__all__ = ["Metrics", "RouteStats", "Snapshot", "format_table"]
 
 DEFAULT_LATENCY_WINDOW = 1024
 # Histogram bucket bounds in seconds (cumulative counts, for Prometheus): chat calls run from
 # tens of milliseconds (a cached or tiny answer) to minutes (a long reasoning answer).
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 DEFAULT_MAX_KEYS = 256
-
-
-@dataclass(frozen=True)
-class RequestRecord:
-    """One logical call, retries included.
-
-    ``status`` is the last HTTP status (None when no response came); ``latency`` covers the
-    whole call in seconds, waits included; ``attempt_statuses`` lists each attempt's status in
-    order, so 429s absorbed by retries stay visible; ``error`` is the exception class name when
-    the call failed. A cache hit has ``cached=True``, no attempts and its (tiny) latency; a
-    streamed call is recorded when its stream ends, with ``chunks`` and
-    ``first_chunk_latency``.
-    """
-
-    route: str
-    model: str | None
-    status: int | None
-    latency: float
-    attempts: int
-    request_id: str | None = None
-    error: str | None = None
-    usage: Mapping[str, Any] | None = None
-    attempt_statuses: tuple[int | None, ...] = ()
-    cached: bool = False  # answered from the response cache, no request sent
-    chunks: int | None = None  # streamed calls: chunks received
-    first_chunk_latency: float | None = None  # streamed calls: seconds to the first chunk
-    # A call made on a fallback model: the model it moved from, and why.
-    fallback_from: str | None = None
-    fallback_reason: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
 
 
 @dataclass(frozen=True)
@@ -89,7 +55,7 @@ class RouteStats:
 
 
 @dataclass
-class _Accumulator:
+class _RouteTotals:
     calls: int = 0
     ok: int = 0
     retries: int = 0
@@ -126,7 +92,9 @@ class Metrics:
         self._limiter_state = limiter_state
         self._lock = threading.Lock()
         self._window = latency_window
-        self._stats: LRUCache[tuple[str, str | None], _Accumulator] = LRUCache(max_keys)
+        # Least recently used first; past max_keys the first is dropped.
+        self._stats: OrderedDict[tuple[str, str | None], _RouteTotals] = OrderedDict()
+        self._max_keys = max_keys
 
     def record(self, rec: RequestRecord) -> None:
         key = (rec.route, rec.model)
@@ -138,8 +106,12 @@ class Metrics:
                     left.fallbacks += 1
             acc = self._stats.get(key)
             if acc is None:
-                acc = _Accumulator(latencies=deque(maxlen=self._window))
+                acc = _RouteTotals(latencies=deque(maxlen=self._window))
                 self._stats[key] = acc
+                if len(self._stats) > self._max_keys:
+                    self._stats.popitem(last=False)
+            else:
+                self._stats.move_to_end(key)
             acc.calls += 1
             acc.ok += rec.ok
             acc.by_status[_status_key(rec)] += 1
@@ -148,7 +120,7 @@ class Metrics:
                 acc.cache_hits += 1
                 return
             acc.retries += max(rec.attempts - 1, 0)
-            acc.throttled += sum(1 for s in rec.attempt_statuses if s == 429)
+            acc.throttled += rec.attempt_statuses.count(429)
             acc.latencies.append(rec.latency)
             acc.latency_sum += rec.latency
             acc.latency_count += 1

@@ -12,13 +12,11 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Callable, TypedDict, Union
 
 from ._exceptions import InvalidArgumentError
-from ._fallback import chain_of
 from ._models import APIObject
 
 if TYPE_CHECKING:
-    from ._call import CallOptions
-    from ._client import CometClient
-    from ._config import TimeoutArg
+    from ._client import CallPath
+    from ._config import CallOptions, TimeoutArg
 
 __all__ = [
     "NOT_GIVEN",
@@ -69,26 +67,34 @@ def plain_params(params: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def prepare_call(
-    client: CometClient,
+    calls: CallPath,
     params: Mapping[str, Any],
     check: Callable[[Mapping[str, Any]], None],
     *,
+    streaming: str | None = None,
     extra_body: Mapping[str, Any] | None = None,
     fallbacks: Sequence[str] | None = None,
     **options: Any,
 ) -> tuple[dict[str, Any], CallOptions, list[str]]:
     """A call's body (``extra_body`` merged in, made plain, checked by ``check``), its options
     (``timeout``, ``max_retries``, ``total_timeout``, ``extra_headers``, ``extra_query``) and
-    the models it tries in order. Nothing is sent if this raises."""
-    client._check_open()
+    the models it tries in order. Nothing is sent if this raises.
+
+    Streaming is decided here, once: only a call that hands its stream straight back to its
+    caller (``create``) may stream; every other way in names itself as ``streaming`` (a
+    future, a map, a batch job, ``parse``) and a ``stream=True`` is refused before sending,
+    since a live stream holding a slot and a connection until someone reads it is no result.
+    """
+    calls.check_open()
+    if streaming is not None and params.get("stream"):
+        raise InvalidArgumentError("stream", f"{streaming} cannot stream: use create(stream=True)")
     if extra_body is not None:
         if not isinstance(extra_body, Mapping):
             raise InvalidArgumentError("extra_body", "expected a dict")
         params = {**params, **extra_body}
     body = plain_params(params)
     check(body)
-    chain = chain_of(body["model"], fallbacks, client._fallbacks)
-    return body, client._call_options(**options), chain
+    return body, calls.options(**options), calls.chain(body["model"], fallbacks)
 
 
 def _plain(value: Any, where: str) -> Any:

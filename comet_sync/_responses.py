@@ -11,17 +11,17 @@ from typing import TYPE_CHECKING, Any, Callable, Literal, overload
 from ._config import TimeoutArg
 from ._exceptions import InvalidArgumentError
 from ._fallback import each_model, json_over_chain
-from ._metrics import RequestRecord
 from ._models import Response
 from ._params import NOT_GIVEN, NotGiven, ResponseCreateArgs, prepare_call
 from ._raw import WithRawResponse
+from ._records import RequestRecord
 from ._streaming import ResponseStream
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-    from ._call import CallOptions
-    from ._client import CometClient
+    from ._client import CallPath
+    from ._config import CallOptions
 
 __all__ = ["ROUTE", "Responses"]
 
@@ -31,8 +31,8 @@ ROUTE = "/responses"
 class Responses:
     """``client.responses``. Shared by every thread of the client, like the client itself."""
 
-    def __init__(self, client: CometClient) -> None:
-        self._client = client
+    def __init__(self, calls: CallPath) -> None:
+        self._calls = calls
 
     @property
     def with_raw_response(self) -> WithRawResponse:
@@ -91,35 +91,34 @@ class Responses:
             extra_body=extra_body,
             fallbacks=fallbacks,
         )
-        client = self._client
+        calls = self._calls
         if stream:
-            runner = client._runner
             return each_model(
-                client,
+                calls,
                 chain,
                 payload,
                 options,
-                lambda body, opts, fb: runner.open_stream(
+                lambda body, opts, fb: calls.stream(
                     ROUTE, body, options=opts, fallback=fb, kind=ResponseStream
                 ),
             )  # type: ignore[return-value]
-        return Response(json_over_chain(client, ROUTE, ("output",), chain, payload, options))
+        return Response(json_over_chain(calls, ROUTE, ("output",), chain, payload, options))
 
     def _create_raw(
         self, params: dict[str, Any], *, sink: Callable[[RequestRecord], None]
     ) -> dict[str, Any]:
         """One non-streamed call from a request body: the raw JSON (for the batch engine)."""
-        if params.get("stream"):
-            raise InvalidArgumentError("stream", "a batch job cannot stream")
         fallbacks = params.pop("fallbacks", None)
-        payload, options, chain = self._prepare(params, fallbacks=fallbacks)
-        return json_over_chain(self._client, ROUTE, ("output",), chain, payload, options, sink=sink)
+        payload, options, chain = self._prepare(
+            params, streaming="a batch job", fallbacks=fallbacks
+        )
+        return json_over_chain(self._calls, ROUTE, ("output",), chain, payload, options, sink=sink)
 
     def _prepare(
         self, params: dict[str, Any], **options: Any
     ) -> tuple[dict[str, Any], CallOptions, list[str]]:
         """Check everything and build the body; nothing is sent if this raises."""
-        return prepare_call(self._client, params, check_response_params, **options)
+        return prepare_call(self._calls, params, check_response_params, **options)
 
 
 def check_response_params(params: Mapping[str, Any]) -> None:

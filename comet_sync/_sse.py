@@ -15,7 +15,6 @@ not 50 GB. An event (or a line) larger than ``max_event_bytes`` raises
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 
 __all__ = ["Event", "EventTooLargeError", "iter_events"]
 
@@ -28,10 +27,24 @@ class EventTooLargeError(Exception):
         self.limit = limit
 
 
-@dataclass(frozen=True)
 class Event:
-    data: str
-    event: str = "message"
+    """One server-sent event: its ``data`` (lines joined) and its ``event`` type."""
+
+    __slots__ = ("data", "event")
+
+    def __init__(self, data: str, event: str = "message") -> None:
+        self.data = data
+        self.event = event
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Event):
+            return NotImplemented
+        return self.data == other.data and self.event == other.event
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Event(data={self.data!r}, event={self.event!r})"
 
 
 def iter_events(chunks: Iterable[bytes], *, max_event_bytes: int | None = None) -> Iterator[Event]:
@@ -67,8 +80,11 @@ def _iter_lines(chunks: Iterable[bytes], limit: int | None) -> Iterator[str]:
             continue
         buffer += chunk
         start = 0
+        # Where the next CR is, looked for once per piece and again only past it: servers end
+        # lines with LF, and scanning the rest of a 64 KiB piece for a CR at every line made
+        # a piece of many short events cost its size times its lines.
+        cr = buffer.find(b"\r", scanned)
         while True:
-            cr = buffer.find(b"\r", scanned)
             lf = buffer.find(b"\n", scanned, cr if cr != -1 else len(buffer))
             if cr == -1 and lf == -1:
                 scanned = len(buffer)
@@ -82,6 +98,8 @@ def _iter_lines(chunks: Iterable[bytes], limit: int | None) -> Iterator[str]:
                 end, nxt = lf, lf + 1
             yield buffer[start:end].decode("utf-8", "replace")
             start = scanned = nxt
+            if cr != -1 and cr < nxt:
+                cr = buffer.find(b"\r", nxt)
         if start:
             del buffer[:start]
             scanned -= start

@@ -23,16 +23,14 @@ from typing import Any, Callable
 
 import requests
 
-from ._exceptions import (
-    APIConnectionError,
-    APIError,
-    APIResponseValidationError,
-    APITimeoutError,
-    CometError,
-    scrub_json,
-    snippet,
-    status_error_class,
+from ._error_map import (
+    bad_event,
+    event_too_large,
+    stream_cut,
+    stream_error_event,
+    stream_unfinished,
 )
+from ._exceptions import APIError, CometError
 from ._limiter import PermitProtocol as Permit
 from ._models import ChatCompletion, ChatCompletionChunk, Response, ResponseStreamEvent
 from ._sse import Event, EventTooLargeError
@@ -133,29 +131,26 @@ class Stream:
             event = self._next_event()
             self._exchange.attempt.rearm(self._idle)
             if event.data.strip() == "[DONE]":
-                self._end(None)
+                self._finished()
                 raise StopIteration
-            chunk = self._parse(event)
+            payload = self._parse(event)
         except CometError as exc:  # an API error, or the client closed under it
             ended = self._ended_by(exc)
             if ended is exc:
                 raise
             raise ended from exc
         self._ending.chunks += 1
-        usage = chunk.get("usage")
-        if usage is not None:
-            self._ending.usage = usage.to_dict()
-        self._accumulator.add(chunk)
-        return chunk
+        # The accumulator reads the decoded JSON itself, never a copy: a chunk is read-only.
+        usage = payload.get("usage")
+        if isinstance(usage, dict):
+            self._ending.usage = usage
+        self._accumulator.add(payload)
+        return ChatCompletionChunk(payload)
 
     def _ended_by(self, exc: CometError) -> CometError:
         """End the stream on ``exc``; the exception to raise: a broken or silent connection
         says how far the stream got (a timeout stays a timeout), any other error as it is."""
-        if isinstance(exc, APIConnectionError):
-            kind = APITimeoutError if isinstance(exc, APITimeoutError) else APIConnectionError
-            exc = kind(
-                f"{self._route}: the stream was cut after {self._ending.chunks} chunk(s): {exc}"
-            )
+        exc = stream_cut(self._route, self._ending.chunks, exc)
         self._end(exc)
         return exc
 
@@ -166,55 +161,31 @@ class Stream:
         try:
             return next(self._events)
         except StopIteration:
-            raise APIConnectionError(f"it ended without {self._END_MARK}") from None
+            raise stream_unfinished(self._END_MARK) from None
         except EventTooLargeError as exc:
-            raise APIResponseValidationError(
-                f"{self._route}: {exc}",
-                response=self._exchange.snapshot(""),
-                status_code=self._exchange.status_code,
-            ) from None
+            raise event_too_large(self._exchange, self._route, exc) from None
 
-    def _parse(self, event: Event) -> ChatCompletionChunk:
+    def _parse(self, event: Event) -> dict[str, Any]:
+        """A chunk's JSON object; an error event raises."""
         payload = self._decode(event)
         error = payload.get("error")
         if error is not None:
             raise self._error_event(error)
-        return ChatCompletionChunk(payload)
+        return payload
 
     def _decode(self, event: Event) -> dict[str, Any]:
         """An event's JSON object, or our exception saying what it is instead."""
         try:
             payload = json.loads(event.data)
         except ValueError:
-            raise APIResponseValidationError(
-                f"{self._route}: a stream event is not JSON: {snippet(event.data, self._secret)!r}",
-                response=self._exchange.snapshot("", self._secret),
-                status_code=self._exchange.status_code,
-            ) from None
+            raise bad_event(self._exchange, self._route, event.data, self._secret) from None
         if not isinstance(payload, dict):
-            raise APIResponseValidationError(
-                f"{self._route}: a stream event is not a JSON object",
-                response=self._exchange.snapshot("", self._secret),
-                status_code=self._exchange.status_code,
-            )
+            raise bad_event(self._exchange, self._route, None, self._secret)
         return payload
 
     def _error_event(self, error: Any) -> APIError:
-        """An error sent inside the stream, as the exception its status or code names."""
-        err = error if isinstance(error, dict) else {"message": str(error)}
-        code = str(err.get("code") or "")
-        given = err.get("status")
-        status: int = (
-            given if isinstance(given, int) else (429 if "rate" in code or "limit" in code else 500)
-        )
-        message = snippet(str(err.get("message") or "error"), self._secret)
-        return status_error_class(status)(
-            f"{self._route}: error inside the stream after {self._ending.chunks} chunk(s): "
-            f"{message}",
-            response=self._exchange.snapshot("", self._secret),
-            status_code=status,
-            body=scrub_json(error, self._secret),
-            code=code or None,
+        return stream_error_event(
+            self._exchange, self._route, error, self._ending.chunks, self._secret
         )
 
     # -- helpers -----------------------------------------------------------------------------
@@ -239,6 +210,13 @@ class Stream:
 
     def close(self) -> None:
         """Stop reading: the connection is closed and the concurrency slot given back."""
+        self._end(None)
+
+    def _finished(self) -> None:
+        """The stream reached its end mark: what is left of the body (the chunked encoding's
+        last bytes) is read, so that the connection goes back to the pool for the next
+        call instead of being closed (over TLS, a handshake per stream)."""
+        self._exchange.read_rest()
         self._end(None)
 
     def _end(self, error: BaseException | None) -> None:
@@ -273,14 +251,17 @@ class _Accumulator:
         self.choices: dict[int, dict[str, Any]] = {}
         self.usage: dict[str, Any] | None = None
 
-    def add(self, chunk: ChatCompletionChunk) -> None:
-        data = chunk.to_dict()
+    def add(self, data: dict[str, Any]) -> None:
+        """Fold one chunk's JSON in (read, never kept: every field taken is a string, a number
+        or a dict of them copied)."""
         for key in ("id", "created", "model", "system_fingerprint"):
             if data.get(key) is not None:
                 self.head[key] = data[key]
         if isinstance(data.get("usage"), dict):
-            self.usage = data["usage"]
+            self.usage = dict(data["usage"])
         for choice in data.get("choices") or []:
+            if not isinstance(choice, dict):
+                continue
             index = choice.get("index", 0)
             acc = self.choices.setdefault(
                 index,
@@ -373,7 +354,7 @@ class ResponseStream(Stream):
                 self._final = Response(response)
                 usage = response.get("usage")
                 self._ending.usage = usage if isinstance(usage, dict) else None
-            self._end(None)
+            self._finished()
         return item
 
     _final: Response | None = None
@@ -389,5 +370,5 @@ class ResponseStream(Stream):
         for _ in self:
             pass
         if self._final is None:
-            raise APIConnectionError(f"{self._route}: the stream ended without a response")
+            raise stream_cut(self._route, self._ending.chunks, stream_unfinished("a response"))
         return self._final

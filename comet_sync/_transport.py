@@ -1,5 +1,14 @@
 """HTTP transport: one ``requests`` session, every attempt bounded in time and in size.
 
+The environment is read once, when the transport is built, for the base URL: the proxy
+(``HTTPS_PROXY``/``HTTP_PROXY``/``ALL_PROXY``, ``NO_PROXY``) and the CA bundle
+(``REQUESTS_CA_BUNDLE``, ``CURL_CA_BUNDLE``). ``requests.Session.request`` would read them,
+and ``~/.netrc``, again on every call (about a third of a bare call's cost), and a ``.netrc``
+entry for the host would even replace our ``Authorization`` header. So each attempt is a
+prepared request handed straight to the session's adapter (its urllib3 pool), and ``.netrc``
+is never read: the API key is the only credential. Cookies are not kept (an API call has
+none to keep).
+
 requests' read timeout bounds each socket read, not an attempt: a body sent a byte a second, or
 an event stream of keep-alive comments, never trips it. So every attempt here is an
 :class:`Attempt` with a wall-clock deadline, watched by one :class:`Watchdog` thread per
@@ -21,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import socket
 import threading
 import time
@@ -32,19 +42,24 @@ from typing import Any, Callable
 import requests
 import urllib3
 from requests.adapters import HTTPAdapter
+from requests.structures import CaseInsensitiveDict
+from requests.utils import get_environ_proxies
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.util.retry import Retry
 
 from ._cancel import Scope
 from ._config import Timeout
-from ._exceptions import (
-    APIConnectionError,
-    APIResponseValidationError,
-    APITimeoutError,
-    ClientClosedError,
-    ResponseSnapshot,
+from ._error_map import (
+    ABANDONED,
+    TIMED_OUT,
+    body_too_large,
+    corrupt_body,
+    read_error,
+    send_error,
+    unasked_encoding,
 )
+from ._exceptions import APIResponseValidationError, CometError, ResponseSnapshot
 
 __all__ = ["Attempt", "Exchange", "Transport"]
 
@@ -53,11 +68,12 @@ __all__ = ["Attempt", "Exchange", "Transport"]
 POOL_HEADROOM = 4
 # One read off the socket; also the most a decompressor may produce per step.
 READ_SIZE = 64 * 1024
+# After a stream's end mark, what may be left to read for its connection to be reused: the
+# chunked encoding's last bytes, normally already in the socket buffer.
+REST_BYTES = 64 * 1024
+REST_SECONDS = 0.25
 # Only what we decode ourselves is offered; a server sending anything else breaks the protocol.
 ACCEPT_ENCODING = "gzip, deflate"
-
-TIMED_OUT = "timed out"
-ABANDONED = "abandoned"
 
 
 # -- attempts and the watchdog ------------------------------------------------------------------
@@ -118,17 +134,6 @@ class Attempt:
         if unregister is not None:
             unregister()
         self.watchdog.forget(self)
-
-    def error(self, exc: BaseException, what: str) -> BaseException:
-        """The exception for an I/O error: the cut's reason if it was cut, else ``exc``."""
-        if self.reason == TIMED_OUT:
-            return APITimeoutError(
-                f"{what}: no answer within the {self.budget:.3g}s it had "
-                "(the call's time budget or the read timeout)"
-            )
-        if self.reason == ABANDONED:
-            return ClientClosedError(f"{what}: abandoned, the client or the map was stopped")
-        return exc
 
 
 class Watchdog:
@@ -267,8 +272,9 @@ class _Adapter(HTTPAdapter):
 class Transport:
     """Sends one HTTP attempt. Retries are the caller's: urllib3's own stay off."""
 
-    def __init__(self, *, pool_size: int, user_agent: str) -> None:
+    def __init__(self, *, pool_size: int, user_agent: str, base_url: str) -> None:
         session = requests.Session()
+        session.trust_env = False  # read once, below
         # total=0: urllib3 must never retry on its own, or attempts would multiply with ours.
         adapter = _Adapter(
             pool_connections=4,
@@ -277,9 +283,18 @@ class Transport:
         )
         session.mount("https://", adapter)
         session.mount("http://", adapter)
-        session.headers["User-Agent"] = user_agent
-        session.headers["Accept-Encoding"] = ACCEPT_ENCODING
         self._session = session
+        self._adapter = adapter
+        self._base_headers = {
+            "User-Agent": user_agent,
+            "Accept-Encoding": ACCEPT_ENCODING,
+            "Connection": "keep-alive",
+        }
+        self._proxies: dict[str, str] = get_environ_proxies(base_url)
+        self._verify: bool | str = (
+            os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+        )
+        self._hooks: dict[str, list[Any]] = {"response": []}
         self.watchdog = Watchdog()
 
     def send(
@@ -301,29 +316,29 @@ class Transport:
         if scope is not None:
             attempt.unregister = scope.add_on_abandon(partial(attempt.cut, ABANDONED))
         what = f"{method} {url}"
+        prepared = requests.PreparedRequest()
+        prepared.method = method
+        # Our URLs are already canonical: a checked base URL, a fixed route, an encoded query.
+        prepared.url = url
+        prepared.headers = CaseInsensitiveDict({**self._base_headers, **headers})
+        prepared.body = body
+        if body is not None or method == "POST":
+            prepared.headers["Content-Length"] = str(len(body) if body is not None else 0)
+        prepared.hooks = self._hooks
         _SENDING.attempt = attempt
         try:
-            response = self._session.request(
-                method,
-                url,
-                data=body,
-                headers=headers,
-                timeout=(timeout.connect, timeout.read),
-                # A redirect means a wrong base URL; following it would turn a POST into a GET.
-                allow_redirects=False,
+            # Redirects are never followed (the adapter does not): one means a wrong base
+            # URL, and following it would turn a POST into a GET.
+            response = self._adapter.send(
+                prepared,
                 stream=True,
+                timeout=(timeout.connect, timeout.read),
+                verify=self._verify,
+                proxies=self._proxies,
             )
-        except requests.Timeout as exc:
-            attempt.finish()
-            raise APITimeoutError(f"{what}: timed out ({type(exc).__name__})") from exc
         except requests.RequestException as exc:
             attempt.finish()
-            raise attempt.error(
-                APIConnectionError(
-                    f"{what}: connection error ({type(exc).__name__}: {_reason(exc)})"
-                ),
-                what,
-            ) from exc
+            raise send_error(exc, what, attempt.reason, attempt.budget) from exc
         except BaseException:
             attempt.finish()
             raise
@@ -391,16 +406,25 @@ class Exchange:
         if tail:
             yield tail
 
+    def read_rest(self) -> None:
+        """Read what is left of a body whose content is complete (a stream past its end
+        mark), so ``close()`` can give the connection back to the pool. At most
+        ``REST_BYTES`` within ``REST_SECONDS``: past either, the connection is closed."""
+        self.attempt.rearm(REST_SECONDS)
+        left = REST_BYTES
+        try:
+            for data in self._iter_raw():
+                left -= len(data)
+                if left < 0:
+                    return
+        except CometError:
+            return  # cut or broken: close() closes it
+
     def snapshot(self, text: str, secret: str | None = None) -> ResponseSnapshot:
         return ResponseSnapshot.of(self.response, text, secret)
 
     def too_large(self, limit: int) -> APIResponseValidationError:
-        return APIResponseValidationError(
-            f"{self.what}: the answer's body is larger than max_response_bytes={limit} "
-            "(raise it on the client if such answers are expected)",
-            response=self.snapshot(""),
-            status_code=self.status_code,
-        )
+        return body_too_large(self.what, limit, self.snapshot(""), self.status_code)
 
     def _iter_raw(self) -> Iterator[bytes]:
         raw = self.response.raw
@@ -418,22 +442,12 @@ class Exchange:
                 yield from raw.stream(READ_SIZE, decode_content=False)
             if self.attempt.reason is not None:
                 # Cut by the watchdog or a stop: the socket's EOF is ours, not the server's.
-                raise self.attempt.error(APIConnectionError(f"{self.what}: cut"), self.what)
+                raise read_error(
+                    EOFError("cut"), self.what, self.attempt.reason, self.attempt.budget
+                )
             self._eof = True
         except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
-            timed_out = isinstance(
-                exc, (requests.Timeout, urllib3.exceptions.ReadTimeoutError, socket.timeout)
-            )
-            if timed_out and self.attempt.reason is None:
-                raise APITimeoutError(
-                    f"{self.what}: reading the answer timed out ({type(exc).__name__})"
-                ) from exc
-            raise self.attempt.error(
-                APIConnectionError(
-                    f"{self.what}: the connection broke ({type(exc).__name__}: {_reason(exc)})"
-                ),
-                self.what,
-            ) from exc
+            raise read_error(exc, self.what, self.attempt.reason, self.attempt.budget) from exc
 
     def close(self) -> None:
         """Give the connection back (a fully read body) or close it (anything else)."""
@@ -499,11 +513,8 @@ def _decoder(encoding: str, exchange: Exchange) -> _Decoder:
         return _Decoder(_Checked(zlib.decompressobj(16 + zlib.MAX_WBITS), exchange))
     if name == "deflate":
         return _Decoder(_Checked(_Deflate(), exchange))
-    raise APIResponseValidationError(
-        f"{exchange.what}: the answer is encoded as {name!r}, which was not asked for "
-        f"(Accept-Encoding: {ACCEPT_ENCODING})",
-        response=exchange.snapshot(""),
-        status_code=exchange.status_code,
+    raise unasked_encoding(
+        exchange.what, name, ACCEPT_ENCODING, exchange.snapshot(""), exchange.status_code
     )
 
 
@@ -522,27 +533,8 @@ class _Checked:
         try:
             return self._obj.decompress(data, limit)  # type: ignore[no-any-return]
         except zlib.error as exc:
-            raise APIResponseValidationError(
-                f"{self._exchange.what}: the compressed body is corrupt ({exc})",
-                response=self._exchange.snapshot(""),
-                status_code=self._exchange.status_code,
-            ) from None
+            ex = self._exchange
+            raise corrupt_body(ex.what, exc, ex.snapshot(""), ex.status_code) from None
 
     def flush(self, size: int) -> bytes:
         return self._obj.flush(size)  # type: ignore[no-any-return]
-
-
-def _reason(exc: BaseException) -> str:
-    # requests nests urllib3's error (MaxRetryError(reason=NewConnectionError(...))); the
-    # innermost one says what happened, the outer ones mostly repeat the URL.
-    inner: BaseException = exc
-    while True:
-        nxt = getattr(inner, "reason", None)
-        if isinstance(nxt, BaseException):
-            inner = nxt
-            continue
-        if inner.args and isinstance(inner.args[0], BaseException):
-            inner = inner.args[0]
-            continue
-        break
-    return str(inner)[:200]

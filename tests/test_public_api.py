@@ -17,6 +17,7 @@ EXPECTED = {
     "ChatCompletionMessage",
     "Choice",
     "ClientClosedError",
+    "Clock",
     "CometClient",
     "CometError",
     "InternalServerError",

@@ -5,13 +5,13 @@ from __future__ import annotations
 import math
 import random
 import threading
-import time
 from collections import deque
 from typing import Callable
 
 import pytest
 
 from comet_sync import (
+    Clock,
     CometClient,
     InvalidArgumentError,
     LimiterTimeoutError,
@@ -207,9 +207,7 @@ def make_limiter(
     return Limiter(
         limit,
         control or RateControl(),
-        clock=ft.monotonic,
-        sleep=ft.sleep,
-        random=lambda: rnd,
+        clock=Clock(ft.monotonic, ft.sleep, lambda: rnd),
         max_hold=max_hold,
     )
 
@@ -298,7 +296,7 @@ def test_the_client_cap_holds_across_models() -> None:
 def test_sends_held_by_the_throttle_are_deferred_not_failed() -> None:
     ft = FakeTime()
     chance = [0.999]  # while the outage builds up, the throttle's dice never hold a send
-    lim = Limiter(8, RateControl(), clock=ft.monotonic, sleep=ft.sleep, random=lambda: chance[0])
+    lim = Limiter(8, RateControl(), clock=Clock(ft.monotonic, ft.sleep, lambda: chance[0]))
     for _ in range(50):  # an outage: 503 after 503
         lim.acquire("m").release(503)
     chance[0] = 0.1
@@ -337,9 +335,7 @@ def test_rate_control_validates() -> None:
 def test_many_threads_many_models_keep_the_books_straight() -> None:
     # Not adaptive: the pace a 429 teaches would make real-time waits (the point here is the
     # books: slots across lanes, released from any thread).
-    lim = Limiter(
-        6, RateControl(adaptive=False), clock=time.monotonic, sleep=time.sleep, random=random.random
-    )
+    lim = Limiter(6, RateControl(adaptive=False))  # the system's clock
     guard = threading.Lock()
     in_flight = {"total": 0, "max": 0}
 
@@ -391,7 +387,7 @@ def test_rpm_per_model_and_no_silent_drop_with_a_shared_limiter(server) -> None:
         client.chat.completions.create(model="m", messages=user("a"))
         state = client.metrics.snapshot().limiter.models["m"]
         assert state.rate == pytest.approx(10.0) and state.rate_source == "configured"
-    local = Limiter(4, RateControl(), clock=time.monotonic, sleep=time.sleep, random=random.random)
+    local = Limiter(4, RateControl())
     with pytest.raises(InvalidArgumentError) as info:
         CometClient(api_key=SECRET, base_url=server.base_url, limiter=local, rpm=60)
     assert info.value.argument == "rpm"

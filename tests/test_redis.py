@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
-import random
 import shutil
 import socket
 import subprocess
@@ -33,7 +32,7 @@ if shutil.which("redis-server") is None:
         )
     pytest.skip("redis-server is not installed", allow_module_level=True)
 
-from comet_sync import LimiterTimeoutError
+from comet_sync import Clock, LimiterTimeoutError
 from comet_sync._headers import ServerWord
 from comet_sync.contrib.redis import LimiterUnavailableError, RedisLimiter
 
@@ -138,7 +137,8 @@ def test_leases_are_renewed_while_held(redis_server) -> None:
 
 
 def bound(lim: RedisLimiter, max_hold: float) -> RedisLimiter:
-    lim.bind(clock=time.monotonic, sleep=time.sleep, random=random.random, max_hold=max_hold)
+    # The system's clock: Redis keeps its pauses and leases on its own real time.
+    lim.bind(clock=Clock(), max_hold=max_hold)
     return lim
 
 

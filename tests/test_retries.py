@@ -12,7 +12,7 @@ from comet_sync import (
     RateControl,
     RateLimitError,
 )
-from comet_sync._exceptions import status_error_class
+from comet_sync._error_map import status_error_class
 
 from .conftest import user
 
@@ -171,3 +171,48 @@ def test_a_call_whose_budget_is_spent_before_it_is_sent_times_out(server, make_c
     with pytest.raises(APITimeoutError, match="ran out before it could be sent"):
         client.chat.completions.create(model="m", messages=user("x"))
     assert server.stats().requests == 0
+
+
+def test_backoff_is_the_retry_loop(server, client, fake_time, monkeypatch) -> None:
+    # Every wait is one backoff computed (its _next_wait, fed by our wait generator) and then
+    # slept through its own module's `time.sleep`: if backoff stopped driving the retries,
+    # or slept elsewhere, `computed` would stay empty or differ from what was slept.
+    import backoff._sync
+
+    from comet_sync._retry import BACKOFF_TIME
+
+    computed: list[tuple[str, float]] = []
+    real = backoff._sync._next_wait
+
+    def spy(wait, exc, jitter, elapsed, max_time):  # type: ignore[no-untyped-def]
+        seconds = real(wait, exc, jitter, elapsed, max_time)
+        computed.append((type(exc).__name__, seconds))
+        return seconds
+
+    monkeypatch.setattr(backoff._sync, "_next_wait", spy)
+    assert backoff._sync.time is BACKOFF_TIME
+    server.fail(503, times=1)
+    server.fail(429, times=1, headers={"Retry-After": "3"})
+    reply = client.chat.completions.create(model="gpt-4o-mini", messages=user("bk"))
+    assert reply.choices[0].message.content == "echo: bk"
+    # 0.5 of the 1 s window; then the 3 s asked for, plus a tenth of it times 0.5
+    assert computed == [("InternalServerError", 0.5), ("RateLimitError", 3.15)]
+    assert fake_time.sleeps == [0.5, 3.15]
+    assert server.stats().attempts["bk"] == 3
+
+
+def test_backoff_outside_our_calls_sleeps_as_before() -> None:
+    # The sleep seam routes only our calls: anyone else's backoff still sleeps time.sleep.
+    import time as _time
+
+    from comet_sync._retry import BACKOFF_TIME
+
+    assert BACKOFF_TIME.monotonic is _time.monotonic
+    slept: list[float] = []
+    real_sleep = _time.sleep
+    try:
+        _time.sleep = slept.append  # type: ignore[assignment]
+        BACKOFF_TIME.sleep(0.25)
+    finally:
+        _time.sleep = real_sleep
+    assert slept == [0.25]

@@ -1,4 +1,5 @@
-"""Pure retry decisions: no sockets, no time."""
+"""Retry decisions, driven by hand: what is retryable, and the waits ``retry_waits`` (the
+wait generator backoff is handed) yields for each error sent into it. No sockets, no time."""
 
 from __future__ import annotations
 
@@ -11,11 +12,12 @@ from comet_sync import (
     APIConnectionError,
     APIResponseValidationError,
     APITimeoutError,
+    Clock,
     RetryConfig,
 )
-from comet_sync._exceptions import status_error_class
+from comet_sync._error_map import status_error_class
 from comet_sync._headers import parse_retry_after
-from comet_sync._retry import backoff_window, decide, is_retryable
+from comet_sync._retry import RetryingCall, is_retryable, retry_waits
 
 
 def status_error(
@@ -81,105 +83,74 @@ def test_parse_retry_after_forms() -> None:
     assert parse_retry_after({}, now) is None
 
 
-def test_backoff_window_doubles_then_caps() -> None:
-    cfg = RetryConfig(backoff_base=0.5, max_wait=3.0)
-    assert [backoff_window(n, cfg) for n in range(5)] == [0.5, 1.0, 2.0, 3.0, 3.0]
-    assert backoff_window(10_000, cfg) == 3.0  # no overflow
+class Now:
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def waits_for(
+    cfg: RetryConfig, rand: float = 0.5, now: Now | None = None
+) -> tuple[RetryingCall, object]:
+    """A call under ``cfg`` and its primed wait generator, as backoff primes it."""
+    clock = Clock(monotonic=now or Now(), sleep=lambda s: None, random=lambda: rand)
+    call = RetryingCall(cfg, clock, start=0.0)
+    gen = retry_waits(call)
+    gen.send(None)
+    return call, gen
+
+
+def test_windows_double_then_cap() -> None:
+    # random() just under 1: each wait is (almost) its whole window
+    cfg = RetryConfig(backoff_base=0.5, max_wait=3.0, max_retries=50, total_timeout=None)
+    _, gen = waits_for(cfg, rand=1.0)
+    assert [gen.send(status_error(500)) for _ in range(6)] == [0.5, 1.0, 2.0, 3.0, 3.0, 3.0]
 
 
 def test_full_jitter_spans_the_window() -> None:
     cfg = RetryConfig(backoff_base=1.0, max_wait=30.0, total_timeout=None)
-    exc = status_error(503)
-    low = decide(exc, retry_number=3, config=cfg, elapsed=0, random=lambda: 0.0)
-    high = decide(exc, retry_number=3, config=cfg, elapsed=0, random=lambda: 0.999)
-    assert low.retry and low.wait == 0.0
-    assert high.retry and high.wait == pytest.approx(0.999 * 8.0)
+    for rand, fourth in ((0.0, 0.0), (0.999, 0.999 * 8.0)):
+        _, gen = waits_for(cfg, rand=rand)
+        got = [gen.send(status_error(503)) for _ in range(4)]
+        assert got[3] == pytest.approx(fourth)
 
 
 def test_every_wait_is_capped() -> None:
     cfg = RetryConfig(max_retries=50, backoff_base=1.0, max_wait=4.0, total_timeout=None)
-    waits = [
-        decide(status_error(500), retry_number=n, config=cfg, elapsed=0, random=lambda: 0.9999).wait
-        for n in range(50)
-    ]
-    assert max(waits) <= 4.0
+    _, gen = waits_for(cfg, rand=0.9999)
+    waits = [gen.send(status_error(500)) for _ in range(50)]
+    assert max(waits) <= 4.0 and waits[-1] == pytest.approx(4.0 * 0.9999)
 
 
 def test_retry_after_is_a_floor() -> None:
     cfg = RetryConfig(backoff_base=1.0, max_wait=30.0)
-    d = decide(
-        status_error(429, retry_after=5.0),
-        retry_number=0,
-        config=cfg,
-        elapsed=0,
-        random=lambda: 0.1,
-    )
+    _, gen = waits_for(cfg, rand=0.1)
     # the asked 5 s, stretched by a tenth of it times random()
-    assert d.retry and d.wait == pytest.approx(5.0 + 5.0 * 0.1 * 0.1)
-    # a longer jittered wait is kept (and stretched the same way)
-    d = decide(
-        status_error(429, retry_after=0.2),
-        retry_number=4,
-        config=cfg,
-        elapsed=0,
-        random=lambda: 0.5,
-    )
-    assert d.wait == pytest.approx(8.0 + 0.2 * 0.1 * 0.5)
+    assert gen.send(status_error(429, retry_after=5.0)) == pytest.approx(5.0 + 5.0 * 0.1 * 0.1)
+    # a longer jittered wait is kept (and stretched the same way): the 5th window is 16 s
+    _, gen = waits_for(cfg, rand=0.5)
+    for _ in range(4):
+        gen.send(status_error(500))
+    assert gen.send(status_error(429, retry_after=0.2)) == pytest.approx(8.0 + 0.2 * 0.1 * 0.5)
     # the stretch never passes max_wait
-    d = decide(
-        status_error(429, retry_after=30.0),
-        retry_number=0,
-        config=cfg,
-        elapsed=0,
-        random=lambda: 0.9,
-    )
-    assert d.wait == 30.0
+    _, gen = waits_for(cfg, rand=0.9)
+    assert gen.send(status_error(429, retry_after=30.0)) == 30.0
 
 
-def test_retry_after_beyond_max_wait_gives_up() -> None:
-    cfg = RetryConfig(max_wait=10.0)
-    d = decide(
-        status_error(429, retry_after=60.0),
-        retry_number=0,
-        config=cfg,
-        elapsed=0,
-        random=lambda: 0.5,
-    )
-    assert not d.retry
-    assert "60" in (d.reason or "") and "max_wait" in (d.reason or "")
+def test_retry_after_beyond_max_wait_ends_the_loop() -> None:
+    call, gen = waits_for(RetryConfig(max_wait=10.0))
+    with pytest.raises(StopIteration):
+        gen.send(status_error(429, retry_after=60.0))
+    assert "60" in (call.reason or "") and "max_wait" in (call.reason or "")
 
 
-def test_wait_that_does_not_fit_the_budget_gives_up() -> None:
-    cfg = RetryConfig(total_timeout=10.0)
-    d = decide(
-        status_error(503, retry_after=4.0),
-        retry_number=0,
-        config=cfg,
-        elapsed=7.0,
-        random=lambda: 0.0,
-    )
-    assert not d.retry and "total_timeout" in (d.reason or "")
-    d = decide(
-        status_error(503, retry_after=2.0),
-        retry_number=0,
-        config=cfg,
-        elapsed=7.0,
-        random=lambda: 0.0,
-    )
-    assert d.retry and d.wait == 2.0
-
-
-def test_attempt_limit() -> None:
-    cfg = RetryConfig(max_retries=2)
-    assert decide(
-        status_error(500), retry_number=1, config=cfg, elapsed=0, random=lambda: 0.5
-    ).retry
-    d = decide(status_error(500), retry_number=2, config=cfg, elapsed=0, random=lambda: 0.5)
-    assert not d.retry and "3 attempts" in (d.reason or "")
-
-
-def test_not_retryable_has_no_reason() -> None:
-    d = decide(
-        status_error(400), retry_number=0, config=RetryConfig(), elapsed=0, random=lambda: 0.5
-    )
-    assert d == d.__class__(retry=False)
+def test_wait_that_does_not_fit_the_budget_ends_the_loop() -> None:
+    now = Now()
+    call, gen = waits_for(RetryConfig(total_timeout=10.0), rand=0.0, now=now)
+    now.t = 7.0
+    assert gen.send(status_error(503, retry_after=2.0)) == 2.0  # fits in the 3 s left
+    with pytest.raises(StopIteration):
+        gen.send(status_error(503, retry_after=4.0))
+    assert "total_timeout" in (call.reason or "") and "3 s" not in (call.reason or "")

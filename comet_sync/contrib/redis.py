@@ -41,13 +41,13 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import threading
 import time
 import uuid
-from typing import Any, Callable
+from typing import Any
 
 from .._cancel import interruptible_sleep
+from .._clock import Clock
 from .._config import RateControl
 from .._exceptions import CometError, LimiterTimeoutError
 from .._headers import ServerWord
@@ -164,9 +164,8 @@ class RedisLimiter:
         self.decrease = decrease
         self.failure = failure
         self._control = rate_control or RateControl()
-        self._clock: Callable[[], float] = time.monotonic
-        self._sleep: Callable[[float], None] = time.sleep
-        self._rand: Callable[[], float] = random.random
+        # Until the client binds its own (see bind): the system's, with a sleep close() wakes.
+        self._clock = Clock(sleep=interruptible_sleep)
         self._max_hold = 30.0
         ns = namespace
         self._keys = [f"{ns}:leases", f"{ns}:limit", f"{ns}:lastcut", f"{ns}:cooldown", f"{ns}:tat"]
@@ -200,17 +199,10 @@ class RedisLimiter:
         )
         self._renewer.start()
 
-    def bind(
-        self,
-        *,
-        clock: Callable[[], float],
-        sleep: Callable[[float], None],
-        random: Callable[[], float],
-        max_hold: float,
-    ) -> None:
-        """Called by the client: the local limiter uses the client's clock, and no pause
-        (local or shared) lasts longer than the client's ``max_wait``."""
-        self._clock, self._sleep, self._rand = clock, sleep, random
+    def bind(self, *, clock: Clock, max_hold: float) -> None:
+        """Called by the client: every wait (local or shared) is timed, drawn and slept on the
+        client's clock, and no pause lasts longer than the client's ``max_wait``."""
+        self._clock = clock
         self._max_hold = max_hold
         with self._lock:
             self._fallback = None  # rebuilt with the client's clock
@@ -243,9 +235,10 @@ class RedisLimiter:
     ) -> Any:
         """This process's lane first (holds, throttle, pace), then a shared lease; raises
         :class:`LimiterTimeoutError` if that would take longer than ``timeout``."""
-        started = self._clock()
+        now = self._clock.monotonic
+        started = now()
         local = self._local().acquire(model, cost=cost, timeout=timeout, retry_cost=retry_cost)
-        remaining = None if timeout is None else max(0.0, timeout - (self._clock() - started))
+        remaining = None if timeout is None else max(0.0, timeout - (now() - started))
         try:
             return self._lease(local, remaining)
         except BaseException:
@@ -253,7 +246,8 @@ class RedisLimiter:
             raise
 
     def _lease(self, local: Permit, timeout: float | None) -> Any:
-        started = time.monotonic()
+        clock = self._clock
+        started = clock.monotonic()
         deadline = None if timeout is None else started + timeout
         lease = uuid.uuid4().hex
         unavailable = 0
@@ -275,39 +269,39 @@ class RedisLimiter:
                     return _RedisPermit(self, None, local, sent_at_ms=0, in_flight=0)
                 # Closed: wait for Redis within the call's budget, then refuse.
                 wait = min(UNAVAILABLE_MAX_WAIT, UNAVAILABLE_FIRST_WAIT * 2**unavailable)
-                wait *= 0.5 + random.random()
+                wait *= 0.5 + clock.random()
                 unavailable += 1
                 end = deadline if deadline is not None else started + self._max_hold
-                if time.monotonic() + wait > end:
+                if clock.monotonic() + wait > end:
                     raise LimiterUnavailableError(
                         f"the shared limiter (Redis, namespace {self.namespace!r}) did not "
-                        f"answer for {time.monotonic() - started:.3g}s, all this call's budget "
+                        f"answer for {clock.monotonic() - started:.3g}s, all this call's budget "
                         f"allowed: {type(exc).__name__}"
                     ) from exc
-                interruptible_sleep(wait)
+                clock.sleep(wait)
                 continue
             self._recovered()
             if granted:
                 self._shared_limit = int(limit)
                 with self._lock:
-                    self._held[lease] = time.monotonic()
+                    self._held[lease] = clock.monotonic()
                 return _RedisPermit(
                     self, lease, local, sent_at_ms=int(now_ms), in_flight=int(value)
                 )
             # Full: ask again soon, jittered so waiting processes do not ask in step.
             wait = (
-                FULL_RETRY_INTERVAL * (0.5 + random.random())
+                FULL_RETRY_INTERVAL * (0.5 + clock.random())
                 if value < 0
-                else value / 1000 * (1 + 0.1 * random.random())
+                else value / 1000 * (1 + 0.1 * clock.random())
             )
-            if deadline is not None and time.monotonic() + wait > deadline:
+            if deadline is not None and clock.monotonic() + wait > deadline:
                 held = "a shared slot" if value < 0 else "a shared pause or rpm"
                 raise LimiterTimeoutError(
                     f"the call's time budget ended while it waited for {held} "
                     f"(Redis namespace {self.namespace!r})",
                     held_by=held,
                 )
-            interruptible_sleep(wait)
+            clock.sleep(wait)
 
     def state(self) -> LimiterState:
         local = self._local().state()
@@ -369,7 +363,9 @@ class RedisLimiter:
             if not leases:
                 continue
             try:
-                now_ms = int(time.time() * 1000)  # a renewal only needs to be roughly right
+                # Redis judges leases by its own TIME: a renewal is measured against the host's real
+                # clock (never an injected one), and only needs to be roughly right.
+                now_ms = int(time.time() * 1000)
                 pipe = self._redis.pipeline(transaction=False)
                 for lease in leases:
                     pipe.zadd(self._keys[0], {lease: now_ms + int(self.lease_ttl * 1000)}, xx=True)
@@ -386,8 +382,6 @@ class RedisLimiter:
                     self.max_concurrency,
                     self._control,
                     clock=self._clock,
-                    sleep=self._sleep,
-                    random=self._rand,
                     max_hold=self._max_hold,
                 )
             return self._fallback

@@ -1,0 +1,233 @@
+"""One attempt of a call: a permit from the limiter, the request on the wire, the answer's
+status checked, then its JSON body read or its stream's first event awaited.
+
+An attempt holds its concurrency slot only while its request is on the wire (the body
+included), never while the retry loop waits before the next one. Every exit path gives the
+permit back, with what the answer said about the server's limits.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+from ._cancel import Scope
+from ._clock import Clock
+from ._config import CallOptions, Timeout
+from ._error_map import (
+    error_from_response,
+    event_too_large,
+    json_body,
+    not_a_stream,
+    request_id_of,
+    stream_ended_early,
+)
+from ._exceptions import (
+    APIConnectionError,
+    APIError,
+    APIStatusError,
+    APITimeoutError,
+    LimiterTimeoutError,
+)
+from ._headers import ServerWord, parse_server_word
+from ._limiter import LimiterProtocol, PermitProtocol
+from ._raw import raw_sink
+from ._records import CallLog
+from ._request import Request
+from ._retry import RetryingCall, is_retryable
+from ._sse import EventTooLargeError, iter_events
+from ._streaming import Stream
+from ._transport import Exchange, Transport
+
+__all__ = ["MIN_ATTEMPT_SECONDS", "Attempts"]
+
+# An attempt with less time than this left is not sent (it could not be answered in it).
+MIN_ATTEMPT_SECONDS = 1e-3
+# The AWS SDKs' standard retry mode charges 5 for a retry and 10 for one after a timeout or a
+# broken connection (those tie up a connection for longer), from a quota of 500.
+RETRY_COST = 5.0
+RETRY_TIMEOUT_COST = 10.0
+
+
+class Attempts:
+    """Makes attempts for one client; shared by all its threads (no per-call state)."""
+
+    def __init__(
+        self, *, transport: Transport, limiter: LimiterProtocol, secret: str, clock: Clock
+    ) -> None:
+        self._transport = transport
+        self._limiter = limiter
+        self._secret = secret
+        self._clock = clock
+
+    def json(
+        self,
+        req: Request,
+        options: CallOptions,
+        call: RetryingCall,
+        log: CallLog,
+        scope: Scope,
+        required: tuple[str, ...],
+    ) -> dict[str, Any]:
+        permit, exchange, word = self._send(req, options, call, log, scope)
+        try:
+            # Reading the body is part of the request: it stays under the permit.
+            body = exchange.read_body(options.max_response_bytes)
+            data = json_body(
+                exchange, body, route=req.route, required=required, secret=self._secret
+            )
+        except BaseException:
+            exchange.close()
+            permit.release(exchange.status_code)
+            raise
+        exchange.close()
+        sink = raw_sink.get()
+        if sink is not None:  # a with_raw_response call wants the answer's head
+            sink(exchange.snapshot("", self._secret))
+        usage = data.get("usage")
+        total = usage.get("total_tokens") if isinstance(usage, dict) else None
+        permit.release(
+            exchange.status_code, word=word, total_tokens=total if isinstance(total, int) else None
+        )
+        return data
+
+    def stream(
+        self,
+        req: Request,
+        options: CallOptions,
+        call: RetryingCall,
+        log: CallLog,
+        scope: Scope,
+        kind: type[Stream],
+        finish: Callable[..., None],
+    ) -> Stream:
+        """A stream whose first event has arrived; retries are possible only until then."""
+        permit, exchange, _ = self._send(req, options, call, log, scope)
+        idle = _or_inf(options.timeout.read)
+        try:
+            ctype = exchange.headers.get("content-type", "")
+            if "text/event-stream" not in ctype:
+                raise not_a_stream(exchange, route=req.route, secret=self._secret)
+            events = iter_events(exchange.iter_decoded(), max_event_bytes=options.max_event_bytes)
+            # Keep-alive comments are no answer: the first event must come within the read
+            # timeout (and the call's budget) however many of them arrive.
+            exchange.attempt.rearm(idle)
+            try:
+                first = next(events)
+            except StopIteration:
+                raise stream_ended_early(req.route) from None
+            except EventTooLargeError as exc:
+                raise event_too_large(exchange, req.route, exc) from None
+        except BaseException:
+            exchange.close()
+            permit.release(exchange.status_code)
+            raise
+        sink = raw_sink.get()
+        if sink is not None:
+            sink(exchange.snapshot("", self._secret))
+        return kind(
+            exchange=exchange,
+            permit=permit,
+            events=events,
+            first=first,
+            route=req.route,
+            secret=self._secret,
+            clock=self._clock.monotonic,
+            idle=idle,
+            finish=finish,
+        )
+
+    def _send(
+        self,
+        req: Request,
+        options: CallOptions,
+        call: RetryingCall,
+        log: CallLog,
+        scope: Scope,
+    ) -> tuple[PermitProtocol, Exchange, ServerWord]:
+        """Take a permit and send; a 2xx answer (body unread) with the permit still held, or
+        raise with it released."""
+        # After close(), a stopped map or an interrupt, nothing new leaves the process.
+        scope.raise_if_stopped()
+        timeout = options.timeout
+        remaining = call.remaining()
+        if remaining is not None:
+            if remaining <= MIN_ATTEMPT_SECONDS:
+                # Nothing left to send with (a caller that waited on another's identical call,
+                # a clock that moved): a timeout, never a socket timeout of 0 (which urllib3
+                # refuses with a bare ValueError).
+                raise APITimeoutError(
+                    f"{req.route}: the call's time budget ran out before it could be sent"
+                )
+            # An attempt may not outlive the call's budget.
+            timeout = Timeout(
+                connect=min(_or_inf(timeout.connect), remaining),
+                read=min(_or_inf(timeout.read), remaining),
+            )
+        # Raises LimiterTimeoutError, never retried, when our own limits would hold this
+        # attempt past the call's budget.
+        try:
+            permit = self._limiter.acquire(
+                req.model, cost=req.cost, timeout=remaining, retry_cost=_retry_cost(call)
+            )
+        except LimiterTimeoutError as exc:
+            last = call.last_error
+            if isinstance(last, APIError):
+                # A retry our own caution held past the budget: the server's error is the news.
+                last.giveup_reason = (
+                    f"the call's time budget ends before {exc.held_by} lets the retry out"
+                )
+                raise last from None
+            raise
+        try:
+            # The limiter may have held it while the scope stopped.
+            scope.raise_if_stopped()
+            # The attempt, its body included, may not outlive the call's budget.
+            exchange = self._transport.send(
+                req.method,
+                req.url,
+                headers=req.headers,
+                body=req.body,
+                timeout=timeout,
+                budget=remaining,
+                scope=scope,
+            )
+        except BaseException:
+            log.statuses.append(None)
+            permit.release()
+            raise
+        status = exchange.status_code
+        log.statuses.append(status)
+        # Every answer, 2xx included, may say how much of the server's budget is left.
+        word = parse_server_word(exchange.headers, self._clock.wall())
+        if status >= 300:
+            try:
+                err = error_from_response(
+                    exchange, route=req.route, secret=self._secret, now=self._clock.wall()
+                )
+            except BaseException:
+                exchange.close()
+                permit.release()
+                raise
+            exchange.close()
+            log.request_id = err.request_id
+            permit.release(status, throttled=status == 429 and is_retryable(err), word=word)
+            raise err
+        log.request_id = request_id_of(exchange.headers)
+        return permit, exchange, word
+
+
+def _or_inf(seconds: float | None) -> float:
+    return math.inf if seconds is None else seconds
+
+
+def _retry_cost(call: RetryingCall) -> float:
+    """What the next attempt pays from the retry quota (AWS SDK standard mode's prices)."""
+    exc = call.last_error
+    if exc is None:
+        return 0.0  # a first attempt
+    if isinstance(exc, APIStatusError) and exc.status_code == 429:
+        # A 429 retry passes through the pacing the 429 itself just tightened: it cannot pile
+        # load on, so it is not charged.
+        return 0.0
+    return RETRY_TIMEOUT_COST if isinstance(exc, APIConnectionError) else RETRY_COST

@@ -1,0 +1,170 @@
+"""The record of every call: what one call saw (:class:`CallLog`), and the one place its
+:class:`RequestRecord` is built and handed out (:class:`Recorder`): to the metrics, which fold
+it, to the debug log, to a batch's sink and to the user's ``on_request`` hook.
+
+A call made, a stream ended, an answer from the response cache: each becomes a record here, and
+nowhere else.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from ._clock import Clock
+from ._metrics import Metrics
+
+__all__ = ["CallLog", "Recorder", "RequestRecord"]
+
+logger = logging.getLogger("comet_sync")
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """One logical call, retries included.
+
+    ``status`` is the last HTTP status (None when no response came); ``latency`` covers the
+    whole call in seconds, waits included; ``attempt_statuses`` lists each attempt's status in
+    order, so 429s absorbed by retries stay visible; ``error`` is the exception class name when
+    the call failed. A cache hit has ``cached=True``, no attempts and its (tiny) latency; a
+    streamed call is recorded when its stream ends, with ``chunks`` and
+    ``first_chunk_latency``.
+    """
+
+    route: str
+    model: str | None
+    status: int | None
+    latency: float
+    attempts: int
+    request_id: str | None = None
+    error: str | None = None
+    usage: Mapping[str, Any] | None = None
+    attempt_statuses: tuple[int | None, ...] = ()
+    cached: bool = False  # answered from the response cache, no request sent
+    chunks: int | None = None  # streamed calls: chunks received
+    first_chunk_latency: float | None = None  # streamed calls: seconds to the first chunk
+    # A call made on a fallback model: the model it moved from, and why.
+    fallback_from: str | None = None
+    fallback_reason: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class CallLog:
+    """What one call has seen so far. Touched only by the thread running the call (a stream's
+    by the thread reading it)."""
+
+    __slots__ = ("fallback", "model", "request_id", "route", "sink", "start", "statuses")
+
+    def __init__(
+        self,
+        route: str,
+        model: str | None,
+        start: float,
+        *,
+        sink: Callable[[RequestRecord], None] | None = None,
+        fallback: tuple[str, str] | None = None,
+    ) -> None:
+        self.route = route
+        # The model asked for, not the dated snapshot id the answer may name, so that one
+        # model's successes and failures add up under one key.
+        self.model = model
+        self.start = start
+        self.statuses: list[int | None] = []  # each attempt's status; None: no answer
+        self.request_id: str | None = None
+        self.sink = sink  # also receives the record (the batch engine's per-job figures)
+        self.fallback = fallback  # (the model left, why) for a call made on a fallback
+
+
+class Recorder:
+    """Builds each call's record and hands it out. Shared by every thread of a client; holds
+    no state of its own (the metrics lock their own)."""
+
+    def __init__(
+        self,
+        metrics: Metrics,
+        clock: Clock,
+        on_request: Callable[[RequestRecord], None] | None,
+    ) -> None:
+        self._metrics = metrics
+        self._clock = clock
+        self._on_request = on_request
+
+    def finish(
+        self,
+        log: CallLog,
+        *,
+        error: BaseException | None = None,
+        usage: Mapping[str, Any] | None = None,
+        chunks: int | None = None,
+        first_chunk_at: float | None = None,
+    ) -> None:
+        """A call (or a stream) ended, with ``error`` or without."""
+        statuses = tuple(log.statuses)
+        fallback = log.fallback
+        self._emit(
+            RequestRecord(
+                route=log.route,
+                model=log.model,
+                status=statuses[-1] if statuses else None,
+                latency=self._clock.monotonic() - log.start,
+                attempts=len(statuses),
+                request_id=log.request_id,
+                error=type(error).__name__ if error is not None else None,
+                usage=usage,
+                attempt_statuses=statuses,
+                chunks=chunks,
+                first_chunk_latency=first_chunk_at - log.start
+                if first_chunk_at is not None
+                else None,
+                fallback_from=fallback[0] if fallback is not None else None,
+                fallback_reason=fallback[1] if fallback is not None else None,
+            ),
+            log.sink,
+        )
+
+    def cache_hit(
+        self,
+        route: str,
+        model: str | None,
+        started: float,
+        sink: Callable[[RequestRecord], None] | None = None,
+    ) -> None:
+        """A call answered from the response cache: no attempt, status 200."""
+        self._emit(
+            RequestRecord(
+                route=route,
+                model=model,
+                status=200,
+                latency=self._clock.monotonic() - started,
+                attempts=0,
+                cached=True,
+            ),
+            sink,
+        )
+
+    def _emit(self, rec: RequestRecord, sink: Callable[[RequestRecord], None] | None) -> None:
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "%s model=%s status=%s attempts=%d latency=%.3fs request_id=%s error=%s",
+                rec.route,
+                rec.model,
+                rec.status,
+                rec.attempts,
+                rec.latency,
+                rec.request_id,
+                rec.error,
+            )
+        self._metrics.record(rec)
+        if sink is not None:
+            sink(rec)
+        if self._on_request is not None:
+            try:
+                self._on_request(rec)
+            except Exception:
+                # A broken hook must never break the call it reports on.
+                logger.warning("on_request hook raised; the call is unaffected", exc_info=True)

@@ -1,0 +1,68 @@
+"""Building a request: its URL, headers and body, once per call (retries resend the same)."""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+from typing import Any
+
+from ._config import CallOptions
+from ._estimate import estimate_tokens
+from ._limiter import LimiterProtocol
+
+__all__ = ["Request", "build_request"]
+
+
+class Request:
+    """One call's request, as every attempt sends it."""
+
+    __slots__ = ("body", "cost", "headers", "method", "model", "route", "url")
+
+    def __init__(
+        self,
+        method: str,
+        route: str,
+        url: str,
+        model: str | None,
+        headers: dict[str, str],
+        body: bytes | None,
+        cost: float,
+    ) -> None:
+        self.method = method
+        self.route = route
+        self.url = url
+        self.model = model
+        self.headers = headers
+        self.body = body
+        self.cost = cost  # estimated tokens, for a limiter pacing this model's tokens
+
+
+def build_request(
+    method: str,
+    base_url: str,
+    route: str,
+    payload: dict[str, Any] | None,
+    options: CallOptions,
+    *,
+    auth_header: str,
+    accept: str,
+    limiter: LimiterProtocol,
+) -> Request:
+    headers = {"Authorization": auth_header, "Accept": accept}
+    body = None
+    if payload is not None:
+        body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+        headers["Content-Type"] = "application/json"
+    headers.update(options.extra_headers)
+    model = payload.get("model") if payload is not None else None
+    name = model if isinstance(model, str) else None
+    # Estimating tokens reads the whole body: only for a limiter that paces them.
+    cost = (
+        float(estimate_tokens(payload))
+        if payload is not None and limiter.paces_tokens(name)
+        else 0.0
+    )
+    url = base_url + route
+    if options.query:
+        url += "?" + urllib.parse.urlencode(options.query)
+    return Request(method, route, url, name, headers, body, cost)
