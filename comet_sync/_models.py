@@ -47,6 +47,15 @@ class APIObject:
     def __init__(self, data: dict[str, Any]) -> None:
         object.__setattr__(self, "_data", data)
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # Each field a class knows gets a descriptor: reading ``chunk.choices`` then costs one
+        # dict lookup, not a failed attribute lookup and ``__getattr__`` (a streamed answer
+        # reads a few fields of every chunk). Names the class defines itself are left alone.
+        for name in cls._known:
+            if name not in cls.__dict__:
+                setattr(cls, name, _Field(name, cls._nested.get(name, APIObject)))
+
     if not TYPE_CHECKING:
         # Hidden from type checkers: the fields a class annotates are typed, and a typo
         # (``reply.choises``) is an error before it runs. A field no class names is still
@@ -97,6 +106,24 @@ class APIObject:
     def to_dict(self) -> dict[str, Any]:
         """The JSON object as the API sent it (a deep copy: changing it changes nothing here)."""
         return copy.deepcopy(self._data)
+
+
+class _Field:
+    """A known field: its value in the object's JSON (None when absent), wrapped."""
+
+    __slots__ = ("name", "nested")
+
+    def __init__(self, name: str, nested: type[APIObject]) -> None:
+        self.name = name
+        self.nested = nested
+
+    def __get__(self, obj: APIObject | None, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        value = obj._data.get(self.name)
+        if isinstance(value, (dict, list)):
+            return _wrap(value, self.nested)
+        return value
 
 
 def _wrap(value: Any, cls: type[APIObject]) -> Any:

@@ -55,8 +55,15 @@ def iter_events(chunks: Iterable[bytes], *, max_event_bytes: int | None = None) 
     for line in _iter_lines(chunks, max_event_bytes):
         if not line:
             if data:
-                yield Event(data="\n".join(data), event=event or "message")
+                yield Event(data[0] if len(data) == 1 else "\n".join(data), event or "message")
             data, event, size = [], "", 0
+            continue
+        if line.startswith("data: "):  # the common case, without the general parse below
+            value = line[6:]
+            data.append(value)
+            size += len(value) + 1
+            if max_event_bytes is not None and size > max_event_bytes:
+                raise EventTooLargeError(max_event_bytes)
             continue
         if line.startswith(":"):
             continue
@@ -96,7 +103,7 @@ def _iter_lines(chunks: Iterable[bytes], limit: int | None) -> Iterator[str]:
                 end, nxt = cr, cr + 2 if buffer[cr + 1] == 0x0A else cr + 1
             else:
                 end, nxt = lf, lf + 1
-            yield buffer[start:end].decode("utf-8", "replace")
+            yield buffer[start:end].decode("utf-8", "replace") if end > start else ""
             start = scanned = nxt
             if cr != -1 and cr < nxt:
                 cr = buffer.find(b"\r", nxt)

@@ -243,6 +243,9 @@ class Stream:
         return f"<Stream {self._route} {state}, {self._ending.chunks} chunk(s)>"
 
 
+_HEAD_KEYS = ("id", "created", "model", "system_fingerprint")
+
+
 class _Accumulator:
     """Joins chunks back into one completion."""
 
@@ -254,9 +257,11 @@ class _Accumulator:
     def add(self, data: dict[str, Any]) -> None:
         """Fold one chunk's JSON in (read, never kept: every field taken is a string, a number
         or a dict of them copied)."""
-        for key in ("id", "created", "model", "system_fingerprint"):
-            if data.get(key) is not None:
-                self.head[key] = data[key]
+        head = self.head
+        if len(head) < len(_HEAD_KEYS):  # the first value of each stands for the answer
+            for key in _HEAD_KEYS:
+                if key not in head and data.get(key) is not None:
+                    head[key] = data[key]
         if isinstance(data.get("usage"), dict):
             self.usage = dict(data["usage"])
         for choice in data.get("choices") or []:

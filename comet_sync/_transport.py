@@ -391,6 +391,11 @@ class Exchange:
         """The decoded body as it arrives; a decompressor never yields more than
         ``READ_SIZE`` at a time (nor more than ``limit`` in all)."""
         decoder = _decoder(self.headers.get("content-encoding", ""), self)
+        if decoder.identity and limit is None:
+            # Nothing to undo and no cap to keep (a stream's events are capped one by one):
+            # the pieces as they come, uncopied.
+            yield from self._iter_raw()
+            return
         produced = 0
         for raw in self._iter_raw():
             data = raw
@@ -430,7 +435,11 @@ class Exchange:
         raw = self.response.raw
         read1 = getattr(raw, "read1", None)
         try:
-            if read1 is not None:
+            if raw.chunked and raw.supports_chunked_reads():
+                # Chunk by chunk as the server sent them (a streamed answer sends one event a
+                # chunk), each in pieces of at most READ_SIZE.
+                yield from raw.read_chunked(READ_SIZE, decode_content=False)
+            elif read1 is not None:
                 # Whatever the socket has, as soon as it has it: a stream without a length
                 # or chunking arrives piece by piece, not all at once when the server closes.
                 while True:
@@ -468,6 +477,7 @@ class _Decoder:
 
     def __init__(self, obj: Any) -> None:
         self._obj = obj
+        self.identity = obj is None
 
     def step(self, data: bytes, limit: int) -> tuple[bytes, bytes]:
         """Decode at most ``limit`` bytes out of ``data``; the rest of ``data`` not yet used."""
