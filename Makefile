@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # The demo needs the package alone: a first `make demo` does not wait for the test tools.
 DEMO_STAMP := $(VENV)/.installed-demo
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test test-fast lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,11 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	if [ -x $(BIN)/mypy ]; then $(BIN)/mypy; fi
 	$(BIN)/python -m pytest -q
+
+# The edit-test loop: everything but the tests marked slow (processes, real-time scenarios).
+# CI runs the whole suite (`make test`).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -18,7 +18,7 @@ from typing import Any, Callable, TypeVar, cast
 from . import _cancel
 from ._cache import ResponseCache
 from ._call import CallRunner
-from ._catalog import DEFAULT_MODELS_TTL, Embeddings, Models
+from ._catalog import DEFAULT_MODELS_TTL, Models
 from ._chat import Chat
 from ._clock import Clock
 from ._config import (
@@ -42,6 +42,7 @@ from ._config import (
     resolve_base_url,
 )
 from ._deadline import time_left
+from ._embeddings import Embeddings
 from ._exceptions import APITimeoutError, ClientClosedError, InvalidArgumentError
 from ._fallback import Fallbacks, chain_of, check_fallbacks
 from ._limiter import Limiter, LimiterProtocol

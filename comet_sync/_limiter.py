@@ -19,7 +19,7 @@ waits
    from 429s when nobody told one;
 4. for a concurrency slot under the lane's limit and the client's ``max_concurrency``.
 
-The policies are in ``_control.py``; this module guards them and does the waiting. The seam a
+The policies are in ``_rate_policies.py``; this module guards them and does the waiting. The seam a
 shared limiter implements (``contrib.redis``) is :class:`LimiterProtocol`.
 
 Thread safety: ``_lock`` guards every field of the limiter and of its lanes and their policy
@@ -42,9 +42,9 @@ from typing import Protocol
 from . import _cancel
 from ._clock import SYSTEM_CLOCK, Clock
 from ._config import RateControl
-from ._control import AdaptiveThrottle, Concurrency, Pacer, RateFinder, RetryQuota
 from ._exceptions import LimiterTimeoutError
 from ._headers import ServerWord
+from ._rate_policies import AdaptiveThrottle, Concurrency, Pacer, RateFinder, RetryQuota
 
 __all__ = [
     "LONG_RETRY_AFTER",

@@ -109,7 +109,7 @@ class Stream:
         self._ending = _Ending(exchange, permit, finish)
         self._ending.first_chunk_at = clock()
         self._finalizer = weakref.finalize(self, self._ending)
-        self._accumulator = _Accumulator()
+        self._accumulator = _CompletionBuilder()
 
     @property
     def chunks_received(self) -> int:
@@ -246,7 +246,7 @@ class Stream:
 _HEAD_KEYS = ("id", "created", "model", "system_fingerprint")
 
 
-class _Accumulator:
+class _CompletionBuilder:
     """Joins chunks back into one completion."""
 
     def __init__(self) -> None:

@@ -53,6 +53,7 @@ def read_output(path: pathlib.Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_ten_thousand_lines_through_429s_and_5xx(server, tmp_path) -> None:
     server.configure(error_every=97, rps=4000, burst=40)
     src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
@@ -72,6 +73,7 @@ def test_ten_thousand_lines_through_429s_and_5xx(server, tmp_path) -> None:
     assert "/chat/completions" in result.stdout  # the summary table
 
 
+@pytest.mark.slow
 def test_interrupt_then_resume_ends_with_every_id_once(server, tmp_path) -> None:
     server.configure(latency=0.01)
     src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
@@ -167,6 +169,7 @@ def test_malformed_lines_get_error_lines_and_the_batch_goes_on(server, tmp_path)
     assert server.stats().requests == 2
 
 
+@pytest.mark.slow
 def test_missing_model_without_default(server, tmp_path) -> None:
     src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     write_input(src, 2, model=False)
@@ -176,6 +179,7 @@ def test_missing_model_without_default(server, tmp_path) -> None:
     assert cli(server, "batch", str(src), "-o", str(out), "--model", "m").returncode == 0
 
 
+@pytest.mark.slow
 def test_unordered_writes_every_line(server, tmp_path) -> None:
     server.delay_next(0.3)  # the first job finishes last
     src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
@@ -197,6 +201,7 @@ def test_help(server, args) -> None:
     assert result.returncode == 0 and "usage: comet-sync" in result.stdout
 
 
+@pytest.mark.slow
 def test_bad_invocations_fail_at_once(server, tmp_path) -> None:
     src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     write_input(src, 1)
@@ -229,6 +234,7 @@ def test_no_key_is_a_clear_error(server, tmp_path) -> None:
     assert result.returncode == 2 and "COMETAPI_KEY" in result.stderr
 
 
+@pytest.mark.slow
 def test_chat_streams_and_never_prints_the_key(server) -> None:
     result = cli(server, "chat", "hello there", "--system", "be brief")
     assert result.returncode == 0
@@ -297,6 +303,7 @@ def wait_for(predicate, timeout: float = 60) -> None:  # type: ignore[no-untyped
         time.sleep(0.02)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["two ctrl-c", "grace over", "sigterm twice"])
 def test_a_slow_head_of_line_does_not_lose_what_finished_behind_it(
     server, tmp_path, how: str
@@ -327,6 +334,7 @@ def test_a_slow_head_of_line_does_not_lose_what_finished_behind_it(
     )
 
 
+@pytest.mark.slow
 def test_after_the_first_ctrl_c_nothing_new_is_sent(server, tmp_path) -> None:
     server.configure(latency=1.0)
     src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
@@ -342,6 +350,7 @@ def test_after_the_first_ctrl_c_nothing_new_is_sent(server, tmp_path) -> None:
     assert len(lines) == sent_at_signal and all("response" in line for line in lines)
 
 
+@pytest.mark.slow
 def test_the_second_ctrl_c_abandons_calls_in_flight_at_once(server, tmp_path) -> None:
     server.configure(latency=30.0)
     src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
@@ -357,6 +366,7 @@ def test_the_second_ctrl_c_abandons_calls_in_flight_at_once(server, tmp_path) ->
     assert server.stats().requests == 4
 
 
+@pytest.mark.slow
 def test_resume_alone_reuses_the_runs_options(server, tmp_path) -> None:
     server.configure(latency=0.05)
     src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
@@ -385,6 +395,7 @@ def test_resume_alone_reuses_the_runs_options(server, tmp_path) -> None:
     assert all(line["response"]["status_code"] == 200 for line in lines)  # none lost its model
 
 
+@pytest.mark.slow
 def test_retry_errors_resends_what_failed_in_an_outage(server, tmp_path) -> None:
     src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     write_input(src, 30)
@@ -404,6 +415,7 @@ def test_retry_errors_resends_what_failed_in_an_outage(server, tmp_path) -> None
     assert server.stats().requests == 60
 
 
+@pytest.mark.slow
 def test_piped_input_is_read(server, tmp_path) -> None:
     src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     write_input(src, 50)
@@ -497,6 +509,7 @@ def test_openai_batch_format_both_ways(server, tmp_path) -> None:
     assert all("url" not in r.body and "method" not in r.body for r in server.received)
 
 
+@pytest.mark.slow
 def test_the_cli_runs_offline_with_fake(tmp_path) -> None:
     src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     write_input(src, 3)

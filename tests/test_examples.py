@@ -9,6 +9,9 @@ import sys
 
 import pytest
 
+# Spawns processes or runs real-time scenarios: `make test-fast` leaves it out.
+pytestmark = pytest.mark.slow
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
 

@@ -11,7 +11,11 @@ from comet_sync import APITimeoutError, CometClient, deadline, time_left
 
 from .conftest import user
 
-pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+# Forks processes: `make test-fast` leaves it out.
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork"),
+]
 
 
 def child_calls(client: CometClient, queue) -> None:  # runs in the forked child

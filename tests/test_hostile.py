@@ -56,6 +56,7 @@ def stall(stop: threading.Event, seconds: float = 30.0) -> None:
 # -- hangs that no per-read timeout stops ------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_body_sent_a_byte_at_a_time_ends_at_the_budget() -> None:
     finished = threading.Event()
 
@@ -128,6 +129,7 @@ def test_a_stream_that_goes_silent_is_a_timeout_not_a_broken_connection() -> Non
         client.close()
 
 
+@pytest.mark.slow
 def test_cache_waiters_wait_no_longer_than_their_own_budget() -> None:
     def stuck(conn: socket.socket, request: Request, stop: threading.Event) -> bool:
         stall(stop)
@@ -441,6 +443,7 @@ def test_close_interrupts_a_retry_sleeping_in_backoff() -> None:
         assert settled_count(server) == 1
 
 
+@pytest.mark.slow
 def test_ctrl_c_during_map_sends_nothing_more() -> None:
     with hostile(always_503) as server:
         client = make(server.base_url, max_retries=8, backoff_base=0.2, max_wait=0.5)
@@ -458,6 +461,7 @@ def test_ctrl_c_during_map_sends_nothing_more() -> None:
         client.close()
 
 
+@pytest.mark.slow
 def test_breaking_out_of_map_while_holding_it_sends_only_what_had_started() -> None:
     with hostile(slow(0.05)) as server:
         client = make(server.base_url, max_concurrency=2, max_workers=4)

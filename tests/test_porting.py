@@ -171,6 +171,7 @@ def user_script(client: Any) -> dict[str, Any]:
     }
 
 
+@pytest.mark.slow
 def test_the_same_script_runs_on_openai_python_and_comet_sync() -> None:
     openai = pytest.importorskip("openai")  # the bench extra
     with FakeCometServer() as server:

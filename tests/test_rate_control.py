@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import random
 import threading
+import time
 from collections import deque
 from typing import Callable
 
@@ -17,9 +18,9 @@ from comet_sync import (
     LimiterTimeoutError,
     RateControl,
 )
-from comet_sync._control import AdaptiveThrottle, Concurrency, Pacer, RateFinder, RetryQuota
 from comet_sync._headers import Quota, ServerWord
 from comet_sync._limiter import Limiter
+from comet_sync._rate_policies import AdaptiveThrottle, Concurrency, Pacer, RateFinder, RetryQuota
 
 from .conftest import SECRET, FakeTime, user
 
@@ -334,30 +335,39 @@ def test_rate_control_validates() -> None:
 
 def test_many_threads_many_models_keep_the_books_straight() -> None:
     # Not adaptive: the pace a 429 teaches would make real-time waits (the point here is the
-    # books: slots across lanes, released from any thread).
+    # books: slots across lanes, released from any thread). Each permit is held across a
+    # short pause, as a request on the wire is, so 32 threads really contend for 6 slots.
     lim = Limiter(6, RateControl(adaptive=False))  # the system's clock
     guard = threading.Lock()
-    in_flight = {"total": 0, "max": 0}
+    in_flight = {"total": 0, "max": 0, "released": 0}
+    per_model: dict[str, int] = {"a": 0, "b": 0, "c": 0}
 
     def work(seed: int) -> None:
         rng = random.Random(seed)
-        for _ in range(200):
-            p = lim.acquire(rng.choice(["a", "b", "c"]))
+        for _ in range(100):
+            model = rng.choice(["a", "b", "c"])
+            p = lim.acquire(model)
             with guard:
                 in_flight["total"] += 1
                 in_flight["max"] = max(in_flight["max"], in_flight["total"])
+                per_model[model] += 1
+            time.sleep(0.0002)  # on the wire
             with guard:
                 in_flight["total"] -= 1
+                in_flight["released"] += 1
             status = rng.choice([200, 200, 200, 429, 503])
             p.release(status, throttled=status == 429)
+            p.release(status)  # a second release is ignored, not counted twice
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(32)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    assert in_flight["released"] == 32 * 100 == sum(per_model.values())
+    # The cap was reached (the threads did contend) and never passed.
+    assert in_flight["max"] == 6
     assert lim.in_use == 0
-    assert in_flight["max"] <= 6
     assert all(m.in_flight == 0 for m in lim.state().models.values())
 
 

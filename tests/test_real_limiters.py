@@ -19,6 +19,9 @@ import pytest
 
 from comet_sync import CometClient
 
+# Spawns processes or runs real-time scenarios: `make test-fast` leaves it out.
+pytestmark = pytest.mark.slow
+
 _SPEC = importlib.util.spec_from_file_location(
     "bench_servers", pathlib.Path(__file__).parent.parent / "benchmarks" / "servers.py"
 )

@@ -36,6 +36,9 @@ from comet_sync import Clock, LimiterTimeoutError
 from comet_sync._headers import ServerWord
 from comet_sync.contrib.redis import LimiterUnavailableError, RedisLimiter
 
+# Spawns processes or runs real-time scenarios: `make test-fast` leaves it out.
+pytestmark = pytest.mark.slow
+
 
 def free_port() -> int:
     with socket.socket() as s:

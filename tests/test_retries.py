@@ -216,3 +216,21 @@ def test_backoff_outside_our_calls_sleeps_as_before() -> None:
     finally:
         _time.sleep = real_sleep
     assert slept == [0.25]
+
+
+def test_a_deadline_on_the_callers_clock_is_exact(server, make_client, fake_time) -> None:
+    # deadline() measured on the same fake clock as the client: the budget is 2 s, the waits
+    # are half of the 1, 2, 4 s windows; the third wait (2 s at 1.5 s spent) does not fit.
+    from comet_sync import Clock, deadline
+
+    client = make_client()
+    server.fail(503, times=5)
+    with deadline(2.0, clock=Clock(fake_time.monotonic, fake_time.sleep)):
+        with pytest.raises(InternalServerError) as info:
+            client.chat.completions.create(model="m", messages=user("dl"))
+    assert fake_time.sleeps == [0.5, 1.0]
+    assert server.stats().attempts["dl"] == 3
+    assert info.value.attempts == 3
+    assert info.value.giveup_reason == (
+        "the next wait of 2s does not fit in the 0.5s left of total_timeout=2s"
+    )

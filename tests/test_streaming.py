@@ -175,6 +175,7 @@ def test_the_stream_holds_its_slot_until_it_ends(server, make_client) -> None:
     assert client.in_flight == 0
 
 
+@pytest.mark.slow
 def test_abandoned_streams_leak_nothing(server, make_client, caplog) -> None:
     caplog.set_level(logging.WARNING, logger="urllib3")
     client = make_client(max_concurrency=4)

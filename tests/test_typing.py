@@ -6,6 +6,9 @@ import textwrap
 
 import pytest
 
+# Spawns processes or runs real-time scenarios: `make test-fast` leaves it out.
+pytestmark = pytest.mark.slow
+
 mypy_api = pytest.importorskip("mypy.api")
 
 GOOD = """

@@ -68,6 +68,7 @@ def flask_app(fake: FakeCometServer, **config):
     return app
 
 
+@pytest.mark.slow
 def test_flask_under_32_concurrent_requests(caplog) -> None:
     caplog.set_level(logging.WARNING, logger="urllib3")
     with FakeCometServer(max_in_flight=4, latency=0.05) as fake:
@@ -82,6 +83,7 @@ def test_flask_under_32_concurrent_requests(caplog) -> None:
         app.extensions["comet_sync"].close()
 
 
+@pytest.mark.slow
 def test_flask_deadline_answers_503_with_retry_after_within_budget() -> None:
     # A server that 429s forever, asking for a 1 s wait each time.
     with FakeCometServer(max_in_flight=0, retry_after=1) as fake:
@@ -149,6 +151,7 @@ def django_fake() -> Iterator[FakeCometServer]:
         reset_client()
 
 
+@pytest.mark.slow
 def test_django_live_server_under_32_concurrent_requests(django_fake, caplog) -> None:
     from django.core.handlers.wsgi import WSGIHandler
 
@@ -179,6 +182,7 @@ def test_django_client_is_one_per_process(django_fake) -> None:
     assert len(clients) == 1
 
 
+@pytest.mark.slow
 def test_django_error_mapping_and_deadline(django_fake) -> None:
     from django.test import Client
 
