@@ -77,13 +77,10 @@ class Attempts:
                 exchange, body, route=req.route, required=required, secret=self._secret
             )
         except BaseException:
-            exchange.close()
-            permit.release(exchange.status_code)
+            _give_back(exchange, permit)
             raise
         exchange.close()
-        sink = raw_sink.get()
-        if sink is not None:  # a with_raw_response call wants the answer's head
-            sink(exchange.snapshot("", self._secret))
+        self._show_head(exchange)
         usage = data.get("usage")
         total = usage.get("total_tokens") if isinstance(usage, dict) else None
         permit.release(
@@ -119,12 +116,9 @@ class Attempts:
             except EventTooLargeError as exc:
                 raise event_too_large(exchange, req.route, exc) from None
         except BaseException:
-            exchange.close()
-            permit.release(exchange.status_code)
+            _give_back(exchange, permit)
             raise
-        sink = raw_sink.get()
-        if sink is not None:
-            sink(exchange.snapshot("", self._secret))
+        self._show_head(exchange)
         return kind(
             exchange=exchange,
             permit=permit,
@@ -136,6 +130,11 @@ class Attempts:
             idle=idle,
             finish=finish,
         )
+
+    def _show_head(self, exchange: Exchange) -> None:
+        sink = raw_sink.get()
+        if sink is not None:  # a with_raw_response call wants the answer's head
+            sink(exchange.snapshot("", self._secret))
 
     def _send(
         self,
@@ -215,6 +214,12 @@ class Attempts:
             raise err
         log.request_id = request_id_of(exchange.headers)
         return permit, exchange, word
+
+
+def _give_back(exchange: Exchange, permit: PermitProtocol) -> None:
+    """An attempt that failed after its answer's head came: the connection and the slot."""
+    exchange.close()
+    permit.release(exchange.status_code)
 
 
 def _or_inf(seconds: float | None) -> float:

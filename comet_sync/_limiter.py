@@ -293,20 +293,7 @@ class Limiter:
                     # speed). Give the slot to the next in line and wait again.
                     self._free_slot(lane)
                     continue
-                level = lane.in_use
-                limit = lane.concurrency.effective
-                if lane.finder is not None:
-                    lane.finder.on_sent(now)
-            return Permit(
-                self,
-                model,
-                sent_at=now,
-                level=level,
-                limit=limit,
-                paced=paced,
-                cost=cost,
-                retry_cost=charged,
-            )
+                return self._sent_locked(lane, model, now, paced, cost, charged)
 
     def _try_now(self, model: str | None, cost: float, retry_cost: float) -> Permit | None:
         """The common case in one critical section: no hold, no throttle, no retry charge, no
@@ -332,19 +319,29 @@ class Limiter:
                 pacer.take(units, now)
             self._in_use += 1
             lane.in_use += 1
-            level = lane.in_use
-            limit = lane.concurrency.effective
-            if lane.finder is not None:
-                lane.finder.on_sent(now)
+            return self._sent_locked(lane, model, now, False, cost, 0.0)
+
+    def _sent_locked(
+        self,
+        lane: _Lane,
+        model: str | None,
+        now: float,
+        paced: bool,
+        cost: float,
+        retry_cost: float,
+    ) -> Permit:
+        """The permit of a send that has its slot (the lock held)."""
+        if lane.finder is not None:
+            lane.finder.on_sent(now)
         return Permit(
             self,
             model,
             sent_at=now,
-            level=level,
-            limit=limit,
-            paced=False,
+            level=lane.in_use,
+            limit=lane.concurrency.effective,
+            paced=paced,
             cost=cost,
-            retry_cost=0.0,
+            retry_cost=retry_cost,
         )
 
     def _wait_hold(self, model: str | None, deadline: float | None) -> None:

@@ -225,9 +225,9 @@ def test_a_deadline_on_the_callers_clock_is_exact(server, make_client, fake_time
 
     client = make_client()
     server.fail(503, times=5)
-    with deadline(2.0, clock=Clock(fake_time.monotonic, fake_time.sleep)):
-        with pytest.raises(InternalServerError) as info:
-            client.chat.completions.create(model="m", messages=user("dl"))
+    clock = Clock(fake_time.monotonic, fake_time.sleep)
+    with deadline(2.0, clock=clock), pytest.raises(InternalServerError) as info:
+        client.chat.completions.create(model="m", messages=user("dl"))
     assert fake_time.sleeps == [0.5, 1.0]
     assert server.stats().attempts["dl"] == 3
     assert info.value.attempts == 3
