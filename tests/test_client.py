@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from comet_sync import (
+    APIConnectionError,
     APITimeoutError,
     ClientClosedError,
     CometClient,
@@ -12,7 +13,7 @@ from comet_sync import (
     Timeout,
 )
 
-from .conftest import user
+from .conftest import SECRET, user
 
 
 @pytest.mark.parametrize(
@@ -157,3 +158,32 @@ def test_repr_shows_no_key(server) -> None:
     assert "sk-abcdef123456" not in repr(client)
     assert "sk-abcdef123456" not in repr(client.config)
     client.close()
+
+
+def test_a_netrc_entry_never_replaces_the_key(server, make_client, tmp_path, monkeypatch) -> None:
+    # requests.Session.request would read ~/.netrc on every call and let an entry for the
+    # host replace our Authorization header; the environment is read once, without .netrc.
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login someone password hunter2\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    client = make_client()
+    client.chat.completions.create(model="m", messages=user("netrc"))
+    assert server.received[-1].headers["Authorization"] == f"Bearer {SECRET}"
+
+
+def test_the_proxy_environment_is_read_when_the_client_is_built(
+    server, make_client, monkeypatch
+) -> None:
+    # A proxy set after the client is built is not used (read once, for the base URL); one
+    # set before is: a dead proxy makes the call fail to connect.
+    client = make_client(max_retries=0)
+    for name in ("HTTP_PROXY", "http_proxy"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    client.chat.completions.create(model="m", messages=user("direct"))
+    proxied = make_client(max_retries=0)
+    with pytest.raises(APIConnectionError):
+        proxied.chat.completions.create(model="m", messages=user("via proxy"))
+    assert "via proxy" not in server.stats().attempts  # it never reached the server

@@ -217,3 +217,21 @@ def test_the_record_is_written_when_the_stream_ends(server, make_client) -> None
     with pytest.raises(APIConnectionError), open_stream(client, "cut") as stream:
         list(stream)
     assert records[-1].error == "APIConnectionError" and records[-1].chunks == 1
+
+
+def test_streams_read_to_their_end_keep_their_connection(server, client) -> None:
+    # The body's last bytes after [DONE] are read, so the next call reuses the connection
+    # (a new one per stream would be a TLS handshake per stream against the real API).
+    for i in range(5):
+        with client.chat.completions.create(
+            model="m", messages=user(f"s{i}"), stream=True
+        ) as stream:
+            assert "".join(stream.text_deltas()) == f"echo: s{i}"
+    client.chat.completions.create(model="m", messages=user("after"))
+    assert server.stats().connections_opened == 1
+    # A stream left early cannot be reused: its connection is closed, and the next call opens
+    # a fresh one.
+    with client.chat.completions.create(model="m", messages=user("a b c d"), stream=True) as s:
+        next(s)
+    client.chat.completions.create(model="m", messages=user("again"))
+    assert server.stats().connections_opened == 2
