@@ -125,20 +125,29 @@ def main() -> None:
     with (
         FakeCometServer() as server,
         requests.Session() as session,
+        requests.Session() as quiet,
         CometClient(api_key="k", base_url=server.base_url) as client,
     ):
+        # A session that does not read the environment on every call (what comet_sync does):
+        # the difference to it is what our own code costs.
+        quiet.trust_env = False
         url = server.base_url + "/chat/completions"
         bare(session, url, 50)  # warm both connections and code paths
+        bare(quiet, url, 50)
         client_calls(client, 50)
-        bare_times, client_times = [], []
+        bare_times, quiet_times, client_times = [], [], []
         for _ in range(args.rounds):
             bare_times.append(bare(session, url, args.calls))
+            quiet_times.append(bare(quiet, url, args.calls))
             client_times.append(client_calls(client, args.calls))
     b = statistics.median(bare_times) / args.calls
+    q = statistics.median(quiet_times) / args.calls
     c = statistics.median(client_times) / args.calls
     print(f"calls per round: {args.calls}, rounds: {args.rounds} (median round)")
     print(f"bare requests.Session().post: {b * 1e3:.3f} ms/call")
+    print(f"bare session with trust_env=False: {q * 1e3:.3f} ms/call")
     print(f"CometClient.chat.completions.create: {c * 1e3:.3f} ms/call")
+    print(f"against the session that skips the environment: {c / q:.3f}x ({(c - q) * 1e6:+.0f} us)")
     print(f"ratio: {c / b:.3f}x (target <= 1.0x)", flush=True)
     counts = [int(n) for n in args.threads.split(",") if n]
     if counts:

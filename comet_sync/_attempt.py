@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 from ._cancel import Scope
 from ._clock import Clock
-from ._config import CallOptions, Timeout
+from ._config import CallOptions
 from ._error_map import (
     error_from_response,
     event_too_large,
@@ -148,7 +148,10 @@ class Attempts:
         raise with it released."""
         # After close(), a stopped map or an interrupt, nothing new leaves the process.
         scope.raise_if_stopped()
-        timeout = options.timeout
+        timeout: tuple[float | None, float | None] = (
+            options.timeout.connect,
+            options.timeout.read,
+        )
         remaining = call.remaining()
         if remaining is not None:
             if remaining <= MIN_ATTEMPT_SECONDS:
@@ -159,10 +162,7 @@ class Attempts:
                     f"{req.route}: the call's time budget ran out before it could be sent"
                 )
             # An attempt may not outlive the call's budget.
-            timeout = Timeout(
-                connect=min(_or_inf(timeout.connect), remaining),
-                read=min(_or_inf(timeout.read), remaining),
-            )
+            timeout = (min(_or_inf(timeout[0]), remaining), min(_or_inf(timeout[1]), remaining))
         # Raises LimiterTimeoutError, never retried, when our own limits would hold this
         # attempt past the call's budget.
         try:

@@ -49,7 +49,6 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.util.retry import Retry
 
 from ._cancel import Scope
-from ._config import Timeout
 from ._error_map import (
     ABANDONED,
     TIMED_OUT,
@@ -304,7 +303,7 @@ class Transport:
         *,
         headers: dict[str, str],
         body: bytes | None,
-        timeout: Timeout,
+        timeout: tuple[float | None, float | None],
         budget: float | None,
         scope: Scope | None = None,
     ) -> Exchange:
@@ -332,7 +331,7 @@ class Transport:
             response = self._adapter.send(
                 prepared,
                 stream=True,
-                timeout=(timeout.connect, timeout.read),
+                timeout=timeout,  # (connect, read) seconds
                 verify=self._verify,
                 proxies=self._proxies,
             )
