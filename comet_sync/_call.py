@@ -13,7 +13,7 @@ from ._attempt import Attempts
 from ._cache import ResponseCache
 from ._clock import Clock
 from ._config import CallOptions
-from ._exceptions import APITimeoutError
+from ._exceptions import APIError, APITimeoutError
 from ._limiter import LimiterProtocol
 from ._records import CallLog, Recorder, RequestRecord
 from ._request import Request, build_request
@@ -127,7 +127,7 @@ class CallRunner:
             return result
         except BaseException as exc:  # KeyboardInterrupt mid-call still gets its record
             error = exc
-            _log_giveup(exc, req, call)
+            _failed(exc, req, call, log)
             raise
         finally:
             usage = result.get("usage") if result is not None else None
@@ -161,7 +161,7 @@ class CallRunner:
                     lambda: self._attempts.stream(req, options, call, log, scope, kind, finish),
                 )
         except BaseException as exc:
-            _log_giveup(exc, req, call)
+            _failed(exc, req, call, log)
             self._recorder.finish(log, error=exc)
             raise
 
@@ -200,13 +200,17 @@ def _log_retry(call: RetryingCall, exc: BaseException, wait: float) -> None:
         )
 
 
-def _log_giveup(exc: BaseException, req: Request, call: RetryingCall) -> None:
-    reason = getattr(exc, "giveup_reason", None)
-    if reason:
+def _failed(exc: BaseException, req: Request, call: RetryingCall, log: CallLog) -> None:
+    """A call that raised: its error says how many attempts were sent (not those our own
+    limiter held back), and a give-up is logged."""
+    if not isinstance(exc, APIError):
+        return
+    exc.attempts = len(log.statuses)
+    if exc.giveup_reason:
         logger.warning(
             "giving up on %s model=%s after %s: %s",
             req.route,
             req.model,
-            attempts(call.tries),
+            attempts(exc.attempts),
             exc,
         )

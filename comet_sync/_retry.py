@@ -221,14 +221,11 @@ class RetryLoop:
 
     def run(self, call: RetryingCall, attempt: Callable[[], T]) -> T:
         """Make ``attempt`` until it succeeds or the loop gives up (raising the last error,
-        with ``.attempts`` and ``.giveup_reason`` filled in)."""
+        with ``.giveup_reason`` filled in when a retryable error stopped the loop)."""
         token = _CURRENT.set(call)
         try:
             result: T = self._decorated(call, attempt)
             return result
-        except APIError as exc:
-            exc.attempts = call.tries
-            raise
         finally:
             _CURRENT.reset(token)
 

@@ -234,3 +234,18 @@ def test_a_deadline_on_the_callers_clock_is_exact(server, make_client, fake_time
     assert info.value.giveup_reason == (
         "the next wait of 2s does not fit in the 0.5s left of total_timeout=2s"
     )
+
+
+def test_a_call_our_limiter_holds_past_its_budget_counts_no_attempt(server, make_client) -> None:
+    # One request a minute told, a 0.5 s budget: the second call cannot be let out in time.
+    # Nothing was sent for it, and its error says so (an attempt begun is not one sent).
+    from comet_sync import LimiterTimeoutError
+
+    client = make_client(rpm=1, total_timeout=0.5)
+    client.chat.completions.create(model="m", messages=user("first"))
+    with pytest.raises(LimiterTimeoutError) as info:
+        client.chat.completions.create(model="m", messages=user("second"))
+    assert info.value.attempts == 0
+    assert "second" not in server.stats().attempts
+    record = client.metrics.snapshot()[("/chat/completions", "m")]
+    assert record.calls == 2 and record.failed == 1
