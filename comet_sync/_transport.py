@@ -54,6 +54,7 @@ from ._error_map import (
     TIMED_OUT,
     body_too_large,
     corrupt_body,
+    cut_error,
     read_error,
     send_error,
     unasked_encoding,
@@ -230,8 +231,11 @@ class _WatchedConnectionMixin:
     sock: Any
 
     def request(self, *args: Any, **kwargs: Any) -> None:
-        super().request(*args, **kwargs)  # type: ignore[misc]
         attempt: Attempt | None = getattr(_SENDING, "attempt", None)
+        if attempt is not None and attempt.reason is not None:
+            # Cut (the scope abandoned) while it was on its way here: not one byte goes out.
+            raise ConnectionAbortedError(f"the attempt was cut before sending ({attempt.reason})")
+        super().request(*args, **kwargs)  # type: ignore[misc]
         if attempt is not None:
             attempt.attach(self.sock)
 
@@ -312,9 +316,14 @@ class Transport:
         ``scope`` cuts the attempt."""
         seconds = math.inf if budget is None else max(budget, 0.0)
         attempt = self.watchdog.watch(time.monotonic() + seconds, seconds)
+        what = f"{method} {url}"
         if scope is not None:
             attempt.unregister = scope.add_on_abandon(partial(attempt.cut, ABANDONED))
-        what = f"{method} {url}"
+            if attempt.reason is not None:
+                # The scope was abandoned between the caller's last look and now (a stop on
+                # another thread): send nothing.
+                attempt.finish()
+                raise cut_error(attempt.reason, attempt.budget, what)
         prepared = requests.PreparedRequest()
         prepared.method = method
         # Our URLs are already canonical: a checked base URL, a fixed route, an encoded query.

@@ -535,3 +535,34 @@ def test_a_stream_held_across_close_is_cut_and_gives_its_slot_back() -> None:
         assert isinstance(reader_error[0], ClientClosedError)
         assert client.in_flight == 0
         assert records and records[-1].error == "ClientClosedError"
+
+
+def test_an_attempt_whose_scope_is_abandoned_before_it_sends_sends_nothing() -> None:
+    # The interleaving behind a flaky Ctrl-C test: a worker passes its last look at the scope,
+    # the main thread stops and abandons the map, then the worker reaches the transport.
+    # Nothing may go out: not a byte reaches the server.
+    from comet_sync._cancel import Scope
+    from comet_sync._transport import Transport
+    from comet_sync.testing import FakeCometServer
+
+    with FakeCometServer() as server:
+        scope = Scope(what="the map")
+        scope.stop()
+        scope.abandon()
+        transport = Transport(pool_size=1, user_agent="t", base_url=server.base_url)
+        try:
+            with pytest.raises(ClientClosedError):
+                transport.send(
+                    "POST",
+                    server.base_url + "/chat/completions",
+                    headers={"Content-Type": "application/json"},
+                    body=b'{"model": "m", "messages": []}',
+                    timeout=(5.0, 5.0),
+                    budget=None,
+                    scope=scope,
+                )
+        finally:
+            transport.close()
+        time.sleep(0.3)  # what was written would have arrived by now
+        assert server.stats().requests == 0
+        assert server.stats().connections_opened == 0
