@@ -311,6 +311,7 @@ class FakeCometServer:
             if fault is None and self.error_every and self._requests % self.error_every == 0:
                 fault = ROTATING_FAULTS[(self._requests // self.error_every) % 3]
             latency = self.latency
+        counted = True  # in self._in_flight, until the answer leaves
         try:
             if fault is not None and fault.delay:
                 time.sleep(fault.delay)
@@ -329,10 +330,19 @@ class FakeCometServer:
             if isinstance(payload, StreamPlan):
                 h.send_stream(payload, headers)
             else:
+                # A whole answer stops counting as in flight before it is written: once written
+                # the client may read it, give its slot to another caller and send again
+                # before this thread runs on, and the count would show one request too many.
+                self._left_flight()
+                counted = False
                 h.send_whole(status, payload, ctype, headers)
         finally:
-            with self._lock:
-                self._in_flight -= 1
+            if counted:
+                self._left_flight()
+
+    def _left_flight(self) -> None:
+        with self._lock:
+            self._in_flight -= 1
 
     def _log(self, h: Handler, path: str, body: Any, status: int | None, started: float) -> None:
         ended = self._clock()
