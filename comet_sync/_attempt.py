@@ -52,12 +52,9 @@ RETRY_TIMEOUT_COST = 10.0
 class Attempts:
     """Makes attempts for one client; shared by all its threads (no per-call state)."""
 
-    def __init__(
-        self, *, transport: Transport, limiter: LimiterProtocol, secret: str, clock: Clock
-    ) -> None:
+    def __init__(self, *, transport: Transport, limiter: LimiterProtocol, clock: Clock) -> None:
         self._transport = transport
         self._limiter = limiter
-        self._secret = secret
         self._clock = clock
 
     def json(
@@ -73,9 +70,7 @@ class Attempts:
         try:
             # Reading the body is part of the request: it stays under the permit.
             body = exchange.read_body(options.max_response_bytes)
-            data = json_body(
-                exchange, body, route=req.route, required=required, secret=self._secret
-            )
+            data = json_body(exchange, body, route=req.route, required=required)
         except BaseException:
             _give_back(exchange, permit)
             raise
@@ -104,7 +99,7 @@ class Attempts:
         try:
             ctype = exchange.headers.get("content-type", "")
             if "text/event-stream" not in ctype:
-                raise not_a_stream(exchange, route=req.route, secret=self._secret)
+                raise not_a_stream(exchange, route=req.route)
             events = iter_events(exchange.iter_decoded(), max_event_bytes=options.max_event_bytes)
             # Keep-alive comments are no answer: the first event must come within the read
             # timeout (and the call's budget) however many of them arrive.
@@ -125,7 +120,6 @@ class Attempts:
             events=events,
             first=first,
             route=req.route,
-            secret=self._secret,
             clock=self._clock.monotonic,
             idle=idle,
             finish=finish,
@@ -134,7 +128,7 @@ class Attempts:
     def _show_head(self, exchange: Exchange) -> None:
         sink = raw_sink.get()
         if sink is not None:  # a with_raw_response call wants the answer's head
-            sink(exchange.snapshot("", self._secret))
+            sink(exchange.snapshot(""))
 
     def _send(
         self,
@@ -201,9 +195,7 @@ class Attempts:
         word = parse_server_word(exchange.headers, self._clock.wall())
         if status >= 300:
             try:
-                err = error_from_response(
-                    exchange, route=req.route, secret=self._secret, now=self._clock.wall()
-                )
+                err = error_from_response(exchange, route=req.route, now=self._clock.wall())
             except BaseException:
                 exchange.close()
                 permit.release()

@@ -48,7 +48,7 @@ class CallRunner:
         self._recorder = recorder
         self._clock = clock
         self._cache = cache
-        self._attempts = Attempts(transport=transport, limiter=limiter, secret=api_key, clock=clock)
+        self._attempts = Attempts(transport=transport, limiter=limiter, clock=clock)
         self._loop = RetryLoop(on_retry=_log_retry)
 
     @property

@@ -294,6 +294,7 @@ class CometClient:
             pool_size=self.config.max_concurrency,
             user_agent=f"comet-sync/{__version__}",
             base_url=self.config.base_url,
+            secret=self._api_key,
         )
         self._runner = CallRunner(
             base_url=self.config.base_url,

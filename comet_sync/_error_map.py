@@ -41,8 +41,6 @@ from ._exceptions import (
     RequestTooLargeError,
     ResponseSnapshot,
     UnprocessableEntityError,
-    scrub,
-    scrub_json,
     snippet,
 )
 from ._headers import parse_retry_after
@@ -56,7 +54,9 @@ __all__ = [
     "bad_event",
     "body_too_large",
     "corrupt_body",
+    "crossed_answer",
     "cut_error",
+    "detach_request",
     "error_from_response",
     "event_too_large",
     "json_body",
@@ -115,9 +115,9 @@ def json_body(
     *,
     route: str,
     required: tuple[str, ...],
-    secret: str | None,
 ) -> dict[str, Any]:
-    """The decoded JSON object of a 2xx answer, checked for the keys the route must have."""
+    """The decoded JSON object of a 2xx answer, checked for the keys the route must have, with
+    the key scrubbed out of it."""
     try:
         data = json.loads(body)
     except UnicodeDecodeError as exc:
@@ -127,6 +127,7 @@ def json_body(
         data = None
         problem = f"expected JSON, got {exchange.headers.get('content-type') or 'no content type'}"
     else:
+        data = exchange.clean_json(data, body)
         if not isinstance(data, dict):
             problem = f"expected a JSON object, got {type(data).__name__}"
         else:
@@ -134,76 +135,70 @@ def json_body(
             if not missing:
                 return data
             problem = f"JSON lacks {', '.join(missing)}"
-    text = _text(body[:ERROR_BODY_LIMIT])
+    text = exchange.scrub(_text(body[:ERROR_BODY_LIMIT]))
     request_id = request_id_of(exchange.headers, text)
     status = exchange.status_code
     raise APIResponseValidationError(
         f"{status} from {route}: {problem}"
-        f"{_rid_suffix(request_id)}; body: {snippet(text, secret)!r}"
+        f"{_rid_suffix(request_id)}; body: {snippet(text)!r}"
         " (a wrong base_url or a proxy answers like this)",
-        response=exchange.snapshot(text, secret),
+        response=exchange.snapshot(text),
         status_code=status,
         request_id=request_id,
-        body=scrub_json(data, secret)
-        if data is not None and len(body) <= ERROR_BODY_LIMIT
-        else scrub(text, secret),
+        body=data if data is not None and len(body) <= ERROR_BODY_LIMIT else text,
     )
 
 
-def not_a_stream(
-    exchange: Exchange, *, route: str, secret: str | None
-) -> APIResponseValidationError:
+def not_a_stream(exchange: Exchange, *, route: str) -> APIResponseValidationError:
     """The exception for a 2xx answer to a streamed call that is not an event stream."""
-    text = _text(exchange.read_body(ERROR_BODY_LIMIT, truncate=True))
+    text = exchange.scrub(_text(exchange.read_body(ERROR_BODY_LIMIT, truncate=True)))
     request_id = request_id_of(exchange.headers, text)
     ctype = exchange.headers.get("content-type") or "no content type"
     return APIResponseValidationError(
         f"{exchange.status_code} from {route}: expected an event stream, got {ctype}"
-        f"{_rid_suffix(request_id)}; body: {snippet(text, secret)!r}",
-        response=exchange.snapshot(text, secret),
+        f"{_rid_suffix(request_id)}; body: {snippet(text)!r}",
+        response=exchange.snapshot(text),
         status_code=exchange.status_code,
         request_id=request_id,
-        body=scrub(text, secret),
+        body=text,
     )
 
 
-def error_from_response(
-    exchange: Exchange, *, route: str, secret: str | None, now: float
-) -> APIStatusError:
+def error_from_response(exchange: Exchange, *, route: str, now: float) -> APIStatusError:
     """The exception for a non-2xx answer. Reads at most ``ERROR_BODY_LIMIT`` of its body:
-    the rest is left unread (the connection is then closed, not reused)."""
+    the rest is left unread (the connection is then closed, not reused). Every field is taken
+    from the body once it is scrubbed."""
     status = exchange.status_code
     raw = exchange.read_body(ERROR_BODY_LIMIT, truncate=True)
-    text = _text(raw)
+    text = exchange.scrub(_text(raw))
     body: Any
     code: str | None = None
     error_type: str | None = None
     error_param: str | None = None
     try:
-        body = json.loads(text)
+        body = exchange.clean_json(json.loads(raw), raw)
     except ValueError:
-        body = scrub(text, secret)
-        server_message = snippet(text, secret) or exchange.response.reason or "no body"
+        body = text
+        server_message = snippet(text) or exchange.reason or "no body"
     else:
-        server_message, code = _error_fields(body, text, secret)
+        server_message, code = _error_fields(body, text)
         error = body.get("error") if isinstance(body, dict) else None
         if isinstance(error, dict):
             kind, param = error.get("type"), error.get("param")
             error_type = str(kind) if kind else None
             error_param = str(param) if param else None
-        body = scrub_json(body, secret)
     request_id = request_id_of(exchange.headers, server_message)
     message = f"{status} from {route}: {server_message}"
     if request_id and request_id not in server_message:
         message += _rid_suffix(request_id)
     if 300 <= status < 400:
-        location = scrub(str(exchange.headers.get("location")), secret)
+        location = exchange.headers.get("location")
         message += f" (redirected to {location!r}: check base_url)"
     elif status in (401, 404):
         message += " (a wrong base_url answers like this too)"
     return status_error_class(status)(
         message,
-        response=exchange.snapshot(text, secret),
+        response=exchange.snapshot(text),
         status_code=status,
         request_id=request_id,
         body=body,
@@ -214,20 +209,18 @@ def error_from_response(
     )
 
 
-def _error_fields(body: Any, text: str, secret: str | None) -> tuple[str, str | None]:
+def _error_fields(body: Any, text: str) -> tuple[str, str | None]:
+    """The server's message and ``error.code``, from a scrubbed body and its scrubbed text."""
     error = body.get("error") if isinstance(body, dict) else None
     if isinstance(error, dict):
         message = error.get("message")
         code = error.get("code")
-        return (
-            scrub(str(message), secret) if message else snippet(text, secret),
-            str(code) if code else None,
-        )
+        return (str(message) if message else snippet(text), str(code) if code else None)
     if isinstance(error, str):
-        return scrub(error, secret), None
+        return error, None
     if isinstance(body, dict) and isinstance(body.get("message"), str):
-        return scrub(body["message"], secret), None
-    return snippet(text, secret), None
+        return body["message"], None
+    return snippet(text), None
 
 
 def _rid_suffix(request_id: str | None) -> str:
@@ -239,6 +232,26 @@ def _text(body: bytes | bytearray) -> str:
 
 
 # -- the connection ---------------------------------------------------------------------------
+
+
+def detach_request(exc: requests.RequestException) -> requests.RequestException:
+    """``exc`` without the request it failed to send (its ``Authorization`` header holds the
+    key), so that the transport error chained to ours keeps none."""
+    exc.request = None
+    exc.response = None
+    return exc
+
+
+def crossed_answer(
+    what: str, sent: str, echoed: str, snapshot: ResponseSnapshot, status: int
+) -> APIResponseValidationError:
+    """An answer that names another request than the one sent (``X-Client-Request-Id``)."""
+    return APIResponseValidationError(
+        f"{what}: the answer belongs to another request (it names client request id "
+        f"{echoed!r}, this request was {sent!r}); its connection was closed",
+        response=snapshot,
+        status_code=status,
+    )
 
 
 def send_error(exc: BaseException, what: str, cut_reason: str | None, budget: float) -> CometError:
@@ -341,37 +354,39 @@ def event_too_large(exchange: Exchange, route: str, exc: BaseException) -> APIEr
     )
 
 
-def bad_event(exchange: Exchange, route: str, data: str | None, secret: str) -> APIError:
+def bad_event(exchange: Exchange, route: str, data: str | None) -> APIError:
     """A stream event that is not JSON (``data`` quoted) or not a JSON object (None)."""
     what = (
-        f"a stream event is not JSON: {snippet(data, secret)!r}"
+        f"a stream event is not JSON: {snippet(exchange.scrub(data))!r}"
         if data is not None
         else "a stream event is not a JSON object"
     )
     return APIResponseValidationError(
         f"{route}: {what}",
-        response=exchange.snapshot("", secret),
+        response=exchange.snapshot(""),
         status_code=exchange.status_code,
     )
 
 
-def stream_error_event(
-    exchange: Exchange, route: str, error: Any, chunks: int, secret: str
-) -> APIStatusError:
-    """An error sent inside a stream, as the exception its status or code names."""
+def stream_error_event(exchange: Exchange, route: str, error: Any, chunks: int) -> APIStatusError:
+    """An error sent inside a stream (already scrubbed, as every event is), as the exception
+    its status or code names."""
     err = error if isinstance(error, dict) else {"message": str(error)}
     code = str(err.get("code") or "")
     given = err.get("status")
     status: int = (
         given if isinstance(given, int) else (429 if "rate" in code or "limit" in code else 500)
     )
-    message = snippet(str(err.get("message") or "error"), secret)
+    message = snippet(str(err.get("message") or "error"))
+    kind, param = err.get("type"), err.get("param")
     return status_error_class(status)(
         f"{route}: error inside the stream after {chunks} chunk(s): {message}",
-        response=exchange.snapshot("", secret),
+        response=exchange.snapshot(""),
         status_code=status,
-        body=scrub_json(error, secret),
+        body=error,
         code=code or None,
+        type=str(kind) if kind else None,
+        param=str(param) if param else None,
     )
 
 

@@ -38,7 +38,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import requests
 from requests.structures import CaseInsensitiveDict
 
 __all__ = [
@@ -88,14 +87,22 @@ class ResponseSnapshot:
 
     @classmethod
     def of(
-        cls, response: requests.Response, text: str, secret: str | None = None
+        cls,
+        *,
+        status_code: int,
+        reason: str,
+        headers: Mapping[str, str],
+        url: str,
+        text: str,
+        secret: str | None,
     ) -> ResponseSnapshot:
-        headers = CaseInsensitiveDict({k: scrub(v, secret) for k, v in response.headers.items()})
+        """A snapshot of an answer whose ``reason`` and ``headers`` are already scrubbed (the
+        transport scrubs them once, as the answer arrives); ``text`` is scrubbed here."""
         return cls(
-            status_code=response.status_code,
-            reason=str(response.reason or ""),
+            status_code=status_code,
+            reason=reason,
             headers=headers,
-            url=scrub(str(response.url or ""), secret),
+            url=scrub(url, secret),
             text=scrub(text[:ERROR_BODY_LIMIT], secret),
         )
 
@@ -299,13 +306,45 @@ def _forms(secret: str) -> tuple[str, ...]:
 
 
 def scrub_json(value: Any, secret: str | None) -> Any:
-    """A copy of decoded JSON with the key scrubbed out of every string in it."""
+    """A copy of decoded JSON with the key scrubbed out of every string in it, object keys
+    included."""
     if not secret or len(secret) < MIN_SCRUB_LENGTH:
         return value
     if isinstance(value, str):
         return scrub(value, secret)
     if isinstance(value, dict):
-        return {k: scrub_json(v, secret) for k, v in value.items()}
+        return {scrub(k, secret): scrub_json(v, secret) for k, v in value.items()}
     if isinstance(value, list):
         return [scrub_json(v, secret) for v in value]
     return value
+
+
+def json_may_hold(raw: bytes | bytearray | str, secret: str | None) -> bool:
+    """Whether decoding ``raw`` (JSON text) might yield a string that holds the key: one of its
+    forms is in the text, or an escape could spell it (``\\u`` spells any character; ``\\/``,
+    ``\\\\`` and ``\\"`` only those). False lets a caller skip walking the decoded document,
+    which for an embedding's thousands of numbers is most of the cost."""
+    if not secret or len(secret) < MIN_SCRUB_LENGTH:
+        return False
+    data = raw.encode() if isinstance(raw, str) else raw
+    if any(form in data for form in _byte_forms(secret)):
+        return True
+    if b"\\" not in data:
+        return False
+    return b"\\u" in data or any(ch in secret for ch in '/\\"')
+
+
+@functools.lru_cache(maxsize=8)
+def _byte_forms(secret: str) -> tuple[bytes, ...]:
+    return tuple(form.encode() for form in _forms(secret))
+
+
+def scrub_headers(headers: Mapping[str, str], secret: str | None) -> Mapping[str, str]:
+    """``headers`` as they are when no value holds the key (the common case, no copy), else a
+    case-insensitive copy with the key scrubbed out of every value (and name)."""
+    if not secret or len(secret) < MIN_SCRUB_LENGTH:
+        return headers
+    forms = _forms(secret)
+    if not any(form in name or form in value for name, value in headers.items() for form in forms):
+        return headers
+    return CaseInsensitiveDict({scrub(k, secret): scrub(v, secret) for k, v in headers.items()})

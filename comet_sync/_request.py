@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import json
 import urllib.parse
+import uuid
 from typing import Any
 
 from ._config import CallOptions
 from ._estimate import estimate_tokens
 from ._limiter import LimiterProtocol
 
-__all__ = ["Request", "build_request"]
+__all__ = ["CLIENT_REQUEST_ID", "Request", "build_request"]
+
+# Our name for each call, sent with it (OpenAI's header name; Azure's variant below). A server
+# or proxy that echoes it lets the transport check that an answer is this call's own.
+CLIENT_REQUEST_ID = "X-Client-Request-Id"
 
 
 class Request:
@@ -54,6 +59,8 @@ def build_request(
         body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
         headers["Content-Type"] = "application/json"
     headers.update(options.extra_headers)
+    if not any(name.lower() == "x-client-request-id" for name in options.extra_headers):
+        headers[CLIENT_REQUEST_ID] = uuid.uuid4().hex
     model = payload.get("model") if payload is not None else None
     name = model if isinstance(model, str) else None
     # Estimating tokens reads the whole body: only for a limiter that paces them.

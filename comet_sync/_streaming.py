@@ -21,8 +21,6 @@ from collections.abc import Iterator
 from types import TracebackType
 from typing import Any, Callable
 
-import requests
-
 from ._error_map import (
     bad_event,
     event_too_large,
@@ -30,7 +28,7 @@ from ._error_map import (
     stream_error_event,
     stream_unfinished,
 )
-from ._exceptions import APIError, CometError
+from ._exceptions import APIError, CometError, ResponseSnapshot
 from ._limiter import PermitProtocol as Permit
 from ._models import ChatCompletion, ChatCompletionChunk, Response, ResponseStreamEvent
 from ._sse import Event, EventTooLargeError
@@ -90,7 +88,6 @@ class Stream:
         events: Iterator[Event],
         first: Event,
         route: str,
-        secret: str,
         clock: Callable[[], float],
         idle: float,
         finish: Callable[..., None],
@@ -98,9 +95,8 @@ class Stream:
         self._events = events
         self._pending: Event | None = first
         self._route = route
-        self._secret = secret
         self._exchange = exchange
-        self._response = exchange.response
+        self._head = exchange.snapshot("")
         # Each event buys the stream another read timeout, never past the call's own end.
         self._idle = idle
         exchange.attempt.rearm(idle)
@@ -116,8 +112,9 @@ class Stream:
         return self._ending.chunks
 
     @property
-    def response(self) -> requests.Response:
-        return self._response
+    def response(self) -> ResponseSnapshot:
+        """The answer's head: ``status_code``, ``reason``, ``headers`` (scrubbed of the key)."""
+        return self._head
 
     # -- iteration ---------------------------------------------------------------------------
 
@@ -178,15 +175,14 @@ class Stream:
         try:
             payload = json.loads(event.data)
         except ValueError:
-            raise bad_event(self._exchange, self._route, event.data, self._secret) from None
+            raise bad_event(self._exchange, self._route, event.data) from None
         if not isinstance(payload, dict):
-            raise bad_event(self._exchange, self._route, None, self._secret)
-        return payload
+            raise bad_event(self._exchange, self._route, None)
+        # Scrubbed before anyone reads it: the chunk, the accumulator, an error event.
+        return self._exchange.clean_json(payload, event.data)  # type: ignore[no-any-return]
 
     def _error_event(self, error: Any) -> APIError:
-        return stream_error_event(
-            self._exchange, self._route, error, self._ending.chunks, self._secret
-        )
+        return stream_error_event(self._exchange, self._route, error, self._ending.chunks)
 
     # -- helpers -----------------------------------------------------------------------------
 

@@ -29,6 +29,7 @@ own ``_lock`` guards its socket and reason. Sockets are shut down outside every 
 from __future__ import annotations
 
 import contextlib
+import http.client
 import math
 import os
 import socket
@@ -54,12 +55,22 @@ from ._error_map import (
     TIMED_OUT,
     body_too_large,
     corrupt_body,
+    crossed_answer,
     cut_error,
+    detach_request,
     read_error,
     send_error,
     unasked_encoding,
 )
-from ._exceptions import APIResponseValidationError, CometError, ResponseSnapshot
+from ._exceptions import (
+    APIResponseValidationError,
+    CometError,
+    ResponseSnapshot,
+    json_may_hold,
+    scrub,
+    scrub_headers,
+    scrub_json,
+)
 
 __all__ = ["Attempt", "Exchange", "Transport"]
 
@@ -74,6 +85,10 @@ REST_BYTES = 64 * 1024
 REST_SECONDS = 0.25
 # Only what we decode ourselves is offered; a server sending anything else breaks the protocol.
 ACCEPT_ENCODING = "gzip, deflate"
+# Informational answers read past before the answer. A server may send 102 Processing now and
+# then while it works (one a few seconds at most); more than this many is a server in a loop,
+# and the attempt fails instead of reading status lines until its deadline.
+MAX_INFORMATIONAL = 100
 
 
 # -- attempts and the watchdog ------------------------------------------------------------------
@@ -223,12 +238,40 @@ def _shutdown(sock: socket.socket | None) -> None:
         socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
 
+class _Response(http.client.HTTPResponse):
+    """http.client's answer, reading past every informational answer.
+
+    http.client skips only ``100 Continue``: a ``102 Processing`` or ``103 Early Hints`` (CDNs
+    and gateways send them) was taken for the answer, an answer with no body, so the connection
+    went back to the pool with the real answer still to come on it, and the next request sent
+    on that connection read it as its own. Here every 1xx but 101 is read past, its header block
+    discarded. 101 (a protocol switch we never ask for) stays the answer and its connection is
+    closed, never reused: what follows it on the socket is not HTTP we can frame.
+    """
+
+    def _read_status(self) -> tuple[str, int, str]:
+        for _ in range(MAX_INFORMATIONAL + 1):
+            version, status, reason = super()._read_status()  # type: ignore[misc]
+            if not 100 <= status < 200 or status == 101:
+                return version, status, reason
+            http.client.parse_headers(self.fp)  # the informational answer's headers, dropped
+        raise http.client.HTTPException(
+            f"more than {MAX_INFORMATIONAL} informational (1xx) answers before the answer"
+        )
+
+    def begin(self) -> None:
+        super().begin()
+        if self.status < 200:
+            self.will_close = True  # http.client then closes the connection, not the pool
+
+
 # The attempt being sent on this thread, for the connection class to hand its socket to.
 _SENDING = threading.local()
 
 
 class _WatchedConnectionMixin:
     sock: Any
+    response_class: type[http.client.HTTPResponse] = _Response
 
     def request(self, *args: Any, **kwargs: Any) -> None:
         attempt: Attempt | None = getattr(_SENDING, "attempt", None)
@@ -275,7 +318,10 @@ class _Adapter(HTTPAdapter):
 class Transport:
     """Sends one HTTP attempt. Retries are the caller's: urllib3's own stay off."""
 
-    def __init__(self, *, pool_size: int, user_agent: str, base_url: str) -> None:
+    def __init__(
+        self, *, pool_size: int, user_agent: str, base_url: str, secret: str | None
+    ) -> None:
+        self._secret = secret  # scrubbed out of every answer as it arrives (see Exchange)
         session = requests.Session()
         session.trust_env = False  # read once, below
         # total=0: urllib3 must never retry on its own, or attempts would multiply with ours.
@@ -346,13 +392,23 @@ class Transport:
             )
         except requests.RequestException as exc:
             attempt.finish()
-            raise send_error(exc, what, attempt.reason, attempt.budget) from exc
+            raise send_error(exc, what, attempt.reason, attempt.budget) from detach_request(exc)
         except BaseException:
             attempt.finish()
             raise
         finally:
             _SENDING.attempt = None
-        return Exchange(response, attempt, what)
+        exchange = Exchange(response, attempt, what, self._secret)
+        sent_id = prepared.headers.get("x-client-request-id")
+        echoed = exchange.headers.get("x-client-request-id") or exchange.headers.get(
+            "x-ms-client-request-id"
+        )
+        if isinstance(sent_id, str) and echoed and echoed != sent_id:
+            # The answer names another request: whatever put it on this connection (a proxy
+            # or server that mixed answers up), nothing on the connection can be trusted.
+            exchange.close()
+            raise crossed_answer(what, sent_id, echoed, exchange.snapshot(""), response.status_code)
+        return exchange
 
     def close(self) -> None:
         # urllib3 2 only forgets its pools on clear(), leaving their sockets to the garbage
@@ -371,16 +427,38 @@ class Transport:
 
 class Exchange:
     """An answer whose head has arrived: its status and headers, and its body, read within
-    the attempt's deadline and a size cap. Closed once, by whoever finishes with it."""
+    the attempt's deadline and a size cap. Closed once, by whoever finishes with it.
 
-    def __init__(self, response: requests.Response, attempt: Attempt, what: str) -> None:
+    The one door through which what a server sent reaches our objects: ``headers`` and
+    ``reason`` are scrubbed of the API key here, as the answer arrives, and bodies pass
+    :meth:`scrub` (text) or :meth:`clean_json` (decoded JSON) before anyone keeps them. A
+    server that echoes the key (in a request id, a rate header, an error field, a chunk) thus
+    echoes it into nothing we log, raise, record or write. The request is dropped from the
+    response: sent, it is of no use, and it holds the ``Authorization`` header.
+    """
+
+    def __init__(
+        self, response: requests.Response, attempt: Attempt, what: str, secret: str | None
+    ) -> None:
+        response.request = None  # type: ignore[assignment]
         self.response = response
         self.attempt = attempt
         self.what = what
+        self._secret = secret
         self.status_code: int = response.status_code
-        self.headers: Mapping[str, str] = response.headers
+        self.headers: Mapping[str, str] = scrub_headers(response.headers, secret)
+        self.reason: str = scrub(str(response.reason or ""), secret)
         self._closed = False
         self._eof = False
+
+    def scrub(self, text: str) -> str:
+        """``text`` (from this answer's body) with the key scrubbed out."""
+        return scrub(text, self._secret)
+
+    def clean_json(self, data: Any, raw: bytes | bytearray | str) -> Any:
+        """``data``, decoded from ``raw``, with the key scrubbed out of every string in it
+        (the document itself when ``raw`` cannot hold the key)."""
+        return scrub_json(data, self._secret) if json_may_hold(raw, self._secret) else data
 
     def read_body(self, limit: int, *, truncate: bool = False) -> bytearray:
         """The whole decoded body. Past ``limit`` bytes it raises, naming the cap; with
@@ -433,8 +511,17 @@ class Exchange:
         except CometError:
             return  # cut or broken: close() closes it
 
-    def snapshot(self, text: str, secret: str | None = None) -> ResponseSnapshot:
-        return ResponseSnapshot.of(self.response, text, secret)
+    def snapshot(self, text: str) -> ResponseSnapshot:
+        """What an exception or a raw response keeps of this answer (``text``: its body, or
+        as much of it as was read), scrubbed."""
+        return ResponseSnapshot.of(
+            status_code=self.status_code,
+            reason=self.reason,
+            headers=self.headers,
+            url=str(self.response.url or ""),
+            text=text,
+            secret=self._secret,
+        )
 
     def too_large(self, limit: int) -> APIResponseValidationError:
         return body_too_large(self.what, limit, self.snapshot(""), self.status_code)

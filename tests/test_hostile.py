@@ -549,7 +549,7 @@ def test_an_attempt_whose_scope_is_abandoned_before_it_sends_sends_nothing() -> 
         scope = Scope(what="the map")
         scope.stop()
         scope.abandon()
-        transport = Transport(pool_size=1, user_agent="t", base_url=server.base_url)
+        transport = Transport(pool_size=1, user_agent="t", base_url=server.base_url, secret=None)
         try:
             with pytest.raises(ClientClosedError):
                 transport.send(

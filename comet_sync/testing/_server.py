@@ -324,6 +324,10 @@ class FakeCometServer:
             status, payload, ctype, headers = self._answer(h, route, body, rid, fault, over_limit)
             if fault is None or fault.request_id_header:
                 headers = {"X-Oneapi-Request-Id": rid, **headers}
+            # As OpenAI and Azure do: the caller's own id back, so it can tell its answer.
+            own = h.headers.get("X-Client-Request-Id")
+            if own:
+                headers = {"X-Client-Request-Id": own, **headers}
             # Logged before the answer leaves, so a test that reads the log right after its
             # call returns always finds the request there.
             self._log(h, path, body, status, started)
