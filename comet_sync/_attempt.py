@@ -19,6 +19,7 @@ from ._error_map import (
     event_too_large,
     json_body,
     not_a_stream,
+    not_an_answer,
     request_id_of,
     stream_ended_early,
 )
@@ -191,6 +192,10 @@ class Attempts:
             raise
         status = exchange.status_code
         log.statuses.append(status)
+        if status < 200:
+            exchange.close()  # unread: never reused
+            permit.release()
+            raise not_an_answer(exchange, route=req.route)
         # Every answer, 2xx included, may say how much of the server's budget is left.
         word = parse_server_word(exchange.headers, self._clock.wall())
         if status >= 300:

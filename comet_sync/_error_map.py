@@ -41,6 +41,8 @@ from ._exceptions import (
     RequestTooLargeError,
     ResponseSnapshot,
     UnprocessableEntityError,
+    holds_secret,
+    scrub,
     snippet,
 )
 from ._headers import parse_retry_after
@@ -61,8 +63,10 @@ __all__ = [
     "event_too_large",
     "json_body",
     "not_a_stream",
+    "not_an_answer",
     "read_error",
     "request_id_of",
+    "safe_cause",
     "send_error",
     "status_error_class",
     "stream_cut",
@@ -119,7 +123,8 @@ def json_body(
     """The decoded JSON object of a 2xx answer, checked for the keys the route must have, with
     the key scrubbed out of it."""
     try:
-        data = json.loads(body)
+        # Decoded here, not by json.loads: given bytes it would take UTF-16 and UTF-32 too.
+        data = json.loads(body.decode("utf-8-sig"))
     except UnicodeDecodeError as exc:
         data = None
         problem = f"the body is not valid UTF-8 (byte {exc.start})"
@@ -135,7 +140,7 @@ def json_body(
             if not missing:
                 return data
             problem = f"JSON lacks {', '.join(missing)}"
-    text = exchange.scrub(_text(body[:ERROR_BODY_LIMIT]))
+    text = exchange.quote(body)
     request_id = request_id_of(exchange.headers, text)
     status = exchange.status_code
     raise APIResponseValidationError(
@@ -151,7 +156,7 @@ def json_body(
 
 def not_a_stream(exchange: Exchange, *, route: str) -> APIResponseValidationError:
     """The exception for a 2xx answer to a streamed call that is not an event stream."""
-    text = exchange.scrub(_text(exchange.read_body(ERROR_BODY_LIMIT, truncate=True)))
+    text = exchange.quote(exchange.read_error_body())
     request_id = request_id_of(exchange.headers, text)
     ctype = exchange.headers.get("content-type") or "no content type"
     return APIResponseValidationError(
@@ -164,19 +169,31 @@ def not_a_stream(exchange: Exchange, *, route: str) -> APIResponseValidationErro
     )
 
 
+def not_an_answer(exchange: Exchange, *, route: str) -> APIResponseValidationError:
+    """The exception for a 1xx that reached us as the answer (a 101: the transport reads past
+    every other one). Its body is not read: what follows a protocol switch is not HTTP."""
+    return APIResponseValidationError(
+        f"{exchange.status_code} from {route}: an informational answer where the answer "
+        "should be (a protocol switch was never asked for); its connection was closed",
+        response=exchange.snapshot(""),
+        status_code=exchange.status_code,
+        request_id=request_id_of(exchange.headers),
+    )
+
+
 def error_from_response(exchange: Exchange, *, route: str, now: float) -> APIStatusError:
     """The exception for a non-2xx answer. Reads at most ``ERROR_BODY_LIMIT`` of its body:
     the rest is left unread (the connection is then closed, not reused). Every field is taken
     from the body once it is scrubbed."""
     status = exchange.status_code
-    raw = exchange.read_body(ERROR_BODY_LIMIT, truncate=True)
-    text = exchange.scrub(_text(raw))
+    raw = exchange.read_error_body()
+    text = exchange.quote(raw)
     body: Any
     code: str | None = None
     error_type: str | None = None
     error_param: str | None = None
     try:
-        body = exchange.clean_json(json.loads(raw), raw)
+        body = exchange.clean_json(json.loads(_text(raw[:ERROR_BODY_LIMIT])), raw)
     except ValueError:
         body = text
         server_message = snippet(text) or exchange.reason or "no body"
@@ -254,24 +271,47 @@ def crossed_answer(
     )
 
 
-def send_error(exc: BaseException, what: str, cut_reason: str | None, budget: float) -> CometError:
-    """The exception for a request that got no answer (``requests`` raised while sending)."""
+def send_error(
+    exc: BaseException, what: str, cut_reason: str | None, budget: float, secret: str | None
+) -> CometError:
+    """The exception for a request that got no answer (``requests`` raised while sending).
+    What the server sent can be in the reason (a status line http.client could not read):
+    it is scrubbed."""
     if cut_reason is not None:
         return cut_error(cut_reason, budget, what)
     if isinstance(exc, requests.Timeout):
         return APITimeoutError(f"{what}: timed out ({type(exc).__name__})")
-    return APIConnectionError(f"{what}: connection error ({type(exc).__name__}: {_reason(exc)})")
+    reason = scrub(_reason(exc), secret)
+    return APIConnectionError(f"{what}: connection error ({type(exc).__name__}: {reason})")
 
 
-def read_error(exc: BaseException, what: str, cut_reason: str | None, budget: float) -> CometError:
-    """The exception for a body whose reading failed."""
+def read_error(
+    exc: BaseException, what: str, cut_reason: str | None, budget: float, secret: str | None
+) -> CometError:
+    """The exception for a body whose reading failed (its reason scrubbed: a bad chunk
+    length quotes the bytes the server sent)."""
     if cut_reason is not None:
         return cut_error(cut_reason, budget, what)
     if isinstance(exc, (requests.Timeout, urllib3.exceptions.ReadTimeoutError, TimeoutError)):
         return APITimeoutError(f"{what}: reading the answer timed out ({type(exc).__name__})")
-    return APIConnectionError(
-        f"{what}: the connection broke ({type(exc).__name__}: {_reason(exc)})"
-    )
+    reason = scrub(_reason(exc), secret)
+    return APIConnectionError(f"{what}: the connection broke ({type(exc).__name__}: {reason})")
+
+
+def safe_cause(exc: BaseException, secret: str | None) -> BaseException | None:
+    """What our exception may chain to: ``exc`` without the request it failed to send (its
+    ``Authorization`` header holds the key), or None when its text, or that of anything it
+    chains to, quotes the key (a status line or chunk length the server filled with it)."""
+    if isinstance(exc, requests.RequestException):
+        detach_request(exc)
+    link: BaseException | None = exc
+    seen: set[int] = set()
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        if holds_secret(repr(link), secret) or holds_secret(str(link), secret):
+            return None
+        link = link.__cause__ or link.__context__
+    return exc
 
 
 def cut_error(reason: str, budget: float, what: str) -> CometError:

@@ -103,7 +103,8 @@ class ResponseSnapshot:
             reason=reason,
             headers=headers,
             url=scrub(url, secret),
-            text=scrub(text[:ERROR_BODY_LIMIT], secret),
+            # Scrubbed, then cut: a key straddling the cut is not kept by half.
+            text=scrub(text, secret)[:ERROR_BODY_LIMIT],
         )
 
     def json(self) -> Any:
@@ -288,10 +289,16 @@ def scrub(text: str, secret: str | None) -> str:
     return text
 
 
+def holds_secret(text: str, secret: str | None) -> bool:
+    """Whether ``text`` holds the key in any form :func:`scrub` removes."""
+    return scrub(text, secret) != text
+
+
 @functools.lru_cache(maxsize=8)
 def _forms(secret: str) -> tuple[str, ...]:
     """The key as a server might echo it: raw, percent-encoded (either case of hex), as a
-    query value (+ for space), JSON-escaped."""
+    query value (+ for space), JSON-escaped, and as UTF-16 or UTF-32 bytes read as UTF-8 (a
+    body in those encodings is quoted so, its NULs and all)."""
     quoted = urllib.parse.quote(secret, safe="")
     forms = {
         secret,
@@ -301,6 +308,8 @@ def _forms(secret: str) -> tuple[str, ...]:
         urllib.parse.quote(secret),
         json.dumps(secret)[1:-1],
     }
+    for encoding in ("utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be"):
+        forms.add(secret.encode(encoding).decode("utf-8", "replace"))
     # Longest first, so a form that contains another is replaced whole.
     return tuple(sorted(forms, key=len, reverse=True))
 

@@ -57,12 +57,13 @@ from ._error_map import (
     corrupt_body,
     crossed_answer,
     cut_error,
-    detach_request,
     read_error,
+    safe_cause,
     send_error,
     unasked_encoding,
 )
 from ._exceptions import (
+    ERROR_BODY_LIMIT,
     APIResponseValidationError,
     CometError,
     ResponseSnapshot,
@@ -85,6 +86,9 @@ REST_BYTES = 64 * 1024
 REST_SECONDS = 0.25
 # Only what we decode ourselves is offered; a server sending anything else breaks the protocol.
 ACCEPT_ENCODING = "gzip, deflate"
+# Read past what is quoted of a body, so that a key straddling the quote's end is scrubbed whole
+# before the quote is cut (room for every escaped form of a long key).
+QUOTE_MARGIN = 4096
 # Informational answers read past before the answer. A server may send 102 Processing now and
 # then while it works (one a few seconds at most); more than this many is a server in a loop,
 # and the attempt fails instead of reading status lines until its deadline.
@@ -263,6 +267,12 @@ class _Response(http.client.HTTPResponse):
         super().begin()
         if self.status < 200:
             self.will_close = True  # http.client then closes the connection, not the pool
+        # Header lines http.client could not parse are dropped here: urllib3 would log them
+        # whole at WARNING ("Failed to parse headers"), and they are bytes a server chose,
+        # the API key among them if it echoes it. We read no header that did not parse.
+        if self.msg.defects or self.msg.get_payload():
+            self.msg.defects.clear()
+            self.msg.set_payload("")
 
 
 # The attempt being sent on this thread, for the connection class to hand its socket to.
@@ -380,6 +390,7 @@ class Transport:
             prepared.headers["Content-Length"] = str(len(body) if body is not None else 0)
         prepared.hooks = self._hooks
         _SENDING.attempt = attempt
+        failure: tuple[CometError, BaseException | None] | None = None
         try:
             # Redirects are never followed (the adapter does not): one means a wrong base
             # URL, and following it would turn a POST into a GET.
@@ -392,18 +403,28 @@ class Transport:
             )
         except requests.RequestException as exc:
             attempt.finish()
-            raise send_error(exc, what, attempt.reason, attempt.budget) from detach_request(exc)
+            failure = (
+                send_error(exc, what, attempt.reason, attempt.budget, self._secret),
+                safe_cause(exc, self._secret),
+            )
         except BaseException:
             attempt.finish()
             raise
         finally:
             _SENDING.attempt = None
+        if failure is not None:
+            # Raised here, not in the except clause, so that a cause that quotes the key is
+            # not kept as the context either.
+            raise failure[0] from failure[1]
         exchange = Exchange(response, attempt, what, self._secret)
         sent_id = prepared.headers.get("x-client-request-id")
-        echoed = exchange.headers.get("x-client-request-id") or exchange.headers.get(
-            "x-ms-client-request-id"
-        )
-        if isinstance(sent_id, str) and echoed and echoed != sent_id:
+        echoed = exchange.headers.get("x-client-request-id")
+        # requests joins a header sent twice with ", ": each copy must be ours.
+        if (
+            isinstance(sent_id, str)
+            and echoed
+            and any(part.strip() != sent_id for part in echoed.split(","))
+        ):
             # The answer names another request: whatever put it on this connection (a proxy
             # or server that mixed answers up), nothing on the connection can be trusted.
             exchange.close()
@@ -454,6 +475,18 @@ class Exchange:
     def scrub(self, text: str) -> str:
         """``text`` (from this answer's body) with the key scrubbed out."""
         return scrub(text, self._secret)
+
+    def quote(self, raw: bytes | bytearray) -> str:
+        """What may be kept of a body as text: at most ``ERROR_BODY_LIMIT`` characters,
+        invalid UTF-8 as U+FFFD, scrubbed *before* it is cut, so that a key straddling the cut
+        is not kept by half. (``raw`` should hold ``QUOTE_MARGIN`` bytes past the limit.)"""
+        text = bytes(raw[: ERROR_BODY_LIMIT + QUOTE_MARGIN]).decode("utf-8", "replace")
+        return scrub(text, self._secret)[:ERROR_BODY_LIMIT]
+
+    def read_error_body(self) -> bytearray:
+        """As much of an error body as :meth:`quote` needs (the rest is left unread: the
+        connection is then closed, not reused)."""
+        return self.read_body(ERROR_BODY_LIMIT + QUOTE_MARGIN, truncate=True)
 
     def clean_json(self, data: Any, raw: bytes | bytearray | str) -> Any:
         """``data``, decoded from ``raw``, with the key scrubbed out of every string in it
@@ -547,11 +580,18 @@ class Exchange:
             if self.attempt.reason is not None:
                 # Cut by the watchdog or a stop: the socket's EOF is ours, not the server's.
                 raise read_error(
-                    EOFError("cut"), self.what, self.attempt.reason, self.attempt.budget
+                    EOFError("cut"), self.what, self.attempt.reason, self.attempt.budget, None
                 )
             self._eof = True
+            return
         except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
-            raise read_error(exc, self.what, self.attempt.reason, self.attempt.budget) from exc
+            failure = read_error(
+                exc, self.what, self.attempt.reason, self.attempt.budget, self._secret
+            )
+            cause = safe_cause(exc, self._secret)
+        # Raised outside the except clause: a cause that quotes the key is not kept as the
+        # context either.
+        raise failure from cause
 
     def close(self) -> None:
         """Give the connection back (a fully read body) or close it (anything else)."""

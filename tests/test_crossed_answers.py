@@ -213,3 +213,47 @@ def test_an_answer_naming_another_request_is_refused_not_returned() -> None:
         finally:
             client.close()
         assert server.count == 4
+
+
+def test_a_switching_protocols_answer_with_a_chunked_body_is_not_read_as_the_answer() -> None:
+    def handle(conn: socket.socket, request: Request, stop: threading.Event) -> bool:
+        body = _completion("after-101")
+        conn.sendall(
+            b"HTTP/1.1 101 Switching Protocols\r\nTransfer-Encoding: chunked\r\n\r\n"
+            + f"{len(body):x}\r\n".encode()
+            + body
+            + b"\r\n0\r\n\r\n"
+        )
+        return False
+
+    with hostile(handle) as server:
+        client = CometClient(api_key=SECRET, base_url=server.base_url, max_retries=0)
+        try:
+            with pytest.raises(APIResponseValidationError) as caught:
+                _ask(client, "x", stream=False)
+            assert "101" in str(caught.value)
+        finally:
+            client.close()
+
+
+@pytest.mark.parametrize("copies", [1, 2])
+def test_an_answer_echoing_our_own_id_is_ours_however_often_it_is_echoed(copies: int) -> None:
+    def handle(conn: socket.socket, request: Request, stop: threading.Event) -> bool:
+        sent = ""
+        for line in request.head.split(b"\r\n")[1:]:
+            name, _, value = line.decode("latin-1").partition(":")
+            if name.strip().lower() == "x-client-request-id":
+                sent = value.strip()
+        body = _completion(_marker(request))
+        echoes = [f"X-Client-Request-Id: {sent}"] * copies + [f"x-ms-client-request-id: {sent}x"]
+        conn.sendall(
+            head("200 OK", "Content-Type: application/json", *echoes, length=len(body)) + body
+        )
+        return True
+
+    with hostile(handle) as server:
+        client = CometClient(api_key=SECRET, base_url=server.base_url, max_retries=0)
+        try:
+            assert _ask(client, "mine", stream=False) == "mine"
+        finally:
+            client.close()

@@ -391,3 +391,132 @@ def test_the_search_finds_a_key_planted_where_it_looks() -> None:
     exc.__cause__ = cause
     assert _leaks(list(_everything(Holder())))
     assert _leaks(list(_everything(exc)))
+
+
+# -- bytes the HTTP parser cannot read, bodies cut or oddly encoded ---------------------------
+
+_KEY = SECRET.encode()
+_PLAIN_COMPLETION = _dumps(
+    {
+        "id": "c1",
+        "object": "chat.completion",
+        "model": "m",
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}
+        ],
+    }
+).encode()
+WIRE = {
+    "bad status code": b"HTTP/1.1 2x0 " + _KEY + b"\r\nContent-Length: 0\r\n\r\n",
+    "garbage status line": _KEY + b" 200 OK\r\n\r\n",
+    "garbage after a 103": b"HTTP/1.1 103 Early Hints\r\n\r\nXYZ " + _KEY + b"\r\n\r\n",
+    "chunk length": (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n" + _KEY + b"\r\n"
+    ),
+    "header line without a colon": (
+        b"HTTP/1.1 200 OK\r\n" + _KEY + b"\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n" % len(_PLAIN_COMPLETION) + _PLAIN_COMPLETION
+    ),
+    "continuation line first": (
+        b"HTTP/1.1 200 OK\r\n  " + _KEY + b"\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n" % len(_PLAIN_COMPLETION) + _PLAIN_COMPLETION
+    ),
+}
+
+
+@pytest.mark.parametrize("where", sorted(WIRE))
+def test_the_key_in_bytes_http_cannot_parse_is_kept_nowhere(
+    where: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A status line, chunk length or header line holding the key: http.client and urllib3
+    quote such bytes in their exceptions and warnings (the chained cause, urllib3's "Failed
+    to parse headers" at WARNING)."""
+    caplog.set_level(logging.DEBUG)  # every logger, urllib3's included
+
+    def handle(conn: socket.socket, request: Request, stop: threading.Event) -> bool:
+        conn.sendall(WIRE[where])
+        return False
+
+    records: list[RequestRecord] = []
+    texts: list[str] = []
+    with hostile(handle) as server:
+        client = _client(server.base_url, records, max_retries=0)
+        try:
+            client.chat.completions.create(model="m", messages=_messages("x"))
+        except APIError as exc:
+            texts.extend(_everything(exc))
+            texts.append("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+            texts.append(pickle.dumps(exc).decode("latin-1"))
+        finally:
+            client.close()
+    texts.extend(_everything(records))
+    texts.extend(_log_texts(caplog))
+    assert _leaks(texts) == []
+
+
+@pytest.mark.parametrize("gzipped", [False, True], ids=["plain", "gzip"])
+@pytest.mark.parametrize("status", ["500", "200"])
+def test_a_key_straddling_the_end_of_what_is_kept_of_a_body_is_not_kept_by_half(
+    status: str, gzipped: bool
+) -> None:
+    import gzip
+
+    from comet_sync._exceptions import ERROR_BODY_LIMIT
+
+    # The key starts 20 characters before the 64 KiB a snapshot keeps.
+    text = "x" * (ERROR_BODY_LIMIT - 20) + SECRET + "y" * 100
+    body = text.encode()
+    extra = ["Content-Encoding: gzip"] if gzipped else []
+    if gzipped:
+        body = gzip.compress(body)
+
+    def handle(conn: socket.socket, request: Request, stop: threading.Event) -> bool:
+        head = [f"HTTP/1.1 {status} X", "Content-Type: text/plain", *extra]
+        head.append(f"Content-Length: {len(body)}")
+        conn.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + body)
+        return True
+
+    with hostile(handle) as server:
+        client = _client(server.base_url, [], max_retries=0)
+        try:
+            with pytest.raises(APIError) as caught:
+                client.chat.completions.create(model="m", messages=_messages("x"))
+        finally:
+            client.close()
+    texts = list(_everything(caught.value))
+    texts.append(pickle.dumps(caught.value).decode("latin-1"))
+    assert _leaks(texts) == []
+    assert SECRET[:15] not in caught.value.response.text  # not even its start
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-32"])
+def test_a_json_answer_not_in_utf8_is_refused_without_quoting_the_key(encoding: str) -> None:
+    body = _dumps(
+        {
+            "id": "c1",
+            "object": "chat.completion",
+            "model": "m",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": SECRET},
+                    "finish_reason": "stop",
+                }
+            ],
+        }
+    ).encode(encoding)
+
+    def handle(conn: socket.socket, request: Request, stop: threading.Event) -> bool:
+        head = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(body)}"
+        conn.sendall(head.encode() + b"\r\n\r\n" + body)
+        return True
+
+    with hostile(handle) as server:
+        client = _client(server.base_url, [], max_retries=0)
+        try:
+            with pytest.raises(APIError) as caught:
+                client.chat.completions.create(model="m", messages=_messages("x"))
+        finally:
+            client.close()
+    assert _leaks(list(_everything(caught.value))) == []
