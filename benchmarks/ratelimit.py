@@ -71,10 +71,14 @@ from typing import Any
 
 import requests
 from servers import (
+    WINDOW,
     Concurrency,
+    Convention,
+    DayQuota,
     FixedWindow,
     LimitServer,
     Record,
+    SlidingTokens,
     SlidingWindow,
     TokenBucket,
     TokenRate,
@@ -249,6 +253,7 @@ class Scenario:
     limit: Callable[[Run], list[tuple[float, float]]] | None = None  # (from s, req/s) steps
     limit_label: str = "server limit"
     alone: Callable[[Job], bool] | None = None  # jobs to run alone first (twomodels)
+    bare: Callable[[], LimitServer] | None = None  # the same server without headers, first
 
     def make_jobs(self, n: int) -> list[Job]:
         if self.job is not None:
@@ -356,6 +361,25 @@ def two_models_extra(run: Run, runs: dict[str, Run]) -> str:
     return f"model-b {b:.2f}s / alone {alone:.2f}s = {b / alone:.2f}x"
 
 
+def gaps_extra(run: Run, runs: dict[str, Run]) -> str:
+    """The waits between a job's attempts: the shortest (never under what the server asked)
+    and the longest (never past max_wait, 30 s)."""
+    by_job: dict[str, list[float]] = {}
+    for r in run.records:
+        by_job.setdefault(r.key, []).append(r.arrived)
+    gaps = [b - a for times in by_job.values() for a, b in zip(sorted(times), sorted(times)[1:])]
+    text = vs_openai(run, runs)
+    if gaps:
+        text += f"; waits {min(gaps):.2f}-{max(gaps):.2f}s"
+    return text.strip("; ")
+
+
+def vs_bare(run: Run, runs: dict[str, Run]) -> str:
+    """The same client against the same server without rate headers, measured just before."""
+    bare = run.notes.get("bare")
+    return f"wall {run.wall / bare:.2f}x the same without headers" if bare else ""
+
+
 def server(limits: Callable[[], Any] | None = None, **options: Any) -> Callable[[], LimitServer]:
     """A server factory: the limiters are built anew for every run, so no state carries over."""
     return lambda: LimitServer(limits() if limits else None, **options)
@@ -410,6 +434,132 @@ SCENARIOS = [
         lambda n: n / 40,
         told={"rpm": 2400},
         limit=flat(40),
+    ),
+    # Servers that count per their own window under the same header names (mock servers,
+    # proxies, gateways): read as "per minute", each would make a client 15-60x slower.
+    Scenario(
+        "sliding-s",
+        300,
+        server(lambda: [SlidingWindow(50, 1.0)], headers="openai", convention=WINDOW),
+        lambda n: n / 50,
+        told={"rpm": 3000},
+        limit=flat(50),
+    ),
+    Scenario(
+        "fixed-s",
+        300,
+        server(lambda: [FixedWindow(40, 1.0)], headers="openai", convention=WINDOW),
+        lambda n: n / 40,
+        told={"rpm": 2400},
+        limit=flat(40),
+    ),
+    Scenario(
+        "bucket-s",
+        260,
+        server(lambda: [TokenBucket(20, 60)], headers="openai", convention=WINDOW),
+        lambda n: max(0, n - 60) / 20,
+        told={"rpm": 1200},
+        limit=flat(20),
+    ),
+    Scenario(
+        "tokens-s",
+        300,
+        server(
+            lambda: [SlidingWindow(100, 1.0), TokenRate(15000, 15000)],
+            headers="openai",
+            convention=WINDOW,
+        ),
+        lambda n: n * 500 / 15000,
+        told={"tpm": 900000},
+        job=token_job,
+        limit=flat(30),
+    ),
+    Scenario(
+        "anthropic-s",
+        300,
+        server(lambda: [SlidingWindow(40, 1.0)], headers="anthropic", convention=WINDOW),
+        lambda n: n / 40,
+        told={"rpm": 2400},
+        limit=flat(40),
+    ),
+    Scenario(
+        "window10",
+        300,
+        server(lambda: [SlidingWindow(200, 10.0)], headers="openai", convention=WINDOW),
+        lambda n: 10.0 * (math.ceil(n / 200) - 1) or n / 200,
+        told={"rpm": 1200},
+        limit=flat(20),
+    ),
+    Scenario(
+        "groq",  # requests per day beside tokens per minute; an unannounced 30/s binds
+        300,
+        server(
+            lambda: [
+                DayQuota(14400),
+                SlidingTokens(600000, 60.0),
+                SlidingWindow(30, 1.0, announced=False),
+            ],
+            headers="openai",
+            convention=WINDOW,
+        ),
+        lambda n: n / 30,
+        told={"rpm": 1800},
+        limit=flat(30),
+    ),
+    Scenario(
+        "epoch",
+        300,
+        server(
+            lambda: [SlidingWindow(50, 1.0)],
+            headers="openai",
+            convention=Convention(per="window", reset="epoch"),
+        ),
+        lambda n: n / 50,
+        told={"rpm": 3000},
+        limit=flat(50),
+    ),
+    Scenario(
+        "nolimit",  # remaining and reset, no limit header
+        300,
+        server(
+            lambda: [SlidingWindow(50, 1.0)],
+            headers="openai",
+            convention=Convention(per="window", send_limit=False),
+        ),
+        lambda n: n / 50,
+        told={"rpm": 3000},
+        limit=flat(50),
+    ),
+    Scenario(
+        "reqtok",  # requests and tokens bind together, no rate headers, retry-after-ms
+        300,
+        server(lambda: [SlidingWindow(25, 1.0), SlidingTokens(10000, 1.0)], retry_after="ms"),
+        lambda n: n / 25,
+        told={"rpm": 1500, "tpm": 600000},
+        job=lambda name, i: chat(f"{name}-{i} ".ljust(1536, "x"), max_tokens=16),
+        limit=flat(25),
+    ),
+    Scenario(
+        "liar",  # claims 50 while a sliding 100/s binds (remaining never near 50)
+        300,
+        server(
+            lambda: [SlidingWindow(100, 1.0)],
+            headers="openai",
+            convention=Convention(per="window", claimed_limit=50),
+        ),
+        lambda n: n / 100,
+        told={"rpm": 6000},
+        limit=flat(100),
+        extra=vs_bare,
+        bare=server(lambda: [SlidingWindow(100, 1.0)]),
+    ),
+    Scenario(
+        "convoy",  # each job's first two attempts: 429 with Retry-After: 6, whatever the rate
+        32,
+        server(first_429s=2, first_429_retry_after=6),
+        None,
+        told={"max_retries": 10},
+        extra=gaps_extra,
     ),
     Scenario(
         "concurrency",
@@ -471,6 +621,34 @@ SCENARIOS = [
     ),
 ]
 
+
+def _third_party() -> list[Scenario]:
+    """mocklimit (a rate-limit mock from PyPI, written by someone else) in each of its styles,
+    when it is installed (the bench extra, Python 3.11+)."""
+    try:
+        from mocklimit_servers import PRESET_RATES, MockLimitServer, find_mocklimit, preset_ideal
+
+        find_mocklimit()
+    except (ImportError, RuntimeError):
+        return []
+    scenarios = []
+    for name, rates in PRESET_RATES.items():
+        bucket = name == "ml-bucket"  # its capacity is a burst the ideal spends first
+        scenarios.append(
+            Scenario(
+                name,
+                260 if bucket else 300,
+                lambda name=name: MockLimitServer.preset(name),  # type: ignore[misc]
+                preset_ideal(name, burst=bucket),
+                told={"rpm": rates["rate"] * 60},
+                limit=flat(rates["rate"]),
+            )
+        )
+    return scenarios
+
+
+SCENARIOS.extend(_third_party())
+
 # -- running ---------------------------------------------------------------------------------
 
 
@@ -478,9 +656,11 @@ def settings_for(scenario: Scenario, client: str) -> dict[str, Any]:
     return {"comet": scenario.comet, "told": scenario.told}.get(client, {})
 
 
-def run_once(scenario: Scenario, client: str, jobs: list[Job]) -> Run:
+def run_once(
+    scenario: Scenario, client: str, jobs: list[Job], make: Callable[[], LimitServer] | None = None
+) -> Run:
     """One client against a fresh server; exceptions are the caller's."""
-    with scenario.server() as srv:
+    with (make or scenario.server)() as srv:
         run = Run(scenario, client, srv, jobs)
         done = threading.Event()
         run.t0 = time.monotonic()
@@ -506,9 +686,14 @@ def measure(scenario: Scenario, client: str, n: int) -> Run:
         alone = None
         if scenario.alone is not None:  # the same client with only those jobs, first
             alone = model_b_wall(run_once(scenario, client, list(filter(scenario.alone, jobs))))
+        bare = None
+        if scenario.bare is not None:  # the same client on the server without headers, first
+            bare = run_once(scenario, client, jobs, scenario.bare).wall
         run = run_once(scenario, client, jobs)
         if alone is not None:
             run.notes["alone"] = alone
+        if bare is not None:
+            run.notes["bare"] = bare
         return run
     except NotApplicable as exc:
         run = Run(scenario, client, scenario.server(), jobs, error=f"n/a ({exc})")

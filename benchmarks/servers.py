@@ -45,8 +45,11 @@ class Quota:
 class Limiter:
     unit = "requests"
 
-    def __init__(self) -> None:
+    def __init__(self, *, announced: bool = True) -> None:
         self._lock = threading.Lock()
+        # False: it binds but no header tells of it (an unannounced per-second window behind
+        # a per-day header, as Groq's requests header is).
+        self.announced = announced
 
     def cost(self, tokens: int) -> int:
         return tokens if self.unit == "tokens" else 1
@@ -68,8 +71,8 @@ class Limiter:
 class SlidingWindow(Limiter):
     """At most `limit` admitted in any trailing `window` seconds: a log of admission times."""
 
-    def __init__(self, limit: int, window: float) -> None:
-        super().__init__()
+    def __init__(self, limit: int, window: float, *, announced: bool = True) -> None:
+        super().__init__(announced=announced)
         self.limit, self.window = limit, window
         self._log: deque[float] = deque()
 
@@ -100,8 +103,8 @@ class SlidingWindow(Limiter):
 class FixedWindow(Limiter):
     """At most `limit` per window; counts reset at multiples of `window` (of the clock)."""
 
-    def __init__(self, limit: int, window: float) -> None:
-        super().__init__()
+    def __init__(self, limit: int, window: float, *, announced: bool = True) -> None:
+        super().__init__(announced=announced)
         self.limit, self.window = limit, window
         self._index, self._count = -1, 0
 
@@ -132,8 +135,8 @@ class FixedWindow(Limiter):
 class TokenBucket(Limiter):
     """A bucket of `burst` refilled continuously at `rate` per second; a request costs 1."""
 
-    def __init__(self, rate: float, burst: float) -> None:
-        super().__init__()
+    def __init__(self, rate: float, burst: float, *, announced: bool = True) -> None:
+        super().__init__(announced=announced)
         self.rate, self.burst = rate, burst
         self._level, self._last = float(burst), time.monotonic()
 
@@ -158,8 +161,11 @@ class TokenBucket(Limiter):
         with self._lock:
             self._refill(now)
             left, full = math.floor(self._level), (self.burst - self._level) / self.rate
-        # The IETF policy states a bucket per second: q = rate, w = 1.
-        return Quota(self.unit, round(self.rate), 1.0, round(self.rate * 60), left, full)
+        # Its own count: `burst` units, refilled over burst/rate seconds (what a mock counting
+        # in its own window says); per minute, rate x 60.
+        return Quota(
+            self.unit, round(self.burst), self.burst / self.rate, round(self.rate * 60), left, full
+        )
 
 
 class TokenRate(TokenBucket):
@@ -168,8 +174,62 @@ class TokenRate(TokenBucket):
 
     unit = "tokens"
 
-    def __init__(self, tokens_per_second: float, burst_tokens: float) -> None:
-        super().__init__(tokens_per_second, burst_tokens)
+    def __init__(
+        self, tokens_per_second: float, burst_tokens: float, *, announced: bool = True
+    ) -> None:
+        super().__init__(tokens_per_second, burst_tokens, announced=announced)
+
+
+class SlidingTokens(Limiter):
+    """At most `limit` TOKENS admitted in any trailing `window` seconds (estimated at
+    admission, as TokenRate charges them)."""
+
+    unit = "tokens"
+
+    def __init__(self, limit: int, window: float, *, announced: bool = True) -> None:
+        super().__init__(announced=announced)
+        self.limit, self.window = limit, window
+        self._log: deque[tuple[float, int]] = deque()
+        self._used = 0
+
+    def _prune(self, now: float) -> None:
+        while self._log and self._log[0][0] <= now - self.window:
+            self._used -= self._log.popleft()[1]
+
+    def wait(self, now: float, cost: int) -> float:
+        with self._lock:
+            self._prune(now)
+            if cost > self.limit:
+                return math.inf
+            if self._used + cost <= self.limit:
+                return 0.0
+            need, freed = self._used + cost - self.limit, 0
+            for at, spent in self._log:  # until enough of the oldest leave the window
+                freed += spent
+                if freed >= need:
+                    return at + self.window - now
+            return self.window
+
+    def take(self, now: float, cost: int, until: float) -> None:
+        with self._lock:
+            self._log.append((now, cost))
+            self._used += cost
+
+    def quota(self, now: float) -> Quota:
+        with self._lock:
+            self._prune(now)
+            clear = self._log[-1][0] + self.window - now if self._log else 0.0
+            left = self.limit - self._used
+        per_minute = round(self.limit * 60 / self.window)
+        return Quota(self.unit, self.limit, self.window, per_minute, left, clear)
+
+
+class DayQuota(FixedWindow):
+    """Requests per day, as Groq's x-ratelimit-limit-requests counts: it never binds in a
+    benchmark's seconds; what binds is another, unannounced, limit."""
+
+    def __init__(self, per_day: int) -> None:
+        super().__init__(per_day, 86400.0)
 
 
 class Concurrency(Limiter):
@@ -241,16 +301,53 @@ def rfc3339_after(seconds: float) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def rate_headers(style: str | None, quotas: list[Quota]) -> dict[str, str]:
+# How a server writes its quotas, beyond the header names (`style`): what `limit` counts
+# (`per`), how `reset` is written (`reset`), and whether `limit` is sent at all or lies.
+PER = ("minute", "window")  # minute: OpenAI's documented RPM/TPM; window: its own count
+RESETS = ("duration", "epoch", "seconds")  # Go duration; Unix time it ends; plain seconds
+
+
+@dataclass(frozen=True)
+class Convention:
+    per: str = "minute"
+    reset: str = "duration"
+    send_limit: bool = True  # False: remaining and reset only
+    claimed_limit: int | None = None  # a limit header that lies (claims this instead)
+
+    def __post_init__(self) -> None:
+        if self.per not in PER or self.reset not in RESETS:
+            raise ValueError(f"unknown convention {self}")
+
+
+MINUTE = Convention()
+WINDOW = Convention(per="window")
+
+
+def _reset_text(seconds: float, how: str) -> str:
+    if how == "epoch":
+        return str(math.ceil(time.time() + seconds))
+    if how == "seconds":
+        return f"{max(0.0, seconds):.3f}"
+    return go_duration(seconds)
+
+
+def rate_headers(
+    style: str | None, quotas: list[Quota], convention: Convention = MINUTE
+) -> dict[str, str]:
     headers: dict[str, str] = {}
     for q in quotas:
         left = str(max(0, q.remaining))
+        limit = q.per_minute if convention.per == "minute" else q.limit
+        if convention.claimed_limit is not None:
+            limit = convention.claimed_limit
         if style == "openai":
-            headers[f"x-ratelimit-limit-{q.unit}"] = str(q.per_minute)
+            if convention.send_limit:
+                headers[f"x-ratelimit-limit-{q.unit}"] = str(limit)
             headers[f"x-ratelimit-remaining-{q.unit}"] = left
-            headers[f"x-ratelimit-reset-{q.unit}"] = go_duration(q.reset)
+            headers[f"x-ratelimit-reset-{q.unit}"] = _reset_text(q.reset, convention.reset)
         elif style == "anthropic":
-            headers[f"anthropic-ratelimit-{q.unit}-limit"] = str(q.per_minute)
+            if convention.send_limit:
+                headers[f"anthropic-ratelimit-{q.unit}-limit"] = str(limit)
             headers[f"anthropic-ratelimit-{q.unit}-remaining"] = left
             headers[f"anthropic-ratelimit-{q.unit}-reset"] = rfc3339_after(q.reset)
     if style == "ietf" and quotas:
@@ -314,10 +411,13 @@ class LimitServer:
         *,
         latency: float | tuple[float, float] = (0.02, 0.06),
         headers: str | None = None,  # None, "openai", "anthropic" or "ietf"
+        convention: Convention = MINUTE,  # what the header values mean
         retry_after: str | None = "seconds",  # on limiter 429s: None, "seconds" or "ms"
         random_429: float = 0.0,
         random_503: float = 0.0,
         first_attempt_503: bool = False,
+        first_429s: int = 0,  # each job's first attempts refused 429, whatever the rate
+        first_429_retry_after: int = 6,  # ... with this Retry-After (seconds)
         seed: int = 0,
     ) -> None:
         if headers not in (None, "openai", "anthropic", "ietf"):
@@ -327,8 +427,11 @@ class LimitServer:
         self.set_limits(limits)
         self.latency = (latency, latency) if isinstance(latency, (int, float)) else latency
         self.headers, self.retry_after = headers, retry_after
+        self.convention = convention
         self.random_429, self.random_503 = random_429, random_503
         self.first_attempt_503 = first_attempt_503
+        self.first_429s, self.first_429_retry_after = first_429s, first_429_retry_after
+        self._refused: Counter[str] = Counter()
         self.records: list[Record] = []
         self.outages: list[tuple[float, float, int]] = []  # (from, to, status), monotonic
         self._rng = random.Random(seed)
@@ -408,6 +511,10 @@ class LimitServer:
             if self.first_attempt_503 and key not in self._seen:
                 self._seen.add(key)
                 return _Answer(503, UNAVAILABLE, why="first")
+            if self._refused[key] < self.first_429s:
+                self._refused[key] += 1
+                after = {"Retry-After": str(self.first_429_retry_after)}
+                return _Answer(429, SATURATED, after, why="first")
             if self.random_503 and self._rng.random() < self.random_503:
                 return _Answer(503, UNAVAILABLE, why="random")
             if self.random_429 and self._rng.random() < self.random_429:
@@ -425,9 +532,9 @@ class LimitServer:
                     lim.take(now, lim.cost(tokens), until)
                 self._in_flight += 1
                 self._max_in_flight = max(self._max_in_flight, self._in_flight)
-                headers = rate_headers(self.headers, _quotas(chain, now))
+                headers = rate_headers(self.headers, _quotas(chain, now), self.convention)
                 return _Answer(200, _completion(model, key, tokens), headers, "", until, chain)
-            headers = rate_headers(self.headers, _quotas(chain, now))
+            headers = rate_headers(self.headers, _quotas(chain, now), self.convention)
             headers.update(self._retry_after(wait))
             return _Answer(429, _refusal(refuser, wait, tokens, model, now), headers, "limit")
 
@@ -442,9 +549,12 @@ class LimitServer:
 
 
 def _quotas(chain: list[Limiter], now: float) -> list[Quota]:
-    """One quota per unit, from the first limiter of each: headers have one slot per unit."""
+    """One quota per unit, from the first announced limiter of each: headers have one slot per
+    unit."""
     quotas: dict[str, Quota] = {}
     for limiter in chain:
+        if not limiter.announced:
+            continue
         q = limiter.quota(now)
         if q is not None and q.unit not in quotas:
             quotas[q.unit] = q

@@ -23,7 +23,7 @@ import math
 import re
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
 from typing import TypeVar
@@ -45,7 +45,9 @@ _T = TypeVar("_T")
 # A told wait or reset longer than a day is absurd: treated as absent.
 MAX_SANE_WAIT: float = 86_400.0
 
-# OpenAI and Anthropic state their limits per minute without saying so in the headers.
+# OpenAI and Anthropic state their limits per minute without saying so in the headers. Other
+# servers use the same names for other windows: this is a hypothesis to test
+# (``_rate_evidence``), not a fact.
 _PER_MINUTE = 60.0
 
 
@@ -56,7 +58,13 @@ class Quota:
     limit: float | None  # units per window
     remaining: float | None  # units left now
     reset: float | None  # seconds until the limit is back to full (>= 0)
-    window: float | None  # seconds the limit counts over, when the server says it
+    window: float | None  # seconds the limit counts over, as the header family names it
+    # How coarse ``reset`` is: 1.0 when written in whole seconds (a bare integer, an RFC 3339
+    # time or Unix time without a fraction: it may be up to a second more than the truth).
+    reset_resolution: float = field(default=0.0, compare=False)
+    # True when the server stated ``window`` (IETF's w=); False when it is the family's
+    # convention (OpenAI's and Anthropic's minute), which many servers do not follow.
+    window_stated: bool = field(default=False, compare=False)
 
     @property
     def rate(self) -> float | None:
@@ -243,7 +251,12 @@ def _field(found: Mapping[str, str], name: str, parse: Callable[[str], _T | None
 
 
 def _quota(
-    limit: float | None, remaining: float | None, reset: float | None, window: float | None
+    limit: float | None,
+    remaining: float | None,
+    reset: float | None,
+    window: float | None,
+    reset_text: str | None = None,
+    stated: bool = False,
 ) -> Quota | None:
     if limit is None and remaining is None and reset is None:
         return None  # a window alone says nothing about this response
@@ -251,7 +264,22 @@ def _quota(
         # The counter is out of step with the limit (a plan change, another window's count):
         # the limit still describes the policy, the count cannot be trusted to pace by.
         remaining = None
-    return Quota(limit, remaining, reset, window)
+    resolution = _resolution(reset_text) if reset is not None and reset_text else 0.0
+    return Quota(limit, remaining, reset, window, resolution, stated)
+
+
+_WHOLE = re.compile(r"[0-9]+")
+
+
+def _resolution(text: str) -> float:
+    """1.0 for a reset written in whole seconds, 0.001 for anything finer."""
+    text = text.strip()
+    if _WHOLE.fullmatch(text) is not None:
+        return 0.001 if float(text) >= EPOCH_MS else 1.0
+    match = _RFC3339.fullmatch(text)
+    if match is not None and not match.group(7):
+        return 1.0
+    return 0.001
 
 
 def _retry_after(found: Mapping[str, str], now_wall: float) -> float | None:
@@ -293,17 +321,36 @@ _OPENAI_NAMES = frozenset(
 )
 
 
-def _openai_quota(found: Mapping[str, str], kind: str) -> Quota | None:
+# A bare reset this large is no duration but a moment: a Unix time in seconds (OpenRouter and
+# many gateways send when the window ends), or past EPOCH_MS in milliseconds.
+EPOCH_SECONDS = 1e9
+EPOCH_MS = 1e12
+
+
+def _reset(text: str, now_wall: float) -> float | None:
+    """A reset as a duration (Go style, or bare seconds) or as a Unix time, in seconds."""
+    stripped = text.strip()
+    if _UNSIGNED.fullmatch(stripped) is not None:
+        value = float(stripped)
+        if value >= EPOCH_SECONDS:
+            moment = value / 1000.0 if value >= EPOCH_MS else value
+            seconds = max(0.0, moment - now_wall)
+            return seconds if _sane(seconds) else None
+    return parse_duration(stripped)
+
+
+def _openai_quota(found: Mapping[str, str], kind: str, now_wall: float) -> Quota | None:
     return _quota(
         _limit(_field(found, f"x-ratelimit-limit-{kind}", _number)),
         _field(found, f"x-ratelimit-remaining-{kind}", _count),
-        _field(found, f"x-ratelimit-reset-{kind}", parse_duration),
+        _field(found, f"x-ratelimit-reset-{kind}", lambda text: _reset(text, now_wall)),
         _PER_MINUTE,
+        found.get(f"x-ratelimit-reset-{kind}"),
     )
 
 
 def _openai(found: Mapping[str, str], now_wall: float) -> tuple[Quota | None, Quota | None]:
-    return _openai_quota(found, "requests"), _openai_quota(found, "tokens")
+    return _openai_quota(found, "requests", now_wall), _openai_quota(found, "tokens", now_wall)
 
 
 _ANTHROPIC_KINDS = ("requests", "tokens", "input-tokens", "output-tokens")
@@ -321,6 +368,7 @@ def _anthropic_quota(found: Mapping[str, str], kind: str, now_wall: float) -> Qu
         _field(found, prefix + "remaining", _count),
         _field(found, prefix + "reset", lambda text: _seconds_until_rfc3339(text, now_wall)),
         _PER_MINUTE,
+        found.get(prefix + "reset"),
     )
 
 
@@ -419,12 +467,14 @@ def _ietf_new(found: Mapping[str, str]) -> Quota | None:
 
     name, limit, window = best if best is not None else (None, None, None)
     remaining = reset = None
+    reset_text = None
     reports = _sf_header(found, "ratelimit")
     if reports:
         report = next((m for m in reports if name is not None and m.item == name), reports[0])
         remaining = _param(report, "r", _count)
         reset = _param(report, "t", _seconds)
-    return _quota(limit, remaining, reset, window)
+        reset_text = report.params.get("t")
+    return _quota(limit, remaining, reset, window, reset_text, stated=window is not None)
 
 
 def _ietf_old(found: Mapping[str, str]) -> Quota | None:
@@ -440,8 +490,11 @@ def _ietf_old(found: Mapping[str, str]) -> Quota | None:
     return _quota(
         limit,
         _field(found, "ratelimit-remaining", _count),
-        _field(found, "ratelimit-reset", _seconds),
+        # Seconds by the drafts; "0.6s" by some servers: a duration reads both.
+        _field(found, "ratelimit-reset", parse_duration),
         window,
+        found.get("ratelimit-reset"),
+        stated=window is not None,
     )
 
 
@@ -457,6 +510,10 @@ def _ietf(found: Mapping[str, str], now_wall: float) -> tuple[Quota | None, Quot
         _either(newer.reset, older.reset),
         _either(newer.window, older.window),
     )
+    if merged is not None:
+        coarse = newer.reset_resolution if newer.reset is not None else older.reset_resolution
+        stated = merged.window is not None
+        merged = Quota(merged.limit, merged.remaining, merged.reset, merged.window, coarse, stated)
     return merged, None
 
 

@@ -10,13 +10,17 @@ own concurrency limit, pace, told limits, 429 history and retry quota. One model
 slows another's calls; all lanes together stay under ``max_concurrency``. In order, a send
 waits
 
-1. for a hold on its lane: only when the server's own words say its budget is out for a while
-   (``remaining: 0`` with a reset ahead, or a ``Retry-After`` of ``LONG_RETRY_AFTER`` or more).
-   An ordinary 429 delays the request that got it (its retry waits), not the lane;
+1. for a hold on its lane: only when the server's own counters say its budget is spent
+   (``remaining`` under one with a reset ahead), until the reset (or, once the window is
+   confirmed, until one unit is back), never past ``max_wait``. A 429, however long its
+   ``Retry-After``, delays the request that got it (its retry waits), not the lane: held
+   lanes made every other caller's first attempt wait and then be refused again;
 2. for the adaptive throttle and, for a retry, the retry quota: in an outage sends are deferred
    (never failed) and tried again within the call's budget;
-3. for pacing: configured ``rpm``/``tpm``, limits the server's headers told, and a rate found
-   from 429s when nobody told one;
+3. for pacing: configured ``rpm``/``tpm`` (a ceiling the user chose), limits the server's
+   headers told once their window is confirmed by the server's own numbers
+   (``_rate_evidence.py``: a header names a count, not the window it counts over), and a rate
+   found from 429s;
 4. for a concurrency slot under the lane's limit and the client's ``max_concurrency``.
 
 The policies are in ``_rate_policies.py``; this module guards them and does the waiting. The seam a
@@ -44,6 +48,7 @@ from ._clock import SYSTEM_CLOCK, Clock
 from ._config import RateControl
 from ._exceptions import LimiterTimeoutError
 from ._headers import ServerWord
+from ._rate_evidence import HeaderEvidence, LimitState
 from ._rate_policies import AdaptiveThrottle, Concurrency, Pacer, RateFinder, RetryQuota
 
 __all__ = [
@@ -58,8 +63,9 @@ __all__ = [
 
 logger = logging.getLogger("comet_sync")
 
-# A Retry-After this long is the server saying its budget is out for a while: the whole lane
-# waits. Shorter ones (servers round sub-second waits up to 1 s) delay only the refused request.
+# A Retry-After this long is the server saying its budget is out for a while: a shared limiter
+# (contrib.redis) pauses every process on it. The local limiter holds lanes only on the
+# server's counters (see the module docstring).
 LONG_RETRY_AFTER = 5.0
 # Pace a rate the server's headers told at this share of it: exactly at the limit, jitter on
 # the way makes one request in a window too many.
@@ -95,6 +101,9 @@ class ModelState:
     deferred: int  # sends held back by the throttle or the retry quota, then tried again
     retry_tokens: float | None
     noise_share: float | None
+    # What the rate headers told, per unit: the family, the window taken and whether the
+    # server's own numbers confirmed it (only a confirmed one paces).
+    limits: tuple[LimitState, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -178,8 +187,9 @@ class _Lane:
         rpm, tpm = control.rpm_for(model), control.tpm_for(model)
         self.rpm = _configured(rpm)
         self.tpm = _configured(tpm)
-        self.told: Pacer | None = None
-        self.told_tokens: Pacer | None = None
+        self.told: Pacer | None = None  # paced by a confirmed requests header
+        self.told_tokens: Pacer | None = None  # likewise tokens
+        self.evidence = (HeaderEvidence("requests"), HeaderEvidence("tokens"))
         self.use_headers = control.use_headers
         self.hold_until = -math.inf
         self.holds = 0
@@ -423,8 +433,9 @@ class Limiter:
             self._queue.append(waiter)
         # Slots are handed out by _grant_locked, first come first served within a lane: a
         # thread that releases a slot and at once asks again cannot jump the queue.
-        remaining = None if deadline is None else max(deadline - self._clock(), 0.0)
         scope = _cancel.current()
+        # close() or a stopped map wakes it: a call that may not send must not wait.
+        remaining = None if deadline is None else max(deadline - self._clock(), 0.0)
         if scope is None:
             waiter.event.wait(remaining)
         else:
@@ -501,8 +512,13 @@ class Limiter:
             if lane.throttle is not None and status != 429:
                 # 429s are the pacing's business; the throttle watches for servers that fail.
                 lane.throttle.on_result(status is not None and status < 500, now)
-            if word is not None and not word.empty and lane.use_headers:
+            if word is not None and lane.use_headers:
                 self._heed(lane, permit, word, now, messages)
+            if ok and lane.use_headers:
+                spent = (1.0, float(total_tokens if total_tokens is not None else permit.cost))
+                for evidence, units in zip(lane.evidence, spent):
+                    self._note(evidence.admitted(permit.sent_at, units, now), permit, messages)
+                self._follow(lane, now)
             if throttled:
                 self._on_throttled(lane, permit, level, word, now, messages)
             elif ok:
@@ -523,42 +539,49 @@ class Limiter:
         now: float,
         messages: list[tuple[str, tuple[object, ...]]],
     ) -> None:
-        """Follow the limits the server's headers told."""
-        requests = word.requests
-        if requests is not None and requests.rate is not None:
-            rate = requests.rate * TOLD_MARGIN
-            if lane.told is None:
-                lane.told = Pacer(rate, burst=1.0)
-                lane.pace_version += 1
-                messages.append(
-                    (
-                        "model %s: the server told %.4g requests/s: pacing to it",
-                        (permit.model, requests.rate),
-                    )
-                )
-            elif abs(lane.told.rate - rate) > 0.01 * rate:
-                lane.told.set_rate(rate, now)
-        tokens = word.tokens
-        if tokens is not None and tokens.rate is not None:
-            rate = tokens.rate * TOLD_MARGIN
-            if lane.told_tokens is None:
-                lane.told_tokens = Pacer(rate, burst=max(1.0, rate * BURST_SECONDS))
-                messages.append(
-                    (
-                        "model %s: the server told %.4g tokens/s: pacing to it",
-                        (permit.model, tokens.rate),
-                    )
-                )
-            elif abs(lane.told_tokens.rate - rate) > 0.01 * rate:
-                lane.told_tokens.set_rate(rate, now)
-        for quota in (requests, tokens):
-            if quota is None or quota.remaining is None or quota.reset is None:
-                continue
-            if quota.remaining < 1 and quota.reset > 0:
-                # Spent: nothing is admitted before the next unit comes back. A quota that
-                # refills continuously frees one unit long before it is full again.
-                step = 1.0 / quota.rate if quota.rate else quota.reset
-                self._hold(lane, now, min(quota.reset, step), permit.model, messages)
+        """Weigh what the server's rate headers said (see ``_rate_evidence``): a confirmed
+        window paces, a spent budget holds, anything else waits for more evidence."""
+        for evidence, quota in zip(lane.evidence, (word.requests, word.tokens)):
+            self._note(evidence.observe(quota, word.source, now), permit, messages)
+            spent = evidence.spent_for(now)
+            if spent is not None:
+                # Spent: nothing is admitted before a unit comes back.
+                self._hold(lane, now, spent, permit.model, messages)
+        self._follow(lane, now)
+
+    def _follow(self, lane: _Lane, now: float) -> None:
+        """The told pacers, after the evidence: each paces at a confirmed rate, else not at
+        all. None ever spaces sends further apart than a hold may last."""
+        requests, tokens = (evidence.rate for evidence in lane.evidence)
+        before = (lane.told, lane.told_tokens)
+        lane.told = self._told_pacer(lane.told, requests, now, burst=1.0)
+        lane.told_tokens = self._told_pacer(
+            lane.told_tokens, tokens, now, burst=max(1.0, (tokens or 0.0) * BURST_SECONDS)
+        )
+        if any(
+            old is None and new is not None
+            for old, new in zip(before, (lane.told, lane.told_tokens))
+        ):
+            lane.pace_version += 1  # a new pace: sends queued before it go back through it
+
+    def _told_pacer(
+        self, pacer: Pacer | None, rate: float | None, now: float, *, burst: float
+    ) -> Pacer | None:
+        if rate is None:
+            return None
+        rate = max(rate * TOLD_MARGIN, 1.0 / self._max_hold)
+        if pacer is None:
+            return Pacer(rate, burst=burst)
+        if abs(pacer.rate - rate) > 0.01 * rate:
+            pacer.set_rate(rate, now)
+        return pacer
+
+    @staticmethod
+    def _note(
+        message: str | None, permit: Permit, messages: list[tuple[str, tuple[object, ...]]]
+    ) -> None:
+        if message is not None:
+            messages.append(("model %s: rate headers: %s", (permit.model, message)))
 
     def _hold(
         self,
@@ -568,7 +591,8 @@ class Limiter:
         model: str | None,
         messages: list[tuple[str, tuple[object, ...]]],
     ) -> None:
-        until = now + min(seconds, self._max_hold)
+        seconds = min(seconds, self._max_hold)
+        until = now + seconds
         if until > lane.hold_until:
             if seconds >= 1.0:
                 messages.append(
@@ -591,9 +615,6 @@ class Limiter:
         messages: list[tuple[str, tuple[object, ...]]],
     ) -> None:
         lane.throttled += 1
-        retry_after = word.retry_after if word is not None else None
-        if retry_after is not None and retry_after >= LONG_RETRY_AFTER:
-            self._hold(lane, now, retry_after, permit.model, messages)
         if lane.finder is None:
             return
         typical = lane.typical_level()
@@ -635,6 +656,7 @@ class Limiter:
                 )
             )
             return
+        rate = max(rate, 1.0 / self._max_hold)  # no pace interval longer than a hold may be
         if lane.learned is None:
             lane.learned = Pacer(rate, burst=1.0)  # a learned rate never bursts
         else:
@@ -692,6 +714,7 @@ class Limiter:
                     deferred=lane.deferred,
                     retry_tokens=lane.quota.tokens if lane.quota is not None else None,
                     noise_share=lane.finder.noise_share if lane.finder is not None else None,
+                    limits=tuple(e.state() for e in lane.evidence if e.source is not None),
                 )
             in_use = self._in_use
         learned = [m.rate for m in models.values() if m.rate_source == "learned"]

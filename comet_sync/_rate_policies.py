@@ -278,6 +278,13 @@ class RateFinder:
             # Refused now and then while mostly accepted: we were not filling the server, so
             # what it accepted is our own pace, and the pace refused is the best bound on its
             # limit (a probe that crept past it, or a limit that moved under it).
+            if self.rate is not None and pace < self.rate:
+                # Sent below the pace (too few callers to fill it): no probe crept past
+                # anything. Cutting to what was sent would ratchet the pace down with every
+                # refusal on a server that refuses at any pace (each job's first attempts, a
+                # Retry-After convoy); a limit that really fell refuses in runs, which the
+                # measure below answers.
+                return None
             self.found = pace
             self._provisional = False  # a refusal at this level confirms it
             target = max(self.floor, self.found * self.margin)

@@ -18,7 +18,7 @@ from comet_sync import (
     LimiterTimeoutError,
     RateControl,
 )
-from comet_sync._headers import Quota, ServerWord
+from comet_sync._headers import EMPTY, Quota, ServerWord
 from comet_sync._limiter import Limiter
 from comet_sync._rate_policies import AdaptiveThrottle, Concurrency, Pacer, RateFinder, RetryQuota
 
@@ -223,40 +223,114 @@ def test_a_short_retry_after_delays_only_its_own_request() -> None:
     assert lim.state().cooling_down_for == 0.0
 
 
-def test_a_long_retry_after_holds_the_model_clamped_to_max_wait() -> None:
+def test_a_long_retry_after_delays_only_its_own_request_too() -> None:
+    """A Retry-After, however long, is the refused request's wait (its retry's floor): holding
+    the whole model on it made every other caller's first attempt wait and then be refused
+    again (issue 20's convoy). The server's counters, not a Retry-After, hold a model."""
     ft = FakeTime()
     lim = make_limiter(ft, max_hold=10.0)
-    lim.acquire("m").release(429, throttled=True, word=ServerWord(1e9, None, None, None))
-    assert lim.state().models["m"].held_for == pytest.approx(10.0)
+    lim.acquire("m").release(429, throttled=True, word=ServerWord(6.0, None, None, None))
+    assert lim.state().models["m"].held_for == 0.0
     before = ft.now
-    lim.acquire("other").release(200)  # another model is not held
-    assert ft.now == before
     lim.acquire("m").release(200)
-    assert 10.0 <= ft.now - before <= 11.0  # the hold, plus a spread of a tenth at most
+    assert ft.now == before
 
 
-def test_told_limits_are_paced_and_a_spent_budget_holds() -> None:
+def _quota(limit: float, remaining: float, reset: float) -> ServerWord:
+    return ServerWord(None, Quota(limit, remaining, reset, 60.0), None, "openai")
+
+
+def test_a_told_limit_paces_nobody_until_its_window_is_confirmed() -> None:
     ft = FakeTime()
     lim = make_limiter(ft)
-    told = ServerWord(
-        None, Quota(limit=600.0, remaining=599.0, reset=0.1, window=60.0), None, "openai"
+    lim.acquire("m").release(200, word=_quota(600.0, 599.0, 0.1))
+    model = lim.state().models["m"]
+    assert model.rate is None and model.rate_source is None
+    (told,) = model.limits
+    assert (told.unit, told.source, told.limit, told.window, told.status) == (
+        "requests",
+        "openai",
+        600.0,
+        60.0,
+        "assumed",
     )
-    lim.acquire("m").release(200, word=told)
-    state = lim.state().models["m"]
-    assert state.rate_source == "header"
-    assert state.rate == pytest.approx(10.0 * 0.98)
-    starts = []
+    before = ft.now
+    for _ in range(5):
+        lim.acquire("m").release(200, word=_quota(600.0, 598.0, 0.2))
+    assert ft.now == before  # not paced at 10/s
+
+
+def test_a_spent_budget_holds_the_model_until_its_reset_capped_at_max_wait() -> None:
+    ft = FakeTime()
+    lim = make_limiter(ft, max_hold=3.0)
+    lim.acquire("m").release(200, word=_quota(50.0, 49.0, 0.5))
+    lim.acquire("m").release(200, word=_quota(50.0, 0.0, 0.8))
+    assert lim.state().models["m"].held_for == pytest.approx(0.8)
+    lim.acquire("m").release(200, word=_quota(50.0, 0.0, 40.0))
+    assert lim.state().models["m"].held_for == pytest.approx(3.0)  # never past max_wait
+
+
+def _drain_a_bucket(lim: Limiter, ft: FakeTime, sends: int = 150) -> None:
+    """A bucket of 60 refilled at 20/s, under OpenAI's names (limit 60, reset the time until
+    full), sent 50 requests a second: it empties in about two seconds."""
+    level, at = 60.0, ft.now
+    for _ in range(sends):
+        level = min(60.0, level + (ft.now - at) * 20.0)
+        at = ft.now
+        admitted = level >= 1.0
+        level -= 1.0 if admitted else 0.0
+        word = _quota(60.0, math.floor(level), (60.0 - level) / 20.0)
+        permit = lim.acquire("m")
+        if admitted:
+            permit.release(200, word=word)
+        else:
+            permit.release(429, throttled=True, word=word)
+        ft.advance(0.02)
+
+
+def test_a_per_second_bucket_under_per_minute_names_is_confirmed_by_its_counters() -> None:
+    """Read as a minute, that bucket would pace at 1/s; its counters say 3 s: 20/s."""
+    ft = FakeTime()
+    lim = make_limiter(ft, limit=64)
+    _drain_a_bucket(lim, ft)
+    model = lim.state().models["m"]
+    (told,) = model.limits
+    # The window is the longest reset seen: never longer than the server's, so the pace is
+    # never slower than the server's rate (it errs fast, and converges as resets grow).
+    assert told.status == "confirmed" and 2.6 <= told.window <= 3.0
+    assert model.rate_source == "header"
+    assert 20.0 * 0.98 <= model.rate <= 20.0 * 0.98 * 1.15
+
+
+def test_more_admitted_than_a_window_allows_disproves_it() -> None:
+    """50 "per minute" while 40/s are admitted for 2 s without a 429: the minute is disproved;
+    the window taken is the longest reset the server gave (assumed: the quota never came near
+    spent, so nothing paces)."""
+    ft = FakeTime()
+    lim = make_limiter(ft, limit=64)
+    for _ in range(20):
+        lim.acquire("m").release(200, word=_quota(50.0, 45.0, 0.5))
+        ft.advance(0.025)
+    (told,) = lim.state().models["m"].limits
+    assert (told.status, told.window) == ("assumed", 60.0)
+    for _ in range(60):
+        lim.acquire("m").release(200, word=_quota(50.0, 45.0, 0.5))
+        ft.advance(0.025)
+    model = lim.state().models["m"]
+    (told,) = model.limits
+    assert (told.status, told.window) == ("assumed", 0.5)
+    assert model.rate is None
+
+
+def test_a_told_pace_ends_when_the_answers_stop_telling_it() -> None:
+    ft = FakeTime()
+    lim = make_limiter(ft, limit=64)
+    _drain_a_bucket(lim, ft)
+    assert lim.state().models["m"].rate_source == "header"
     for _ in range(3):
-        p = lim.acquire("m")
-        starts.append(ft.now)
-        p.release(200)
-    assert starts[2] - starts[1] == pytest.approx(1 / 9.8, rel=0.01)
-    spent = ServerWord(
-        None, Quota(limit=600.0, remaining=0.0, reset=4.0, window=60.0), None, "openai"
-    )
-    lim.acquire("m").release(200, word=spent)
-    # spent: hold until one request comes back (1/10 s), not the whole reset
-    assert lim.state().models["m"].held_for == pytest.approx(0.1)
+        lim.acquire("m").release(200, word=EMPTY)
+    model = lim.state().models["m"]
+    assert model.rate is None and model.limits == ()
 
 
 def test_a_configured_rpm_per_model() -> None:

@@ -59,13 +59,62 @@ def test_a_token_bucket_without_headers_loses_nothing_and_is_learned() -> None:
 
 
 @pytest.mark.parametrize("style", ["openai", "anthropic", "ietf"])
-def test_told_limits_are_heeded(style: str) -> None:
-    with servers.LimitServer([servers.SlidingWindow(40, 1.0)], headers=style) as srv:
-        results, state = run(srv, 60)
+def test_a_per_second_limit_under_any_family_is_paced_per_second(style: str) -> None:
+    """Each family's names, counting per its own second (as mock servers and gateways do):
+    the window is read off the counters, never taken from the family's minute (which made
+    the client 40-60x slower, with no 429 to say so)."""
+    with servers.LimitServer(
+        [servers.SlidingWindow(40, 1.0)], headers=style, convention=servers.WINDOW
+    ) as srv:
+        results, state = run(srv, 120)
     assert failures(results) == []
     model = state.models["m"]
-    assert model.rate_source == "header"
-    assert model.rate == pytest.approx(40 * 0.98, rel=0.02)
+    (told,) = model.limits
+    assert told.status == "confirmed" and told.window == pytest.approx(1.0, abs=0.1)
+    assert model.rate_source in ("header", "learned")  # the lower of the two paces
+    assert model.rate is not None and model.rate > 40 * 0.8  # never the minute's 0.67/s
+
+
+def test_a_per_minute_limit_beside_a_per_second_count_is_paced_by_the_count() -> None:
+    """An RPM limit (2400) whose remaining counts a one-second window (Azure enforces an RPM
+    over 1 s): the counter never comes near the limit, so the limit is in another unit; the
+    counter's own scale (40) over the longest reset (1 s) is what paces."""
+    with servers.LimitServer([servers.SlidingWindow(40, 1.0)], headers="openai") as srv:
+        results, state = run(srv, 120)
+    assert failures(results) == []
+    model = state.models["m"]
+    (told,) = model.limits
+    assert told.limit == 40 and told.window == pytest.approx(1.0, abs=0.1)
+
+
+def test_a_header_that_lies_about_its_limit_is_no_evidence() -> None:
+    """It claims 50 while 100 per second bind: remaining is above the limit, nothing paces on
+    it and nothing holds; the client runs as it would without headers."""
+    with servers.LimitServer(
+        [servers.SlidingWindow(100, 1.0)],
+        headers="openai",
+        convention=servers.Convention(per="window", claimed_limit=50),
+    ) as srv:
+        results, state = run(srv, 150)
+    assert failures(results) == []
+    model = state.models["m"]
+    assert model.rate_source != "header" and model.held_for == 0.0
+
+
+def test_a_long_retry_after_is_waited_by_its_own_request_only() -> None:
+    """Every job's first two attempts refused with Retry-After: 2: each waits what it was
+    asked, no more than max_wait, and no job's wait holds another's first attempt."""
+    with servers.LimitServer(first_429s=2, first_429_retry_after=2) as srv:
+        results, _ = run(srv, 16, max_concurrency=16)
+    assert failures(results) == []
+    times: dict[str, list[float]] = {}
+    for record in srv.records:
+        times.setdefault(record.key, []).append(record.arrived)
+    firsts = sorted(min(t) for t in times.values())
+    gaps = [b - a for t in times.values() for a, b in zip(sorted(t), sorted(t)[1:])]
+    assert min(gaps) >= 2.0 - 0.05  # never under what the server asked
+    assert max(gaps) <= 30.0
+    assert firsts[-1] - firsts[0] < 2.0  # no first attempt waited for another job's 429
 
 
 def test_a_concurrency_cap_is_found() -> None:
