@@ -246,8 +246,15 @@ class RateFinder:
             # (as TCP does), or a few instant refusals cut the pace many times over.
             return None
         if self.noise_share is not None:
-            share = self._share(now - self.window)
-            if share is None or share <= self.noise_share * 1.5 + 0.05:
+            # Over twice the window: the share over one second of a few dozen answers swings
+            # far around the noise's own (30% came out anywhere from 18% to 45%).
+            share = self._share(now - 2 * self.window, at_least=30)
+            if share is None:
+                return None
+            if share <= self.noise_share * 1.5 + 0.1:
+                # Still the noise: follow its level, so a first estimate made on few answers
+                # does not mistake the noise itself for a limit on top of it.
+                self.noise_share += 0.2 * (share - self.noise_share)
                 return None
             self.noise_share = None  # a real limit on top of the noise
         if self._test is not None:
@@ -290,7 +297,9 @@ class RateFinder:
             target = max(self.floor, self.found * self.margin)
             if self.rate is not None and self.rate <= target:
                 return None
-            return self._set(target, now, test=False)
+            # Put to the test like a measured cut: a server that refuses a share of requests
+            # whatever the pace would otherwise ratchet it down 3% a refusal, for ever.
+            return self._set(target, now, test=True)
         # A measure over less than a whole window may miss part of a server's window: pace
         # by it, but probe past it sooner and faster until a whole window confirms it.
         self.found = measured
@@ -384,9 +393,9 @@ class RateFinder:
         self._grown_at = now
         return rate
 
-    def _share(self, since: float) -> float | None:
+    def _share(self, since: float, at_least: int = 10) -> float | None:
         recent = [o for t, o in self._outcomes if t >= since]
-        if len(recent) < 10:
+        if len(recent) < at_least:
             return None
         return recent.count(_THROTTLED) / len(recent)
 

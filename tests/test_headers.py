@@ -894,3 +894,45 @@ def test_unreadable_headers_logged(fresh_log: set[str], caplog: pytest.LogCaptur
     (record,) = caplog.records
     assert record.levelno == logging.DEBUG
     assert record.exc_info is not None
+
+
+@pytest.mark.parametrize(
+    "reset, seconds, resolution",
+    [
+        ("1s", 1.0, 0.001),
+        ("250ms", 0.25, 0.001),
+        ("2", 2.0, 1.0),  # a bare integer: whole seconds, maybe rounded up
+        (str(int(NOW) + 30), 30.0, 1.0),  # a Unix time in seconds (gateways send when it ends)
+        (str(int(NOW * 1000) + 1500), 1.5, 0.001),  # ... or in milliseconds
+        (str(int(NOW) - 30), 0.0, 1.0),  # a moment past: nothing to wait
+    ],
+)
+def test_openai_reset_as_a_duration_or_a_moment(
+    reset: str, seconds: float, resolution: float
+) -> None:
+    word = parse_server_word(
+        {"x-ratelimit-limit-requests": "50", "x-ratelimit-reset-requests": reset}, NOW
+    )
+    assert word.requests is not None
+    assert word.requests.reset == pytest.approx(seconds)
+    assert word.requests.reset_resolution == resolution
+
+
+def test_an_rfc3339_reset_without_a_fraction_is_coarse() -> None:
+    whole = parse_server_word({"anthropic-ratelimit-requests-reset": "2023-11-14T22:13:21Z"}, NOW)
+    fine = parse_server_word({"anthropic-ratelimit-requests-reset": "2023-11-14T22:13:20.5Z"}, NOW)
+    assert whole.requests is not None and fine.requests is not None
+    assert (whole.requests.reset, whole.requests.reset_resolution) == (1.0, 1.0)
+    assert (fine.requests.reset, fine.requests.reset_resolution) == (0.5, 0.001)
+
+
+def test_ietf_reset_written_with_a_unit_and_the_window_stated() -> None:
+    word = parse_server_word(
+        {"ratelimit-limit": "40, 40;w=1", "ratelimit-remaining": "3", "ratelimit-reset": "0.6s"},
+        NOW,
+    )
+    assert word.requests is not None
+    assert (word.requests.reset, word.requests.window) == (0.6, 1.0)
+    assert word.requests.window_stated
+    openai = parse_server_word({"x-ratelimit-limit-requests": "40"}, NOW)
+    assert openai.requests is not None and not openai.requests.window_stated

@@ -20,6 +20,7 @@ from comet_sync import (
 )
 from comet_sync._headers import EMPTY, Quota, ServerWord
 from comet_sync._limiter import Limiter
+from comet_sync._rate_evidence import HeaderEvidence
 from comet_sync._rate_policies import AdaptiveThrottle, Concurrency, Pacer, RateFinder, RetryQuota
 
 from .conftest import SECRET, FakeTime, user
@@ -486,3 +487,62 @@ def test_state_per_model_in_the_snapshot(server, make_client) -> None:
     model = state.models["m"]
     assert model.rate == pytest.approx(2.0) and model.rate_source == "configured"
     assert not math.isnan(model.retry_tokens or 0.0)
+
+
+# -- what the rate headers' numbers show (pure, exact times) -----------------------------------
+
+
+def _sliding_window_answers(
+    evidence: HeaderEvidence, limit: int, window: float, rate: float, seconds: float
+) -> None:
+    """A sliding window of `limit` per `window`, sent `rate` requests a second; its reset is
+    the time until the window clears (the last admission plus the window)."""
+    log: deque[float] = deque()
+    t = 0.0
+    while t < seconds:
+        while log and log[0] <= t - window:
+            log.popleft()
+        if len(log) < limit:
+            log.append(t)
+            evidence.admitted(t, 1.0, t)
+        quota = Quota(float(limit), float(limit - len(log)), log[-1] + window - t, 60.0)
+        evidence.observe(quota, "openai", t)
+        t += 1.0 / rate
+
+
+def test_a_per_second_window_under_per_minute_names_is_read_as_a_second() -> None:
+    evidence = HeaderEvidence("requests")
+    _sliding_window_answers(evidence, 50, 1.0, rate=80.0, seconds=3.0)
+    state = evidence.state()
+    assert state.status == "confirmed" and state.window == pytest.approx(1.0, abs=0.02)
+    assert state.rate is not None and state.rate >= 50.0 - 1e-9  # never under the server rate
+
+
+def test_a_quota_far_from_spent_paces_nobody() -> None:
+    evidence = HeaderEvidence("requests")
+    _sliding_window_answers(evidence, 50, 1.0, rate=20.0, seconds=3.0)
+    assert evidence.state().status == "assumed" and evidence.rate is None
+
+
+def test_a_counter_in_another_unit_than_its_limit_counts_on_its_own_scale() -> None:
+    """An RPM of 3000 beside a remaining that counts a one-second window of 50."""
+    evidence = HeaderEvidence("requests")
+    log: deque[float] = deque()
+    t = 0.0
+    while t < 3.0:
+        while log and log[0] <= t - 1.0:
+            log.popleft()
+        if len(log) < 50:
+            log.append(t)
+            evidence.admitted(t, 1.0, t)
+        evidence.observe(Quota(3000.0, float(50 - len(log)), log[-1] + 1.0 - t, 60.0), "openai", t)
+        t += 1.0 / 80.0
+    state = evidence.state()
+    assert (state.limit, state.status) == (50.0, "confirmed")
+    assert state.window == pytest.approx(1.0, abs=0.02)
+
+
+def test_a_limit_under_one_is_no_limit() -> None:
+    evidence = HeaderEvidence("requests")
+    evidence.observe(Quota(0.01, 0.0, 30.0, 60.0), "openai", 0.0)
+    assert evidence.state().limit is None and evidence.rate is None
