@@ -11,8 +11,8 @@ slows another's calls; all lanes together stay under ``max_concurrency``. In ord
 waits
 
 1. for a hold on its lane: only when the server's own counters say its budget is spent
-   (``remaining`` under one with a reset ahead), until the reset (or, once the window is
-   confirmed, until one unit is back), never past ``max_wait``. A 429, however long its
+   (``remaining`` under one with a reset ahead), until the reset (or until our oldest send in
+   the window the resets measure leaves it), never past ``max_wait``. A 429, however long its
    ``Retry-After``, delays the request that got it (its retry waits), not the lane: held
    lanes made every other caller's first attempt wait and then be refused again;
 2. for the adaptive throttle and, for a retry, the retry quota: in an outage sends are deferred
@@ -433,9 +433,8 @@ class Limiter:
             self._queue.append(waiter)
         # Slots are handed out by _grant_locked, first come first served within a lane: a
         # thread that releases a slot and at once asks again cannot jump the queue.
-        scope = _cancel.current()
-        # close() or a stopped map wakes it: a call that may not send must not wait.
         remaining = None if deadline is None else max(deadline - self._clock(), 0.0)
+        scope = _cancel.current()
         if scope is None:
             waiter.event.wait(remaining)
         else:
