@@ -39,6 +39,15 @@ def _marker(request: Request) -> str:
     return str(body["messages"][0]["content"])
 
 
+def _sent_id(request: Request) -> str:
+    """The X-Client-Request-Id the client sent with ``request`` ("" if none)."""
+    for line in request.head.split(b"\r\n")[1:]:
+        name, _, value = line.decode("latin-1").partition(":")
+        if name.strip().lower() == "x-client-request-id":
+            return value.strip()
+    return ""
+
+
 def _completion(marker: str) -> bytes:
     return json.dumps(
         {
@@ -183,11 +192,7 @@ def test_an_answer_naming_another_request_is_refused_not_returned() -> None:
     previous: dict[int, tuple[str, str]] = {}
 
     def handle(conn: socket.socket, request: Request, stop: threading.Event) -> bool:
-        sent = ""
-        for line in request.head.split(b"\r\n")[1:]:
-            name, _, value = line.decode("latin-1").partition(":")
-            if name.strip().lower() == "x-client-request-id":
-                sent = value.strip()
+        sent = _sent_id(request)
         marker = _marker(request)
         echo, answer_marker = previous.get(conn.fileno(), ("none-yet", "none-yet"))
         previous[conn.fileno()] = (sent, marker)
@@ -239,11 +244,7 @@ def test_a_switching_protocols_answer_with_a_chunked_body_is_not_read_as_the_ans
 @pytest.mark.parametrize("copies", [1, 2])
 def test_an_answer_echoing_our_own_id_is_ours_however_often_it_is_echoed(copies: int) -> None:
     def handle(conn: socket.socket, request: Request, stop: threading.Event) -> bool:
-        sent = ""
-        for line in request.head.split(b"\r\n")[1:]:
-            name, _, value = line.decode("latin-1").partition(":")
-            if name.strip().lower() == "x-client-request-id":
-                sent = value.strip()
+        sent = _sent_id(request)
         body = _completion(_marker(request))
         echoes = [f"X-Client-Request-Id: {sent}"] * copies + [f"x-ms-client-request-id: {sent}x"]
         conn.sendall(

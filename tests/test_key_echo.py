@@ -455,6 +455,18 @@ def test_the_key_in_bytes_http_cannot_parse_is_kept_nowhere(
     assert _leaks(texts) == []
 
 
+def _one_failed_call(handle: Any) -> Any:
+    """The APIError one call raises against a raw-socket server answering with ``handle``."""
+    with hostile(handle) as server:
+        client = _client(server.base_url, [], max_retries=0)
+        try:
+            with pytest.raises(APIError) as caught:
+                client.chat.completions.create(model="m", messages=_messages("x"))
+        finally:
+            client.close()
+    return caught.value
+
+
 @pytest.mark.parametrize("gzipped", [False, True], ids=["plain", "gzip"])
 @pytest.mark.parametrize("status", ["500", "200"])
 def test_a_key_straddling_the_end_of_what_is_kept_of_a_body_is_not_kept_by_half(
@@ -477,17 +489,11 @@ def test_a_key_straddling_the_end_of_what_is_kept_of_a_body_is_not_kept_by_half(
         conn.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + body)
         return True
 
-    with hostile(handle) as server:
-        client = _client(server.base_url, [], max_retries=0)
-        try:
-            with pytest.raises(APIError) as caught:
-                client.chat.completions.create(model="m", messages=_messages("x"))
-        finally:
-            client.close()
-    texts = list(_everything(caught.value))
-    texts.append(pickle.dumps(caught.value).decode("latin-1"))
+    exc = _one_failed_call(handle)
+    texts = list(_everything(exc))
+    texts.append(pickle.dumps(exc).decode("latin-1"))
     assert _leaks(texts) == []
-    assert SECRET[:15] not in caught.value.response.text  # not even its start
+    assert SECRET[:15] not in exc.response.text  # not even its start
 
 
 @pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-32"])
@@ -512,11 +518,4 @@ def test_a_json_answer_not_in_utf8_is_refused_without_quoting_the_key(encoding: 
         conn.sendall(head.encode() + b"\r\n\r\n" + body)
         return True
 
-    with hostile(handle) as server:
-        client = _client(server.base_url, [], max_retries=0)
-        try:
-            with pytest.raises(APIError) as caught:
-                client.chat.completions.create(model="m", messages=_messages("x"))
-        finally:
-            client.close()
-    assert _leaks(list(_everything(caught.value))) == []
+    assert _leaks(list(_everything(_one_failed_call(handle)))) == []
