@@ -188,6 +188,7 @@ class RateFinder:
         self.rate: float | None = None  # the pace, requests/s; None: not pacing
         self.found: float | None = None  # the last rate measured under refusal
         self.noise_share: float | None = None  # share of 429s shown not to be about rate
+        self._noise_measured = 0.0  # noise_share when the noise was found
         self._outcomes: deque[tuple[float, int]] = deque()  # (sent_at, _OK or _THROTTLED)
         self._first_sent: float | None = None
         self._sends: deque[float] = deque()  # send times over the last window
@@ -251,10 +252,14 @@ class RateFinder:
             share = self._share(now - 2 * self.window, at_least=30)
             if share is None:
                 return None
-            if share <= self.noise_share * 1.5 + 0.1:
+            if share <= _noise_band(self.noise_share):
                 # Still the noise: follow its level, so a first estimate made on few answers
-                # does not mistake the noise itself for a limit on top of it.
-                self.noise_share += 0.2 * (share - self.noise_share)
+                # does not mistake the noise itself for a limit on top of it. Within a band
+                # around the level first measured: followed freely, a share that rises step
+                # by step (a limit on top of the noise) would be followed up to any height.
+                followed = self.noise_share + 0.2 * (share - self.noise_share)
+                low, high = self._noise_measured / 1.5, self._noise_measured * 1.5
+                self.noise_share = min(high, max(low, followed))
                 return None
             self.noise_share = None  # a real limit on top of the noise
         if self._test is not None:
@@ -305,7 +310,7 @@ class RateFinder:
         self.found = measured
         self._provisional = not whole
         self._measured_at = now
-        return self._set(max(self.floor, measured * self.margin), now, test=True)
+        return self._set(max(self.floor, measured * self.margin), now, test=True, share=share)
 
     def _accepted_rate(self, now: float, round_trip: float) -> tuple[float, bool, float] | None:
         """Successes per second over the last ``window`` whose answers are back, by send
@@ -367,6 +372,13 @@ class RateFinder:
         if refused < 3 or share < max(0.1, 0.5 * before):
             self._failed_tests = 0
             return None  # the cut worked: these are the last of the excess, or a probe
+        if _rose(before, share, len(after)):
+            # Refused more after the cut than before it, past what chance explains: noise
+            # keeps its level, so this is a limit that fell while it was measured (the measure
+            # straddled the fall and the cut fell short). Not evidence of noise; the next 429
+            # measures again.
+            self._failed_tests = 0
+            return None
         # Sending slower did not lower the share of refusals. Once may be a limit that fell
         # while we measured; twice in a row, they are not about our rate.
         self._failed_tests += 1
@@ -376,17 +388,20 @@ class RateFinder:
         # Over sends whose answers are all back (429s come back faster than successes).
         settled = [o for t, o in self._outcomes if t <= now - self._round_trip][-100:]
         self.noise_share = settled.count(_THROTTLED) / len(settled) if settled else share
+        self._noise_measured = self.noise_share
         self.found = None
         self.rate = None  # pacing cannot help with refusals that are not about rate
         self._changed_at = now
         return math.inf
 
-    def _set(self, rate: float, now: float, *, test: bool) -> float:
+    def _set(self, rate: float, now: float, *, test: bool, share: float = 0.0) -> float:
         if test:
-            # A cut made on a measure is put to the test: did the share of 429s fall?
+            # A cut made on a measure is put to the test: did the share of 429s fall? Before
+            # it: the last answers, or the measure's own window if that refused more (the last
+            # answers to arrive are the 429s and the early successes, not a fair sample).
             recent = [o for _, o in list(self._outcomes)[-30:]]
-            before = recent.count(_THROTTLED) / len(recent) if len(recent) >= 10 else None
-            if before is not None:
+            if len(recent) >= 10:
+                before = max(share, recent.count(_THROTTLED) / len(recent))
                 self._test = (now, before, rate)
         self.rate = rate
         self._changed_at = now
@@ -411,6 +426,21 @@ class RateFinder:
         horizon = now - max(self.window, self.quiet) * 4
         while self._outcomes and self._outcomes[0][0] < horizon:
             self._outcomes.popleft()
+
+
+def _noise_band(share: float) -> float:
+    """The highest share of 429s still taken for noise at ``share``: a share over a few dozen
+    answers swings far around its mean (30% came out anywhere from 18% to 45%)."""
+    return share * 1.5 + 0.1
+
+
+def _rose(before: float, after: float, answers: int, before_answers: int = 30) -> bool:
+    """Whether a share of 429s rose from ``before`` to ``after`` (over ``answers``) beyond
+    what chance explains: a two-proportion test at three standard errors. Over a dozen
+    answers chance alone moves a share a long way (14% before, 33% after, on pure noise)."""
+    pooled = (before * before_answers + after * answers) / (before_answers + answers)
+    error = math.sqrt(pooled * (1.0 - pooled) * (1.0 / answers + 1.0 / before_answers))
+    return after - before > 3.0 * error
 
 
 class RetryQuota:

@@ -148,6 +148,49 @@ def test_429s_that_do_not_fall_when_sending_slower_are_noise() -> None:
     assert finder.noise_share == pytest.approx(0.3, abs=0.2)  # measured over few samples
 
 
+def test_a_limit_that_falls_while_measured_is_not_noise() -> None:
+    # The benchmark's drop: the measure straddled the fall, the cut fell short and the share
+    # of 429s rose after it. Taken for noise, pacing stopped and 74% of jobs were refused.
+    finder = RateFinder()
+    fast, slow = _Bucket(60.0, 6.0), _Bucket(20.0, 2.0)
+    sent = _drive(finder, lambda t: (fast if t < 4.0 else slow).admit(t), 14.0)
+    assert finder.noise_share is None
+    late = [ok for t, ok in sent if t > 8.0]
+    assert late.count(False) / len(late) < 0.05
+    assert len(late) / 6.0 > 0.9 * 20
+
+
+class _Reacting(RateFinder):
+    """A rate finder that keeps what it answered to each 429, and when."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reactions: list[tuple[float, float | None]] = []
+
+    def on_throttled(
+        self, sent_at: float, now: float, round_trip: float = 0.0, told: bool = False
+    ) -> float | None:
+        rate = super().on_throttled(sent_at, now, round_trip, told)
+        self.reactions.append((now, rate))
+        return rate
+
+
+def test_the_noise_level_does_not_follow_a_limit_that_rises_on_top_of_it() -> None:
+    # Followed step by step, a share of 429s rising on top of the noise (each step within
+    # its band) was taken for noise up to 64%.
+    rng = random.Random(3)
+    finder = _Reacting()
+    limit = _Bucket(15.0, 2.0)
+
+    def admit(t: float) -> bool:
+        return rng.random() >= 0.2 and (t < 10.0 or limit.admit(t))
+
+    _drive(finder, admit, 14.0, start_rate=40.0)
+    assert any(rate == math.inf for t, rate in finder.reactions if t < 10.0)  # noise found
+    paced = [rate for t, rate in finder.reactions if t > 10.0 and rate is not None]
+    assert paced and paced[0] < 0.7 * 40.0  # then the limit on top of it is paced for
+
+
 def test_a_told_rate_makes_a_lone_429_jitter_not_news() -> None:
     finder = RateFinder()
     finder.on_sent(0.0)
