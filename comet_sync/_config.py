@@ -114,7 +114,8 @@ class RetryConfig:
     """How a call retries (a client's ``config.retry``). See ``_retry.py`` for what is retried.
 
     ``max_retries``: retries after the first attempt. ``max_wait``: the cap on any one wait,
-    a server's ``Retry-After`` included (one asking for more ends the call). ``backoff_base``:
+    a server's ``Retry-After`` included (one asking for more ends the call; the jitter on top
+    of one may pass it by a tenth of what was asked). ``backoff_base``:
     the first full-jitter window, doubling per retry up to ``max_wait``. ``total_timeout``:
     the whole call, attempts and waits, in seconds (None: no bound).
     """

@@ -17,7 +17,8 @@ How long (:func:`retry_waits`): backoff's exponential generator (``backoff.expo`
 ``backoff_base``, ``max_value=max_wait``) gives the window; full jitter draws the wait in it,
 ``U(0, window)``, so a herd of clients that failed together spreads out. A ``Retry-After`` /
 ``retry-after-ms`` from the server is a floor under that wait (plus up to a tenth of it in
-jitter), which is why the jitter is drawn here and not by backoff's ``jitter`` hook: backoff
+jitter, also when the floor is ``max_wait``: the one wait that may pass it, by that tenth),
+which is why the jitter is drawn here and not by backoff's ``jitter`` hook: backoff
 would apply it after the floor and undercut it. A server asking for more than ``max_wait``,
 or a wait that would run past the call's budget, ends the loop at once (the generator
 returns, backoff gives up) instead of sleeping to send an attempt with no time left.
@@ -152,8 +153,10 @@ def retry_waits(call: RetryingCall) -> Generator[float | None, Any, None]:
                 return
             # At least what the server asked, plus a little jitter: servers round waits up to
             # whole seconds, and every request refused in the same second would otherwise
-            # come back in the same instant.
-            wait = min(config.max_wait, max(wait, floor) + floor * FLOOR_JITTER * random())
+            # come back in the same instant. The jitter is on top of the wait even at
+            # max_wait (it may pass it by a tenth of the floor): capped, a Retry-After of
+            # max_wait sent every refused request back at the same instant.
+            wait = max(wait, floor) + floor * FLOOR_JITTER * random()
         left = retrying.remaining()
         if left is not None and wait >= left:
             retrying.reason = (
