@@ -10,26 +10,28 @@ own concurrency limit, pace, told limits, 429 history and retry quota. One model
 slows another's calls; all lanes together stay under ``max_concurrency``. In order, a send
 waits
 
-1. for a hold on its lane: only when the server's own counters say its budget is spent
+1. for the adaptive throttle and, for a retry, the retry quota: in an outage sends are deferred
+   (never failed) and tried again within the call's budget, each send on its own;
+2. for its turn: the sends of a lane that have to wait leave first come, first served; only
+   the first in line waits on the clock for what follows, the others for their turn;
+3. for a hold on its lane: only when the server's own counters say its budget is spent
    (``remaining`` under one with a reset ahead), until the reset (or until our oldest send in
    the window the resets measure leaves it), never past ``max_wait``. A 429, however long its
    ``Retry-After``, delays the request that got it (its retry waits), not the lane: held
    lanes made every other caller's first attempt wait and then be refused again;
-2. for the adaptive throttle and, for a retry, the retry quota: in an outage sends are deferred
-   (never failed) and tried again within the call's budget;
-3. for pacing: configured ``rpm``/``tpm`` (a ceiling the user chose), limits the server's
+4. for pacing: configured ``rpm``/``tpm`` (a ceiling the user chose), limits the server's
    headers told once their window is confirmed by the server's own numbers
    (``_rate_evidence.py``: a header names a count, not the window it counts over), and a rate
    found from 429s;
-4. for a concurrency slot under the lane's limit and the client's ``max_concurrency``.
+5. for a concurrency slot under the lane's limit and the client's ``max_concurrency``.
 
 The policies are in ``_rate_policies.py``; this module guards them and does the waiting. The seam a
 shared limiter implements (``contrib.redis``) is :class:`LimiterProtocol`.
 
-Thread safety: ``_lock`` guards every field of the limiter and of its lanes and their policy
-objects. It is held only for arithmetic: sleeps happen after it is released, and log lines are
-written after it is released. A permit may be released from any thread (a stream closed by the
-garbage collector, say); a second release is a no-op.
+Thread safety: ``_lock`` guards every field of the limiter and of its lanes (their lines
+included) and their policy objects. It is held only for arithmetic: sleeps happen after it is
+released, and log lines are written after it is released. A permit may be released from any
+thread (a stream closed by the garbage collector, say); a second release is a no-op.
 """
 
 from __future__ import annotations
@@ -104,6 +106,7 @@ class ModelState:
     # What the rate headers told, per unit: the family, the window taken and whether the
     # server's own numbers confirmed it (only a confirmed one paces).
     limits: tuple[LimitState, ...] = ()
+    waiting: int = 0  # sends waiting their turn to be let out (held, paced or queued)
 
 
 @dataclass(frozen=True)
@@ -191,6 +194,7 @@ class _Lane:
         self.told_tokens: Pacer | None = None  # likewise tokens
         self.evidence = (HeaderEvidence("requests"), HeaderEvidence("tokens"))
         self.use_headers = control.use_headers
+        self.line: deque[_Turn] = deque()  # sends waiting their turn, in arrival order
         self.hold_until = -math.inf
         self.holds = 0
         self.pace_version = 0  # moves on whenever the pace is lowered or a hold begins
@@ -285,25 +289,78 @@ class Limiter:
         if permit is not None:
             return permit
         deadline = None if timeout is None else self._clock() + timeout
-        charged = 0.0
-        while True:
-            self._wait_hold(model, deadline)
-            # The retry quota is paid once, even if this send goes round again.
-            self._wait_throttle(model, 0.0 if charged else retry_cost, deadline)
-            charged = retry_cost
-            paced, version = self._wait_pacing(model, cost, deadline)
-            queued = self._take_slot(model, deadline)
+        # The throttle and the retry quota first, each send on its own: in an outage they
+        # defer sends at random, which in a line would defer everyone behind too.
+        self._wait_throttle(model, retry_cost, deadline)
+        turn = self._join_line(model, deadline)
+        try:
+            while True:
+                self._wait_hold(model, deadline)
+                paced, version = self._wait_pacing(model, cost, deadline)
+                queued = self._take_slot(model, deadline)
+                with self._lock:
+                    now = self._clock()
+                    lane = self._lane(model, now)
+                    if now < lane.hold_until or (queued and lane.pace_version != version):
+                        # The server's word, or a slower pace, came while this send waited
+                        # for a slot: it applies to this send too (else every 429 would free a
+                        # slot for the next waiter, already past the old pace, to be refused
+                        # at wire speed). Give the slot back and wait again, first in line.
+                        self._free_slot(lane)
+                        continue
+                    self._leave_line_locked(turn)
+                    return self._sent_locked(lane, model, now, paced, cost, retry_cost)
+        finally:
             with self._lock:
-                now = self._clock()
-                lane = self._lane(model, now)
-                if now < lane.hold_until or (queued and lane.pace_version != version):
-                    # The server's word, or a slower pace, came while this send waited for a
-                    # slot: it applies to this send too (else every 429 would free a slot for
-                    # the next waiter, already past the old pace, to be refused at wire
-                    # speed). Give the slot to the next in line and wait again.
-                    self._free_slot(lane)
-                    continue
-                return self._sent_locked(lane, model, now, paced, cost, charged)
+                self._leave_line_locked(turn)
+
+    def _join_line(self, model: str | None, deadline: float | None) -> _Turn:
+        """Wait until every earlier send of the model that waited has left: held and paced
+        sends leave first come, first served (without a line, whoever woke first after a
+        hold went, and with 1 s holds one call waited 54.9 s while the median waited 5.1 s).
+        Only the first in line sleeps on the clock; the others wait for their turn."""
+        with self._lock:
+            lane = self._lane(model, self._clock())
+            turn = _Turn(lane)
+            lane.line.append(turn)
+            if lane.line[0] is turn:
+                return turn
+        remaining = None if deadline is None else max(deadline - self._clock(), 0.0)
+        scope = _cancel.current()
+        if scope is None:
+            turn.event.wait(remaining)
+        else:
+            with scope.on_stop(turn.event.set):
+                turn.event.wait(remaining)
+        with self._lock:
+            if lane.line and lane.line[0] is turn:
+                return turn
+            self._leave_line_locked(turn)
+            now = self._clock()
+            if now < lane.hold_until:
+                ahead = f"a hold on the server's word ({lane.hold_until - now:.3g}s)"
+            elif any(pacer is not None for pacer, _ in lane.pacers(1.0)):
+                ahead = "pacing"
+            else:
+                ahead = "a concurrency slot"
+        if scope is not None:
+            scope.raise_if_stopped()
+        raise LimiterTimeoutError(
+            f"the call's time budget ended while it waited behind earlier calls for {ahead}",
+            held_by=ahead,
+        )
+
+    def _leave_line_locked(self, turn: _Turn) -> None:
+        """Take ``turn`` out of its lane's line (once); the next in line, if it is now first,
+        gets its turn."""
+        line = turn.lane.line
+        if turn.gone:
+            return
+        turn.gone = True
+        first = bool(line) and line[0] is turn
+        line.remove(turn)
+        if first and line:
+            line[0].event.set()
 
     def _try_now(self, model: str | None, cost: float, retry_cost: float) -> Permit | None:
         """The common case in one critical section: no hold, no throttle, no retry charge, no
@@ -311,7 +368,7 @@ class Limiter:
         with self._lock:
             now = self._clock()
             lane = self._lane(model, now)
-            if now < lane.hold_until or self._queue or not self._fits(lane):
+            if now < lane.hold_until or self._queue or lane.line or not self._fits(lane):
                 return None
             if lane.throttle is not None and lane.throttle.hold_probability(now) > 0:
                 return None
@@ -365,6 +422,7 @@ class Limiter:
         self._sleep_until(start, now, deadline, f"a hold on the server's word ({until - now:.3g}s)")
 
     def _wait_throttle(self, model: str | None, retry_cost: float, deadline: float | None) -> None:
+        # The retry quota is paid once, however long the send then waits.
         while True:
             with self._lock:
                 now = self._clock()
@@ -481,7 +539,7 @@ class Limiter:
             lane = self._lanes[model] = _Lane(self._control, model, self._max, now)
             if len(self._lanes) > MAX_LANES:
                 for key, old in list(self._lanes.items()):
-                    if old.in_use == 0 and key != model:
+                    if old.in_use == 0 and not old.line and key != model:
                         del self._lanes[key]
                         break
         else:
@@ -714,6 +772,7 @@ class Limiter:
                     retry_tokens=lane.quota.tokens if lane.quota is not None else None,
                     noise_share=lane.finder.noise_share if lane.finder is not None else None,
                     limits=tuple(e.state() for e in lane.evidence if e.source is not None),
+                    waiting=len(lane.line),
                 )
             in_use = self._in_use
         learned = [m.rate for m in models.values() if m.rate_source == "learned"]
@@ -746,6 +805,17 @@ class _Waiter:
     def __init__(self, lane: _Lane) -> None:
         self.event = threading.Event()
         self.granted = False
+        self.lane = lane
+
+
+class _Turn:
+    """A send's place in its lane's line (see ``Limiter._join_line``)."""
+
+    __slots__ = ("event", "gone", "lane")
+
+    def __init__(self, lane: _Lane) -> None:
+        self.event = threading.Event()  # set when it becomes first in line, or is stopped
+        self.gone = False
         self.lane = lane
 
 

@@ -377,6 +377,51 @@ def test_a_told_pace_ends_when_the_answers_stop_telling_it() -> None:
     assert model.rate is None and model.limits == ()
 
 
+def _order_of_release(lim: Limiter, callers: int) -> list[int]:
+    """Callers that arrive one after the other while the limiter holds them back; the order
+    in which their sends were let out."""
+    order: list[int] = []
+    lock = threading.Lock()
+
+    def caller(i: int) -> None:
+        permit = lim.acquire("m", timeout=30.0)
+        with lock:
+            order.append(i)
+        permit.release(200)
+
+    threads = [threading.Thread(target=caller, args=(i,)) for i in range(callers)]
+    for arrived, thread in enumerate(threads, 1):
+        thread.start()
+        # The next arrives once this one is let out or waiting its turn.
+        deadline = time.monotonic() + 10.0
+        while time.monotonic() < deadline:
+            with lock:
+                out = len(order)
+            if out + lim.state().models["m"].waiting >= arrived:
+                break
+            time.sleep(0.001)
+    for thread in threads:
+        thread.join(30.0)
+    return order
+
+
+def test_paced_sends_leave_first_come_first_served() -> None:
+    # 10 per second: every caller after the first waits for the pace. Before, each waiter
+    # looked again every 0.1 s and whoever looked first after a unit came back went.
+    lim = Limiter(16, RateControl(rpm=600))
+    assert _order_of_release(lim, 12) == list(range(12))
+
+
+def test_sends_held_on_the_servers_word_leave_first_come_first_served() -> None:
+    # Before, each held send woke at a random point of a spread after the hold and whoever
+    # woke first went: with 1 s holds the median call waited 5.1 s and one waited 54.9 s.
+    lim = Limiter(16, RateControl())
+    lim.acquire("m").release(200, word=_quota(50.0, 49.0, 0.5))
+    lim.acquire("m").release(200, word=_quota(50.0, 0.0, 1.0))  # spent: held 1 s
+    assert lim.state().models["m"].held_for > 0.5
+    assert _order_of_release(lim, 12) == list(range(12))
+
+
 def test_a_configured_rpm_per_model() -> None:
     ft = FakeTime()
     lim = make_limiter(ft, RateControl(rpm={"slow": 60, "*": 6000}))
