@@ -6,13 +6,13 @@ call, over one ``requests`` session shared by all threads. See ``CometClient``.
 
 import logging
 
-from ._batch import BatchJob, BatchResult, BatchRun, run_batch
-from ._cache import ResponseCache
-from ._catalog import ModelPage
+from ._batch.engine import BatchJob, BatchResult, BatchRun, run_batch
+from ._call.cache import ResponseCache
+from ._call.deadline import deadline, time_left
+from ._call.streaming import ResponseStream, Stream
 from ._client import CometClient
 from ._clock import Clock
 from ._config import DEFAULT_BASE_URL, RateControl, RetryConfig, Timeout
-from ._deadline import deadline, time_left
 from ._exceptions import (
     APIConnectionError,
     APIError,
@@ -33,9 +33,14 @@ from ._exceptions import (
     ResponseSnapshot,
     UnprocessableEntityError,
 )
-from ._limiter import LimiterProtocol, LimiterState, ModelState
 from ._metrics import Metrics, RouteStats, Snapshot, format_table
-from ._models import (
+from ._params import NOT_GIVEN, NotGiven
+from ._rate.limiter import LimiterProtocol, LimiterState, ModelState
+from ._records import RequestRecord
+from ._resources.models import ModelPage
+from ._resources.raw import RawResponse
+from ._resources.structured import ParsedChatCompletion
+from ._types import (
     APIObject,
     ChatCompletion,
     ChatCompletionChunk,
@@ -49,11 +54,6 @@ from ._models import (
     ToolCall,
     Usage,
 )
-from ._params import NOT_GIVEN, NotGiven
-from ._raw import RawResponse
-from ._records import RequestRecord
-from ._streaming import ResponseStream, Stream
-from ._structured import ParsedChatCompletion
 from ._version import __version__
 
 __all__ = [

@@ -15,12 +15,8 @@ import time
 from types import FrameType
 from typing import IO, Any, Callable
 
-from ._batch import BatchResult, run_batch
-from ._client import CometClient
-from ._config import DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_RETRIES
-from ._demo import run_demo
-from ._exceptions import APIError, CometError
-from ._jsonl import (
+from ._batch.engine import BatchResult, run_batch
+from ._batch.jsonl import (
     FORMATS,
     Resumed,
     count_lines,
@@ -31,6 +27,10 @@ from ._jsonl import (
     state_path,
     write_state,
 )
+from ._client import CometClient
+from ._config import DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_RETRIES
+from ._demo import run_demo
+from ._exceptions import APIError, CometError
 from ._metrics import format_table
 from ._version import __version__
 from .testing import FakeCometServer

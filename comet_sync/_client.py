@@ -16,10 +16,11 @@ from types import TracebackType
 from typing import Any, Callable, TypeVar, cast
 
 from . import _cancel
-from ._cache import ResponseCache
-from ._call import CallRunner
-from ._catalog import DEFAULT_MODELS_TTL, Models
-from ._chat import Chat
+from ._call.cache import ResponseCache
+from ._call.deadline import time_left
+from ._call.engine import CallRunner
+from ._call.fallback import Fallbacks, chain_of, check_fallbacks
+from ._call.streaming import Stream
 from ._clock import Clock
 from ._config import (
     DEFAULT_BACKOFF_BASE,
@@ -41,18 +42,17 @@ from ._config import (
     resolve_api_key,
     resolve_base_url,
 )
-from ._deadline import time_left
-from ._embeddings import Embeddings
 from ._exceptions import APITimeoutError, ClientClosedError, InvalidArgumentError
-from ._fallback import Fallbacks, chain_of, check_fallbacks
-from ._limiter import Limiter, LimiterProtocol
+from ._http.transport import Transport
 from ._metrics import Metrics
 from ._params import NOT_GIVEN, NotGiven, is_not_given
-from ._raw import RawClient
+from ._rate.limiter import Limiter, LimiterProtocol
 from ._records import Recorder, RequestRecord
-from ._responses import Responses
-from ._streaming import Stream
-from ._transport import Transport
+from ._resources.chat import Chat
+from ._resources.embeddings import Embeddings
+from ._resources.models import DEFAULT_MODELS_TTL, Models
+from ._resources.raw import RawClient
+from ._resources.responses import Responses
 from ._version import __version__
 
 __all__ = ["CometClient"]
@@ -219,7 +219,7 @@ class CometClient:
         self._default_query = (
             _check_query(default_query, "default_query") if default_query is not None else {}
         )
-        # Models a call moves on to when its own is unavailable (see _fallback.py): a list
+        # Models a call moves on to when its own is unavailable (see _call/fallback.py): a list
         # for every model, or a dict by model ("*" for the others).
         if isinstance(fallbacks, Mapping):
             for name, chain in fallbacks.items():

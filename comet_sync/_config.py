@@ -111,7 +111,7 @@ class Timeout:
 
 @dataclass(frozen=True)
 class RetryConfig:
-    """How a call retries (a client's ``config.retry``). See ``_retry.py`` for what is retried.
+    """How a call retries (a client's ``config.retry``). See ``_call/retry.py`` for what is retried.
 
     ``max_retries``: retries after the first attempt. ``max_wait``: the cap on any one wait,
     a server's ``Retry-After`` included (one asking for more ends the call; the jitter on top

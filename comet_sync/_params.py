@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Callable, TypedDict, Union
 
 from ._exceptions import InvalidArgumentError
-from ._models import APIObject
+from ._types import APIObject
 
 if TYPE_CHECKING:
     from ._client import CallPath

@@ -546,7 +546,7 @@ def test_the_cli_runs_offline_with_fake(tmp_path) -> None:
 def test_digest_set_is_exact_across_merges(monkeypatch) -> None:
     import random
 
-    from comet_sync._jsonl import DigestSet
+    from comet_sync._batch.jsonl import DigestSet
 
     monkeypatch.setattr(DigestSet, "MERGE_AT", 7)  # many in-place merges
     rng = random.Random(5)

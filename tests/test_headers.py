@@ -12,8 +12,8 @@ from email.utils import formatdate
 import pytest
 from requests.structures import CaseInsensitiveDict
 
-from comet_sync import _headers
-from comet_sync._headers import (
+from comet_sync._http import headers as _headers
+from comet_sync._http.headers import (
     EMPTY,
     MAX_SANE_WAIT,
     Quota,

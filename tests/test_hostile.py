@@ -542,7 +542,7 @@ def test_an_attempt_whose_scope_is_abandoned_before_it_sends_sends_nothing() -> 
     # the main thread stops and abandons the map, then the worker reaches the transport.
     # Nothing may go out: not a byte reaches the server.
     from comet_sync._cancel import Scope
-    from comet_sync._transport import Transport
+    from comet_sync._http.transport import Transport
     from comet_sync.testing import FakeCometServer
 
     with FakeCometServer() as server:

@@ -18,10 +18,10 @@ from comet_sync import (
     LimiterTimeoutError,
     RateControl,
 )
-from comet_sync._headers import EMPTY, Quota, ServerWord
-from comet_sync._limiter import Limiter
-from comet_sync._rate_evidence import HeaderEvidence
-from comet_sync._rate_policies import AdaptiveThrottle, Concurrency, Pacer, RateFinder, RetryQuota
+from comet_sync._http.headers import EMPTY, Quota, ServerWord
+from comet_sync._rate.evidence import HeaderEvidence
+from comet_sync._rate.limiter import Limiter
+from comet_sync._rate.policies import AdaptiveThrottle, Concurrency, Pacer, RateFinder, RetryQuota
 
 from .conftest import SECRET, FakeTime, user
 

@@ -33,7 +33,7 @@ if shutil.which("redis-server") is None:
     pytest.skip("redis-server is not installed", allow_module_level=True)
 
 from comet_sync import Clock, LimiterTimeoutError
-from comet_sync._headers import ServerWord
+from comet_sync._http.headers import ServerWord
 from comet_sync.contrib.redis import LimiterUnavailableError, RedisLimiter
 
 # Spawns processes or runs real-time scenarios: `make test-fast` leaves it out.

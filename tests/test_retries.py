@@ -12,7 +12,7 @@ from comet_sync import (
     RateControl,
     RateLimitError,
 )
-from comet_sync._error_map import status_error_class
+from comet_sync._http.error_map import status_error_class
 
 from .conftest import user
 
@@ -179,7 +179,7 @@ def test_backoff_is_the_retry_loop(server, client, fake_time, monkeypatch) -> No
     # or slept elsewhere, `computed` would stay empty or differ from what was slept.
     import backoff._sync
 
-    from comet_sync._retry import BACKOFF_TIME
+    from comet_sync._call.retry import BACKOFF_TIME
 
     computed: list[tuple[str, float]] = []
     real = backoff._sync._next_wait
@@ -205,7 +205,7 @@ def test_backoff_outside_our_calls_sleeps_as_before() -> None:
     # The sleep seam routes only our calls: anyone else's backoff still sleeps time.sleep.
     import time as _time
 
-    from comet_sync._retry import BACKOFF_TIME
+    from comet_sync._call.retry import BACKOFF_TIME
 
     assert BACKOFF_TIME.monotonic is _time.monotonic
     slept: list[float] = []

@@ -15,9 +15,9 @@ from comet_sync import (
     Clock,
     RetryConfig,
 )
-from comet_sync._error_map import status_error_class
-from comet_sync._headers import parse_retry_after
-from comet_sync._retry import RetryingCall, is_retryable, retry_waits
+from comet_sync._call.retry import RetryingCall, is_retryable, retry_waits
+from comet_sync._http.error_map import status_error_class
+from comet_sync._http.headers import parse_retry_after
 
 
 def status_error(

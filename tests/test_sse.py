@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from comet_sync._sse import Event, iter_events
+from comet_sync._http.sse import Event, iter_events
 
 STREAM = (
     b": keep-alive\r\n\r\n"

@@ -25,8 +25,8 @@ from __future__ import annotations
 import atexit
 from typing import Any
 
+from .._call.deadline import deadline
 from .._client import CometClient
-from .._deadline import deadline
 from .._exceptions import APIError
 from ._errors import error_response, require
 

@@ -17,7 +17,7 @@ Every client built with the same namespace shares:
   sent before the last cut is not news) and successes grow it back; a long ``Retry-After``
   (``LONG_RETRY_AFTER`` or more, clamped to the client's ``max_wait``) pauses every process.
 
-Each process also keeps its own local :class:`~comet_sync._limiter.Limiter` in front of the
+Each process also keeps its own local :class:`~comet_sync._rate.limiter.Limiter` in front of the
 shared lease: the per-model lanes (holds on the server's word, the pace found from 429s or
 told by headers, the retry quota and the adaptive throttle) act per process, so a learned or
 told pace is not yet shared across processes; the concurrency cap, ``rpm`` and pauses are.
@@ -50,8 +50,8 @@ from .._cancel import interruptible_sleep
 from .._clock import Clock
 from .._config import RateControl
 from .._exceptions import CometError, LimiterTimeoutError
-from .._headers import ServerWord
-from .._limiter import LONG_RETRY_AFTER, Limiter, LimiterState, Permit
+from .._http.headers import ServerWord
+from .._rate.limiter import LONG_RETRY_AFTER, Limiter, LimiterState, Permit
 from ._errors import require
 
 _redis = require("redis", "redis")

@@ -28,8 +28,8 @@ import os
 import threading
 from typing import Any, Callable
 
+from ..._call.deadline import deadline
 from ..._client import CometClient
-from ..._deadline import deadline
 from ..._exceptions import APIError
 from .._errors import error_response, require
 

@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 from cachetools import TTLCache
 
-from ._exceptions import APITimeoutError, InvalidArgumentError
+from .._exceptions import APITimeoutError, InvalidArgumentError
 
 __all__ = ["ResponseCache"]
 

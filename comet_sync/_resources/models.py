@@ -7,11 +7,11 @@ from typing import TYPE_CHECKING
 
 from cachetools import TTLCache
 
-from ._exceptions import InvalidArgumentError
-from ._models import Model
+from .._exceptions import InvalidArgumentError
+from .._types import Model
 
 if TYPE_CHECKING:
-    from ._client import CallPath
+    from .._client import CallPath
 
 __all__ = ["DEFAULT_MODELS_TTL", "ModelPage", "Models"]
 

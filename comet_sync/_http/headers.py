@@ -47,7 +47,7 @@ MAX_SANE_WAIT: float = 86_400.0
 
 # OpenAI and Anthropic state their limits per minute without saying so in the headers. Other
 # servers use the same names for other windows: this is a hypothesis to test
-# (``_rate_evidence``), not a fact.
+# (``_rate/evidence.py``), not a fact.
 _PER_MINUTE = 60.0
 
 

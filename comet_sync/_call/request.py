@@ -7,9 +7,9 @@ import urllib.parse
 import uuid
 from typing import Any
 
-from ._config import CallOptions
-from ._estimate import estimate_tokens
-from ._limiter import LimiterProtocol
+from .._config import CallOptions
+from .._rate.limiter import LimiterProtocol
+from .estimate import estimate_tokens
 
 __all__ = ["CLIENT_REQUEST_ID", "Request", "build_request"]
 

@@ -34,7 +34,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from ._batch import CHAT_ROUTE, EMBEDDINGS_ROUTE, RESPONSES_ROUTE, BatchJob, BatchResult
+from .engine import CHAT_ROUTE, EMBEDDINGS_ROUTE, RESPONSES_ROUTE, BatchJob, BatchResult
 
 __all__ = [
     "FORMATS",

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 
-from ._clock import SYSTEM_CLOCK, Clock
-from ._exceptions import InvalidArgumentError
+from .._clock import SYSTEM_CLOCK, Clock
+from .._exceptions import InvalidArgumentError
 
 __all__ = ["deadline", "time_left"]
 

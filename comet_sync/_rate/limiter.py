@@ -21,11 +21,11 @@ waits
    lanes made every other caller's first attempt wait and then be refused again;
 4. for pacing: configured ``rpm``/``tpm`` (a ceiling the user chose), limits the server's
    headers told once their window is confirmed by the server's own numbers
-   (``_rate_evidence.py``: a header names a count, not the window it counts over), and a rate
+   (``evidence.py``: a header names a count, not the window it counts over), and a rate
    found from 429s;
 5. for a concurrency slot under the lane's limit and the client's ``max_concurrency``.
 
-The policies are in ``_rate_policies.py``; this module guards them and does the waiting. The seam a
+The policies are in ``policies.py``; this module guards them and does the waiting. The seam a
 shared limiter implements (``contrib.redis``) is :class:`LimiterProtocol`.
 
 Thread safety: ``_lock`` guards every field of the limiter and of its lanes (their lines
@@ -45,13 +45,13 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Protocol
 
-from . import _cancel
-from ._clock import SYSTEM_CLOCK, Clock
-from ._config import RateControl
-from ._exceptions import LimiterTimeoutError
-from ._headers import ServerWord
-from ._rate_evidence import HeaderEvidence, LimitState
-from ._rate_policies import AdaptiveThrottle, Concurrency, Pacer, RateFinder, RetryQuota
+from .. import _cancel
+from .._clock import SYSTEM_CLOCK, Clock
+from .._config import RateControl
+from .._exceptions import LimiterTimeoutError
+from .._http.headers import ServerWord
+from .evidence import HeaderEvidence, LimitState
+from .policies import AdaptiveThrottle, Concurrency, Pacer, RateFinder, RetryQuota
 
 __all__ = [
     "LONG_RETRY_AFTER",
@@ -596,7 +596,7 @@ class Limiter:
         now: float,
         messages: list[tuple[str, tuple[object, ...]]],
     ) -> None:
-        """Weigh what the server's rate headers said (see ``_rate_evidence``): a confirmed
+        """Weigh what the server's rate headers said (see ``evidence.py``): a confirmed
         window paces, a spent budget holds, anything else waits for more evidence."""
         for evidence, quota in zip(lane.evidence, (word.requests, word.tokens)):
             self._note(evidence.observe(quota, word.source, now), permit, messages)

@@ -21,7 +21,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Callable, TypeVar, Union
 
-from ._exceptions import (
+from .._exceptions import (
     APIConnectionError,
     APIError,
     APIStatusError,
@@ -29,12 +29,12 @@ from ._exceptions import (
     InvalidArgumentError,
     LimiterTimeoutError,
 )
-from ._retry import is_quota_exhausted
+from .retry import is_quota_exhausted
 
 if TYPE_CHECKING:
-    from ._client import CallPath
-    from ._config import CallOptions
-    from ._records import RequestRecord
+    from .._client import CallPath
+    from .._config import CallOptions
+    from .._records import RequestRecord
 
 __all__ = [
     "Fallbacks",

@@ -1,6 +1,6 @@
 """Rate-control policies: pure state machines on an explicit clock, with no locks and no sleeps.
 
-The limiter (``_limiter.py``) keeps one set per model, guards them with its lock, and does the
+The limiter (``limiter.py``) keeps one set per model, guards them with its lock, and does the
 waiting. Keeping the arithmetic here lets the tests drive each policy with exact times.
 
 * :class:`Concurrency` — the in-flight limit: slow start that doubles per round trip, a cut

@@ -12,8 +12,8 @@ from __future__ import annotations
 import copy
 from typing import Any, Generic, TypeVar
 
-from ._exceptions import APIResponseValidationError, InvalidArgumentError
-from ._models import ChatCompletion, ChatCompletionMessage, Choice
+from .._exceptions import APIResponseValidationError, InvalidArgumentError
+from .._types import ChatCompletion, ChatCompletionMessage, Choice
 
 __all__ = ["ParsedChatCompletion", "json_schema_format", "parse_completion"]
 

@@ -49,8 +49,18 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.util.retry import Retry
 
-from ._cancel import Scope
-from ._error_map import (
+from .._cancel import Scope
+from .._exceptions import (
+    ERROR_BODY_LIMIT,
+    APIResponseValidationError,
+    CometError,
+    ResponseSnapshot,
+    json_may_hold,
+    scrub,
+    scrub_headers,
+    scrub_json,
+)
+from .error_map import (
     ABANDONED,
     TIMED_OUT,
     body_too_large,
@@ -61,16 +71,6 @@ from ._error_map import (
     safe_cause,
     send_error,
     unasked_encoding,
-)
-from ._exceptions import (
-    ERROR_BODY_LIMIT,
-    APIResponseValidationError,
-    CometError,
-    ResponseSnapshot,
-    json_may_hold,
-    scrub,
-    scrub_headers,
-    scrub_json,
 )
 
 __all__ = ["Attempt", "Exchange", "Transport"]

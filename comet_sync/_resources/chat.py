@@ -7,23 +7,23 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Callable, Literal, TypeVar, overload
 
-from . import _cancel
-from ._config import CallOptions, TimeoutArg
-from ._exceptions import InvalidArgumentError
-from ._fallback import each_model, json_over_chain
-from ._models import ChatCompletion
-from ._ordered_map import ordered_map
-from ._params import NOT_GIVEN, ChatCreateArgs, NotGiven, prepare_call
-from ._raw import WithRawResponse
-from ._records import RequestRecord
-from ._streaming import Stream
-from ._structured import ParsedChatCompletion, json_schema_format, parse_completion
-from ._validation import check_chat_params
+from .. import _cancel
+from .._batch.ordered_map import ordered_map
+from .._call.fallback import each_model, json_over_chain
+from .._call.streaming import Stream
+from .._config import CallOptions, TimeoutArg
+from .._exceptions import InvalidArgumentError
+from .._params import NOT_GIVEN, ChatCreateArgs, NotGiven, prepare_call
+from .._records import RequestRecord
+from .._types import ChatCompletion
+from .._validation import check_chat_params
+from .raw import WithRawResponse
+from .structured import ParsedChatCompletion, json_schema_format, parse_completion
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-    from ._client import CallPath
+    from .._client import CallPath
 
 __all__ = ["Chat", "Completions"]
 

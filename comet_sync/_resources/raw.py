@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from contextvars import ContextVar
 from typing import Any, Callable, Generic, TypeVar
 
-from ._exceptions import ResponseSnapshot
+from .._exceptions import ResponseSnapshot
 
 __all__ = ["RawClient", "RawResponse", "WithRawResponse", "raw_sink"]
 

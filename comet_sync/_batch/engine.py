@@ -12,7 +12,7 @@ back the results behind it. :meth:`BatchRun.abandon` also cuts the calls on the 
 :meth:`BatchRun.finished` hands over, without waiting, whatever has finished and not yet been
 yielded — what an interrupted writer must save before it exits.
 
-The JSONL side (reading input lines, resuming from an output file) is in ``_jsonl.py``; the
+The JSONL side (reading input lines, resuming from an output file) is in ``jsonl.py``; the
 command line in ``_cli.py``.
 
 Thread safety: a run is consumed by one thread; ``stop``/``abandon`` may come from any thread
@@ -30,12 +30,12 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from . import _cancel
-from ._exceptions import APIError, APIStatusError, ClientClosedError, CometError
-from ._records import RequestRecord
+from .. import _cancel
+from .._exceptions import APIError, APIStatusError, ClientClosedError, CometError
+from .._records import RequestRecord
 
 if TYPE_CHECKING:
-    from ._client import CometClient
+    from .._client import CometClient
 
 __all__ = [
     "CHAT_ROUTE",

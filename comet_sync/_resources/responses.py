@@ -8,20 +8,20 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Callable, Literal, overload
 
-from ._config import TimeoutArg
-from ._exceptions import InvalidArgumentError
-from ._fallback import each_model, json_over_chain
-from ._models import Response
-from ._params import NOT_GIVEN, NotGiven, ResponseCreateArgs, prepare_call
-from ._raw import WithRawResponse
-from ._records import RequestRecord
-from ._streaming import ResponseStream
+from .._call.fallback import each_model, json_over_chain
+from .._call.streaming import ResponseStream
+from .._config import TimeoutArg
+from .._exceptions import InvalidArgumentError
+from .._params import NOT_GIVEN, NotGiven, ResponseCreateArgs, prepare_call
+from .._records import RequestRecord
+from .._types import Response
+from .raw import WithRawResponse
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-    from ._client import CallPath
-    from ._config import CallOptions
+    from .._client import CallPath
+    from .._config import CallOptions
 
 __all__ = ["ROUTE", "Responses"]
 

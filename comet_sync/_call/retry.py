@@ -42,9 +42,9 @@ from typing import Any, Callable, TypeVar, cast
 import backoff
 import backoff._sync
 
-from ._clock import Clock
-from ._config import RetryConfig
-from ._exceptions import APIConnectionError, APIError, APIStatusError, LimiterTimeoutError
+from .._clock import Clock
+from .._config import RetryConfig
+from .._exceptions import APIConnectionError, APIError, APIStatusError, LimiterTimeoutError
 
 __all__ = [
     "BACKOFF_TIME",

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import requests
 import urllib3
 
-from ._exceptions import (
+from .._exceptions import (
     ERROR_BODY_LIMIT,
     APIConnectionError,
     APIError,
@@ -45,10 +45,10 @@ from ._exceptions import (
     scrub,
     snippet,
 )
-from ._headers import parse_retry_after
+from .headers import parse_retry_after
 
 if TYPE_CHECKING:
-    from ._transport import Exchange
+    from .transport import Exchange
 
 __all__ = [
     "ABANDONED",

@@ -38,7 +38,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-from ._headers import Quota
+from .._http.headers import Quota
 
 __all__ = ["HeaderEvidence", "LimitState"]
 

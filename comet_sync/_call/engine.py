@@ -1,6 +1,6 @@
-"""One logical call, put together: the request built once (``_request``), attempts made
-(``_attempt``) inside backoff's retry loop (``_retry``), the record written once
-(``_records``), and the response cache in front of JSON calls (``_cache``).
+"""One logical call, put together: the request built once (``request.py``), attempts made
+(``attempt.py``) inside backoff's retry loop (``retry.py``), the record written once
+(``_records.py``), and the response cache in front of JSON calls (``cache.py``).
 """
 
 from __future__ import annotations
@@ -8,18 +8,18 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable
 
-from . import _cancel
-from ._attempt import Attempts
-from ._cache import ResponseCache
-from ._clock import Clock
-from ._config import CallOptions
-from ._exceptions import APIError, APITimeoutError
-from ._limiter import LimiterProtocol
-from ._records import CallLog, Recorder, RequestRecord
-from ._request import Request, build_request
-from ._retry import RetryingCall, RetryLoop, attempts
-from ._streaming import Stream
-from ._transport import Transport
+from .. import _cancel
+from .._clock import Clock
+from .._config import CallOptions
+from .._exceptions import APIError, APITimeoutError
+from .._http.transport import Transport
+from .._rate.limiter import LimiterProtocol
+from .._records import CallLog, Recorder, RequestRecord
+from .attempt import Attempts
+from .cache import ResponseCache
+from .request import Request, build_request
+from .retry import RetryingCall, RetryLoop, attempts
+from .streaming import Stream
 
 __all__ = ["CallRunner"]
 

@@ -5,15 +5,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Callable
 
-from ._config import TimeoutArg
-from ._exceptions import InvalidArgumentError
-from ._models import CreateEmbeddingResponse
-from ._params import NOT_GIVEN, NotGiven, plain_params
-from ._raw import WithRawResponse
-from ._records import RequestRecord
+from .._config import TimeoutArg
+from .._exceptions import InvalidArgumentError
+from .._params import NOT_GIVEN, NotGiven, plain_params
+from .._records import RequestRecord
+from .._types import CreateEmbeddingResponse
+from .raw import WithRawResponse
 
 if TYPE_CHECKING:
-    from ._client import CallPath
+    from .._client import CallPath
 
 __all__ = ["Embeddings"]
 

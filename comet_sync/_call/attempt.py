@@ -11,10 +11,17 @@ from __future__ import annotations
 import math
 from typing import Any, Callable
 
-from ._cancel import Scope
-from ._clock import Clock
-from ._config import CallOptions
-from ._error_map import (
+from .._cancel import Scope
+from .._clock import Clock
+from .._config import CallOptions
+from .._exceptions import (
+    APIConnectionError,
+    APIError,
+    APIStatusError,
+    APITimeoutError,
+    LimiterTimeoutError,
+)
+from .._http.error_map import (
     error_from_response,
     event_too_large,
     json_body,
@@ -23,22 +30,15 @@ from ._error_map import (
     request_id_of,
     stream_ended_early,
 )
-from ._exceptions import (
-    APIConnectionError,
-    APIError,
-    APIStatusError,
-    APITimeoutError,
-    LimiterTimeoutError,
-)
-from ._headers import ServerWord, parse_server_word
-from ._limiter import LimiterProtocol, PermitProtocol
-from ._raw import raw_sink
-from ._records import CallLog
-from ._request import Request
-from ._retry import RetryingCall, is_retryable
-from ._sse import EventTooLargeError, iter_events
-from ._streaming import Stream
-from ._transport import Exchange, Transport
+from .._http.headers import ServerWord, parse_server_word
+from .._http.sse import EventTooLargeError, iter_events
+from .._http.transport import Exchange, Transport
+from .._rate.limiter import LimiterProtocol, PermitProtocol
+from .._records import CallLog
+from .._resources.raw import raw_sink
+from .request import Request
+from .retry import RetryingCall, is_retryable
+from .streaming import Stream
 
 __all__ = ["MIN_ATTEMPT_SECONDS", "Attempts"]
 

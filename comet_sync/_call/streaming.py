@@ -21,18 +21,18 @@ from collections.abc import Iterator
 from types import TracebackType
 from typing import Any, Callable
 
-from ._error_map import (
+from .._exceptions import APIError, CometError, ResponseSnapshot
+from .._http.error_map import (
     bad_event,
     event_too_large,
     stream_cut,
     stream_error_event,
     stream_unfinished,
 )
-from ._exceptions import APIError, CometError, ResponseSnapshot
-from ._limiter import PermitProtocol as Permit
-from ._models import ChatCompletion, ChatCompletionChunk, Response, ResponseStreamEvent
-from ._sse import Event, EventTooLargeError
-from ._transport import Exchange
+from .._http.sse import Event, EventTooLargeError
+from .._http.transport import Exchange
+from .._rate.limiter import PermitProtocol as Permit
+from .._types import ChatCompletion, ChatCompletionChunk, Response, ResponseStreamEvent
 
 __all__ = ["ResponseStream", "Stream"]
 

@@ -1,0 +1,1 @@
+"""Many jobs through one client: the ordered fan-out, the batch engine and its JSONL files."""
