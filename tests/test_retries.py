@@ -174,48 +174,55 @@ def test_a_call_whose_budget_is_spent_before_it_is_sent_times_out(server, make_c
 
 
 def test_backoff_is_the_retry_loop(server, client, fake_time, monkeypatch) -> None:
-    # Every wait is one backoff computed (its _next_wait, fed by our wait generator) and then
-    # slept through its own module's `time.sleep`: if backoff stopped driving the retries,
-    # or slept elsewhere, `computed` would stay empty or differ from what was slept.
+    # Every wait is one step of backoff's own loop (its _next_wait, fed by our wait generator)
+    # and is then slept on the call's clock: if backoff stopped driving the retries, `steps`
+    # would stay empty; backoff's own sleep is of zero seconds.
     import backoff._sync
 
-    from comet_sync._call.retry import BACKOFF_TIME
-
-    computed: list[tuple[str, float]] = []
+    steps: list[tuple[str, float]] = []
     real = backoff._sync._next_wait
 
     def spy(wait, exc, jitter, elapsed, max_time):  # type: ignore[no-untyped-def]
         seconds = real(wait, exc, jitter, elapsed, max_time)
-        computed.append((type(exc).__name__, seconds))
+        steps.append((type(exc).__name__, seconds))
         return seconds
 
     monkeypatch.setattr(backoff._sync, "_next_wait", spy)
-    assert backoff._sync.time is BACKOFF_TIME
     server.fail(503, times=1)
     server.fail(429, times=1, headers={"Retry-After": "3"})
     reply = client.chat.completions.create(model="gpt-4o-mini", messages=user("bk"))
     assert reply.choices[0].message.content == "echo: bk"
+    assert steps == [("InternalServerError", 0.0), ("RateLimitError", 0.0)]
     # 0.5 of the 1 s window; then the 3 s asked for, plus a tenth of it times 0.5
-    assert computed == [("InternalServerError", 0.5), ("RateLimitError", 3.15)]
     assert fake_time.sleeps == [0.5, 3.15]
     assert server.stats().attempts["bk"] == 3
 
 
-def test_backoff_outside_our_calls_sleeps_as_before() -> None:
-    # The sleep seam routes only our calls: anyone else's backoff still sleeps time.sleep.
+def test_a_users_own_backoff_is_untouched_by_ours(server, make_client, monkeypatch) -> None:
+    # Importing and using comet_sync once replaced backoff's module-level `time` for the whole
+    # process: every other @backoff in a user's project slept through our module.
     import time as _time
 
-    from comet_sync._call.retry import BACKOFF_TIME
+    import backoff
+    import backoff._sync
 
-    assert BACKOFF_TIME.monotonic is _time.monotonic
+    client = make_client()
+    server.fail(503, times=1)
+    client.chat.completions.create(model="gpt-4o-mini", messages=user("ours"))
+    assert backoff._sync.time is _time
     slept: list[float] = []
-    real_sleep = _time.sleep
-    try:
-        _time.sleep = slept.append  # type: ignore[assignment]
-        BACKOFF_TIME.sleep(0.25)
-    finally:
-        _time.sleep = real_sleep
-    assert slept == [0.25]
+    monkeypatch.setattr(_time, "sleep", slept.append)
+    tries: list[int] = []
+
+    @backoff.on_exception(backoff.constant, ValueError, interval=0.25, max_tries=3, jitter=None)
+    def flaky() -> str:
+        tries.append(1)
+        if len(tries) < 3:
+            raise ValueError("not yet")
+        return "done"
+
+    assert flaky() == "done"
+    assert slept == [0.25, 0.25]
 
 
 def test_a_deadline_on_the_callers_clock_is_exact(server, make_client, fake_time) -> None:

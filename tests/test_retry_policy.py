@@ -91,15 +91,27 @@ class Now:
         return self.t
 
 
+class Waits:
+    """The wait generator as backoff drives it: ``send(exc)`` is the wait the call will sleep
+    (backoff itself is handed zero: the call sleeps on its own clock)."""
+
+    def __init__(self, call: RetryingCall) -> None:
+        self.call = call
+        self.gen = retry_waits(call)
+        self.gen.send(None)  # primed, as backoff primes it
+
+    def send(self, exc: BaseException) -> float:
+        assert self.gen.send(exc) == 0.0
+        return self.call.wait
+
+
 def waits_for(
     cfg: RetryConfig, rand: float = 0.5, now: Now | None = None
-) -> tuple[RetryingCall, object]:
-    """A call under ``cfg`` and its primed wait generator, as backoff primes it."""
+) -> tuple[RetryingCall, Waits]:
+    """A call under ``cfg`` and its wait generator."""
     clock = Clock(monotonic=now or Now(), sleep=lambda s: None, random=lambda: rand)
     call = RetryingCall(cfg, clock, start=0.0)
-    gen = retry_waits(call)
-    gen.send(None)
-    return call, gen
+    return call, Waits(call)
 
 
 def test_windows_double_then_cap() -> None:
@@ -139,6 +151,18 @@ def test_retry_after_is_a_floor() -> None:
     for rand in (0.2, 0.9):
         _, gen = waits_for(cfg, rand=rand)
         assert gen.send(status_error(429, retry_after=30.0)) == pytest.approx(30.0 + 3.0 * rand)
+
+
+def test_the_attempts_are_counted_by_the_call_and_end_the_loop() -> None:
+    # One count, the call's: backoff's own max_tries is not used.
+    call, waits = waits_for(RetryConfig(max_retries=2))
+    for made in (1, 2):
+        call.tries = made
+        assert waits.send(status_error(503)) >= 0.0
+    call.tries = 3
+    with pytest.raises(StopIteration):
+        waits.send(status_error(503))
+    assert call.reason == "3 attempts made (max_retries=2)"
 
 
 def test_retry_after_beyond_max_wait_ends_the_loop() -> None:

@@ -1,11 +1,10 @@
 """The retry loop: ``backoff``'s decorator, and what it is told. This is where retries happen.
 
 One decorator per call runner (built once, at construction) wraps "make one attempt".
-backoff counts the attempts (``max_tries``), bounds the call's time (``max_time``), stops at
-once on what cannot heal (``giveup``), asks :func:`retry_waits` for each wait and sleeps it,
-and calls our handlers, which log and note the give-up reason. What varies per call (its
-retry settings, its budget, its clock) reaches backoff's zero-argument callables through a
-context variable set around the call, :class:`RetryingCall`.
+backoff runs the loop: it makes the attempts, stops at once on what cannot heal (``giveup``),
+asks :func:`retry_waits` for each wait, and calls our handlers, which sleep the wait, log and
+note the give-up reason. What varies per call (its retry settings, its budget, its clock)
+reaches the generator through a context variable set around the call, :class:`RetryingCall`.
 
 What is retried (CometAPI's documented error codes, summed up in the README): 429, 500, 502,
 503, 504, 524, connection errors and timeouts. Never other 4xx, and never CometAPI's permanent
@@ -23,31 +22,33 @@ would apply it after the floor and undercut it. A server asking for more than ``
 or a wait that would run past the call's budget, ends the loop at once (the generator
 returns, backoff gives up) instead of sleeping to send an attempt with no time left.
 
-How it sleeps: backoff's synchronous loop calls ``time.sleep`` from its own module. That name
-is pointed, once, at :data:`BACKOFF_TIME`, whose ``sleep`` is the retrying call's own: the
-client's injectable sleep, which by default ``close()`` interrupts, and which tests replace
-with a fake clock's, so every wait is checked exactly without waiting. Outside our calls (other
-code in the process using backoff) it is ``time.sleep``, as before.
+One clock and one count: the call's. :func:`retry_waits` also ends the loop when the attempts
+reach ``max_retries + 1`` (the call counts them as it makes them) and when the next wait does
+not fit in what ``total_timeout`` leaves on the call's clock; backoff's own ``max_tries`` and
+``max_time`` (the latter on ``datetime.now()``, another clock) are not used.
+
+How it sleeps: on the call's clock, never on backoff's. backoff's synchronous loop sleeps with
+its module's ``time.sleep``, which a library must not replace (every other ``@backoff`` in the
+process would sleep through it). So the generator hands backoff a wait of zero and keeps the
+real one on the call; the ``on_backoff`` handler, which backoff calls just before its sleep,
+sleeps it with the client's injectable sleep (which ``close()`` interrupts, and which tests
+replace with a fake clock's, so every wait is checked exactly without waiting).
 """
 
 from __future__ import annotations
 
-import math
 import re
-import time
 from collections.abc import Generator
 from contextvars import ContextVar
 from typing import Any, Callable, TypeVar, cast
 
 import backoff
-import backoff._sync
 
 from .._clock import Clock
 from .._config import RetryConfig
 from .._exceptions import APIConnectionError, APIError, APIStatusError, LimiterTimeoutError
 
 __all__ = [
-    "BACKOFF_TIME",
     "RETRYABLE_STATUSES",
     "RetryLoop",
     "RetryingCall",
@@ -101,7 +102,16 @@ class RetryingCall:
     """One call's retry settings and what its loop has seen, for backoff's callables and our
     handlers. Touched only by the thread running the call."""
 
-    __slots__ = ("clock", "config", "last_error", "reason", "start", "subject", "tries")
+    __slots__ = (
+        "clock",
+        "config",
+        "last_error",
+        "reason",
+        "start",
+        "subject",
+        "tries",
+        "wait",
+    )
 
     def __init__(
         self, config: RetryConfig, clock: Clock, start: float, *, subject: object = None
@@ -113,6 +123,7 @@ class RetryingCall:
         self.tries = 0  # attempts begun
         self.last_error: BaseException | None = None  # the error the next attempt retries
         self.reason: str | None = None  # why a retryable error stopped the loop
+        self.wait = 0.0  # the wait before the next attempt, slept by the on_backoff handler
 
     def remaining(self) -> float | None:
         """Seconds left of the call's ``total_timeout``; None for no budget."""
@@ -143,6 +154,9 @@ def retry_waits(call: RetryingCall) -> Generator[float | None, Any, None]:
     next(windows)  # (expo's own priming step)
     exc = yield None  # (backoff primes us the same way)
     while True:
+        if retrying.tries >= config.max_retries + 1:
+            retrying.reason = f"{attempts(retrying.tries)} made (max_retries={config.max_retries})"
+            return
         wait = random() * next(windows)  # full jitter
         floor = exc.retry_after if isinstance(exc, APIStatusError) else None
         if floor is not None:
@@ -164,7 +178,8 @@ def retry_waits(call: RetryingCall) -> Generator[float | None, Any, None]:
                 f"total_timeout={config.total_timeout:g}s"
             )
             return
-        exc = yield wait
+        retrying.wait = wait
+        exc = yield 0.0  # backoff's own sleep: none (the handler sleeps on the call's clock)
 
 
 def _final(exc: Exception) -> bool:
@@ -173,33 +188,10 @@ def _final(exc: Exception) -> bool:
     return not is_retryable(exc) or (isinstance(exc, APIError) and exc.giveup_reason is not None)
 
 
-class _BackoffTime:
-    """What backoff's synchronous loop sees as the ``time`` module."""
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(time, name)
-
-    @staticmethod
-    def sleep(seconds: float) -> None:
-        call = _CURRENT.get()
-        (call.clock.sleep if call is not None else time.sleep)(seconds)
-
-
-BACKOFF_TIME = _BackoffTime()
-# backoff 2.x sleeps with ``time.sleep`` looked up in its _sync module at each wait; a test
-# (tests/test_retries.py) fails if that ever stops being so.
-backoff._sync.time = BACKOFF_TIME  # type: ignore[attr-defined,assignment]
-
-
-def _or_inf(seconds: float | None) -> float:
-    return math.inf if seconds is None else seconds
-
-
 class RetryLoop:
     """backoff's decorator around one attempt, built once; shared by every thread.
 
-    ``on_retry(call, exc, wait)`` is called before each wait (the wait backoff reports is the
-    wait slept); ``on_giveup(call, exc)`` when a retryable error ends the loop.
+    ``on_retry(call, exc, wait)`` is called before each wait, with the wait then slept.
     """
 
     def __init__(
@@ -211,8 +203,8 @@ class RetryLoop:
             # (backoff's stubs type the generator as receiving None; it sends the exception)
             cast("Callable[..., Generator[float, None, None]]", retry_waits),
             APIError,
-            max_tries=lambda: _current().config.max_retries + 1,
-            max_time=lambda: _or_inf(_current().config.total_timeout),
+            max_tries=None,  # counted by the call, judged in retry_waits
+            max_time=None,  # likewise, on the call's clock
             jitter=None,  # drawn in retry_waits, under the Retry-After floor
             giveup=_final,
             on_backoff=self._backoff,
@@ -241,7 +233,8 @@ class RetryLoop:
         call: RetryingCall = details["args"][0]
         exc: BaseException = details["exception"]
         call.last_error = exc
-        self._on_retry(call, exc, details["wait"])
+        self._on_retry(call, exc, call.wait)
+        call.clock.sleep(call.wait)  # backoff's own sleep that follows is of zero seconds
 
     @staticmethod
     def _giveup(details: Any) -> None:
@@ -251,9 +244,3 @@ class RetryLoop:
             return  # not retryable: it did not "give up"
         if call.reason is not None:
             exc.giveup_reason = call.reason
-        elif call.tries >= call.config.max_retries + 1:
-            exc.giveup_reason = (
-                f"{attempts(call.tries)} made (max_retries={call.config.max_retries})"
-            )
-        else:  # backoff's own max_time, on its clock
-            exc.giveup_reason = f"total_timeout={call.config.total_timeout:g}s spent"
