@@ -369,9 +369,11 @@ class RateFinder:
         self._test = None
         refused = after.count(_THROTTLED)
         share = refused / len(after)
-        if refused < 3 or share < max(0.1, 0.5 * before):
+        if refused < 3 or (share < max(0.1, 0.5 * before) and _fell(before, share, len(after))):
+            # The cut worked: these are the last of the excess, or a probe. (A fall chance
+            # explains is not one: on 30% noise, 46% before and 3 of 16 after passed for it.)
             self._failed_tests = 0
-            return None  # the cut worked: these are the last of the excess, or a probe
+            return None
         if _rose(before, share, len(after)):
             # Refused more after the cut than before it, past what chance explains: noise
             # keeps its level, so this is a limit that fell while it was measured (the measure
@@ -438,9 +440,20 @@ def _rose(before: float, after: float, answers: int, before_answers: int = 30) -
     """Whether a share of 429s rose from ``before`` to ``after`` (over ``answers``) beyond
     what chance explains: a two-proportion test at three standard errors. Over a dozen
     answers chance alone moves a share a long way (14% before, 33% after, on pure noise)."""
+    return after - before > 3.0 * _spread(before, after, answers, before_answers)
+
+
+def _fell(before: float, after: float, answers: int, before_answers: int = 30) -> bool:
+    """Whether a share of 429s fell from ``before`` to ``after`` beyond what chance explains,
+    at two standard errors."""
+    return before - after > 2.0 * _spread(before, after, answers, before_answers)
+
+
+def _spread(before: float, after: float, answers: int, before_answers: int) -> float:
+    """The standard error of the difference of two shares, under the hypothesis that both
+    are one share (pooled)."""
     pooled = (before * before_answers + after * answers) / (before_answers + answers)
-    error = math.sqrt(pooled * (1.0 - pooled) * (1.0 / answers + 1.0 / before_answers))
-    return after - before > 3.0 * error
+    return math.sqrt(pooled * (1.0 - pooled) * (1.0 / answers + 1.0 / before_answers))
 
 
 class RetryQuota:
