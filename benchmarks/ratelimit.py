@@ -809,6 +809,11 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown scenario or client: {', '.join(sorted(unknown))}")
     clients = [c for c in CLIENTS if c in asked]  # openai, openai10 first (see docstring)
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:  # say so now, not after the first scenario's runs
+            parser.error("--plot needs matplotlib (pip install -e '.[bench]')")
     try:
         import openai  # noqa: F401
     except ImportError:
