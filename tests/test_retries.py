@@ -250,7 +250,8 @@ def test_a_deadline_on_the_callers_clock_is_exact(server, make_client, fake_time
     assert server.stats().attempts["dl"] == 3
     assert info.value.attempts == 3
     assert info.value.giveup_reason == (
-        "the next wait of 2s does not fit in the 0.5s left of total_timeout=2s"
+        "the next wait of 2s and an attempt like the last (0s) do not fit in the 0.5s left "
+        "of total_timeout=2s"
     )
 
 

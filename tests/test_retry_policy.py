@@ -175,8 +175,21 @@ def test_retry_after_beyond_max_wait_ends_the_loop() -> None:
 def test_wait_that_does_not_fit_the_budget_ends_the_loop() -> None:
     now = Now()
     call, gen = waits_for(RetryConfig(total_timeout=10.0), rand=0.0, now=now)
-    now.t = 7.0
+    now.t = call.started = 7.0  # an attempt that failed at once
     assert gen.send(status_error(503, retry_after=2.0)) == 2.0  # fits in the 3 s left
     with pytest.raises(StopIteration):
         gen.send(status_error(503, retry_after=4.0))
-    assert call.reason == "the next wait of 4s does not fit in the 3s left of total_timeout=10s"
+    assert call.reason == (
+        "the next wait of 4s and an attempt like the last (0s) do not fit in the 3s left of "
+        "total_timeout=10s"
+    )
+
+
+def test_a_retry_needs_time_for_its_attempt_after_its_wait() -> None:
+    # Sent with milliseconds left, the attempt timed out and a 502 became our own timeout.
+    now = Now()
+    call, gen = waits_for(RetryConfig(total_timeout=10.0), rand=0.0, now=now)
+    call.started, now.t = 5.5, 7.0  # the last attempt took 1.5 s; 3 s are left
+    with pytest.raises(StopIteration):
+        gen.send(status_error(502, retry_after=2.0))  # 2 s fit, 2 + 1.5 do not
+    assert "an attempt like the last (1.5s)" in (call.reason or "")

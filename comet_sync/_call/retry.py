@@ -108,6 +108,7 @@ class RetryingCall:
         "last_error",
         "reason",
         "start",
+        "started",
         "subject",
         "tries",
         "wait",
@@ -124,6 +125,7 @@ class RetryingCall:
         self.last_error: BaseException | None = None  # the error the next attempt retries
         self.reason: str | None = None  # why a retryable error stopped the loop
         self.wait = 0.0  # the wait before the next attempt, slept by the on_backoff handler
+        self.started = start  # when the latest attempt began
 
     def remaining(self) -> float | None:
         """Seconds left of the call's ``total_timeout``; None for no budget."""
@@ -172,10 +174,14 @@ def retry_waits(call: RetryingCall) -> Generator[float | None, Any, None]:
             # max_wait sent every refused request back at the same instant.
             wait = max(wait, floor) + floor * FLOOR_JITTER * random()
         left = retrying.remaining()
-        if left is not None and wait >= left:
+        # After the wait, the next attempt needs about as long as the last one took: sent
+        # with milliseconds left it would time out, and the call would end on a timeout of
+        # our own making instead of the server's answer (a 502 became a 504).
+        took = max(0.0, retrying.clock.monotonic() - retrying.started)
+        if left is not None and wait + took >= left:
             retrying.reason = (
-                f"the next wait of {wait:.3g}s does not fit in the {left:.3g}s left of "
-                f"total_timeout={config.total_timeout:g}s"
+                f"the next wait of {wait:.3g}s and an attempt like the last ({took:.3g}s) do "
+                f"not fit in the {left:.3g}s left of total_timeout={config.total_timeout:g}s"
             )
             return
         retrying.wait = wait
@@ -227,6 +233,7 @@ class RetryLoop:
     @staticmethod
     def _attempt(call: RetryingCall, attempt: Callable[[], T]) -> T:
         call.tries += 1
+        call.started = call.clock.monotonic()
         return attempt()
 
     def _backoff(self, details: Any) -> None:
