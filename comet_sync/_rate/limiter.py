@@ -325,13 +325,7 @@ class Limiter:
             lane.line.append(turn)
             if lane.line[0] is turn:
                 return turn
-        remaining = None if deadline is None else max(deadline - self._clock(), 0.0)
-        scope = _cancel.current()
-        if scope is None:
-            turn.event.wait(remaining)
-        else:
-            with scope.on_stop(turn.event.set):
-                turn.event.wait(remaining)
+        scope = self._wait_for(turn.event, deadline)
         with self._lock:
             if lane.line and lane.line[0] is turn:
                 return turn
@@ -491,14 +485,7 @@ class Limiter:
             self._queue.append(waiter)
         # Slots are handed out by _grant_locked, first come first served within a lane: a
         # thread that releases a slot and at once asks again cannot jump the queue.
-        remaining = None if deadline is None else max(deadline - self._clock(), 0.0)
-        scope = _cancel.current()
-        if scope is None:
-            waiter.event.wait(remaining)
-        else:
-            # close() or a stopped map wakes it: a call that may not send must not wait.
-            with scope.on_stop(waiter.event.set):
-                waiter.event.wait(remaining)
+        scope = self._wait_for(waiter.event, deadline)
         with self._lock:
             if waiter.granted:
                 return True
@@ -510,6 +497,19 @@ class Limiter:
             f"({self._in_use} in flight, model limit {lane.concurrency.effective})",
             held_by="a concurrency slot",
         )
+
+    def _wait_for(self, event: threading.Event, deadline: float | None) -> _cancel.Scope | None:
+        """Wait until ``event`` is set, the deadline passes, or the call's stop scope stops
+        (close() or a stopped map: a call that may not send must not wait). Returns the scope,
+        for the caller to raise from if it stopped."""
+        remaining = None if deadline is None else max(deadline - self._clock(), 0.0)
+        scope = _cancel.current()
+        if scope is None:
+            event.wait(remaining)
+        else:
+            with scope.on_stop(event.set):
+                event.wait(remaining)
+        return scope
 
     def _fits(self, lane: _Lane) -> bool:
         return self._in_use < self._max and lane.in_use < lane.concurrency.effective
