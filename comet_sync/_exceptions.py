@@ -239,13 +239,27 @@ class APITimeoutError(APIConnectionError):
 
 
 class LimiterTimeoutError(APITimeoutError):
-    """The call's time budget ran out while our own limiter held it back: nothing was sent.
-    ``held_by`` says what held it (a hold on the server's word, pacing, the throttle, a slot).
-    Never retried: its budget is spent."""
+    """Our own limiter held the call back past its time budget, or (the adaptive throttle,
+    the retry quota) past ``max_wait``, the cap on every wait, in what looks like an outage:
+    nothing was sent. ``held_by`` says what held it (a hold on the server's word, pacing, the
+    throttle, the retry quota, a slot). Never retried: its budget or its patience is spent."""
 
-    def __init__(self, message: str, *, held_by: str) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        held_by: str,
+        retry_after: float | None = None,
+        outage: bool = False,
+    ) -> None:
         super().__init__(message)
         self.held_by = held_by
+        # Seconds until what held it would have let it out, when known (a hold, a pace): a
+        # web view passes it on as Retry-After.
+        self.retry_after = retry_after
+        # Held by the throttle or the retry quota past max_wait: the model looks down, which
+        # a fallback model may not be.
+        self.outage = outage
 
 
 class APIResponseValidationError(APIError):

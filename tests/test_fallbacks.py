@@ -90,3 +90,13 @@ def test_a_batch_line_with_fallbacks(server, make_client) -> None:
     assert result.ok and models_sent(server) == ["m1", "m2"]
     assert all("fallbacks" not in r.body for r in server.received)
     assert json.dumps(result.to_json())
+
+
+def test_an_outage_our_throttle_saw_moves_to_the_fallback_but_a_spent_budget_does_not() -> None:
+    from comet_sync import LimiterTimeoutError
+    from comet_sync._call.fallback import fallback_reason
+
+    spent = LimiterTimeoutError("budget", held_by="pacing")
+    outage = LimiterTimeoutError("held", held_by="the adaptive throttle", outage=True)
+    assert fallback_reason(spent) is None
+    assert fallback_reason(outage) == "in an outage (held by our throttle past max_wait)"

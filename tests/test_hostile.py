@@ -130,6 +130,82 @@ def test_a_stream_that_goes_silent_is_a_timeout_not_a_broken_connection() -> Non
 
 
 @pytest.mark.slow
+def test_a_call_that_waited_for_a_slot_sends_with_what_is_left_of_its_budget() -> None:
+    """Issue 21, item 1: a call that waited for a slot was sent with the budget it had before
+    the wait (16 threads, 8 slots, a hung server: calls with total_timeout=3 took 6 s)."""
+
+    def stuck(conn: socket.socket, request: Request, stop: threading.Event) -> bool:
+        stall(stop)
+        return False
+
+    with hostile(stuck) as server:
+        client = make(server.base_url, max_concurrency=1, max_retries=0)
+        first_error: list[BaseException] = []
+
+        def first() -> None:
+            try:
+                with comet_sync.deadline(1.0):
+                    client.chat.completions.create(model="m", messages=MESSAGES)
+            except BaseException as exc:
+                first_error.append(exc)
+
+        holder = threading.Thread(target=first)
+        holder.start()
+        deadline = time.monotonic() + 5
+        while server.count < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert server.count == 1
+        # The slot frees about 1 s from now; this call then has about 0.6 s of its 1.6 s left,
+        # and its attempt may take only that (it took its full 1.6 s, ending 1 s past its
+        # deadline).
+        started = time.monotonic()
+        with pytest.raises(APITimeoutError), comet_sync.deadline(1.6):
+            client.chat.completions.create(model="m", messages=MESSAGES)
+        took = time.monotonic() - started
+        holder.join(5)
+        assert first_error and isinstance(first_error[0], APITimeoutError)
+        assert server.count == 2
+        assert took < 2.1, took
+        client.close()
+
+
+@pytest.mark.slow
+def test_an_outage_reaches_every_caller_within_its_retries_waits() -> None:
+    """Issue 21, item 2: 32 threads on an upstream answering every request 503 sat in the
+    client, deferred by the throttle and the retry quota, with no error and no progress."""
+    body = b'{"error":{"message":"down","type":"server_error"}}'
+    with hostile(answer(body, "503 Service Unavailable")) as server:
+        client = make(server.base_url, backoff_base=0.05, max_wait=0.5)
+        errors: list[BaseException] = []
+        lock = threading.Lock()
+
+        def call() -> None:
+            try:
+                client.chat.completions.create(model="m", messages=MESSAGES)
+            except BaseException as exc:
+                with lock:
+                    errors.append(exc)
+
+        threads = [threading.Thread(target=call, daemon=True) for _ in range(32)]
+        for thread in threads:
+            thread.start()
+        # Each caller may wait 5 retries' backoff and, per attempt, a deferral: each under
+        # max_wait (0.5 s), about 6 s in all. Deferred without that cap, the last of them
+        # were still inside the client after a minute.
+        deadline = time.monotonic() + 30
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        assert sum(thread.is_alive() for thread in threads) == 0
+        assert len(errors) == 32
+        assert all(isinstance(e, APIError) for e in errors), errors
+        # The throttle spared the upstream: fewer than 6 attempts a caller reached it.
+        assert server.count < 32 * 6, server.count
+        held = [e for e in errors if "outage" in str(e)]
+        assert held, [str(e) for e in errors][:3]
+        client.close()
+
+
+@pytest.mark.slow
 def test_cache_waiters_wait_no_longer_than_their_own_budget() -> None:
     def stuck(conn: socket.socket, request: Request, stop: threading.Event) -> bool:
         stall(stop)
@@ -566,3 +642,4 @@ def test_an_attempt_whose_scope_is_abandoned_before_it_sends_sends_nothing() -> 
         time.sleep(0.3)  # what was written would have arrived by now
         assert server.stats().requests == 0
         assert server.stats().connections_opened == 0
+

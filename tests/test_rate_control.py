@@ -476,6 +476,43 @@ def test_sends_held_by_the_throttle_are_deferred_not_failed() -> None:
     lim.acquire("m", timeout=10.0).release(200)
 
 
+def test_the_throttle_defers_a_send_no_longer_than_max_wait_then_says_so() -> None:
+    """Issue 21, item 2: in an outage, sends deferred by the throttle sat in the client
+    (one 52 s between attempts, a caller 15 minutes under the default budget) with no error."""
+    ft = FakeTime()
+    chance = [0.999]  # while the outage builds up, the throttle's dice never hold a send
+    lim = Limiter(
+        8, RateControl(), clock=Clock(ft.monotonic, ft.sleep, lambda: chance[0]), max_hold=2.0
+    )
+    for _ in range(50):  # an outage: 503 after 503
+        lim.acquire("m").release(503)
+    chance[0] = 0.1
+    before = ft.now
+    with pytest.raises(LimiterTimeoutError) as info:
+        lim.acquire("m")  # no time budget at all
+    assert "throttle" in info.value.held_by
+    assert "max_wait" in str(info.value) and "outage" in str(info.value)
+    # Deferred, each look a DEFER_SECONDS apart, up to the cap on every wait (max_wait).
+    assert 1.5 < ft.now - before <= 2.0
+
+
+def test_the_retry_quota_defers_a_retry_no_longer_than_max_wait() -> None:
+    ft = FakeTime()
+    lim = Limiter(
+        8, RateControl(), clock=Clock(ft.monotonic, ft.sleep, lambda: 0.999), max_hold=2.0
+    )
+    # Retries that keep failing drain the quota (500 / 5 = 100 of them), with no time passing.
+    for _ in range(100):
+        lim.acquire("m", retry_cost=5.0).release(503)
+    before = ft.now
+    with pytest.raises(LimiterTimeoutError) as info:
+        lim.acquire("m", retry_cost=5.0)  # refills 1 a second: 5 s to afford it
+    assert "quota" in info.value.held_by
+    assert ft.now - before <= 2.0
+    # A first attempt pays nothing from the quota and goes.
+    lim.acquire("m").release(200)
+
+
 def test_a_permit_releases_once() -> None:
     ft = FakeTime()
     lim = make_limiter(ft)

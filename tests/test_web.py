@@ -100,6 +100,25 @@ def test_flask_deadline_answers_503_with_retry_after_within_budget() -> None:
         app.extensions["comet_sync"].close()
 
 
+@pytest.mark.slow
+def test_flask_views_held_by_rate_control_answer_503_with_retry_after() -> None:
+    """Issue 21, item 3: calls our limiter held past the view's deadline answered 504 without
+    Retry-After (mapped as upstream timeouts), where the README promises 503 + Retry-After."""
+    with FakeCometServer() as fake:
+        # 6 requests a minute: after the first, each view would wait its turn 10 s apart.
+        app = flask_app(fake, COMET_SYNC_VIEW_DEADLINE=2, COMET_SYNC_RPM=6)
+        with serve(app) as url:
+            responses = hit(url + "/ask", 8)
+        statuses = sorted(r.status_code for r in responses)
+        assert statuses[0] == 200 and set(statuses) == {200, 503}, statuses
+        for r in responses:
+            if r.status_code == 503:
+                assert r.json()["error"]["type"] == "held_by_rate_control"
+                assert int(r.headers["Retry-After"]) >= 1
+        assert fake.stats().requests == statuses.count(200)
+        app.extensions["comet_sync"].close()
+
+
 @pytest.mark.parametrize(
     ("fault", "status"),
     [

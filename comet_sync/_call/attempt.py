@@ -143,21 +143,7 @@ class Attempts:
         raise with it released."""
         # After close(), a stopped map or an interrupt, nothing new leaves the process.
         scope.raise_if_stopped()
-        timeout: tuple[float | None, float | None] = (
-            options.timeout.connect,
-            options.timeout.read,
-        )
-        remaining = call.remaining()
-        if remaining is not None:
-            if remaining <= MIN_ATTEMPT_SECONDS:
-                # Nothing left to send with (a caller that waited on another's identical call,
-                # a clock that moved): a timeout, never a socket timeout of 0 (which urllib3
-                # refuses with a bare ValueError).
-                raise APITimeoutError(
-                    f"{req.route}: the call's time budget ran out before it could be sent"
-                )
-            # An attempt may not outlive the call's budget.
-            timeout = (min(_or_inf(timeout[0]), remaining), min(_or_inf(timeout[1]), remaining))
+        remaining = _left_to_send(call, req)
         # Raises LimiterTimeoutError, never retried, when our own limits would hold this
         # attempt past the call's budget.
         try:
@@ -168,14 +154,25 @@ class Attempts:
             last = call.last_error
             if isinstance(last, APIError):
                 # A retry our own caution held past the budget: the server's error is the news.
-                last.giveup_reason = (
-                    f"the call's time budget ends before {exc.held_by} lets the retry out"
-                )
+                last.giveup_reason = f"the retry was not sent: {exc}"
                 raise last from None
             raise
         try:
-            # The limiter may have held it while the scope stopped.
+            # The limiter may have held it while the scope stopped, or for most of the budget:
+            # the attempt gets what is left after the wait, never what there was before it (16
+            # threads on 8 slots took twice their total_timeout).
             scope.raise_if_stopped()
+            remaining = _left_to_send(call, req)
+            timeout: tuple[float | None, float | None] = (
+                options.timeout.connect,
+                options.timeout.read,
+            )
+            if remaining is not None:
+                # An attempt may not outlive the call's budget.
+                timeout = (
+                    min(_or_inf(timeout[0]), remaining),
+                    min(_or_inf(timeout[1]), remaining),
+                )
             # The attempt, its body included, may not outlive the call's budget.
             exchange = self._transport.send(
                 req.method,
@@ -217,6 +214,19 @@ def _give_back(exchange: Exchange, permit: PermitProtocol) -> None:
     """An attempt that failed after its answer's head came: the connection and the slot."""
     exchange.close()
     permit.release(exchange.status_code)
+
+
+def _left_to_send(call: RetryingCall, req: Request) -> float | None:
+    """Seconds of the call's budget left for an attempt (None: no budget)."""
+    remaining = call.remaining()
+    if remaining is not None and remaining <= MIN_ATTEMPT_SECONDS:
+        # Nothing left to send with (a caller that waited on another's identical call or for
+        # a slot, a clock that moved): a timeout, never a socket timeout of 0 (which urllib3
+        # refuses with a bare ValueError).
+        raise APITimeoutError(
+            f"{req.route}: the call's time budget ran out before it could be sent"
+        )
+    return remaining
 
 
 def _or_inf(seconds: float | None) -> float:

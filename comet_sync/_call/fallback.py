@@ -62,7 +62,9 @@ def fallback_reason(exc: BaseException) -> str | None:
     """Why a call that ended with ``exc`` (its retries spent) may move to the next model;
     None when it may not."""
     if isinstance(exc, LimiterTimeoutError):
-        return None
+        # Our own budget ran out: another model would not have more of it. An outage of this
+        # model, though, another may not share.
+        return "in an outage (held by our throttle past max_wait)" if exc.outage else None
     if isinstance(exc, APIStatusError):
         status = exc.status_code
         if exc.code == "model_not_found" or (

@@ -331,8 +331,10 @@ class Limiter:
                 return turn
             self._leave_line_locked(turn)
             now = self._clock()
+            retry_after = None
             if now < lane.hold_until:
-                ahead = f"a hold on the server's word ({lane.hold_until - now:.3g}s)"
+                retry_after = lane.hold_until - now
+                ahead = f"a hold on the server's word ({retry_after:.3g}s)"
             elif any(pacer is not None for pacer, _ in lane.pacers(1.0)):
                 ahead = "pacing"
             else:
@@ -342,6 +344,7 @@ class Limiter:
         raise LimiterTimeoutError(
             f"the call's time budget ended while it waited behind earlier calls for {ahead}",
             held_by=ahead,
+            retry_after=retry_after,
         )
 
     def _leave_line_locked(self, turn: _Turn) -> None:
@@ -417,6 +420,7 @@ class Limiter:
 
     def _wait_throttle(self, model: str | None, retry_cost: float, deadline: float | None) -> None:
         # The retry quota is paid once, however long the send then waits.
+        first_held: float | None = None
         while True:
             with self._lock:
                 now = self._clock()
@@ -436,8 +440,19 @@ class Limiter:
                     lane.deferred += 1
             if held is None:
                 return
-            # Deferred, not failed: our own caution delays work, it never loses it.
+            # Deferred, not failed: our own caution delays work, it never loses it. But a
+            # deferral is a wait like any other, under the cap on every wait (max_wait): past
+            # it, the caller learns of the outage instead of sitting in the client (32 threads
+            # on a dead upstream sat up to 52 s between attempts, under a 15-minute budget).
+            first_held = now if first_held is None else first_held
             wake = now + DEFER_SECONDS * (0.5 + self._random())
+            if wake - first_held > self._max_hold:
+                raise LimiterTimeoutError(
+                    f"held {now - first_held:.3g}s by {held}, the most a send is deferred "
+                    f"(max_wait={self._max_hold:g}s): the upstream looks to be in an outage",
+                    held_by=held,
+                    outage=True,
+                )
             self._sleep_until(wake, now, deadline, held)
 
     def _wait_pacing(
@@ -469,7 +484,9 @@ class Limiter:
     def _sleep_until(self, when: float, now: float, deadline: float | None, what: str) -> None:
         if deadline is not None and when > deadline:
             raise LimiterTimeoutError(
-                f"the call's time budget ends before {what} lets it out", held_by=what
+                f"the call's time budget ends before {what} lets it out",
+                held_by=what,
+                retry_after=when - now,
             )
         self._sleep(when - now)
 
