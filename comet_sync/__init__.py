@@ -31,6 +31,7 @@ from ._exceptions import (
     RateLimitError,
     RequestTooLargeError,
     ResponseSnapshot,
+    TLSError,
     UnprocessableEntityError,
 )
 from ._metrics import Metrics, RouteStats, Snapshot, format_table
@@ -107,6 +108,7 @@ __all__ = [
     "RouteStats",
     "Snapshot",
     "Stream",
+    "TLSError",
     "Timeout",
     "ToolCall",
     "UnprocessableEntityError",

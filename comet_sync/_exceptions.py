@@ -17,6 +17,7 @@ by changing the import only::
           │    ├── RateLimitError                 429 (``.retry_after``)
           │    └── InternalServerError            >= 500
           ├── APIConnectionError                  no response: refused, reset, DNS, TLS
+          │    ├── TLSError                       a certificate or protocol a retry meets again
           │    └── APITimeoutError
           │         └── LimiterTimeoutError       our own limiter held the call past its budget
           └── APIResponseValidationError          a 2xx whose body is not the JSON we expect
@@ -58,6 +59,7 @@ __all__ = [
     "RateLimitError",
     "RequestTooLargeError",
     "ResponseSnapshot",
+    "TLSError",
     "UnprocessableEntityError",
 ]
 
@@ -232,6 +234,12 @@ class InternalServerError(APIStatusError):
 
 class APIConnectionError(APIError):
     """No response arrived: connection refused or reset, DNS, TLS, proxy."""
+
+
+class TLSError(APIConnectionError):
+    """TLS failed in a way every retry would meet again: a certificate not trusted (self-signed,
+    expired, another host's), or TLS spoken to a port that does not speak it (``https://`` to a
+    plain HTTP port). Not retried."""
 
 
 class APITimeoutError(APIConnectionError):

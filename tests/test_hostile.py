@@ -9,12 +9,14 @@ sending) and joins threads only to keep a regression from hanging the suite.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import os
 import pickle
 import signal
 import socket
+import ssl
 import threading
 import time
 import urllib.parse
@@ -34,6 +36,7 @@ from comet_sync import (
     InternalServerError,
     InvalidArgumentError,
     ResponseCache,
+    TLSError,
 )
 
 from .hostile import COMPLETION, Request, answer, chunk_event, head, hostile
@@ -643,3 +646,110 @@ def test_an_attempt_whose_scope_is_abandoned_before_it_sends_sends_nothing() -> 
         assert server.stats().requests == 0
         assert server.stats().connections_opened == 0
 
+
+# -- answers that arrived but cannot be read ---------------------------------------------------
+
+_BODY_LEN = len(COMPLETION)
+UNFRAMEABLE = {
+    "10,000 header lines": head("200 OK", *[f"X-H{i}: v" for i in range(10_000)], length=_BODY_LEN),
+    "two Content-Lengths": head("200 OK", f"Content-Length: {_BODY_LEN + 5}", length=_BODY_LEN),
+    "a 1 MiB header line": head("200 OK", "X-Big: " + "a" * (1 << 20), length=_BODY_LEN),
+}
+
+
+@pytest.mark.parametrize("what", list(UNFRAMEABLE))
+def test_a_2xx_whose_head_cannot_be_framed_is_not_sent_again(what: str) -> None:
+    """Issue 21, item 12: each was sent 5-6 times per call (72 billed 200s, 0 successes in
+    60 s): a 2xx that reached us was processed upstream."""
+    data = UNFRAMEABLE[what] + COMPLETION
+
+    def send(conn: socket.socket, request: Request, stop: threading.Event) -> bool:
+        with contextlib.suppress(OSError):
+            conn.sendall(data)
+        return False
+
+    with hostile(send) as server:
+        client = make(server.base_url)
+        with pytest.raises(APIResponseValidationError) as info:
+            client.chat.completions.create(model="m", messages=MESSAGES)
+        assert server.count == 1
+        assert info.value.status_code == 200 and "not retried" in str(info.value)
+        client.close()
+
+
+def test_an_error_whose_head_cannot_be_framed_is_retried() -> None:
+    data = head("500 Oops", *[f"X-H{i}: v" for i in range(1000)], length=2) + b"{}"
+
+    def send(conn: socket.socket, request: Request, stop: threading.Event) -> bool:
+        with contextlib.suppress(OSError):
+            conn.sendall(data)
+        return False
+
+    with hostile(send) as server:
+        client = make(server.base_url, max_retries=2)
+        with pytest.raises(APIConnectionError):
+            client.chat.completions.create(model="m", messages=MESSAGES)
+        assert server.count == 3  # nothing was done upstream: sending again may heal
+        client.close()
+
+
+# -- TLS that no retry heals -------------------------------------------------------------------
+
+_DATA = os.path.join(os.path.dirname(__file__), "data")
+
+
+class _HandshakeServer:
+    """Counts connections and answers each as ``serve`` does: TLS with a self-signed
+    certificate, or plain HTTP (a 400 to the bytes of a TLS hello, as a web server does)."""
+
+    def __init__(self, tls: bool) -> None:
+        self.context: ssl.SSLContext | None = None
+        if tls:
+            self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            self.context.load_cert_chain(
+                os.path.join(_DATA, "selfsigned.pem"), os.path.join(_DATA, "selfsigned.key")
+            )
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.base_url = f"https://127.0.0.1:{self.sock.getsockname()[1]}/v1"
+        self.connections = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            self.connections += 1
+            conn.settimeout(5)
+            with contextlib.suppress(OSError), conn:
+                if self.context is not None:
+                    # The client refuses the certificate during the handshake.
+                    self.context.wrap_socket(conn, server_side=True).close()
+                else:
+                    conn.recv(4096)
+                    conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(5)
+        self.sock.close()
+
+
+@pytest.mark.parametrize("tls", [True, False], ids=["self-signed", "https-to-plain-port"])
+def test_tls_that_no_retry_heals_is_not_retried(tls: bool) -> None:
+    """Issue 21, item 12: a self-signed certificate, or https to a plain port, was retried 5
+    times before it surfaced."""
+    server = _HandshakeServer(tls)
+    try:
+        client = make(server.base_url)
+        with pytest.raises(TLSError, match="not retried") as info:
+            client.chat.completions.create(model="m", messages=MESSAGES)
+        assert info.value.attempts == 1
+        assert server.connections == 1
+        client.close()
+    finally:
+        server.close()

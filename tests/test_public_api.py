@@ -38,6 +38,7 @@ EXPECTED = {
     "RouteStats",
     "Snapshot",
     "Timeout",
+    "TLSError",
     "ToolCall",
     "ChatCompletionChunk",
     "CreateEmbeddingResponse",

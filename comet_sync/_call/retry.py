@@ -46,7 +46,13 @@ import backoff
 
 from .._clock import Clock
 from .._config import RetryConfig
-from .._exceptions import APIConnectionError, APIError, APIStatusError, LimiterTimeoutError
+from .._exceptions import (
+    APIConnectionError,
+    APIError,
+    APIStatusError,
+    LimiterTimeoutError,
+    TLSError,
+)
 
 __all__ = [
     "RETRYABLE_STATUSES",
@@ -73,6 +79,8 @@ def is_retryable(exc: BaseException) -> bool:
     """Whether waiting and sending the same request again can succeed."""
     if isinstance(exc, LimiterTimeoutError):
         return False  # our own limiter held it until its budget ran out: nothing can heal
+    if isinstance(exc, TLSError):
+        return False  # the same certificate, the same port: the same failure
     if isinstance(exc, APIConnectionError):
         return True
     if not isinstance(exc, APIStatusError):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import re
+import ssl
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +41,7 @@ from .._exceptions import (
     RateLimitError,
     RequestTooLargeError,
     ResponseSnapshot,
+    TLSError,
     UnprocessableEntityError,
     holds_secret,
     scrub,
@@ -272,17 +274,66 @@ def crossed_answer(
 
 
 def send_error(
-    exc: BaseException, what: str, cut_reason: str | None, budget: float, secret: str | None
+    exc: BaseException,
+    what: str,
+    cut_reason: str | None,
+    budget: float,
+    secret: str | None,
+    *,
+    status: int | None = None,
 ) -> CometError:
-    """The exception for a request that got no answer (``requests`` raised while sending).
-    What the server sent can be in the reason (a status line http.client could not read):
-    it is scrubbed."""
+    """The exception for a request that got no usable answer (``requests`` raised while
+    sending or reading the head; ``status``: the status line's, when one was read). What the
+    server sent can be in the reason (a status line http.client could not read): it is
+    scrubbed."""
     if cut_reason is not None:
         return cut_error(cut_reason, budget, what)
     if isinstance(exc, requests.Timeout):
         return APITimeoutError(f"{what}: timed out ({type(exc).__name__})")
     reason = scrub(_reason(exc), secret)
+    if status is not None and 200 <= status < 300:
+        # The server said yes, then sent a head we cannot frame (10,000 header lines, two
+        # Content-Lengths, a 1 MiB line). The request was processed, maybe billed: sending it
+        # again is paying again (5-6 times a call, 0 successes), so it is not retried.
+        return APIResponseValidationError(
+            f"{what}: the server answered {status} with a head that cannot be read "
+            f"({type(exc).__name__}: {reason}); not retried, as it was processed upstream",
+            response=ResponseSnapshot.of(
+                status_code=status,
+                reason="",
+                headers={},
+                url=what.split(" ", 1)[-1],
+                text="",
+                secret=secret,
+            ),
+            status_code=status,
+        )
+    if _tls_for_good(exc):
+        return TLSError(f"{what}: TLS failed, not retried ({type(exc).__name__}: {reason})")
     return APIConnectionError(f"{what}: connection error ({type(exc).__name__}: {reason})")
+
+
+# TLS failures a retry meets again; any other (a reset mid-handshake, an EOF) may heal.
+_PERMANENT_TLS = ("WRONG_VERSION_NUMBER", "UNKNOWN_PROTOCOL", "HTTP_REQUEST", "RECORD_LAYER")
+
+
+def _tls_for_good(exc: BaseException) -> bool:
+    seen: set[int] = set()
+    inner: BaseException | None = exc
+    while inner is not None and id(inner) not in seen:
+        seen.add(id(inner))
+        if isinstance(inner, ssl.SSLCertVerificationError):
+            return True
+        if isinstance(inner, ssl.SSLError):
+            return any(name in str(inner.reason or "") for name in _PERMANENT_TLS)
+        nxt = getattr(inner, "reason", None)
+        if isinstance(nxt, BaseException):
+            inner = nxt
+        elif inner.args and isinstance(inner.args[0], BaseException):
+            inner = inner.args[0]
+        else:
+            inner = inner.__cause__ or inner.__context__
+    return False
 
 
 def read_error(

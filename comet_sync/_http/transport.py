@@ -109,6 +109,7 @@ class Attempt:
         "deadline",
         "done",
         "reason",
+        "status",
         "unregister",
         "watchdog",
     )
@@ -122,6 +123,9 @@ class Attempt:
         self.ceiling: float = deadline  # the call's own end, which no idle bound passes
         self.budget: float = budget  # for messages: the seconds it was given
         self.reason: str | None = None  # why it was cut
+        # The answer's status once its status line was read: an answer whose head then could
+        # not be framed still reached the server's far side, and a 2xx was processed there.
+        self.status: int | None = None
         self.done: bool = False
 
     def attach(self, sock: socket.socket | None) -> None:
@@ -257,6 +261,9 @@ class _Response(http.client.HTTPResponse):
         for _ in range(MAX_INFORMATIONAL + 1):
             version, status, reason = super()._read_status()  # type: ignore[misc]
             if not 100 <= status < 200 or status == 101:
+                attempt: Attempt | None = getattr(_SENDING, "attempt", None)
+                if attempt is not None:
+                    attempt.status = status
                 return version, status, reason
             http.client.parse_headers(self.fp)  # the informational answer's headers, dropped
         raise http.client.HTTPException(
@@ -404,7 +411,9 @@ class Transport:
         except requests.RequestException as exc:
             attempt.finish()
             failure = (
-                send_error(exc, what, attempt.reason, attempt.budget, self._secret),
+                send_error(
+                    exc, what, attempt.reason, attempt.budget, self._secret, status=attempt.status
+                ),
                 safe_cause(exc, self._secret),
             )
         except BaseException:
