@@ -1,6 +1,6 @@
 """Response objects pickle, copy and deep-copy to equal objects (Django's cache and Celery's
 result backends pickle; agent frameworks deep-copy their message histories), also into
-another process."""
+another process; a stream, which is a live connection, refuses with a reason."""
 
 from __future__ import annotations
 
@@ -219,6 +219,21 @@ def test_fields_named_like_copy_hooks_do_not_hijack_copying(server, client) -> N
     for way in WAYS.values():
         _same(reply, way(reply))
     assert reply["__deepcopy__"] == "x"  # still there to read, by key
+
+
+@pytest.mark.parametrize("kind", ["chat", "responses"])
+def test_a_stream_refuses_to_be_copied_or_pickled_and_says_why(server, client, kind) -> None:
+    if kind == "chat":
+        stream: Any = client.chat.completions.create(model="m", messages=user("x"), stream=True)
+    else:
+        stream = client.responses.create(model="gpt-5", input="x", stream=True)
+    with stream:
+        for way in WAYS.values():
+            with pytest.raises(TypeError, match="live connection"):
+                way(stream)
+        # Refusing left it whole: it still reads to its end.
+        final = stream.get_final_completion() if kind == "chat" else stream.get_final_response()
+    assert final == _pickled(final)
 
 
 def _in_child(objects: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
