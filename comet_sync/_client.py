@@ -10,7 +10,7 @@ import threading
 import time
 import weakref
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from types import TracebackType
 from typing import Any, Callable, TypeVar, cast
@@ -50,7 +50,7 @@ from ._rate.limiter import Limiter, LimiterProtocol
 from ._records import Recorder, RequestRecord
 from ._resources.chat import Chat
 from ._resources.embeddings import Embeddings
-from ._resources.models import DEFAULT_MODELS_TTL, Models
+from ._resources.models import DEFAULT_MODELS_TTL, Models, ModelsCache
 from ._resources.raw import RawClient
 from ._resources.responses import Responses
 from ._version import __version__
@@ -272,10 +272,7 @@ class CometClient:
             limiter.bind(clock=clock_, max_hold=max_wait)
         self._build_runtime()
         _CLIENTS.add(self)
-        self._calls = CallPath(self)
-        self.chat = Chat(self._calls)
-        self.embeddings = Embeddings(self._calls)
-        self.responses = Responses(self._calls)
+        self._build_resources()
 
     def _build_runtime(self) -> None:
         """Build what holds sockets, locks and threads: at construction, and again in a child
@@ -310,9 +307,19 @@ class CometClient:
         # One executor per model, so that jobs waiting for one model's pace never occupy the
         # workers another model's jobs need (least recently used first out).
         self._executors: OrderedDict[str | None, ThreadPoolExecutor] = OrderedDict()
-        self.models = Models(CallPath(self), self._models_ttl)
+        self._models_cache = ModelsCache(self._models_ttl, self._clock.monotonic)
         if self.cache is not None:
             self.cache._reset_locks()
+
+    def _build_resources(self) -> None:
+        """What a user calls, over this client's own door (or a view's, with the view's
+        defaults). Built here only: a view once reused its parent's ``models``, which sent
+        the parent's headers. The door looks everything up live, so a fork needs no rebuild."""
+        self._calls = CallPath(self)
+        self.chat = Chat(self._calls)
+        self.embeddings = Embeddings(self._calls)
+        self.responses = Responses(self._calls)
+        self.models = Models(self._calls)
 
     def _after_fork_in_child(self) -> None:
         # The parent's sockets, locks and executor threads are not ours: leave them (closing
@@ -386,10 +393,12 @@ class CometClient:
         default_headers: Mapping[str, str] | None = None,
         default_query: Mapping[str, str] | None = None,
     ) -> CometClient:
-        """This client with other defaults (openai-python's ``with_options``): it shares the
+        """This client with other defaults (openai-python's ``with_options``), on every
+        resource (``chat``, ``responses``, ``embeddings``, ``models``): it shares the
         connections, limiter, executors, cache and metrics, so it costs nothing to make per
         request; closing either closes both. Headers and query parameters given here are
-        added to this client's.
+        added to this client's. The models list is cached once for each set of headers and
+        query parameters sent, so views that send the same share it.
 
         >>> client.with_options(timeout=20, max_retries=1).chat.completions.create(...)
         """
@@ -478,10 +487,7 @@ class _View(CometClient):
             **parent._default_query,
             **(_check_query(default_query, "default_query") if default_query else {}),
         }
-        self._calls = CallPath(self)
-        self.chat = Chat(self._calls)
-        self.embeddings = Embeddings(self._calls)
-        self.responses = Responses(self._calls)
+        self._build_resources()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._parent, name)
@@ -512,6 +518,22 @@ class CallPath:
     @property
     def max_workers(self) -> int:
         return self._client.config.max_workers
+
+    @property
+    def models_cache(self) -> ModelsCache:
+        """The client's cached catalogues, which its views share."""
+        return self._client._models_cache
+
+    def sent_by_default(self) -> Hashable:
+        """What every call of this client or view sends besides its body and the key (default
+        headers, names in any case, and query): a cached catalogue is kept for each, since
+        they may change the answer."""
+        return (
+            frozenset(
+                (name.lower(), value) for name, value in self._client._default_headers.items()
+            ),
+            frozenset(self._client._default_query.items()),
+        )
 
     def check_open(self) -> None:
         self._client._check_open()

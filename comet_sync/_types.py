@@ -33,7 +33,8 @@ __all__ = [
 
 
 class APIObject:
-    """A read-only view of one JSON object from the API."""
+    """A read-only view of one JSON object from the API. It pickles, copies and deep-copies
+    as that JSON (Django's cache, Celery's result backends, an agent's copied history)."""
 
     # Fields of the OpenAI shape: absent ones read as None. Others raise AttributeError when
     # absent, so a typo is not silently None.
@@ -61,6 +62,10 @@ class APIObject:
         # (``reply.choises``) is an error before it runs. A field no class names is still
         # reachable at run time, as an attribute or as ``obj["field"]``.
         def __getattr__(self, name: str) -> Any:
+            if name.startswith("__") and name.endswith("__"):
+                # copy, pickle, numpy, Jinja... probe for hooks by attribute: a key the
+                # server chose ("__deepcopy__") must never become one. Read it as obj[key].
+                raise AttributeError(name)
             data = object.__getattribute__(self, "_data")
             if name in data:
                 return _wrap(data[name], type(self)._nested.get(name, APIObject))
@@ -70,6 +75,18 @@ class APIObject:
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"{type(self).__name__} is read-only")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Rebuilt through __init__ from its JSON, not by setting slots (which __setattr__
+        # refuses): so pickle, copy and deepcopy work, and a pickle holds only what the API
+        # sent, already scrubbed of the key. What a subclass keeps beside the JSON (a parsed
+        # completion's ``.parsed``) goes as state.
+        extra = getattr(self, "__dict__", None)
+        return (type(self), (self._data,), dict(extra) if extra else None)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for name, value in state.items():
+            object.__setattr__(self, name, value)
 
     def __getitem__(self, key: str) -> Any:
         return _wrap(self._data[key], type(self)._nested.get(key, APIObject))

@@ -4,11 +4,13 @@ sockets, and every channel through which the client could pass it on.
 The key may never reach: ``str``/``repr`` of anything the client returns or raises, a pickled
 exception, an exception's attributes (``body``, ``code``, ``type``, ``param``, ``request_id``,
 its snapshot's headers, reason and text), a chained transport exception, ``on_request`` records,
-the metrics, the log at DEBUG, and the CLI's stdout, stderr, output and state files.
+the metrics, the log at DEBUG, a pickled or deep-copied answer, and the CLI's stdout, stderr,
+output and state files.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -276,6 +278,11 @@ def test_a_success_that_echoes_the_key_keeps_it_nowhere(
             texts.extend(_everything(raw))
             texts.extend(_everything(dict(raw.headers)))
             texts.extend(_everything(raw.parse()))
+            # What a cache or a result backend keeps: the pickles, and what comes back of them.
+            for kept in (reply, reply.choices[0].message, raw):
+                texts.append(pickle.dumps(kept).decode("latin-1"))
+                texts.extend(_everything(pickle.loads(pickle.dumps(kept))))
+                texts.extend(_everything(copy.deepcopy(kept)))
             texts.extend(_everything(records))
             texts.extend(_everything(client.metrics.snapshot()))
             texts.extend(_log_texts(debug_log))
@@ -302,13 +309,16 @@ def test_a_stream_that_echoes_the_key_keeps_it_nowhere(
                 for chunk in stream:
                     texts.extend(_everything(chunk))
                     texts.append(json.dumps(chunk.to_dict()))
+                    texts.append(pickle.dumps(chunk).decode("latin-1"))
             except APIError as exc:
                 texts.extend(_everything(exc))
                 texts.append(pickle.dumps(exc).decode("latin-1"))
                 assert kind == "stream-error"
             else:
                 assert kind == "stream"
-                texts.extend(_everything(stream.get_final_completion()))
+                final = stream.get_final_completion()
+                texts.extend(_everything(final))
+                texts.append(pickle.dumps(final).decode("latin-1"))
             texts.extend(_everything(stream))
             stream.close()
             texts.extend(_everything(records))

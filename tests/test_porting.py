@@ -82,6 +82,68 @@ def test_with_options_shares_the_pool_limiter_and_metrics(server, make_client) -
     assert client.closed
 
 
+def test_a_view_sends_its_options_on_every_route(server, make_client) -> None:
+    client = make_client(default_headers={"X-Team": "a"})
+    view = client.with_options(default_headers={"X-View": "1"}, default_query={"v": "2"})
+    view.chat.completions.create(model="m", messages=user("create"))
+    view.chat.completions.submit(model="m", messages=user("submit")).result(timeout=30)
+    list(view.chat.completions.map([{"model": "m", "messages": user("map")}]))
+    view.responses.create(model="gpt-5", input="responses")
+    view.embeddings.create(model="e", input="embeddings")
+    view.models.list()
+    view.with_raw_response.chat.completions.create(model="m", messages=user("raw"))
+    view.embeddings.with_raw_response.create(model="e", input="raw embeddings")
+    sent = server.received
+    assert [r.path.removeprefix("/v1") for r in sent] == [
+        "/chat/completions",
+        "/chat/completions",
+        "/chat/completions",
+        "/responses",
+        "/embeddings",
+        "/models",
+        "/chat/completions",
+        "/embeddings",
+    ]
+    for request in sent:
+        assert request.headers.get("X-View") == "1", request.path
+        assert request.headers.get("X-Team") == "a", request.path  # the parent's, kept
+        assert request.query == "v=2", request.path
+    assert view.models.retrieve("gpt-4o").id == "gpt-4o"  # from the view's cached list
+    assert len(server.received) == len(sent)
+    assert view.models is not client.models
+
+
+def test_a_views_retries_and_timeouts_apply_to_the_models_list(server, make_client) -> None:
+    client = make_client(max_retries=5)
+    view = client.with_options(max_retries=0)
+    server.fail(503)
+    with pytest.raises(comet_sync.InternalServerError) as caught:
+        view.models.list()
+    assert caught.value.attempts == 1  # the view's max_retries, not the parent's five
+
+
+def test_views_share_the_models_cache_of_what_they_send(server, make_client) -> None:
+    """A view made per request costs no /models call of its own, unless what it sends (its
+    headers, its query) may change the answer: then it has its own entry."""
+    client = make_client()
+
+    def asked() -> int:
+        return len([r for r in server.received if r.path == "/v1/models"])
+
+    client.models.list()
+    client.with_options(timeout=5, max_retries=1).models.list()
+    assert asked() == 1
+    client.with_options(default_headers={"X-Tenant": "b"}).models.list()
+    assert asked() == 2 and server.received[-1].headers["X-Tenant"] == "b"
+    client.with_options(default_headers={"x-tenant": "b"}).models.list()  # a new view, same
+    client.models.list()
+    assert asked() == 2
+    client.with_options(default_query={"tenant": "c"}).models.list()
+    assert asked() == 3
+    client.with_options(default_headers={"X-Tenant": "b"}).models.list(refresh=True)
+    assert asked() == 4
+
+
 @pytest.mark.parametrize("timeout", [None, Timeout(connect=5, read=None)])
 def test_timeout_none_means_no_timeout(server, make_client, timeout: Any) -> None:
     client = make_client()

@@ -19,7 +19,7 @@ import threading
 import weakref
 from collections.abc import Iterator
 from types import TracebackType
-from typing import Any, Callable
+from typing import Any, Callable, NoReturn, SupportsIndex
 
 from .._exceptions import APIError, CometError, ResponseSnapshot
 from .._http.error_map import (
@@ -237,6 +237,15 @@ class Stream:
     def __repr__(self) -> str:
         state = "ended" if self._ended else "open"
         return f"<Stream {self._route} {state}, {self._ending.chunks} chunk(s)>"
+
+    def __reduce_ex__(self, protocol: SupportsIndex) -> NoReturn:
+        # pickle, copy and deepcopy all ask this first. A stream is a socket being read and a
+        # concurrency slot held: a copy would be a second reader of one connection (a shallow
+        # one used to be made silently), and a pickle has no connection to carry.
+        raise TypeError(
+            f"a {type(self).__name__} is a live connection and cannot be copied or pickled: "
+            "keep its events, or what get_final_completion() / get_final_response() returns"
+        )
 
 
 _HEAD_KEYS = ("id", "created", "model", "system_fingerprint")

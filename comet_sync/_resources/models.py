@@ -1,9 +1,10 @@
-"""``client.models``: the model catalogue, cached per client."""
+"""``client.models``: the model catalogue, cached per client (and what it sends)."""
 
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING
+from collections.abc import Hashable
+from typing import TYPE_CHECKING, Callable
 
 from cachetools import TTLCache
 
@@ -13,11 +14,15 @@ from .._types import Model
 if TYPE_CHECKING:
     from .._client import CallPath
 
-__all__ = ["DEFAULT_MODELS_TTL", "ModelPage", "Models"]
+__all__ = ["DEFAULT_MODELS_TTL", "ModelPage", "Models", "ModelsCache"]
 
 # The catalogue changes a few times a week; ten minutes keeps a busy process from asking for
 # it on every view while still noticing a new model soon.
 DEFAULT_MODELS_TTL = 600.0
+# Distinct sets of default headers and query a client's views send, each with its own cached
+# catalogue. Views are made per request, but with a handful of settings (a header per tenant);
+# past this many the least recently used entry goes, costing one more GET /models.
+MAX_CACHED_CATALOGUES = 32
 
 
 class ModelPage(list["Model"]):
@@ -31,21 +36,40 @@ class ModelPage(list["Model"]):
     object = "list"
 
 
-class Models:
-    """``client.models``: the model catalogue, cached per client."""
+class ModelsCache:
+    """A client's cached catalogues, shared by its ``with_options`` views: one entry for each
+    set of default headers and query parameters sent, since those may change the answer (a
+    tenant header, say), while a view that only changes timeouts finds its parent's entry.
+    Built with the client's runtime, so a forked child gets a fresh lock."""
 
-    def __init__(self, calls: CallPath, ttl: float) -> None:
-        self._calls = calls
-        # One entry; the lock guards it (cachetools caches are not thread-safe).
+    def __init__(self, ttl: float, timer: Callable[[], float]) -> None:
+        # The lock guards the entries (cachetools caches are not thread-safe).
         self._lock = threading.Lock()
-        self._cache: TTLCache[str, list[Model]] = TTLCache(1, ttl, timer=calls.clock.monotonic)
+        self._entries: TTLCache[Hashable, list[Model]] = TTLCache(
+            MAX_CACHED_CATALOGUES, ttl, timer=timer
+        )
+
+    def get(self, key: Hashable) -> list[Model] | None:
+        with self._lock:
+            return self._entries.get(key)
+
+    def put(self, key: Hashable, models: list[Model]) -> None:
+        with self._lock:
+            self._entries[key] = models
+
+
+class Models:
+    """``client.models``: the model catalogue, cached per client and what it sends."""
+
+    def __init__(self, calls: CallPath) -> None:
+        self._calls = calls
 
     def list(self, *, refresh: bool = False) -> ModelPage:
         """Every model ``GET /models`` lists; from the cache unless ``refresh=True``. A list,
         which also has openai-python's ``.data``."""
+        cache, key = self._calls.models_cache, self._calls.sent_by_default()
         if not refresh:
-            with self._lock:
-                cached = self._cache.get("models")
+            cached = cache.get(key)
             if cached is not None:
                 return ModelPage(cached)
         data = self._calls.json(
@@ -53,8 +77,7 @@ class Models:
         )
         items = data["data"] if isinstance(data["data"], list) else []
         models = [Model(item) for item in items if isinstance(item, dict) and "id" in item]
-        with self._lock:
-            self._cache["models"] = models
+        cache.put(key, models)
         return ModelPage(models)
 
     def retrieve(self, model: str) -> Model:
