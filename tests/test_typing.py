@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import textwrap
 
 import pytest
@@ -58,3 +61,25 @@ def test_typos_are_errors_before_they_run(tmp_path) -> None:
     errors = "\n".join(check(BAD, tmp_path))
     assert 'has no attribute "choises"' in errors
     assert 'Unexpected keyword argument "modle"' in errors
+
+
+def test_the_installed_package_is_seen_by_mypy_outside_the_checkout(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Issue 23: after the README's `pip install -e .`, mypy said import-not-found for
+    comet_sync in any directory but the checkout (setuptools' default editable mode is an
+    import hook, which type checkers do not run). Run from elsewhere, as a user's project is,
+    against the environment `make` installed the way the README says."""
+    (tmp_path / "app.py").write_text(
+        "from comet_sync import CometClient\n"
+        "client = CometClient(api_key='sk-typing-0123456789')\n"
+        "reveal_type(client.chat.completions)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", "app.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "MYPYPATH")},
+    )
+    assert "import-not-found" not in done.stdout, done.stdout
+    assert "Completions" in done.stdout, done.stdout
