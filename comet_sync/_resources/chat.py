@@ -8,11 +8,11 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Callable, Literal, TypeVar, overload
 
 from .. import _cancel
-from .._batch.ordered_map import ordered_map
 from .._call.fallback import each_model, json_over_chain
 from .._call.streaming import Stream
 from .._config import CallOptions, TimeoutArg
 from .._exceptions import InvalidArgumentError
+from .._fanout import ordered_map
 from .._params import NOT_GIVEN, ChatCreateArgs, NotGiven, prepare_call
 from .._records import RequestRecord
 from .._types import ChatCompletion
