@@ -48,6 +48,7 @@ from ._metrics import Metrics
 from ._params import NOT_GIVEN, NotGiven, is_not_given
 from ._rate.limiter import Limiter, LimiterProtocol
 from ._records import Recorder, RequestRecord
+from ._resources.beta import Beta
 from ._resources.chat import Chat
 from ._resources.embeddings import Embeddings
 from ._resources.models import DEFAULT_MODELS_TTL, Models, ModelsCache
@@ -149,6 +150,7 @@ class CometClient:
     rate_control: RateControl
     cache: ResponseCache | None
     chat: Chat
+    beta: Beta
     embeddings: Embeddings
     responses: Responses
     models: Models
@@ -317,6 +319,7 @@ class CometClient:
         the parent's headers. The door looks everything up live, so a fork needs no rebuild."""
         self._calls = CallPath(self)
         self.chat = Chat(self._calls)
+        self.beta = Beta(self.chat)
         self.embeddings = Embeddings(self._calls)
         self.responses = Responses(self._calls)
         self.models = Models(self._calls)

@@ -4,9 +4,10 @@ script run against both clients in the same test."""
 
 from __future__ import annotations
 
+import copy
 import json
 import pickle
-from typing import Any
+from typing import Any, Optional
 
 import pytest
 
@@ -268,3 +269,203 @@ def test_submit_and_map_refuse_to_stream_before_sending(server, client) -> None:
     )
     assert isinstance(result, InvalidArgumentError) and result.argument == "stream"
     assert server.stats().requests == 0
+
+
+# -- parse(): tools, cut replies, invalid content, the beta path -----------------------------------
+
+
+def _reply(message: dict[str, Any], finish_reason: str = "stop") -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-parse",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "gpt-4o-mini",
+        "choices": [{"index": 0, "finish_reason": finish_reason, "message": message}],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7},
+    }
+
+
+def _tool_reply(name: str, arguments: str) -> dict[str, Any]:
+    call = {"id": "call_1", "type": "function", "function": {"name": name, "arguments": arguments}}
+    return _reply({"role": "assistant", "content": None, "tool_calls": [call]}, "tool_calls")
+
+
+LOOKUP_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "lookup",
+        "strict": True,
+        "parameters": {
+            "type": "object",
+            "properties": {"q": {"type": "string"}},
+            "required": ["q"],
+            "additionalProperties": False,
+        },
+    },
+}
+
+
+def parse_script(client: Any, lib: Any, server: FakeCometServer) -> dict[str, Any]:
+    """parse() as openai-python users write it; ``lib`` is the module the exceptions come
+    from (openai, or comet_sync: the one import a port changes)."""
+    import openai  # the script uses openai's own tool helper under both clients
+    import pydantic
+
+    class GetWeather(pydantic.BaseModel):
+        city: str
+        days: int
+
+    class Capital(pydantic.BaseModel):
+        city: str
+        country: str
+
+    out: dict[str, Any] = {}
+    messages = [{"role": "user", "content": "weather in Rome?"}]
+
+    server.respond_next(_tool_reply("GetWeather", '{"city": "Rome", "days": 3}'))
+    done = client.chat.completions.parse(
+        model="gpt-4o-mini", messages=messages, tools=[openai.pydantic_function_tool(GetWeather)]
+    )
+    message = done.choices[0].message
+    call = message.tool_calls[0]
+    out["tool"] = (
+        type(call.function.parsed_arguments).__name__,
+        call.function.parsed_arguments.model_dump(),
+        call.function.name,
+        call.id,
+        message.parsed,
+    )
+    out["tools_sent"] = server.received[-1].body["tools"]
+    assert "response_format" not in server.received[-1].body
+
+    server.respond_next(_tool_reply("lookup", '{"q": "rome"}'))
+    done = client.chat.completions.parse(
+        model="gpt-4o-mini", messages=messages, tools=[LOOKUP_TOOL]
+    )
+    out["strict_dict_tool"] = done.choices[0].message.tool_calls[0].function.parsed_arguments
+
+    for reason, name in (
+        ("length", "LengthFinishReasonError"),
+        ("content_filter", "ContentFilterFinishReasonError"),
+    ):
+        server.respond_next(_reply({"role": "assistant", "content": '{"city": "Ro'}, reason))
+        try:
+            client.chat.completions.parse(
+                model="gpt-4o-mini", messages=messages, response_format=Capital
+            )
+        except getattr(lib, name) as exc:
+            out[reason] = (
+                type(exc).__name__,
+                str(exc)[:60],
+                exc.completion.choices[0].finish_reason,
+            )
+
+    server.respond_next(_reply({"role": "assistant", "content": "not json"}))
+    try:
+        client.chat.completions.parse(
+            model="gpt-4o-mini", messages=messages, response_format=Capital
+        )
+    except pydantic.ValidationError as exc:
+        out["invalid"] = [error["type"] for error in exc.errors()]
+
+    server.respond_next(
+        _reply({"role": "assistant", "content": '{"city": "Rome", "country": "IT"}'})
+    )
+    parsed = client.beta.chat.completions.parse(
+        model="gpt-4o-mini", messages=messages, response_format=Capital
+    )
+    out["beta"] = parsed.choices[0].message.parsed.model_dump()
+    out["format_sent"] = server.received[-1].body["response_format"]
+    return out
+
+
+@pytest.mark.slow
+def test_parse_runs_the_same_on_openai_python_and_comet_sync() -> None:
+    openai = pytest.importorskip("openai")
+    pytest.importorskip("pydantic")
+    with FakeCometServer() as server:
+        theirs = parse_script(
+            openai.OpenAI(api_key=SECRET, base_url=server.base_url), openai, server
+        )
+        with CometClient(api_key=SECRET, base_url=server.base_url) as ours:
+            mine = parse_script(ours, comet_sync, server)
+            # Not a copy that could drift: the very method (openai-python has two).
+            assert ours.beta.chat.completions.parse == ours.chat.completions.parse
+    assert set(theirs) == {
+        "tool",
+        "tools_sent",
+        "strict_dict_tool",
+        "length",
+        "content_filter",
+        "invalid",
+        "beta",
+        "format_sent",
+    }
+    assert mine == theirs
+
+
+def test_parse_refuses_a_tool_it_could_not_parse_before_sending(server, client) -> None:
+    loose = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+    for tools, argument in (
+        ([LOOKUP_TOOL, loose], "tools[1].function.strict"),
+        ([{"type": "custom", "custom": {"name": "c"}}], "tools[0]"),
+        ("lookup", "tools"),
+    ):
+        with pytest.raises(InvalidArgumentError) as caught:
+            client.chat.completions.parse(model="m", messages=user("x"), tools=tools)
+        assert caught.value.argument == argument
+        assert isinstance(caught.value, ValueError)  # what openai-python raises
+    assert server.stats().requests == 0
+
+
+def test_our_pydantic_function_tool_is_openais_and_parses_calls(server, client) -> None:
+    pydantic = pytest.importorskip("pydantic")
+
+    class Inner(pydantic.BaseModel):
+        a: int
+
+    class Lookup(pydantic.BaseModel):
+        """Look something up."""
+
+        q: str
+        limit: Optional[int] = None  # noqa: UP045  (pydantic evaluates it, on 3.9 too)
+        inner: Inner = pydantic.Field(description="described beside a $ref")
+        more: list[Inner]
+
+    tool = comet_sync.pydantic_function_tool(Lookup)
+    openai = pytest.importorskip("openai")
+    assert tool == openai.pydantic_function_tool(Lookup)  # the same schema on the wire
+    server.respond_next(
+        _tool_reply("Lookup", '{"q": "x", "limit": null, "inner": {"a": 1}, "more": []}')
+    )
+    generator_of_tools = (t for t in [tool])  # read once, and sent
+    reply = client.chat.completions.parse(model="m", messages=user("x"), tools=generator_of_tools)
+    assert server.received[-1].body["tools"] == [tool]
+    [call] = reply.choices[0].message.tool_calls or []
+    assert call.function.parsed_arguments == Lookup(q="x", inner=Inner(a=1), more=[])
+    copied = copy.deepcopy(reply)  # an agent's copied history (a local class: no pickle)
+    assert copied.choices[0].message.tool_calls[0].function.parsed_arguments == Lookup(
+        q="x", inner=Inner(a=1), more=[]
+    )
+    server.respond_next(_tool_reply("Lookup", '{"q": 1}'))
+    with pytest.raises(pydantic.ValidationError):
+        client.chat.completions.parse(model="m", messages=user("x"), tools=[tool])
+    server.respond_next(_tool_reply("unknown", "{}"))
+    reply = client.chat.completions.parse(model="m", messages=user("x"), tools=[tool])
+    assert reply.choices[0].message.tool_calls[0].function.parsed_arguments is None
+
+
+def test_a_reply_the_model_did_not_finish_raises_openais_errors(server, client) -> None:
+    for reason, error in (
+        ("length", comet_sync.LengthFinishReasonError),
+        ("content_filter", comet_sync.ContentFilterFinishReasonError),
+    ):
+        server.respond_next(_reply({"role": "assistant", "content": '{"a": '}, reason))
+        with pytest.raises(error) as caught:
+            client.chat.completions.parse(
+                model="m", messages=user("x"), response_format={"type": "json_object"}
+            )
+        assert caught.value.completion.choices[0].finish_reason == reason
+        again = pickle.loads(pickle.dumps(caught.value))  # Celery sends exceptions on
+        assert again.completion == caught.value.completion and str(again) == str(caught.value)
+        assert SECRET not in repr(again.__dict__)

@@ -58,3 +58,47 @@ def test_typos_are_errors_before_they_run(tmp_path) -> None:
     errors = "\n".join(check(BAD, tmp_path))
     assert 'has no attribute "choises"' in errors
     assert 'Unexpected keyword argument "modle"' in errors
+
+
+PARSE = """
+    from pydantic import BaseModel
+
+    from comet_sync import CometClient, pydantic_function_tool
+
+    class Capital(BaseModel):
+        city: str
+
+    client = CometClient(api_key="sk-typing-0123456789")
+    messages = [{"role": "user", "content": "hi"}]
+    done = client.chat.completions.parse(model="m", messages=messages, response_format=Capital)
+    capital: Capital | None = done.choices[0].message.parsed
+    beta = client.beta.chat.completions.parse(model="m", messages=messages, response_format=Capital)
+    also: Capital | None = beta.choices[0].message.parsed
+    tools = [pydantic_function_tool(Capital)]
+    called = client.chat.completions.parse(model="m", messages=messages, tools=tools)
+    nothing: None = called.choices[0].message.parsed
+    for call in called.choices[0].message.tool_calls or []:
+        print(call.function.parsed_arguments, call.function.name)
+    client.chat.completions.parse(model="m", messages=messages, response_format={"type": "text"})
+"""
+
+PARSE_BAD = """
+    from pydantic import BaseModel
+
+    from comet_sync import CometClient
+
+    class Capital(BaseModel):
+        city: str
+
+    client = CometClient(api_key="sk-typing-0123456789")
+    done = client.chat.completions.parse(model="m", messages=[], response_format=Capital)
+    wrong: int | None = done.choices[0].message.parsed
+    client.chat.completions.parse(model="m", messages=[], respons_format=Capital)
+"""
+
+
+def test_parse_is_typed_by_its_response_format(tmp_path) -> None:
+    assert check(PARSE, tmp_path) == []
+    errors = "\n".join(check(PARSE_BAD, tmp_path))
+    assert 'expression has type "Capital | None", variable has type "int | None"' in errors
+    assert "respons_format" in errors
