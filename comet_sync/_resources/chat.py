@@ -17,8 +17,13 @@ from .._params import NOT_GIVEN, ChatCreateArgs, ChatParseArgs, NotGiven, prepar
 from .._records import RequestRecord
 from .._types import ChatCompletion
 from .._validation import check_chat_params
+from .chat_raw import (
+    ChatWithRawResponse,
+    ChatWithStreamingResponse,
+    CompletionsWithRawResponse,
+    CompletionsWithStreamingResponse,
+)
 from .function_tools import argument_parsers
-from .raw import WithRawResponse
 from .structured import ParsedChatCompletion, content_format, parse_completion
 
 if TYPE_CHECKING:
@@ -54,10 +59,19 @@ class Completions:
         self._calls = calls
 
     @property
-    def with_raw_response(self) -> WithRawResponse:
-        """The same methods, returning a ``RawResponse`` (``.status_code``, ``.headers``,
-        ``.request_id``, ``.parse()``) as openai-python's ``with_raw_response`` does."""
-        return WithRawResponse(self)
+    def with_raw_response(self) -> CompletionsWithRawResponse:
+        """``create`` and ``parse`` returning a ``RawResponse`` (``.status_code``,
+        ``.headers``, ``.request_id``, ``.parse()``) as openai-python's
+        ``with_raw_response`` does."""
+        return CompletionsWithRawResponse(self)
+
+    @property
+    def with_streaming_response(self) -> CompletionsWithStreamingResponse:
+        """``create`` and ``parse`` as context managers: ``with ... as response`` sends the
+        call and gives its head (``.status_code``, ``.headers``), then ``response.parse()``
+        the body or, with ``stream=True``, the stream to read inside the block (openai-python's
+        ``with_streaming_response``)."""
+        return CompletionsWithStreamingResponse(self)
 
     @overload
     def create(self, *, stream: Literal[True], **params: Unpack[ChatCreateArgs]) -> Stream: ...
@@ -307,3 +321,13 @@ class Chat:
 
     def __init__(self, calls: CallPath) -> None:
         self.completions = Completions(calls)
+
+    @property
+    def with_raw_response(self) -> ChatWithRawResponse:
+        """``client.chat.with_raw_response.completions``, as openai-python has it."""
+        return ChatWithRawResponse(self.completions)
+
+    @property
+    def with_streaming_response(self) -> ChatWithStreamingResponse:
+        """``client.chat.with_streaming_response.completions``, as openai-python has it."""
+        return ChatWithStreamingResponse(self.completions)
