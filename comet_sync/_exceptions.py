@@ -6,6 +6,8 @@ by changing the import only::
     CometError
      ├── InvalidArgumentError (also ValueError)   wrong arguments, raised before any request
      ├── ClientClosedError    (also RuntimeError) the client was used after close()
+     ├── LengthFinishReasonError                  parse(): the reply was cut at its token limit
+     ├── ContentFilterFinishReasonError           parse(): the content filter stopped the reply
      └── APIError
           ├── APIStatusError                      the server answered with a non-2xx status
           │    ├── BadRequestError                400
