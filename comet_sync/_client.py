@@ -51,9 +51,9 @@ from ._rate.limiter import Limiter, LimiterProtocol
 from ._records import Recorder, RequestRecord
 from ._resources.beta import Beta
 from ._resources.chat import Chat
+from ._resources.chat_raw import ClientWithRawResponse, ClientWithStreamingResponse
 from ._resources.embeddings import Embeddings
 from ._resources.models import DEFAULT_MODELS_TTL, Models, ModelsCache
-from ._resources.raw import RawClient
 from ._resources.responses import Responses
 from ._version import __version__
 
@@ -534,18 +534,18 @@ class CometClient:
         return owner._keyed.get_or_build(key, url, build)
 
     @property
-    def with_raw_response(self) -> RawClient:
+    def with_raw_response(self) -> ClientWithRawResponse:
         """``client.with_raw_response.chat.completions.create(...)``: the same calls, each
         returning a ``RawResponse`` (``.status_code``, ``.headers``, ``.request_id``,
         ``.parse()``), as openai-python's."""
-        return RawClient(self, "with_raw_response")
+        return ClientWithRawResponse(self)
 
     @property
-    def with_streaming_response(self) -> RawClient:
+    def with_streaming_response(self) -> ClientWithStreamingResponse:
         """``with client.with_streaming_response.chat.completions.create(...) as response``:
         the same calls as context managers giving a ``RawResponse`` once the head has come
         (for a stream, ``response.parse()`` is the stream), as openai-python's."""
-        return RawClient(self, "with_streaming_response")
+        return ClientWithStreamingResponse(self)
 
     # -- what the resources share ------------------------------------------------------------
 

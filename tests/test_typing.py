@@ -128,6 +128,8 @@ SURFACE = """
     )
     for part in streamed.parse().text_deltas():
         print(part)
+    via_client = client.with_raw_response.chat.completions.create(model="m", messages=messages)
+    content: str | None = via_client.parse().choices[0].message.content
     base: str = client.base_url
     retries: int = client.max_retries
     read: float | None = client.timeout.read
@@ -143,6 +145,10 @@ SURFACE_BAD = """
     with chat.with_streaming_response.create(model="m", messages=[], stream=True) as r:
         r.parse().choices
     client.with_options(api_kye="sk-other-0123456789")
+    with client.with_streaming_response.chat.completions.create(
+        model="m", messages=[], stream=True
+    ) as also:
+        also.parse().usage
 """
 
 
@@ -150,4 +156,5 @@ def test_raw_and_streaming_responses_are_typed_by_their_arguments(tmp_path) -> N
     assert check(SURFACE, tmp_path) == []
     errors = "\n".join(check(SURFACE_BAD, tmp_path))
     assert '"Stream" has no attribute "choices"' in errors
+    assert '"Stream" has no attribute "usage"' in errors
     assert 'Unexpected keyword argument "api_kye"' in errors

@@ -10,17 +10,26 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 from .._call.streaming import Stream
 from .._params import NOT_GIVEN, ChatCreateArgs, ChatParseArgs, NotGiven
 from .._types import ChatCompletion
-from .raw import RawResponse, ResponseContextManager, call_with_head
+from .raw import (
+    RawResponse,
+    ResponseContextManager,
+    WithRawResponse,
+    WithStreamingResponse,
+    call_with_head,
+)
 from .structured import ParsedChatCompletion
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
+    from .._client import CometClient
     from .chat import Completions
 
 __all__ = [
     "ChatWithRawResponse",
     "ChatWithStreamingResponse",
+    "ClientWithRawResponse",
+    "ClientWithStreamingResponse",
     "CompletionsWithRawResponse",
     "CompletionsWithStreamingResponse",
 ]
@@ -123,3 +132,25 @@ class ChatWithStreamingResponse:
 
     def __init__(self, completions: Completions) -> None:
         self.completions = CompletionsWithStreamingResponse(completions)
+
+
+class ClientWithRawResponse:
+    """``client.with_raw_response``: ``.chat.completions``, ``.embeddings``, ``.responses``
+    and ``.models``, their methods returning a :class:`RawResponse`."""
+
+    def __init__(self, client: CometClient) -> None:
+        self.chat = client.chat.with_raw_response
+        self.embeddings: WithRawResponse = client.embeddings.with_raw_response
+        self.responses: WithRawResponse = client.responses.with_raw_response
+        self.models: WithRawResponse = client.models.with_raw_response
+
+
+class ClientWithStreamingResponse:
+    """``client.with_streaming_response``: the same resources, their methods returning a
+    context manager that gives a :class:`RawResponse`."""
+
+    def __init__(self, client: CometClient) -> None:
+        self.chat = client.chat.with_streaming_response
+        self.embeddings: WithStreamingResponse = client.embeddings.with_streaming_response
+        self.responses: WithStreamingResponse = client.responses.with_streaming_response
+        self.models: WithStreamingResponse = client.models.with_streaming_response

@@ -18,7 +18,6 @@ from typing import Any, Callable, Generic, TypeVar
 from .._exceptions import ResponseSnapshot
 
 __all__ = [
-    "RawClient",
     "RawResponse",
     "ResponseContextManager",
     "WithRawResponse",
@@ -147,14 +146,3 @@ def _public_method(resource: Any, name: str) -> Callable[..., Any]:
     if name.startswith("_") or not callable(method):
         raise AttributeError(name)
     return method  # type: ignore[no-any-return]
-
-
-class RawClient:
-    """``client.with_raw_response`` (or ``client.with_streaming_response``): ``.chat``,
-    ``.embeddings``, ``.responses`` and ``.models``, each its resource's wrapper."""
-
-    def __init__(self, client: Any, wrapper: str) -> None:
-        self.chat: Any = getattr(client.chat, wrapper)
-        self.embeddings: Any = getattr(client.embeddings, wrapper)
-        self.responses: Any = getattr(client.responses, wrapper)
-        self.models: Any = getattr(client.models, wrapper)
