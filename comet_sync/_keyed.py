@@ -51,7 +51,12 @@ class KeyedRuntimes:
                 return found
             built = self._entries[entry] = build()
             if len(self._entries) > MAX_KEYED:
-                self._let_go.add(self._entries.popitem(last=False)[1])
+                _, evicted = self._entries.popitem(last=False)
+                self._let_go.add(evicted)
+                # Once its last view is gone: its sockets and its watchdog thread (a daemon
+                # that would otherwise wake every minute for ever) go with it. Idle executor
+                # threads end by themselves when their executor is collected.
+                weakref.finalize(evicted, evicted._transport.close)
             return built
 
     def take_all(self) -> list[CometClient]:

@@ -693,3 +693,24 @@ def test_views_past_the_kept_keys_still_work_and_close_with_the_client(server, m
     client.close()
     assert first.closed and all(view.closed for view in views)
     assert first._parent._closed  # closed with the client, not only refused
+
+
+def test_a_runtime_let_go_of_ends_with_its_last_view(server, make_client) -> None:
+    import gc
+    import threading
+
+    from comet_sync._keyed import MAX_KEYED
+
+    client = make_client()
+    first = client.with_options(api_key="sk-tenant-0000000000000000")
+    first.chat.completions.create(model="m", messages=user("x"))  # starts its watchdog
+    watchdogs = sum(t.name == "comet_sync-watchdog" for t in threading.enumerate())
+    for i in range(1, MAX_KEYED + 1):  # the first is let go of
+        client.with_options(api_key=f"sk-tenant-{i:016d}")
+    del first
+    gc.collect()
+    for _ in range(100):
+        if sum(t.name == "comet_sync-watchdog" for t in threading.enumerate()) < watchdogs:
+            break
+        threading.Event().wait(0.02)
+    assert sum(t.name == "comet_sync-watchdog" for t in threading.enumerate()) == watchdogs - 1

@@ -15,6 +15,7 @@ from contextvars import ContextVar
 from types import TracebackType
 from typing import Any, Callable, Generic, TypeVar
 
+from .._call.streaming import Stream
 from .._exceptions import ResponseSnapshot
 
 __all__ = [
@@ -66,9 +67,8 @@ class RawResponse(Generic[T]):
     def close(self) -> None:
         """Give back the connection of a stream not read to its end (nothing to do for an
         answer read whole)."""
-        close = getattr(self._parsed, "close", None)
-        if callable(close):
-            close()
+        if isinstance(self._parsed, Stream):
+            self._parsed.close()
 
     def __repr__(self) -> str:
         return f"<RawResponse {self.status_code} request_id={self.request_id!r}>"
@@ -82,8 +82,8 @@ def call_with_head(method: Callable[..., T], *args: Any, **kwargs: Any) -> RawRe
         parsed = method(*args, **kwargs)
     finally:
         raw_sink.reset(token)
-    head = heads[-1] if heads else getattr(parsed, "response", None)
-    return RawResponse(head if isinstance(head, ResponseSnapshot) else None, parsed)
+    head = heads[-1] if heads else parsed.response if isinstance(parsed, Stream) else None
+    return RawResponse(head, parsed)
 
 
 class ResponseContextManager(Generic[T]):
