@@ -610,10 +610,9 @@ def test_copy_is_with_options_and_wrong_options_fail_before_sending(server, make
 
 
 def test_a_shared_limiter_is_not_lent_to_another_key(server, make_client) -> None:
-    shared = comet_sync.RateControl  # any limiter object will do: it is refused before use
-    from comet_sync._rate.limiter import Limiter
+    from comet_sync._rate.limiter import Limiter  # standing in for a RedisLimiter
 
-    client = make_client(limiter=Limiter(4, shared()))
+    client = make_client(limiter=Limiter(4, comet_sync.RateControl()))
     assert client.with_options(max_retries=1)._limiter is client._limiter  # same key: fine
     with pytest.raises(InvalidArgumentError) as caught:
         client.with_options(api_key=OTHER_KEY)
