@@ -97,7 +97,7 @@ class ParsedFunction(FunctionCall):
 
 
 class ParsedFunctionToolCall(ToolCall):
-    function: ParsedFunction
+    function: ParsedFunction  # pyright: ignore[reportIncompatibleVariableOverride]
 
 
 class ParsedChatCompletionMessage(ChatCompletionMessage, Generic[M]):
@@ -106,7 +106,7 @@ class ParsedChatCompletionMessage(ChatCompletionMessage, Generic[M]):
     with ``.function.parsed_arguments``."""
 
     parsed: M | None
-    tool_calls: list[ParsedFunctionToolCall] | None  # type: ignore[assignment]  # (narrowed)
+    tool_calls: list[ParsedFunctionToolCall] | None  # type: ignore[assignment]  # pyright: ignore  (narrowed)
 
 
 class ParsedChoice(Choice, Generic[M]):
