@@ -713,3 +713,34 @@ def test_a_runtime_let_go_of_ends_with_its_last_view(server, make_client) -> Non
             break
         threading.Event().wait(0.02)
     assert sum(t.name == "comet_sync-watchdog" for t in threading.enumerate()) == watchdogs - 1
+
+
+@pytest.mark.slow
+def test_close_waits_one_grace_for_every_key_at_once(server, make_client) -> None:
+    import threading
+    import time
+
+    client = make_client(max_retries=0)
+    views = [client.with_options(api_key=f"sk-tenant-{i:016d}") for i in range(3)]
+    server.delay_next(10, times=3)
+    errors: list[BaseException] = []
+
+    def call(view: CometClient) -> None:
+        try:
+            view.chat.completions.create(model="m", messages=user("slow"))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=call, args=(view,)) for view in views]
+    for thread in threads:
+        thread.start()
+    while sum(view.in_flight for view in views) < 3:
+        time.sleep(0.01)
+    started = time.monotonic()
+    client.close(grace=1.0)
+    took = time.monotonic() - started
+    for thread in threads:
+        thread.join(5)
+    assert 1.0 <= took < 2.0, took  # one grace for all three, not one each
+    assert len(errors) == 3
+    assert all(isinstance(e, comet_sync.ClientClosedError) for e in errors)
