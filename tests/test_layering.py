@@ -35,6 +35,7 @@ LAYERS: dict[str, int] = {
     "_call": 3,
     "_resources": 4,
     "_client": 5,
+    "_keyed": 5,  # the runtimes of views with another key: part of the client
     "_batch": 6,
     "_cli": 6,
     "_demo": 6,
