@@ -32,9 +32,13 @@ from array import array
 from bisect import bisect_left
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, Any, Callable
 
 from .engine import CHAT_ROUTE, EMBEDDINGS_ROUTE, RESPONSES_ROUTE, BatchJob, BatchResult
+from .journal import discard_journal, journal_path, journal_records
+from .ledger import InputLedger
+from .lines import MAX_LINE, TooLong, decode_line, read_lines
+from .output import LineWriter
 
 __all__ = [
     "FORMATS",
@@ -132,21 +136,24 @@ def job_key(custom_id: str | None, line: int | None) -> int:
 
 
 def read_jobs(
-    stream: IO[str],
+    stream: IO[bytes],
     *,
     default_model: str | None = None,
     skip: DigestSet | None = None,
+    ledger: InputLedger | None = None,
 ) -> Iterator[BatchJob]:
-    """A job per input line, in order; a malformed line becomes a job with a ``problem`` and
-    a blank one a ``skipped`` job, so each gets its output line. Jobs whose key is in ``skip``
-    (already in a resumed output) are passed over."""
+    """A job per input line, in order; a malformed line (not UTF-8, not JSON, too long...)
+    becomes a job with a ``problem`` and a blank one a ``skipped`` job, so each gets its output
+    line. Jobs whose key is in ``skip`` (already in a resumed output) are passed over, except
+    those: a resume recomputes them, as they cost nothing. Each line is checked against
+    ``ledger`` first (which raises ``InputChanged`` on a line rewritten since its result)."""
     seen = DigestSet()
-    for number, text in enumerate(stream, start=1):
-        job = _job_of(text, number, default_model)
+    number = 0
+    for number, raw in enumerate(read_lines(stream), start=1):
+        job = _job_of(raw, number, default_model)
         key = job_key(job.custom_id, job.line)
-        if skip is not None and key in skip:
-            continue
         if job.custom_id is not None:
+            # Before the skip: a line repeating a finished job's id is a duplicate still.
             if key in seen and job.problem is None:
                 job = BatchJob(
                     custom_id=job.custom_id,
@@ -155,10 +162,27 @@ def read_jobs(
                     problem=f"line {number}: duplicate custom_id {job.custom_id!r}",
                 )
             seen.add(key)
+        free = job.problem is not None or job.skipped is not None
+        if ledger is not None:
+            ledger.check(number, raw if isinstance(raw, bytes) else b"", 0 if free else key)
+        if skip is not None and not free and key in skip:
+            continue
         yield job
+    if ledger is not None:
+        ledger.check_end(number)
 
 
-def _job_of(text: str, number: int, default_model: str | None) -> BatchJob:
+def _job_of(raw: bytes | TooLong, number: int, default_model: str | None) -> BatchJob:
+    if isinstance(raw, TooLong):
+        return BatchJob(
+            custom_id=None,
+            line=number,
+            problem=f"line {number} is {raw.size} bytes long, over the {MAX_LINE >> 20} MiB "
+            "a line may have",
+        )
+    text, problem = decode_line(raw, number)
+    if text is None:
+        return BatchJob(custom_id=None, line=number, problem=problem)
     if not text.strip():
         return BatchJob(custom_id=None, line=number, skipped="blank line")
     try:
@@ -280,27 +304,36 @@ def format_result(result: BatchResult, output_format: str) -> dict[str, Any]:
 @dataclass
 class Resumed:
     """What an existing output holds: the keys of its jobs, the error lines taken out to be
-    sent again, and the error lines left in it (of which ``retryable`` may heal)."""
+    sent again, the error lines left in it (of which ``retryable`` may heal), and the results
+    placed from the journal of a run that crashed."""
 
     keys: DigestSet = field(default_factory=DigestSet)
     removed: int = 0
     errors: int = 0
     retryable: int = 0
+    from_journal: int = 0
 
 
 def prepare_resume(path: str, *, retry_errors: bool) -> Resumed:
     """Read an existing output for a resumed run, after cutting off a trailing partial line
-    (what a kill in the middle of a write leaves); with ``retry_errors``, error lines of kinds
-    that may heal are first taken out of the file, so that the rerun's line replaces each:
-    one line per input line still."""
+    (what a kill in the middle of a write leaves) and appending the results its journal holds
+    (what a crash left waiting for their turn in input order). Lines of malformed and blank
+    input lines are taken out, to be recomputed from the input as it is now (fixing a bad line
+    and resuming sends it); with ``retry_errors``, so are error lines of kinds that may heal.
+    The rerun's line replaces each: one line per input line still."""
     found = Resumed()
     if not os.path.exists(path):
+        discard_journal(path)  # left by some other run: nothing of it is ours
         return found
     _truncate_partial_line(path)
-    found.removed = _drop_retryable_errors(path) if retry_errors else 0
-    with open(path, encoding="utf-8") as f:
-        for text in f:
-            record = _record(text)
+    found.from_journal = _place_journal(path)
+    found.removed = _drop_lines(
+        path,
+        lambda record: _from_input_alone(record) or (retry_errors and is_retryable_error(record)),
+    )
+    with open(path, "rb") as f:
+        for raw in f:
+            record = _record(raw)
             if record is None:
                 continue
             found.keys.add(job_key(_id_of(record), record.get("line")))
@@ -310,6 +343,50 @@ def prepare_resume(path: str, *, retry_errors: bool) -> Resumed:
     return found
 
 
+def _place_journal(path: str) -> int:
+    records = journal_records(path)
+    if not records:
+        discard_journal(path)
+        return 0
+    held = DigestSet()
+    with open(path, "rb") as f:
+        for raw in f:
+            record = _record(raw)
+            if record is not None:
+                held.add(job_key(_id_of(record), record.get("line")))
+    placed = 0
+    writer = LineWriter(path)
+    try:
+        for text, record in sorted(records, key=lambda item: _line_of(item[1])):
+            if job_key(_id_of(record), record.get("line")) not in held:
+                writer.write_line(text)
+                placed += 1
+    finally:
+        writer.close()
+    # Only now: a crash before this line leaves the journal, and the next resume skips what
+    # was already placed.
+    os.unlink(journal_path(path))
+    return placed
+
+
+def _line_of(record: dict[str, Any]) -> int:
+    line = record.get("line")
+    return line if isinstance(line, int) else 0
+
+
+def _from_input_alone(record: dict[str, Any]) -> bool:
+    """A line made without a request (a malformed or blank input line): free to recompute."""
+    if record.get("skipped") is not None:
+        return True
+    error = record.get("error")
+    if not isinstance(error, dict):
+        return False
+    # (comet's format names the kind "type"; OpenAI's "code", and has no "skipped" key.)
+    return (
+        "InvalidInput" in (error.get("type"), error.get("code")) or error.get("code") == "skipped"
+    )
+
+
 def _is_error(record: dict[str, Any]) -> bool:
     if record.get("error") is not None:
         return True
@@ -317,7 +394,7 @@ def _is_error(record: dict[str, Any]) -> bool:
     return isinstance(response, dict) and (response.get("status_code") or 200) >= 300
 
 
-def _record(text: str) -> dict[str, Any] | None:
+def _record(text: str | bytes) -> dict[str, Any] | None:
     try:
         record = json.loads(text)
     except ValueError:
@@ -341,21 +418,19 @@ def is_retryable_error(record: dict[str, Any]) -> bool:
     return isinstance(response, dict) and response.get("status_code") in RETRYABLE_STATUSES
 
 
-def _drop_retryable_errors(path: str) -> int:
+def _drop_lines(path: str, drop: Callable[[dict[str, Any]], bool]) -> int:
     removed = 0
     folder = os.path.dirname(os.path.abspath(path))
     with (
-        open(path, encoding="utf-8") as src,
-        tempfile.NamedTemporaryFile(
-            "w", encoding="utf-8", dir=folder, delete=False, newline="\n"
-        ) as dst,
+        open(path, "rb") as src,
+        tempfile.NamedTemporaryFile("wb", dir=folder, delete=False) as dst,
     ):
-        for text in src:
-            record = _record(text)
-            if record is not None and is_retryable_error(record):
+        for raw in src:
+            record = _record(raw)
+            if record is not None and drop(record):
                 removed += 1
                 continue
-            dst.write(text)
+            dst.write(raw)
     if removed:
         os.replace(dst.name, path)  # atomic: a crash leaves the old file or the new one
     else:
