@@ -302,7 +302,9 @@ def _batch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         )
         try:
             if args.resume:
-                resumed = prepare_resume(args.output, retry_errors=args.retry_errors)
+                resumed = prepare_resume(
+                    args.output, retry_errors=args.retry_errors, input_path=options["input"]
+                )
             else:
                 resumed = Resumed()
                 discard_journal(args.output)  # a stale one, of an output since removed
@@ -316,6 +318,9 @@ def _batch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         except OutputFailed as exc:
             print(f"comet-sync batch: {exc}", file=sys.stderr)
             return EXIT_OUTPUT_FAILED
+        except InputChanged as exc:
+            print(_refusal(exc, args.output), file=sys.stderr)
+            return EXIT_USAGE
         except OSError as exc:
             parser.error(f"cannot write {args.output}: {exc.strerror}")
         if resumed.from_journal:
@@ -537,11 +542,7 @@ def _run(
         )
         return EXIT_OUTPUT_FAILED
     if changed is not None:
-        print(
-            f"comet-sync batch: {changed}. Stopped before mixing answers to two inputs: "
-            f"resume {args.output} with the input it was started with, or start a new output",
-            file=sys.stderr,
-        )
+        print(_refusal(changed, args.output), file=sys.stderr)
         return EXIT_USAGE
     if interrupts.stopped or abandoned:
         print(
@@ -561,6 +562,13 @@ def _run(
             file=sys.stderr,
         )
     return EXIT_FAILED_LINES if failed or resumed.errors else 0
+
+
+def _refusal(changed: InputChanged, output: str) -> str:
+    return (
+        f"comet-sync batch: {changed}. Stopped before mixing answers to two inputs: resume "
+        f"{output} with the input it was started with, or start a new output"
+    )
 
 
 def _reason(result: BatchResult) -> str:

@@ -267,6 +267,37 @@ def test_fixing_a_line_and_resuming_keeps_one_line_per_input_line(
     assert len(read_output(out)) == 5 and server.stats().requests == 1
 
 
+def test_a_line_the_api_refused_can_be_fixed_and_resumed(server, tmp_path) -> None:
+    src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    rows = [{"custom_id": f"id-{i}", "model": "m", "messages": user(f"job {i}")} for i in range(3)]
+    src.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    server.fail(400, message="no such model")  # the first request only
+    first = cli(server, "batch", str(src), "-o", str(out), "--concurrency", "1", "--no-progress")
+    assert first.returncode == 1 and "no such model" in first.stderr
+    rows[0]["model"] = "gpt-4o-mini"  # the fix
+    src.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    server.reset_stats()
+    again = cli(server, "batch", "-o", str(out), "--resume", "--no-progress")
+    assert again.returncode == 0, again.stderr
+    assert [r.body["model"] for r in server.received] == ["gpt-4o-mini"]
+    lines = read_output(out)
+    assert sorted(line["custom_id"] for line in lines) == ["id-0", "id-1", "id-2"]
+    assert all("response" in line for line in lines)
+
+
+def test_a_piped_input_replaced_between_runs_is_refused(server, tmp_path) -> None:
+    src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    write_input(src, 10)
+    piped = "".join(src.read_text().splitlines(keepends=True))
+    assert cli(server, "batch", "-", "-o", str(out), "--no-progress", input=piped).returncode == 0
+    out.write_text("".join(out.read_text().splitlines(keepends=True)[:6]))  # as if killed
+    other = piped.replace("job ", "other job ")
+    server.reset_stats()
+    again = cli(server, "batch", "-", "-o", str(out), "--resume", "--no-progress", input=other)
+    assert again.returncode == 2 and "changed" in again.stderr, again.stderr
+    assert server.stats().requests == 0 and len(read_output(out)) == 6
+
+
 @pytest.mark.slow
 def test_ctrl_c_does_not_count_never_sent_jobs_as_failed(server, tmp_path) -> None:
     server.configure(latency=1.0)

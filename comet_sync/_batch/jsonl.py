@@ -36,7 +36,7 @@ from typing import IO, Any, Callable
 
 from .engine import CHAT_ROUTE, EMBEDDINGS_ROUTE, RESPONSES_ROUTE, BatchJob, BatchResult
 from .journal import discard_journal, journal_path, journal_records
-from .ledger import InputLedger
+from .ledger import InputChanged, InputLedger, changed_lines
 from .lines import MAX_LINE, TooLong, decode_line, read_lines
 from .output import LineWriter
 
@@ -314,33 +314,84 @@ class Resumed:
     from_journal: int = 0
 
 
-def prepare_resume(path: str, *, retry_errors: bool) -> Resumed:
+def prepare_resume(path: str, *, retry_errors: bool, input_path: str | None = None) -> Resumed:
     """Read an existing output for a resumed run, after cutting off a trailing partial line
     (what a kill in the middle of a write leaves) and appending the results its journal holds
-    (what a crash left waiting for their turn in input order). Lines of malformed and blank
-    input lines are taken out, to be recomputed from the input as it is now (fixing a bad line
-    and resuming sends it); with ``retry_errors``, so are error lines of kinds that may heal.
-    The rerun's line replaces each: one line per input line still."""
+    (what a crash left waiting for their turn in input order).
+
+    Lines of malformed and blank input lines are taken out, to be made again from the input as
+    it is now (it costs nothing); with ``retry_errors``, so are error lines of kinds that may
+    heal; and, when ``input_path`` is a file, error lines of input lines changed since (fixed).
+    The rerun's line replaces each: one line per input line still. Raises ``InputChanged``,
+    before anything is sent, if an input line with an answer in the output has changed."""
     found = Resumed()
     if not os.path.exists(path):
         discard_journal(path)  # left by some other run: nothing of it is ours
         return found
     _truncate_partial_line(path)
     found.from_journal = _place_journal(path)
+    fixed = _fixed_lines(path, input_path)
     found.removed = _drop_lines(
         path,
-        lambda record: _from_input_alone(record) or (retry_errors and is_retryable_error(record)),
+        lambda record: (
+            _from_input_alone(record)
+            or (retry_errors and is_retryable_error(record))
+            or (fixed is not None and _key_of(record) in fixed)
+        ),
     )
     with open(path, "rb") as f:
         for raw in f:
             record = _record(raw)
             if record is None:
                 continue
-            found.keys.add(job_key(_id_of(record), record.get("line")))
+            found.keys.add(_key_of(record))
             if _is_error(record):
                 found.errors += 1
                 found.retryable += is_retryable_error(record)
     return found
+
+
+def _fixed_lines(path: str, input_path: str | None) -> DigestSet | None:
+    """The keys of the error lines whose input line has changed since; raises if an answered
+    line has. None when there is nothing to compare (a pipe, or no line changed)."""
+    if input_path is None or input_path == "-" or not os.path.isfile(input_path):
+        return None
+    with open(input_path, "rb") as f:
+        changed = list(_first_changes(path, f))
+    if not changed:
+        return None
+    answered, failed = DigestSet(), DigestSet()
+    with open(path, "rb") as f:
+        for raw in f:
+            record = _record(raw)
+            if record is not None:
+                (failed if _is_error(record) else answered).add(_key_of(record))
+    fixed = DigestSet()
+    for number, old_key in changed:
+        if old_key in answered:
+            raise InputChanged(
+                f"line {number} of the input has changed since its answer was written: the "
+                "input was rewritten or replaced after this run began"
+            )
+        if old_key in failed:
+            fixed.add(old_key)
+    return fixed
+
+
+# Changed lines looked at before a resume; past it, the input is taken as rewritten and the
+# rest is left to the check made as each line is read.
+_MAX_CHANGES = 100_000
+
+
+def _first_changes(path: str, stream: IO[bytes]) -> Iterator[tuple[int, int]]:
+    for count, change in enumerate(changed_lines(path, stream)):
+        if count >= _MAX_CHANGES:
+            return
+        yield change
+
+
+def _key_of(record: dict[str, Any]) -> int:
+    return job_key(_id_of(record), record.get("line"))
 
 
 def _place_journal(path: str) -> int:

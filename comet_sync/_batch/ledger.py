@@ -15,15 +15,23 @@ Checked line by line rather than as one hash of the file, so that fixing a malfo
 not taken for a new input, and so that a pipe (read once) is checked as well as a file. The
 ledger is written before the line's job can finish, so a result on disk always has its line
 in the ledger.
+
+A file input is also compared with the ledger as a whole before a resume sends anything
+(:func:`changed_lines`): a changed line whose old job ended in an error is then a fixed line,
+its error line taken out to be made again; one whose old job has an answer refuses the resume
+before a single request. The check while reading stays for a pipe, which cannot be read twice.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Container
+from collections.abc import Container, Iterator
+from typing import IO
 
-__all__ = ["InputChanged", "InputLedger", "ledger_path"]
+from .lines import read_lines
+
+__all__ = ["InputChanged", "InputLedger", "changed_lines", "ledger_path"]
 
 _RECORD = 16
 
@@ -87,3 +95,26 @@ class InputLedger:
 
     def close(self) -> None:
         self._file.close()
+
+
+def changed_lines(output: str, stream: IO[bytes]) -> Iterator[tuple[int, int]]:
+    """``(line number, key of the job it was)`` for each line the ledger of ``output`` holds
+    that differs in ``stream`` now, or that ``stream`` no longer has."""
+    try:
+        ledger = open(ledger_path(output), "rb")  # noqa: SIM115  (closed below)
+    except FileNotFoundError:
+        return  # a run from before the ledger: nothing to compare with
+    with ledger:
+        number = 0
+        for number, raw in enumerate(read_lines(stream), start=1):
+            old = ledger.read(_RECORD)
+            if len(old) < _RECORD:
+                return  # lines past what was ever read: new jobs
+            if old[:8] != line_digest(raw if isinstance(raw, bytes) else b""):
+                yield number, int.from_bytes(old[8:], "big")
+        while True:
+            old = ledger.read(_RECORD)
+            if len(old) < _RECORD:
+                return
+            number += 1
+            yield number, int.from_bytes(old[8:], "big")
