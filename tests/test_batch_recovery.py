@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -21,12 +22,15 @@ from .conftest import user
 from .test_batch import KEY, cli, env_for, read_output, start_batch, wait_for, write_input
 
 
-def lines_beside(folder: pathlib.Path, keep_out: str) -> int:
-    """Lines in every file of ``folder`` but the input: what a run has put on disk."""
+def results_beside(folder: pathlib.Path, keep_out: str) -> int:
+    """Result lines in the files of ``folder`` but the input: what a run has put on disk."""
     total = 0
     for path in folder.iterdir():
         if path.name != keep_out and path.is_file():
-            total += path.read_bytes().count(b"\n")
+            for raw in path.read_bytes().splitlines():
+                # (not a result: a binary file, the state, a torn line)
+                with contextlib.suppress(ValueError, TypeError):
+                    total += "custom_id" in json.loads(raw)
     return total
 
 
@@ -49,7 +53,7 @@ def test_sigkill_behind_a_slow_head_repays_only_what_was_in_flight(server, tmp_p
     # A bounded wait for the finished results to reach disk; if they never do, the
     # assertions below fail.
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and lines_beside(tmp_path, "in.jsonl") < 299:
+    while time.monotonic() < deadline and results_beside(tmp_path, "in.jsonl") < 299:
         time.sleep(0.05)
     proc.kill()
     proc.communicate(timeout=30)
@@ -337,3 +341,21 @@ def test_resume_into_dev_full_is_refused_without_reading_it(server, tmp_path) ->
     )
     assert result.returncode == 2 and "not a regular file" in result.stderr, result.stderr
     assert not os.path.exists("/dev/full.state.json")
+
+
+def test_a_journal_that_never_empties_is_compacted(tmp_path, monkeypatch) -> None:
+    from comet_sync._batch import journal as journal_module
+
+    monkeypatch.setattr(journal_module, "COMPACT_AT", 50)
+    out = str(tmp_path / "out.jsonl")
+    journal = journal_module.Journal(out)
+    # Always one result waiting (line n+1 finishes before line n is written): never empty.
+    for n in range(1, 1001):
+        journal.hold(n, json.dumps({"custom_id": str(n), "line": n}))
+        if n > 1:
+            assert journal.take(n - 1) is not None
+        journal.settle()
+    kept = [record["line"] for _, record in journal_module.journal_records(out)]
+    assert kept[-1] == 1000 and len(kept) <= 51  # not a thousand lines
+    journal.close()
+    assert os.path.exists(journal_module.journal_path(out))  # line 1000 never reached the output
