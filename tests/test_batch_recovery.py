@@ -217,14 +217,18 @@ def test_a_fake_run_resumes_on_the_fake_server(server, tmp_path) -> None:
 
 def test_resume_refuses_another_endpoint(server, tmp_path) -> None:
     src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
-    write_input(src, 4)
-    assert cli(server, "batch", str(src), "-o", str(out), "--no-progress").returncode == 0
+    write_input(src, 4, model=False)
+    assert cli(server, "batch", str(src), "-o", str(out), "--model", "m").returncode == 0
     out.write_text(out.read_text().splitlines(keepends=True)[0])
     with FakeCometServer() as other:
         moved = cli(other, "batch", "-o", str(out), "--resume", "--no-progress")
         assert moved.returncode == 2 and server.base_url in moved.stderr
         assert other.stats().requests == 0
     assert len(read_output(out)) == 1
+    for option in (["--model", "other"], ["--output-format", "openai"], ["--fake"]):
+        changed = cli(server, "batch", "-o", str(out), "--resume", "--no-progress", *option)
+        assert changed.returncode == 2 and "resume" in changed.stderr, option
+    assert server.stats().requests == 4 and len(read_output(out)) == 1
 
 
 def test_resume_refuses_an_input_replaced_between_runs(server, tmp_path) -> None:
