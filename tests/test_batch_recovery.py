@@ -22,16 +22,17 @@ from .conftest import user
 from .test_batch import KEY, cli, env_for, read_output, start_batch, wait_for, write_input
 
 
-def results_beside(folder: pathlib.Path, keep_out: str) -> int:
-    """Result lines in the files of ``folder`` but the input: what a run has put on disk."""
-    total = 0
+def results_beside(folder: pathlib.Path, keep_out: str) -> set[str]:
+    """The ids of the results in the files of ``folder`` but the input: what a run has put on
+    disk (in the output, or in anything else it keeps there)."""
+    ids: set[str] = set()
     for path in folder.iterdir():
         if path.name != keep_out and path.is_file():
             for raw in path.read_bytes().splitlines():
                 # (not a result: a binary file, the state, a torn line)
-                with contextlib.suppress(ValueError, TypeError):
-                    total += "custom_id" in json.loads(raw)
-    return total
+                with contextlib.suppress(ValueError, TypeError, KeyError):
+                    ids.add(json.loads(raw)["custom_id"])
+    return ids
 
 
 def metrics_row(stdout: str) -> dict[str, str]:
@@ -53,7 +54,7 @@ def test_sigkill_behind_a_slow_head_repays_only_what_was_in_flight(server, tmp_p
     # A bounded wait for the finished results to reach disk; if they never do, the
     # assertions below fail.
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and results_beside(tmp_path, "in.jsonl") < 299:
+    while time.monotonic() < deadline and len(results_beside(tmp_path, "in.jsonl")) < 299:
         time.sleep(0.05)
     proc.kill()
     proc.communicate(timeout=30)
@@ -176,12 +177,14 @@ def test_a_full_disk_stops_cleanly_with_whole_lines(server, tmp_path, monkeypatc
     assert out.read_bytes().endswith(b"\n")
     written = read_output(out)  # every line whole
     assert len(written) == 10
+    kept = results_beside(tmp_path, "in.jsonl")  # the output, and the journal's whole lines
     monkeypatch.setattr(LineWriter, "_write_all", real)
     server.reset_stats()
     assert _cli.main(["batch", "-o", str(out), "--resume", "--no-progress"]) == 0
     ids = [line["custom_id"] for line in read_output(out)]
     assert sorted(ids) == sorted(f"id-{i}" for i in range(50))
-    assert server.stats().requests == 40  # what was written is never paid again
+    sent = {r.body["messages"][0]["content"].replace("job ", "id-") for r in server.received}
+    assert not sent & kept and len(sent) == 50 - len(kept)  # what was kept is never paid again
 
 
 # -- item 8 and 12: a resume goes where the run went, with the input it read -----------------------
