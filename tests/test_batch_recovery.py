@@ -366,3 +366,36 @@ def test_a_journal_that_never_empties_is_compacted(tmp_path, monkeypatch) -> Non
     assert kept[-1] == 1000 and len(kept) <= 51  # not a thousand lines
     journal.close()
     assert os.path.exists(journal_module.journal_path(out))  # line 1000 never reached the output
+
+
+@pytest.mark.parametrize("written", ["half", "all"])
+def test_an_interrupt_inside_a_write_leaves_whole_lines(tmp_path, monkeypatch, written) -> None:
+    """A second Ctrl-C raises KeyboardInterrupt wherever the main thread is, a write included;
+    the writer then saves what finished, so a half line must not stay to be glued to it."""
+    from comet_sync._batch.output import LineWriter, OutputFailed
+
+    path = tmp_path / "out.jsonl"
+    writer = LineWriter(str(path))
+    writer.write_line('{"n": 1}')
+    real = LineWriter._write_all
+
+    def interrupted(self: LineWriter, data: bytes) -> None:
+        real(self, data if written == "all" else data[:3])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(LineWriter, "_write_all", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        writer.write_line('{"n": 2}')
+    monkeypatch.setattr(LineWriter, "_write_all", real)
+    writer.write_line('{"n": 3}')
+
+    def full(self: LineWriter, data: bytes) -> None:
+        real(self, data[:3])
+        raise OSError(errno.ENOSPC, "full")
+
+    monkeypatch.setattr(LineWriter, "_write_all", full)
+    with pytest.raises(OutputFailed):  # cut back to the end of line 3, not before or after
+        writer.write_line('{"n": 4}')
+    writer.close()
+    expected = [1, 2, 3] if written == "all" else [1, 3]
+    assert [json.loads(line)["n"] for line in path.read_text().splitlines()] == expected

@@ -45,6 +45,14 @@ class LineWriter:
             self.failure = OutputFailed(self.path, exc)
             self._cut_back()
             raise self.failure from None
+        except BaseException:
+            # A second Ctrl-C lands wherever the main thread is, in this write too; the run
+            # then saves what finished, which must not be glued to half a line.
+            if os.fstat(self._fd).st_size == self._size + len(data):
+                self._size += len(data)  # it had all gone out: a whole line, kept
+            else:
+                self._cut_back()
+            raise
         self._size += len(data)
 
     def truncate(self) -> None:
