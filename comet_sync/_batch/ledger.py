@@ -59,6 +59,7 @@ class InputLedger:
         # Unbuffered: each record is in the OS's hands (and survives a kill) at once.
         self._file = open(os.open(self.path, flags, 0o644), "r+b", buffering=0)  # noqa: SIM115
         self._known = os.fstat(self._file.fileno()).st_size // _RECORD
+        self._at = 0  # the file's position
         self._finished = finished
 
     def check(self, number: int, raw: bytes, key: int) -> None:
@@ -67,8 +68,9 @@ class InputLedger:
         digest = line_digest(raw)
         offset = (number - 1) * _RECORD
         if number <= self._known:
-            self._file.seek(offset)
+            self._seek(offset)
             old = self._file.read(_RECORD)
+            self._at += len(old)
             if old[:8] == digest:
                 return
             if int.from_bytes(old[8:], "big") in self._finished:
@@ -76,15 +78,23 @@ class InputLedger:
                     f"line {number} of the input has changed since its result was written: "
                     "the input was rewritten or replaced after this run began"
                 )
-        self._file.seek(offset)
+        self._seek(offset)
         self._file.write(digest + key.to_bytes(8, "big"))
+        self._at += _RECORD
         self._known = max(self._known, number)
+
+    def _seek(self, offset: int) -> None:
+        # Lines come in order: mostly the file is already there, and a seek is a system call.
+        if self._at != offset:
+            self._file.seek(offset)
+            self._at = offset
 
     def check_end(self, lines: int) -> None:
         """At the end of the input: raise if it lost lines whose results are in the output."""
-        self._file.seek(lines * _RECORD)
+        self._seek(lines * _RECORD)
         while True:
             old = self._file.read(_RECORD)
+            self._at += len(old)
             if len(old) < _RECORD:
                 return
             if int.from_bytes(old[8:], "big") in self._finished:
