@@ -399,3 +399,30 @@ def test_an_interrupt_inside_a_write_leaves_whole_lines(tmp_path, monkeypatch, w
     writer.close()
     expected = [1, 2, 3] if written == "all" else [1, 3]
     assert [json.loads(line)["n"] for line in path.read_text().splitlines()] == expected
+
+
+@pytest.mark.parametrize("how", ["file", "pipe"])
+def test_an_input_cut_short_between_runs_is_refused(server, tmp_path, how: str) -> None:
+    src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    write_input(src, 10)
+    whole = src.read_text()
+    name, piped = (str(src), None) if how == "file" else ("-", whole)
+    first = cli(server, "batch", name, "-o", str(out), "--no-progress", input=piped)
+    assert first.returncode == 0, first.stderr
+    out.write_text("".join(out.read_text().splitlines(keepends=True)[:8]))  # as if killed
+    short = "".join(whole.splitlines(keepends=True)[:5])  # lines 6-8 answered, now gone
+    src.write_text(short)
+    server.reset_stats()
+    again = cli(
+        server,
+        "batch",
+        name,
+        "-o",
+        str(out),
+        "--resume",
+        "--no-progress",
+        input=None if how == "file" else short,
+    )
+    assert again.returncode == 2, again.stderr
+    assert ("line 6 of the input is gone" if how == "file" else "fewer") in again.stderr
+    assert server.stats().requests == 0 and len(read_output(out)) == 8

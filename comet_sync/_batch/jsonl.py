@@ -367,11 +367,12 @@ def _fixed_lines(path: str, input_path: str | None) -> DigestSet | None:
             if record is not None:
                 (failed if _is_error(record) else answered).add(_key_of(record))
     fixed = DigestSet()
-    for number, old_key in changed:
+    for number, old_key, present in changed:
         if old_key in answered:
+            what = "has changed" if present else "is gone"
             raise InputChanged(
-                f"line {number} of the input has changed since its answer was written: the "
-                "input was rewritten or replaced after this run began"
+                f"line {number} of the input {what} since its answer was written: the input "
+                "was rewritten or replaced after this run began"
             )
         if old_key in failed:
             fixed.add(old_key)
@@ -383,7 +384,7 @@ def _fixed_lines(path: str, input_path: str | None) -> DigestSet | None:
 _MAX_CHANGES = 100_000
 
 
-def _first_changes(path: str, stream: IO[bytes]) -> Iterator[tuple[int, int]]:
+def _first_changes(path: str, stream: IO[bytes]) -> Iterator[tuple[int, int, bool]]:
     for count, change in enumerate(changed_lines(path, stream)):
         if count >= _MAX_CHANGES:
             return

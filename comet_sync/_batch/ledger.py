@@ -107,9 +107,10 @@ class InputLedger:
         self._file.close()
 
 
-def changed_lines(output: str, stream: IO[bytes]) -> Iterator[tuple[int, int]]:
-    """``(line number, key of the job it was)`` for each line the ledger of ``output`` holds
-    that differs in ``stream`` now, or that ``stream`` no longer has."""
+def changed_lines(output: str, stream: IO[bytes]) -> Iterator[tuple[int, int, bool]]:
+    """``(line number, key of the job it was, whether the line is still there)`` for each line
+    the ledger of ``output`` holds that differs in ``stream`` now, or that ``stream`` no longer
+    has."""
     try:
         ledger = open(ledger_path(output), "rb")  # noqa: SIM115  (closed below)
     except FileNotFoundError:
@@ -121,10 +122,10 @@ def changed_lines(output: str, stream: IO[bytes]) -> Iterator[tuple[int, int]]:
             if len(old) < _RECORD:
                 return  # lines past what was ever read: new jobs
             if old[:8] != line_digest(raw if isinstance(raw, bytes) else b""):
-                yield number, int.from_bytes(old[8:], "big")
+                yield number, int.from_bytes(old[8:], "big"), True
         while True:
             old = ledger.read(_RECORD)
             if len(old) < _RECORD:
                 return
             number += 1
-            yield number, int.from_bytes(old[8:], "big")
+            yield number, int.from_bytes(old[8:], "big"), False
