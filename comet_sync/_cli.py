@@ -303,7 +303,10 @@ def _batch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         try:
             if args.resume:
                 resumed = prepare_resume(
-                    args.output, retry_errors=args.retry_errors, input_path=options["input"]
+                    args.output,
+                    retry_errors=args.retry_errors,
+                    input_path=options["input"],
+                    defer_journal=not options["unordered"],
                 )
             else:
                 resumed = Resumed()
@@ -325,8 +328,9 @@ def _batch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             parser.error(f"cannot write {args.output}: {exc.strerror}")
         if resumed.from_journal:
             print(
-                f"{resumed.from_journal} result(s) that had finished ahead of their turn were "
-                f"placed in {args.output} from its journal",
+                f"{resumed.from_journal} result(s) of the last run were found in the journal "
+                f"beside {args.output} (they had finished ahead of their turn): kept, not sent "
+                "again",
                 file=sys.stderr,
             )
         if resumed.removed:
@@ -444,7 +448,8 @@ def _run(
     started = time.monotonic()
     jobs = read_jobs(files.source, default_model=options["model"], skip=skip, ledger=files.ledger)
     ordered = not options["unordered"]
-    journal = Journal(args.output) if ordered else None
+    # (Preloaded with what a run that did not end left in it, each written in its turn.)
+    journal = Journal(args.output, resumed.early) if ordered else None
 
     def text_of(result: BatchResult) -> str:
         return json.dumps(format_result(result, options["output_format"]), ensure_ascii=False)
@@ -464,8 +469,23 @@ def _run(
     interrupts = _Interrupts(args.grace, on_first=run.stop)
     interrupts.install()
 
+    def place_due(before: int | None) -> None:
+        # The journal's results from an earlier run whose turn has come.
+        nonlocal failure
+        if journal is None or failure is not None:
+            return
+        try:
+            for line, text in journal.due(before):
+                files.out.write_line(text)
+                journal.take(line)
+            journal.settle()
+        except OutputFailed as exc:
+            failure = exc
+            run.abandon()
+
     def save(result: BatchResult) -> None:
         nonlocal written, failed, lost, failure
+        place_due(result.line)
         if failure is not None:
             lost += 1
             return
@@ -506,6 +526,7 @@ def _run(
         try:
             for result in run.finished():
                 save(result)
+            place_due(None)
         finally:
             run.close()
             if journal is not None:

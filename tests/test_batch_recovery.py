@@ -31,7 +31,7 @@ def results_beside(folder: pathlib.Path, keep_out: str) -> set[str]:
             for raw in path.read_bytes().splitlines():
                 # (not a result: a binary file, the state, a torn line)
                 with contextlib.suppress(ValueError, TypeError, KeyError):
-                    ids.add(json.loads(raw)["custom_id"])
+                    ids.add(json.loads(raw.split(b"\t")[-1])["custom_id"])  # (a journal: N<tab>)
     return ids
 
 
@@ -45,7 +45,10 @@ def metrics_row(stdout: str) -> dict[str, str]:
 
 
 @pytest.mark.slow
-def test_sigkill_behind_a_slow_head_repays_only_what_was_in_flight(server, tmp_path) -> None:
+@pytest.mark.parametrize("resume", [[], ["--unordered"]])
+def test_sigkill_behind_a_slow_head_repays_only_what_was_in_flight(
+    server, tmp_path, resume: list[str]
+) -> None:
     src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     write_input(src, 300)
     server.delay_next(60)  # the head of the input order hangs; all behind it finish
@@ -59,11 +62,14 @@ def test_sigkill_behind_a_slow_head_repays_only_what_was_in_flight(server, tmp_p
     proc.kill()
     proc.communicate(timeout=30)
     server.reset_stats()
-    again = cli(server, "batch", "-o", str(out), "--resume", "--no-progress")
+    again = cli(server, "batch", "-o", str(out), "--resume", "--no-progress", *resume)
     assert again.returncode == 0, again.stderr
     assert server.stats().requests == 1  # only the head, which never finished
     ids = [line["custom_id"] for line in read_output(out)]
-    assert sorted(ids) == sorted(f"id-{i}" for i in range(300))
+    if resume:  # unordered: the journal's results are placed first
+        assert sorted(ids) == sorted(f"id-{i}" for i in range(300))
+    else:  # in order: each of them took its turn
+        assert ids == [f"id-{i}" for i in range(300)]
     assert [p.name for p in tmp_path.iterdir() if "journal" in p.name] == []
 
 
@@ -182,7 +188,7 @@ def test_a_full_disk_stops_cleanly_with_whole_lines(server, tmp_path, monkeypatc
     server.reset_stats()
     assert _cli.main(["batch", "-o", str(out), "--resume", "--no-progress"]) == 0
     ids = [line["custom_id"] for line in read_output(out)]
-    assert sorted(ids) == sorted(f"id-{i}" for i in range(50))
+    assert ids == [f"id-{i}" for i in range(50)]  # in order: the journal's lines in their turn
     sent = {r.body["messages"][0]["content"].replace("job ", "id-") for r in server.received}
     assert not sent & kept and len(sent) == 50 - len(kept)  # what was kept is never paid again
 
@@ -362,7 +368,7 @@ def test_a_journal_that_never_empties_is_compacted(tmp_path, monkeypatch) -> Non
         if n > 1:
             assert journal.take(n - 1) is not None
         journal.settle()
-    kept = [record["line"] for _, record in journal_module.journal_records(out)]
+    kept = [line for line, _, _ in journal_module.journal_records(out)]
     assert kept[-1] == 1000 and len(kept) <= 51  # not a thousand lines
     journal.close()
     assert os.path.exists(journal_module.journal_path(out))  # line 1000 never reached the output

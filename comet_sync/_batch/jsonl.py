@@ -32,10 +32,11 @@ from array import array
 from bisect import bisect_left
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import IO, Any, Callable
 
 from .engine import CHAT_ROUTE, EMBEDDINGS_ROUTE, RESPONSES_ROUTE, BatchJob, BatchResult
-from .journal import discard_journal, journal_path, journal_records
+from .journal import discard_journal, journal_records
 from .ledger import InputChanged, InputLedger, changed_lines
 from .lines import MAX_LINE, TooLong, decode_line, read_lines
 from .output import LineWriter
@@ -303,21 +304,30 @@ def format_result(result: BatchResult, output_format: str) -> dict[str, Any]:
 
 @dataclass
 class Resumed:
-    """What an existing output holds: the keys of its jobs, the error lines taken out to be
-    sent again, the error lines left in it (of which ``retryable`` may heal), and the results
-    placed from the journal of a run that crashed."""
+    """What an existing output holds: the keys of its jobs (those its journal holds
+    included), the error lines taken out to be sent again, the error lines left in it (of
+    which ``retryable`` may heal), and the results of a run that did not end found in its
+    journal: ``early`` (line number, output line), still to be written, in input order."""
 
     keys: DigestSet = field(default_factory=DigestSet)
     removed: int = 0
     errors: int = 0
     retryable: int = 0
     from_journal: int = 0
+    early: list[tuple[int, str]] = field(default_factory=list)
 
 
-def prepare_resume(path: str, *, retry_errors: bool, input_path: str | None = None) -> Resumed:
+def prepare_resume(
+    path: str,
+    *,
+    retry_errors: bool,
+    input_path: str | None = None,
+    defer_journal: bool = False,
+) -> Resumed:
     """Read an existing output for a resumed run, after cutting off a trailing partial line
-    (what a kill in the middle of a write leaves) and appending the results its journal holds
-    (what a crash left waiting for their turn in input order).
+    (what a kill in the middle of a write leaves), with the results its journal holds (what a
+    crash left waiting for their turn in input order): appended to the output now, or with
+    ``defer_journal`` handed back in ``early``, to be written in their turn.
 
     Lines of malformed and blank input lines are taken out, to be made again from the input as
     it is now (it costs nothing); with ``retry_errors``, so are error lines of kinds that may
@@ -329,29 +339,42 @@ def prepare_resume(path: str, *, retry_errors: bool, input_path: str | None = No
         discard_journal(path)  # left by some other run: nothing of it is ours
         return found
     _truncate_partial_line(path)
-    found.from_journal = _place_journal(path)
-    fixed = _fixed_lines(path, input_path)
-    found.removed = _drop_lines(
-        path,
-        lambda record: (
+    early = _journal_lacking(path)
+    if early and not defer_journal:
+        _append(path, [text for _, text, _ in early])
+        found.from_journal = len(early)
+        early = []
+    fixed = _fixed_lines(path, input_path, [record for _, _, record in early])
+
+    def drop(record: dict[str, Any]) -> bool:
+        return (
             _from_input_alone(record)
             or (retry_errors and is_retryable_error(record))
             or (fixed is not None and _key_of(record) in fixed)
-        ),
-    )
+        )
+
+    found.removed = _drop_lines(path, drop)
+    kept = [(line, text, record) for line, text, record in early if not drop(record)]
+    found.removed += len(early) - len(kept)
+    if not kept:
+        discard_journal(path)  # (after the output has all it needs from it)
     with open(path, "rb") as f:
-        for raw in f:
-            record = _record(raw)
+        # Streamed: an output of a million lines is never in memory at once.
+        for record in chain((_record(raw) for raw in f), (r for _, _, r in kept)):
             if record is None:
                 continue
             found.keys.add(_key_of(record))
             if _is_error(record):
                 found.errors += 1
                 found.retryable += is_retryable_error(record)
+    found.early = [(line, text) for line, text, _ in kept]
+    found.from_journal += len(kept)
     return found
 
 
-def _fixed_lines(path: str, input_path: str | None) -> DigestSet | None:
+def _fixed_lines(
+    path: str, input_path: str | None, journaled: list[dict[str, Any]]
+) -> DigestSet | None:
     """The keys of the error lines whose input line has changed since; raises if an answered
     line has. None when there is nothing to compare (a pipe, or no line changed)."""
     if input_path is None or input_path == "-" or not os.path.isfile(input_path):
@@ -362,8 +385,7 @@ def _fixed_lines(path: str, input_path: str | None) -> DigestSet | None:
         return None
     answered, failed = DigestSet(), DigestSet()
     with open(path, "rb") as f:
-        for raw in f:
-            record = _record(raw)
+        for record in chain((_record(raw) for raw in f), journaled):
             if record is not None:
                 (failed if _is_error(record) else answered).add(_key_of(record))
     fixed = DigestSet()
@@ -395,35 +417,30 @@ def _key_of(record: dict[str, Any]) -> int:
     return job_key(_id_of(record), record.get("line"))
 
 
-def _place_journal(path: str) -> int:
+def _journal_lacking(path: str) -> list[tuple[int, str, dict[str, Any]]]:
+    """The journal's results that the output does not hold, in input order."""
     records = journal_records(path)
     if not records:
-        discard_journal(path)
-        return 0
+        return []
     held = DigestSet()
     with open(path, "rb") as f:
         for raw in f:
             record = _record(raw)
             if record is not None:
-                held.add(job_key(_id_of(record), record.get("line")))
-    placed = 0
+                held.add(_key_of(record))
+    return [item for item in records if _key_of(item[2]) not in held]
+
+
+def _append(path: str, texts: list[str]) -> None:
     writer = LineWriter(path)
     try:
-        for text, record in sorted(records, key=lambda item: _line_of(item[1])):
-            if job_key(_id_of(record), record.get("line")) not in held:
-                writer.write_line(text)
-                placed += 1
+        for text in texts:
+            writer.write_line(text)
     finally:
         writer.close()
     # Only now: a crash before this line leaves the journal, and the next resume skips what
     # was already placed.
-    os.unlink(journal_path(path))
-    return placed
-
-
-def _line_of(record: dict[str, Any]) -> int:
-    line = record.get("line")
-    return line if isinstance(line, int) else 0
+    discard_journal(path)
 
 
 def _from_input_alone(record: dict[str, Any]) -> bool:
