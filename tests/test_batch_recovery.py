@@ -432,3 +432,21 @@ def test_an_input_cut_short_between_runs_is_refused(server, tmp_path, how: str) 
     assert again.returncode == 2, again.stderr
     assert ("line 6 of the input is gone" if how == "file" else "fewer") in again.stderr
     assert server.stats().requests == 0 and len(read_output(out)) == 8
+
+
+def test_early_keeps_no_slot_it_has_yielded(server, make_client) -> None:
+    """With ``early``, every finished job also goes on a completion queue: it must be drained
+    as results are yielded in turn, or a long run keeps every job and result it ever had."""
+    from comet_sync import run_batch
+
+    client = make_client(max_concurrency=8)
+    jobs = ({"model": "m", "messages": user(str(i))} for i in range(600))
+    run = run_batch(client, jobs, window=16, early=lambda result: None)
+    most = 0
+    for _ in run:
+        # A consumer slower than the calls: the next head is always done when it looks.
+        deadline = time.monotonic() + 10
+        while not all(f.done() for f in list(run._futures)) and time.monotonic() < deadline:
+            time.sleep(0.001)
+        most = max(most, run._completed.qsize())
+    assert most <= 16 + 1  # the window, and a stop's wake-up

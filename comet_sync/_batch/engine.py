@@ -217,10 +217,11 @@ class BatchRun(Iterator[BatchResult]):
         while self._in_order and self._in_order[0].taken:
             self._in_order.popleft()
         head = self._in_order[0]
-        if not head.future.done() and self._early is not None:
-            self._report_early(head)
-            return None
-        if not head.future.done():
+        if self._early is not None:
+            self._report_early(head, wait_for_one=not head.future.done())
+            if not head.future.done():
+                return None
+        elif not head.future.done():
             watched: list[Future[Any]] = [head.future, self._stop_future]
             wait(
                 watched,
@@ -231,22 +232,31 @@ class BatchRun(Iterator[BatchResult]):
         self._in_order.popleft()
         return self._take(head)
 
-    def _report_early(self, head: _Slot) -> None:
-        """Wait for the next completion; hand it to ``early`` unless it is the head's."""
-        try:
-            slot = self._completed.get(
-                timeout=STOP_POLL_SECONDS if self._stop_event is not None else None
-            )
-        except queue.Empty:
-            return
-        if slot is None or slot.taken:
-            return  # (None: stopped; the caller looks at the state again)
-        slot.seen = True
-        if slot is head:
-            return
-        result = None if slot.future.cancelled() else slot.future.result()
-        if result is not None and self._early is not None:
-            self._early(result)
+    def _report_early(self, head: _Slot, *, wait_for_one: bool) -> None:
+        """Take every completion off the queue (first waiting for one, if told), handing each
+        to ``early`` unless it is the head's. Drained each time, not only while the head is
+        slow: the queue also gets the slots taken in their turn, and must not keep them."""
+        while True:
+            try:
+                if wait_for_one:
+                    slot = self._completed.get(
+                        timeout=STOP_POLL_SECONDS if self._stop_event is not None else None
+                    )
+                else:
+                    slot = self._completed.get_nowait()
+            except queue.Empty:
+                return
+            wait_for_one = False
+            if slot is None:
+                return  # stopped: the caller looks at the state again
+            if slot.taken:
+                continue
+            slot.seen = True
+            if slot is head:
+                continue
+            result = None if slot.future.cancelled() else slot.future.result()
+            if result is not None and self._early is not None:
+                self._early(result)
 
     def _next_completed(self) -> BatchResult | None:
         self._give_up_order()
