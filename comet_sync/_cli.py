@@ -290,7 +290,8 @@ def _batch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                 source = stack.enter_context(open(options["input"], "rb"))
             except OSError as exc:
                 parser.error(f"cannot read {options['input']}: {exc.strerror}")
-        # The client before any file: a configuration error (no key) must leave none behind.
+        # The client before any file: a configuration error (no key) must leave none behind
+        # (the lock's file goes with the lock).
         client = stack.enter_context(
             CometClient(
                 max_concurrency=options["concurrency"],
@@ -335,7 +336,8 @@ def _batch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             )
         if resumed.removed:
             print(
-                f"{resumed.removed} error line(s) taken out of {args.output} to be made again",
+                f"{resumed.removed} error or skipped line(s) taken out of {args.output} to be "
+                "made again",
                 file=sys.stderr,
             )
         lines = count_lines(options["input"])
