@@ -219,13 +219,14 @@ def _connection(fake: bool, stack: contextlib.ExitStack) -> dict[str, Any]:
 class _Interrupts:
     """First SIGINT/SIGTERM: stop (no new line, no new request), let calls in flight finish for
     ``grace`` seconds. Second, or the grace period over: KeyboardInterrupt, and the writer
-    abandons them."""
+    abandons them. Any later one is ignored while the writer saves what finished."""
 
     def __init__(self, grace: float, on_first: Callable[[], None]) -> None:
         self.grace = grace
         self.on_first = on_first
         self.signal_name = ""
         self._stopped = False
+        self._abandoned = False
         self._timer: threading.Timer | None = None
         self._previous: dict[int, Any] = {}
 
@@ -244,7 +245,13 @@ class _Interrupts:
             self._timer.cancel()
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self._abandoned:
+            # The run is saving what finished: an exception in the middle of that would lose
+            # paid results. (kill -9 still ends it; a resume finds what was written.)
+            print("saving what has finished; a moment", file=sys.stderr, flush=True)
+            return
         if self._stopped:
+            self._abandoned = True
             raise KeyboardInterrupt
         self._stopped = True
         self.signal_name = signal.Signals(signum).name

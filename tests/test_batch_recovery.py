@@ -450,3 +450,19 @@ def test_early_keeps_no_slot_it_has_yielded(server, make_client) -> None:
             time.sleep(0.001)
         most = max(most, run._completed.qsize())
     assert most <= 16 + 1  # the window, and a stop's wake-up
+
+
+def test_a_third_ctrl_c_does_not_cut_the_saving_short(capsys) -> None:
+    """The second Ctrl-C abandons the calls in flight, and the run then saves what finished;
+    a third one, raising in the middle of that, would lose paid results."""
+    stopped: list[bool] = []
+    interrupts = _cli._Interrupts(30.0, on_first=lambda: stopped.append(True))
+    try:
+        interrupts._handle(signal.SIGINT, None)  # the first: stop
+        assert stopped == [True]
+        with pytest.raises(KeyboardInterrupt):
+            interrupts._handle(signal.SIGINT, None)  # the second: abandon
+        interrupts._handle(signal.SIGINT, None)  # the third: no exception while saving
+    finally:
+        interrupts.uninstall()  # (cancels the grace timer, which would signal this process)
+    assert "saving" in capsys.readouterr().err
