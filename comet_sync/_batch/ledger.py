@@ -30,6 +30,7 @@ from collections.abc import Container, Iterator
 from typing import IO
 
 from .lines import read_lines
+from .output import BINARY
 
 __all__ = ["InputChanged", "InputLedger", "changed_lines", "ledger_path"]
 
@@ -55,7 +56,7 @@ class InputLedger:
 
     def __init__(self, output: str, *, fresh: bool, finished: Container[int]) -> None:
         self.path = ledger_path(output)
-        flags = os.O_RDWR | os.O_CREAT | (os.O_TRUNC if fresh else 0)
+        flags = os.O_RDWR | os.O_CREAT | BINARY | (os.O_TRUNC if fresh else 0)
         # Unbuffered: each record is in the OS's hands (and survives a kill) at once.
         self._file = open(os.open(self.path, flags, 0o644), "r+b", buffering=0)  # noqa: SIM115
         self._known = os.fstat(self._file.fileno()).st_size // _RECORD

@@ -12,7 +12,10 @@ from __future__ import annotations
 import contextlib
 import os
 
-__all__ = ["LineWriter", "OutputFailed"]
+__all__ = ["BINARY", "LineWriter", "OutputFailed"]
+
+# Windows opens a descriptor in text mode unless told, and would write "\r\n" for "\n".
+BINARY = getattr(os, "O_BINARY", 0)
 
 
 class OutputFailed(Exception):
@@ -30,7 +33,7 @@ class LineWriter:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | BINARY, 0o644)
         self._size = os.fstat(self._fd).st_size
         self.failure: OutputFailed | None = None
 
