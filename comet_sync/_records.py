@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from ._clock import Clock
+from ._exceptions import ClientClosedError
 from ._metrics import Metrics
 
 __all__ = ["CallLog", "Recorder", "RequestRecord"]
@@ -130,6 +131,10 @@ class Recorder:
     ) -> None:
         """A call (or a stream) ended, with ``error`` or without."""
         statuses = tuple(log.statuses)
+        if not statuses and isinstance(error, ClientClosedError):
+            # Stopped before it sent anything (a stopped batch's queued jobs): no call was
+            # made, so none failed. The batch sends it on resume.
+            return
         fallback = log.fallback
         now = self._clock.monotonic()
         log.off_wire(now)  # a stream's answer ends with the stream
