@@ -32,7 +32,7 @@ if shutil.which("redis-server") is None:
         )
     pytest.skip("redis-server is not installed", allow_module_level=True)
 
-from comet_sync import Clock, LimiterTimeoutError
+from comet_sync import Clock, LimiterTimeoutError, RateLimitError
 from comet_sync._http.headers import ServerWord
 from comet_sync.contrib.redis import LimiterUnavailableError, RedisLimiter
 
@@ -264,7 +264,7 @@ def test_the_client_refuses_calls_when_closed_policy_and_redis_down(redis_server
         client.close()
 
 
-# -- Redis state that is not ours to trust (issue 21, item 11) -------------------------------------
+# -- Redis state that is not ours to trust (issue 21, items 11 and 12) ---------------------------
 
 
 def raw_client(redis_server: RedisProcess):
@@ -399,3 +399,80 @@ def test_a_read_only_replica_follows_the_failure_policy(redis_server, failure, c
     finally:
         raw.execute_command("REPLICAOF", "NO", "ONE")
     lim.acquire(timeout=2).release(200)
+
+
+class SleepLog:
+    """The system's clock, with every sleep recorded."""
+
+    def __init__(self) -> None:
+        self.sleeps: list[float] = []
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        time.sleep(seconds)
+
+    def clock(self) -> Clock:
+        return Clock(sleep=self.sleep)
+
+
+def test_a_pause_without_a_ttl_is_honoured_for_max_wait_at_most(redis_server) -> None:
+    ns = uuid.uuid4().hex
+    raw = raw_client(redis_server)
+    raw.set(f"{ns}:cooldown", redis_ms(raw) + 10**12)  # for good, and no TTL
+    log = SleepLog()
+    lim = limiter(redis_server, ns)
+    lim.bind(clock=log.clock(), max_hold=0.5)
+    lim.acquire(timeout=5).release(200)
+    assert 0.5 <= sum(log.sleeps) <= 0.5 * 1.1 + 0.01  # it waited its max_wait, no longer
+    deadline = time.monotonic() + 2
+    while raw.exists(f"{ns}:cooldown"):  # and the key was given a TTL: others wait no longer
+        assert time.monotonic() < deadline, f"still there, TTL {raw.pttl(f'{ns}:cooldown')}"
+        time.sleep(0.02)
+
+
+def test_each_client_clamps_a_shared_pause_to_its_own_max_wait(redis_server) -> None:
+    ns = uuid.uuid4().hex
+    patient = bound(limiter(redis_server, ns), 60.0)
+    patient.acquire().release(429, throttled=True, word=ServerWord(40.0, None, None, None))
+    log = SleepLog()
+    hasty = limiter(redis_server, ns)
+    hasty.bind(clock=log.clock(), max_hold=0.5)
+    for _ in range(3):  # delayed once by its own max_wait, then not failed nor delayed again
+        hasty.acquire(timeout=5).release(200)
+    assert 0.5 <= sum(log.sleeps) <= 0.5 * 1.1 + 0.01
+    with pytest.raises(LimiterTimeoutError, match="pause"):
+        patient.acquire(timeout=1)  # whose max_wait is 60 still honours all 40 s
+
+
+def test_a_client_with_a_short_max_wait_delays_under_another_clients_pause(redis_server) -> None:
+    ns = uuid.uuid4().hex
+    with FakeCometServer() as fake:
+        patient = CometClient(
+            api_key="redis-test-key-0123456789",
+            base_url=fake.base_url,
+            limiter=limiter(redis_server, ns),
+            max_wait=60,
+        )
+        hasty = CometClient(
+            api_key="redis-test-key-0123456789",
+            base_url=fake.base_url,
+            limiter=limiter(redis_server, ns),
+            max_wait=1,
+        )
+        fake.fail(429, headers={"Retry-After": "40"})
+        with pytest.raises(RateLimitError):  # its budget is shorter than the Retry-After
+            patient.chat.completions.create(model="m", messages=user("a"), total_timeout=2)
+        jobs = ({"model": "m", "messages": user(f"b{i}"), "total_timeout": 10} for i in range(8))
+        results = list(hasty.chat.completions.map(jobs, return_exceptions=True))
+        assert [r for r in results if isinstance(r, BaseException)] == []
+        patient.close()
+        hasty.close()
+
+
+def test_an_infinite_max_wait_honours_a_pause_for_as_long_as_it_lasts(redis_server) -> None:
+    ns = uuid.uuid4().hex
+    lim = bound(limiter(redis_server, ns), float("inf"))
+    lim.acquire().release(429, throttled=True, word=ServerWord(5.0, None, None, None))
+    with pytest.raises(LimiterTimeoutError, match="shared pause"):
+        lim.acquire(timeout=1)
+    assert 4 < lim.state().cooling_down_for <= 5

@@ -49,31 +49,40 @@ end
 """
 
 # KEYS: leases, limit, lastcut, cooldown, tat
-# ARGV: lease id, lease ttl ms, max concurrency, rpm interval ms (0: none), burst ms
-# Returns {granted, in flight or wait ms (-1: full), now, limit}
+# ARGV: lease id, lease ttl ms, max concurrency, rpm interval ms (0: none), burst ms,
+#       longest pause ms, end of a pause this client no longer honours (0: none)
+# Returns {granted, in flight or wait ms (-1: full), now, limit, end of the pause waited for}
 ACQUIRE = (
     _PRELUDE
     + """
 owned(KEYS[1], 'zset')
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 local cool = number_at(KEYS[4], -FINITE, FINITE)
-if cool and cool > now then return {0, cool - now, now, 0} end
+if cool and cool > now then
+  cool = math.floor(cool)
+  if redis.call('PTTL', KEYS[4]) == -1 then
+    -- A pause without a TTL was not written by us (ours always expire with the pause): it
+    -- would stop every process that ever starts. It lasts the longest pause we honour.
+    redis.call('PEXPIRE', KEYS[4], math.max(1, math.min(cool - now, tonumber(ARGV[6]))))
+  end
+  if cool ~= tonumber(ARGV[7]) then return {0, cool - now, now, 0, cool} end
+end
 local max = tonumber(ARGV[3])
 local limit = math.floor(math.min(number_at(KEYS[2], 1, FINITE) or max, max))
 local n = redis.call('ZCARD', KEYS[1])
-if n >= limit then return {0, -1, now, 0} end
+if n >= limit then return {0, -1, now, 0, 0} end
 local interval = tonumber(ARGV[4])
 if interval > 0 then
   local burst = tonumber(ARGV[5])
   -- No booking of ours reaches further ahead than a burst: a schedule beyond it is none of ours.
   local tat = math.max(number_at(KEYS[5], -FINITE, now + burst) or now, now)
   local allow = tat + interval - burst
-  if allow > now then return {0, allow - now, now, 0} end
+  if allow > now then return {0, allow - now, now, 0, 0} end
   redis.call('SET', KEYS[5], tat + interval, 'PX', math.ceil(tat + interval - now) + 1000)
 end
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
 redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 2)
-return {1, n + 1, now, limit}
+return {1, n + 1, now, limit, 0}
 """
 )
 

@@ -18,7 +18,8 @@ Every client built with the same namespace shares:
   sent before the last cut is not news) and successes grow it back; each client reads it as at
   most its own ``max_concurrency``, and an unused namespace forgets it after
   ``ADAPTIVE_STATE_TTL``. A long ``Retry-After`` (``LONG_RETRY_AFTER`` or more, clamped to the
-  client's ``max_wait``) pauses every process.
+  client's ``max_wait``) pauses every process, each for at most its own ``max_wait``: a pause
+  delays calls, and it fails only those whose budget is shorter than that.
 
 Each process also keeps its own local :class:`~comet_sync._rate.limiter.Limiter` in front of the
 shared lease: the per-model lanes (holds on the server's word, the pace found from 429s or
@@ -29,8 +30,8 @@ The namespace's keys are not trusted: what the scripts (``_redis_scripts``) find
 never write is deleted or ignored, and every key they write has a TTL.
 
 One round trip per acquire (one Lua script) and one per release in the common case. When the
-limit is full the caller sleeps a short, jittered interval before asking again; a cooldown or
-a rate wait is slept exactly as Redis says.
+limit is full the caller sleeps a short, jittered interval before asking again; a rate wait
+is slept as Redis says, a pause as long as it lasts or this client honours it.
 
 Failure policy: Redis calls use short socket timeouts. With ``failure="open"`` (default) a
 Redis that does not answer, or refuses (a read-only replica, say), leaves only the local limiter
@@ -78,6 +79,9 @@ FULL_RETRY_INTERVAL = 0.02
 UNAVAILABLE_FIRST_WAIT = 0.1
 UNAVAILABLE_MAX_WAIT = 1.0
 DEFAULT_DECREASE = 0.6
+# Longer waits are sent to Redis as this many ms: max_wait may be infinite, Redis's arguments
+# may not (a pause of 31 years is honoured as long as one of infinity).
+LONGEST_MS = 10**12
 # The shared limit and the time of its last cut are forgotten once nobody has used the namespace
 # for this long: a namespace back in use starts again from max_concurrency, as a new process
 # does.
@@ -147,6 +151,7 @@ class RedisLimiter:
         self._held: dict[str, float] = {}
         self._fallback: Limiter | None = None
         self._down = False
+        self._pause = _SharedPause()
         self._shared_limit = self.max_concurrency
         self._stop = threading.Event()
         self._renewer = threading.Thread(
@@ -206,9 +211,10 @@ class RedisLimiter:
         deadline = None if timeout is None else started + timeout
         lease = uuid.uuid4().hex
         unavailable = 0
+        max_hold_ms = _ms(self._max_hold)
         while True:
             try:
-                granted, value, now_ms, limit = self._acquire_script(
+                granted, value, now_ms, limit, pause_end = self._acquire_script(
                     keys=self._keys,
                     args=[
                         lease,
@@ -216,6 +222,8 @@ class RedisLimiter:
                         self.max_concurrency,
                         self._interval_ms,
                         self._burst_ms,
+                        max_hold_ms,
+                        self._pause.passed(),
                     ],
                 )
             except _redis.exceptions.RedisError as exc:
@@ -244,14 +252,22 @@ class RedisLimiter:
                 return _RedisPermit(
                     self, lease, local, sent_at_ms=int(now_ms), in_flight=int(value)
                 )
-            # Full: ask again soon, jittered so waiting processes do not ask in step.
-            wait = (
-                FULL_RETRY_INTERVAL * (0.5 + clock.random())
-                if value < 0
-                else value / 1000 * (1 + 0.1 * clock.random())
-            )
+            if pause_end:
+                # Another client's pause is honoured for this client's own max_wait at most.
+                left = self._pause.left(int(pause_end), int(now_ms), max_hold_ms) / 1000
+                if left <= 0:
+                    continue  # honoured all it will be: ask again past it
+                # Everyone paused comes back spread over a tenth of it, not in one herd.
+                wait = left + clock.random() * min(1.0, 0.1 * left)
+                held = "a shared pause"
+            elif value < 0:
+                # Full: ask again soon, jittered so waiting processes do not ask in step.
+                wait = FULL_RETRY_INTERVAL * (0.5 + clock.random())
+                held = "a shared slot"
+            else:
+                wait = value / 1000 * (1 + 0.1 * clock.random())
+                held = "the shared rpm"
             if deadline is not None and clock.monotonic() + wait > deadline:
-                held = "a shared slot" if value < 0 else "a shared pause or rpm"
                 raise LimiterTimeoutError(
                     f"the call's time budget ended while it waited for {held} "
                     f"(Redis namespace {self.namespace!r})",
@@ -301,11 +317,11 @@ class RedisLimiter:
                     permit.lease,
                     outcome,
                     permit.sent_at_ms,
-                    int(pause * 1000),
+                    _ms(pause),
                     self.decrease,
                     self.max_concurrency,
                     permit.in_flight,
-                    int(self._max_hold * 1000),
+                    _ms(self._max_hold),
                     int(ADAPTIVE_STATE_TTL * 1000),
                 ],
             )
@@ -380,10 +396,43 @@ class RedisLimiter:
         return f"<RedisLimiter namespace={self.namespace!r} pid={os.getpid()}>"
 
 
+def _ms(seconds: float) -> int:
+    return int(min(seconds * 1000, LONGEST_MS))
+
+
 def _what_failed(exc: BaseException) -> str:
     if isinstance(exc, (_redis.exceptions.ConnectionError, _redis.exceptions.TimeoutError)):
         return f"did not answer ({type(exc).__name__})"
     return f"refused ({type(exc).__name__}: {exc})"
+
+
+class _SharedPause:
+    """How long this client honours the namespace's pause. A pause is one client's reading of
+    a server's long Retry-After, clamped to that client's ``max_wait``; this client clamps it
+    to its own, as its local limiter clamps a hold: a 40 s pause from a client whose
+    ``max_wait`` is 60 held every call of one whose ``max_wait`` is 5 for 40 s, and failed each
+    whose budget was shorter. Times are Redis's, in ms."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()  # guards the three fields below
+        self._end = 0  # the end of the pause last seen
+        self._until = 0  # when this client stops honouring it
+        self._passed = 0  # the end of the pause this client has honoured all it will
+
+    def left(self, end: int, now: int, max_hold: int) -> int:
+        """How much longer to honour the pause ending at ``end``; 0: pass it from now on."""
+        with self._lock:
+            if end != self._end:  # a new pause (or one a new Retry-After moved): its own clamp
+                self._end = end
+                self._until = now + min(end - now, max_hold)
+            left = self._until - now
+            if left <= 0:
+                self._passed = end
+            return max(0, left)
+
+    def passed(self) -> int:
+        with self._lock:
+            return self._passed
 
 
 class _RedisPermit:
