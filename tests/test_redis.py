@@ -32,7 +32,7 @@ if shutil.which("redis-server") is None:
         )
     pytest.skip("redis-server is not installed", allow_module_level=True)
 
-from comet_sync import Clock, LimiterTimeoutError, RateLimitError
+from comet_sync import Clock, InvalidArgumentError, LimiterTimeoutError, RateLimitError
 from comet_sync._http.headers import ServerWord
 from comet_sync.contrib.redis import LimiterUnavailableError, RedisLimiter
 
@@ -476,3 +476,10 @@ def test_an_infinite_max_wait_honours_a_pause_for_as_long_as_it_lasts(redis_serv
     with pytest.raises(LimiterTimeoutError, match="shared pause"):
         lim.acquire(timeout=1)
     assert 4 < lim.state().cooling_down_for <= 5
+
+
+def test_bad_arguments_raise_our_error(redis_server) -> None:
+    with pytest.raises(InvalidArgumentError, match="failure"):
+        limiter(redis_server, "ns", failure="maybe")
+    with pytest.raises(InvalidArgumentError, match="max_concurrency"):
+        limiter(redis_server, "ns", max_concurrency=0)

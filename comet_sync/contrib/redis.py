@@ -50,14 +50,14 @@ import logging
 import os
 import threading
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._cancel import interruptible_sleep
 from .._clock import Clock
 from .._config import RateControl
-from .._exceptions import CometError, LimiterTimeoutError
+from .._exceptions import CometError, InvalidArgumentError, LimiterTimeoutError
 from .._http.headers import ServerWord
-from .._rate.limiter import LONG_RETRY_AFTER, Limiter, LimiterState, Permit
+from .._rate.limiter import LONG_RETRY_AFTER, Limiter, LimiterProtocol, LimiterState, Permit
 from ._errors import require
 from ._redis_scripts import ACQUIRE, RELEASE, RENEW
 
@@ -109,9 +109,11 @@ class RedisLimiter:
         rate_control: RateControl | None = None,
     ) -> None:
         if failure not in ("open", "closed"):
-            raise ValueError("failure must be 'open' or 'closed'")
+            raise InvalidArgumentError("failure", f"expected 'open' or 'closed', got {failure!r}")
         if max_concurrency < 1:
-            raise ValueError("max_concurrency must be >= 1")
+            raise InvalidArgumentError(
+                "max_concurrency", f"expected an int >= 1, got {max_concurrency!r}"
+            )
         self._redis = redis_client
         self.namespace = namespace
         self.max_concurrency = max_concurrency
@@ -192,7 +194,7 @@ class RedisLimiter:
         cost: float = 0.0,
         timeout: float | None = None,
         retry_cost: float = 0.0,
-    ) -> Any:
+    ) -> _RedisPermit:
         """This process's lane first (holds, throttle, pace), then a shared lease; raises
         :class:`LimiterTimeoutError` if that would take longer than ``timeout``."""
         now = self._clock.monotonic
@@ -205,7 +207,7 @@ class RedisLimiter:
             local.release()
             raise
 
-    def _lease(self, local: Permit, timeout: float | None) -> Any:
+    def _lease(self, local: Permit, timeout: float | None) -> _RedisPermit:
         clock = self._clock
         started = clock.monotonic()
         deadline = None if timeout is None else started + timeout
@@ -394,6 +396,12 @@ class RedisLimiter:
 
     def __repr__(self) -> str:
         return f"<RedisLimiter namespace={self.namespace!r} pid={os.getpid()}>"
+
+
+if TYPE_CHECKING:
+    # mypy --strict checks here that RedisLimiter stays what a client accepts as limiter=.
+    def _is_a_limiter(limiter: RedisLimiter) -> LimiterProtocol:
+        return limiter
 
 
 def _ms(seconds: float) -> int:
