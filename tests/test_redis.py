@@ -32,7 +32,7 @@ if shutil.which("redis-server") is None:
         )
     pytest.skip("redis-server is not installed", allow_module_level=True)
 
-from comet_sync import Clock, LimiterTimeoutError
+from comet_sync import Clock, InvalidArgumentError, LimiterTimeoutError, RateLimitError
 from comet_sync._http.headers import ServerWord
 from comet_sync.contrib.redis import LimiterUnavailableError, RedisLimiter
 
@@ -262,3 +262,224 @@ def test_the_client_refuses_calls_when_closed_policy_and_redis_down(redis_server
             client.chat.completions.create(model="m", messages=user("down"), total_timeout=0.5)
         assert fake.stats().requests == 1
         client.close()
+
+
+# -- Redis state that is not ours to trust (issue 21, items 11 and 12) ---------------------------
+
+
+def raw_client(redis_server: RedisProcess):
+    import redis
+
+    return redis.Redis.from_url(redis_server.url)
+
+
+def redis_ms(raw) -> int:
+    seconds, micros = raw.time()
+    return int(seconds) * 1000 + int(micros) // 1000
+
+
+# What someone else may leave in our keys: values we never write, keys of another type.
+TAMPERED = {
+    "limit garbage": ("limit", "set", "garbage"),
+    "limit NaN": ("limit", "set", "nan"),
+    "limit infinite": ("limit", "set", "inf"),
+    "limit 1,000": ("limit", "set", "1000"),
+    "limit negative": ("limit", "set", "-3"),
+    "limit a hash": ("limit", "hset", "x"),
+    "lastcut garbage": ("lastcut", "set", "garbage"),
+    "lastcut a list": ("lastcut", "rpush", "x"),
+    "lastcut in the year 33658": ("lastcut", "set", "1e15"),
+    "cooldown garbage": ("cooldown", "set", "garbage"),
+    "cooldown a set": ("cooldown", "sadd", "x"),
+    "tat garbage": ("tat", "set", "garbage"),
+    "tat a hash": ("tat", "hset", "x"),
+    "tat in the year 33658": ("tat", "set", "1e15"),
+    "leases a string": ("leases", "set", "x"),
+}
+
+
+@pytest.mark.parametrize("case", TAMPERED, ids=list(TAMPERED))
+def test_tampered_keys_are_repaired_or_ignored_and_the_configured_cap_wins(
+    redis_server, case
+) -> None:
+    ns = uuid.uuid4().hex
+    key, command, value = TAMPERED[case]
+    raw = raw_client(redis_server)
+    if command == "hset":
+        raw.hset(f"{ns}:{key}", "field", value)
+    else:
+        getattr(raw, command)(f"{ns}:{key}", value)
+    a, b = (
+        bound(limiter(redis_server, ns, max_concurrency=4, rpm=60_000, burst_seconds=1), 30.0)
+        for _ in range(2)
+    )
+    permits = [lim.acquire(timeout=2) for lim in (a, b, a, b)]
+    assert all(p.lease is not None for p in permits)  # shared leases, not a fallback
+    for lim in (a, b):  # a shared limit of 1,000 (or infinity) does not lift the cap of 4
+        with pytest.raises(LimiterTimeoutError, match="shared slot"):
+            lim.acquire(timeout=0.1)
+    permits[0].release(429, throttled=True, word=ServerWord(1.0, None, None, None))
+    assert a.limit == 2  # cut once, from the configured 4
+    for permit in permits[1:]:
+        permit.release(200)
+    a.acquire(timeout=2).release(200)
+
+
+def test_the_renewer_survives_any_error(redis_server, caplog) -> None:
+    caplog.set_level(logging.WARNING, logger="comet_sync")
+    ns = uuid.uuid4().hex
+    lim = limiter(redis_server, ns, max_concurrency=1, lease_ttl=0.3)
+    renew, calls = lim._renew_script, []
+
+    def fails_once(**kwargs):
+        calls.append(kwargs)
+        if len(calls) == 1:
+            raise RuntimeError("not a Redis error")
+        return renew(**kwargs)
+
+    lim._renew_script = fails_once
+    permit = lim.acquire()
+    deadline = time.monotonic() + 5
+    while len(calls) < 3:  # failed once, then renewed twice
+        assert lim._renewer.is_alive(), "the renewer died of an error"
+        assert time.monotonic() < deadline, "the renewer stopped renewing"
+        time.sleep(0.02)
+    assert "could not renew 1 leases (RuntimeError" in caplog.text
+    assert "leases renewed again" in caplog.text
+    with pytest.raises(LimiterTimeoutError, match="shared slot"):
+        limiter(redis_server, ns, max_concurrency=1).acquire(timeout=0.1)  # still held
+    permit.release(200)
+
+
+def test_redis_out_of_memory_keeps_held_leases_and_the_cap(redis_server) -> None:
+    ns = uuid.uuid4().hex
+    raw = raw_client(redis_server)
+    holder = limiter(redis_server, ns, max_concurrency=4, lease_ttl=0.6)
+    other = limiter(redis_server, ns, max_concurrency=4, lease_ttl=0.6)
+    held = [holder.acquire(timeout=2) for _ in range(4)]
+    raw.config_set("maxmemory-policy", "noeviction")
+    raw.config_set("maxmemory", "1")  # every write that may add memory is refused
+    try:
+        # Three lease TTLs: leases that were not renewed would have lapsed, and their slots
+        # been granted a second time.
+        with pytest.raises(LimiterTimeoutError, match="shared slot"):
+            other.acquire(timeout=1.8)
+        assert holder._renewer.is_alive()
+        assert raw.zcard(f"{ns}:leases") == 4
+    finally:
+        raw.config_set("maxmemory", "0")
+    for permit in held:
+        permit.release(200)
+    other.acquire(timeout=2).release(200)
+
+
+@pytest.mark.parametrize("failure", ["open", "closed"])
+def test_a_read_only_replica_follows_the_failure_policy(redis_server, failure, caplog) -> None:
+    caplog.set_level(logging.WARNING, logger="comet_sync")
+    raw = raw_client(redis_server)
+    lim = limiter(redis_server, uuid.uuid4().hex, failure=failure, lease_ttl=0.3)
+    held = lim.acquire()
+    # A replica of a master that is not there: it keeps its data and refuses every write.
+    raw.execute_command("REPLICAOF", "127.0.0.1", str(free_port()))
+    try:
+        deadline = time.monotonic() + 5
+        while "could not renew 1 leases (ReadOnlyError" not in caplog.text:
+            assert lim._renewer.is_alive(), "the renewer died of ReadOnlyError"
+            assert time.monotonic() < deadline, "the renewer never reported its failures"
+            time.sleep(0.02)
+        if failure == "open":
+            permit = lim.acquire(timeout=2)
+            assert permit.held and permit.lease is None  # only this process's limiter
+            permit.release(200)
+        else:
+            with pytest.raises(LimiterUnavailableError, match="ReadOnlyError"):
+                lim.acquire(timeout=0.5)
+        held.release(200)  # the lease it cannot remove expires by itself
+        assert lim._renewer.is_alive()
+    finally:
+        raw.execute_command("REPLICAOF", "NO", "ONE")
+    lim.acquire(timeout=2).release(200)
+
+
+class SleepLog:
+    """The system's clock, with every sleep recorded."""
+
+    def __init__(self) -> None:
+        self.sleeps: list[float] = []
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        time.sleep(seconds)
+
+    def clock(self) -> Clock:
+        return Clock(sleep=self.sleep)
+
+
+def test_a_pause_without_a_ttl_is_honoured_for_max_wait_at_most(redis_server) -> None:
+    ns = uuid.uuid4().hex
+    raw = raw_client(redis_server)
+    raw.set(f"{ns}:cooldown", redis_ms(raw) + 10**12)  # for good, and no TTL
+    log = SleepLog()
+    lim = limiter(redis_server, ns)
+    lim.bind(clock=log.clock(), max_hold=0.5)
+    lim.acquire(timeout=5).release(200)
+    assert 0.5 <= sum(log.sleeps) <= 0.5 * 1.1 + 0.01  # it waited its max_wait, no longer
+    deadline = time.monotonic() + 2
+    while raw.exists(f"{ns}:cooldown"):  # and the key was given a TTL: others wait no longer
+        assert time.monotonic() < deadline, f"still there, TTL {raw.pttl(f'{ns}:cooldown')}"
+        time.sleep(0.02)
+
+
+def test_each_client_clamps_a_shared_pause_to_its_own_max_wait(redis_server) -> None:
+    ns = uuid.uuid4().hex
+    patient = bound(limiter(redis_server, ns), 60.0)
+    patient.acquire().release(429, throttled=True, word=ServerWord(40.0, None, None, None))
+    log = SleepLog()
+    hasty = limiter(redis_server, ns)
+    hasty.bind(clock=log.clock(), max_hold=0.5)
+    for _ in range(3):  # delayed once by its own max_wait, then not failed nor delayed again
+        hasty.acquire(timeout=5).release(200)
+    assert 0.5 <= sum(log.sleeps) <= 0.5 * 1.1 + 0.01
+    with pytest.raises(LimiterTimeoutError, match="pause"):
+        patient.acquire(timeout=1)  # whose max_wait is 60 still honours all 40 s
+
+
+def test_a_client_with_a_short_max_wait_delays_under_another_clients_pause(redis_server) -> None:
+    ns = uuid.uuid4().hex
+    with FakeCometServer() as fake:
+        patient = CometClient(
+            api_key="redis-test-key-0123456789",
+            base_url=fake.base_url,
+            limiter=limiter(redis_server, ns),
+            max_wait=60,
+        )
+        hasty = CometClient(
+            api_key="redis-test-key-0123456789",
+            base_url=fake.base_url,
+            limiter=limiter(redis_server, ns),
+            max_wait=1,
+        )
+        fake.fail(429, headers={"Retry-After": "40"})
+        with pytest.raises(RateLimitError):  # its budget is shorter than the Retry-After
+            patient.chat.completions.create(model="m", messages=user("a"), total_timeout=2)
+        jobs = ({"model": "m", "messages": user(f"b{i}"), "total_timeout": 10} for i in range(8))
+        results = list(hasty.chat.completions.map(jobs, return_exceptions=True))
+        assert [r for r in results if isinstance(r, BaseException)] == []
+        patient.close()
+        hasty.close()
+
+
+def test_an_infinite_max_wait_honours_a_pause_for_as_long_as_it_lasts(redis_server) -> None:
+    ns = uuid.uuid4().hex
+    lim = bound(limiter(redis_server, ns), float("inf"))
+    lim.acquire().release(429, throttled=True, word=ServerWord(5.0, None, None, None))
+    with pytest.raises(LimiterTimeoutError, match="shared pause"):
+        lim.acquire(timeout=1)
+    assert 4 < lim.state().cooling_down_for <= 5
+
+
+def test_bad_arguments_raise_our_error(redis_server) -> None:
+    with pytest.raises(InvalidArgumentError, match="failure"):
+        limiter(redis_server, "ns", failure="maybe")
+    with pytest.raises(InvalidArgumentError, match="max_concurrency"):
+        limiter(redis_server, "ns", max_concurrency=0)

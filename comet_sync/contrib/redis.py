@@ -10,28 +10,35 @@ Every client built with the same namespace shares:
 
 * **the concurrency limit**: a slot is a lease (a member of a sorted set scored by its expiry)
   renewed by a background thread while the call or stream runs, so a killed worker frees its
-  slots within ``lease_ttl`` and nothing leaks;
+  slots within ``lease_ttl`` and nothing leaks (the renewer outlives any error: a lease that
+  lapsed while its call ran would be granted twice);
 * **a rate limit** (``rpm``): GCRA, checked and reserved in the same atomic script, on Redis's
   clock (``TIME``), never the hosts';
 * **adaptive state**: a 429 anywhere cuts the shared limit (once per window: a 429 on a request
-  sent before the last cut is not news) and successes grow it back; a long ``Retry-After``
-  (``LONG_RETRY_AFTER`` or more, clamped to the client's ``max_wait``) pauses every process.
+  sent before the last cut is not news) and successes grow it back; each client reads it as at
+  most its own ``max_concurrency``, and an unused namespace forgets it after
+  ``ADAPTIVE_STATE_TTL``. A long ``Retry-After`` (``LONG_RETRY_AFTER`` or more, clamped to the
+  client's ``max_wait``) pauses every process, each for at most its own ``max_wait``: a pause
+  delays calls, and it fails only those whose budget is shorter than that.
 
 Each process also keeps its own local :class:`~comet_sync._rate.limiter.Limiter` in front of the
 shared lease: the per-model lanes (holds on the server's word, the pace found from 429s or
 told by headers, the retry quota and the adaptive throttle) act per process, so a learned or
 told pace is not yet shared across processes; the concurrency cap, ``rpm`` and pauses are.
 
+The namespace's keys are not trusted: what the scripts (``_redis_scripts``) find there that we
+never write is deleted or ignored, and every key they write has a TTL.
+
 One round trip per acquire (one Lua script) and one per release in the common case. When the
-limit is full the caller sleeps a short, jittered interval before asking again; a cooldown or
-a rate wait is slept exactly as Redis says.
+limit is full the caller sleeps a short, jittered interval before asking again; a rate wait
+is slept as Redis says, a pause as long as it lasts or this client honours it.
 
 Failure policy: Redis calls use short socket timeouts. With ``failure="open"`` (default) a
-Redis that does not answer leaves only the local limiter in force, logged once per outage;
-with ``failure="closed"`` a call waits for Redis to come back (asking again with jittered,
-growing waits) for as long as its own time budget allows (``max_wait`` when it has none), and
-only then is refused with ``LimiterUnavailableError``: a Redis restart delays calls, it does
-not fail them.
+Redis that does not answer, or refuses (a read-only replica, say), leaves only the local limiter
+in force, logged once per outage; with ``failure="closed"`` a call waits for Redis to come back
+(asking again with jittered, growing waits) for as long as its own time budget allows
+(``max_wait`` when it has none), and only then is refused with ``LimiterUnavailableError``: a
+Redis restart delays calls, it does not fail them.
 
 Thread safety: ``_lock`` guards the table of held leases; no lock is held across a Redis call.
 A forked child gets a fresh connection pool, renewal thread and fallback.
@@ -42,17 +49,17 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._cancel import interruptible_sleep
 from .._clock import Clock
 from .._config import RateControl
-from .._exceptions import CometError, LimiterTimeoutError
+from .._exceptions import CometError, InvalidArgumentError, LimiterTimeoutError
 from .._http.headers import ServerWord
-from .._rate.limiter import LONG_RETRY_AFTER, Limiter, LimiterState, Permit
+from .._rate.limiter import LONG_RETRY_AFTER, Limiter, LimiterProtocol, LimiterState, Permit
 from ._errors import require
+from ._redis_scripts import ACQUIRE, RELEASE, RENEW
 
 _redis = require("redis", "redis")
 
@@ -72,62 +79,13 @@ FULL_RETRY_INTERVAL = 0.02
 UNAVAILABLE_FIRST_WAIT = 0.1
 UNAVAILABLE_MAX_WAIT = 1.0
 DEFAULT_DECREASE = 0.6
-
-# KEYS: leases, limit, lastcut, cooldown, tat
-# ARGV: lease id, lease ttl ms, max concurrency, rpm interval ms (0: none), burst ms
-_ACQUIRE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-local cool = tonumber(redis.call('GET', KEYS[4]) or '0')
-if cool > now then return {0, cool - now, now, 0} end
-local limit = tonumber(redis.call('GET', KEYS[2]) or ARGV[3])
-local n = redis.call('ZCARD', KEYS[1])
-if n >= math.max(1, math.floor(limit)) then return {0, -1, now, 0} end
-local interval = tonumber(ARGV[4])
-if interval > 0 then
-  local tat = math.max(tonumber(redis.call('GET', KEYS[5]) or '0'), now)
-  local allow = tat + interval - tonumber(ARGV[5])
-  if allow > now then return {0, allow - now, now, 0} end
-  redis.call('SET', KEYS[5], tat + interval, 'PX', math.ceil(tat + interval - now) + 1000)
-end
-redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
-redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 2)
-return {1, n + 1, now, math.floor(limit)}
-"""
-
-# KEYS: leases, limit, lastcut, cooldown
-# ARGV: lease id, outcome (0 other, 1 success, 2 throttled), sent at ms, retry after ms,
-#       decrease, max concurrency, in flight at send, longest pause ms
-_RELEASE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZREM', KEYS[1], ARGV[1])
-local limit = tonumber(redis.call('GET', KEYS[2]) or ARGV[6])
-local outcome = tonumber(ARGV[2])
-if outcome == 2 then
-  -- Clamped here too: a pause written to Redis outlives this process, so no value any
-  -- client sends may stop every process for longer than max_wait.
-  local ra = math.min(tonumber(ARGV[4]), tonumber(ARGV[8]))
-  if ra > 0 then
-    local cool = tonumber(redis.call('GET', KEYS[4]) or '0')
-    if now + ra > cool then redis.call('SET', KEYS[4], now + ra, 'PX', ra) end
-  end
-  local last = tonumber(redis.call('GET', KEYS[3]) or '0')
-  -- strictly after: a request sent in the millisecond of the last cut belongs to its burst
-  if tonumber(ARGV[3]) > last then
-    limit = math.max(1, limit * tonumber(ARGV[5]))
-    redis.call('SET', KEYS[2], limit)
-    redis.call('SET', KEYS[3], now)
-  end
-elseif outcome == 1 then
-  if tonumber(ARGV[7]) >= math.floor(limit) and limit < tonumber(ARGV[6]) then
-    limit = math.min(tonumber(ARGV[6]), limit + 1 / limit)
-    redis.call('SET', KEYS[2], limit)
-  end
-end
-return tostring(limit)
-"""
+# Longer waits are sent to Redis as this many ms: max_wait may be infinite, Redis's arguments
+# may not (a pause of 31 years is honoured as long as one of infinity).
+LONGEST_MS = 10**12
+# The shared limit and the time of its last cut are forgotten once nobody has used the namespace
+# for this long: a namespace back in use starts again from max_concurrency, as a new process
+# does.
+ADAPTIVE_STATE_TTL = 600.0
 
 
 class LimiterUnavailableError(CometError):
@@ -151,9 +109,11 @@ class RedisLimiter:
         rate_control: RateControl | None = None,
     ) -> None:
         if failure not in ("open", "closed"):
-            raise ValueError("failure must be 'open' or 'closed'")
+            raise InvalidArgumentError("failure", f"expected 'open' or 'closed', got {failure!r}")
         if max_concurrency < 1:
-            raise ValueError("max_concurrency must be >= 1")
+            raise InvalidArgumentError(
+                "max_concurrency", f"expected an int >= 1, got {max_concurrency!r}"
+            )
         self._redis = redis_client
         self.namespace = namespace
         self.max_concurrency = max_concurrency
@@ -186,12 +146,14 @@ class RedisLimiter:
         return cls(client, namespace=namespace, **kwargs)
 
     def _start_process_state(self) -> None:
-        self._acquire_script = self._redis.register_script(_ACQUIRE)
-        self._release_script = self._redis.register_script(_RELEASE)
+        self._acquire_script = self._redis.register_script(ACQUIRE)
+        self._release_script = self._redis.register_script(RELEASE)
+        self._renew_script = self._redis.register_script(RENEW)
         self._lock = threading.Lock()  # guards _held, _fallback, _down
         self._held: dict[str, float] = {}
         self._fallback: Limiter | None = None
         self._down = False
+        self._pause = _SharedPause()
         self._shared_limit = self.max_concurrency
         self._stop = threading.Event()
         self._renewer = threading.Thread(
@@ -232,7 +194,7 @@ class RedisLimiter:
         cost: float = 0.0,
         timeout: float | None = None,
         retry_cost: float = 0.0,
-    ) -> Any:
+    ) -> _RedisPermit:
         """This process's lane first (holds, throttle, pace), then a shared lease; raises
         :class:`LimiterTimeoutError` if that would take longer than ``timeout``."""
         now = self._clock.monotonic
@@ -245,15 +207,16 @@ class RedisLimiter:
             local.release()
             raise
 
-    def _lease(self, local: Permit, timeout: float | None) -> Any:
+    def _lease(self, local: Permit, timeout: float | None) -> _RedisPermit:
         clock = self._clock
         started = clock.monotonic()
         deadline = None if timeout is None else started + timeout
         lease = uuid.uuid4().hex
         unavailable = 0
+        max_hold_ms = _ms(self._max_hold)
         while True:
             try:
-                granted, value, now_ms, limit = self._acquire_script(
+                granted, value, now_ms, limit, pause_end = self._acquire_script(
                     keys=self._keys,
                     args=[
                         lease,
@@ -261,9 +224,12 @@ class RedisLimiter:
                         self.max_concurrency,
                         self._interval_ms,
                         self._burst_ms,
+                        max_hold_ms,
+                        self._pause.passed(),
                     ],
                 )
-            except (_redis.exceptions.ConnectionError, _redis.exceptions.TimeoutError) as exc:
+            except _redis.exceptions.RedisError as exc:
+                # Not only a silent Redis: a read-only replica, a refused script, an ACL.
                 self._unavailable(exc)
                 if self.failure == "open":
                     return _RedisPermit(self, None, local, sent_at_ms=0, in_flight=0)
@@ -274,9 +240,9 @@ class RedisLimiter:
                 end = deadline if deadline is not None else started + self._max_hold
                 if clock.monotonic() + wait > end:
                     raise LimiterUnavailableError(
-                        f"the shared limiter (Redis, namespace {self.namespace!r}) did not "
-                        f"answer for {clock.monotonic() - started:.3g}s, all this call's budget "
-                        f"allowed: {type(exc).__name__}"
+                        f"the shared limiter (Redis, namespace {self.namespace!r}) "
+                        f"{_what_failed(exc)} for {clock.monotonic() - started:.3g}s, all this "
+                        f"call's budget allowed"
                     ) from exc
                 clock.sleep(wait)
                 continue
@@ -288,14 +254,22 @@ class RedisLimiter:
                 return _RedisPermit(
                     self, lease, local, sent_at_ms=int(now_ms), in_flight=int(value)
                 )
-            # Full: ask again soon, jittered so waiting processes do not ask in step.
-            wait = (
-                FULL_RETRY_INTERVAL * (0.5 + clock.random())
-                if value < 0
-                else value / 1000 * (1 + 0.1 * clock.random())
-            )
+            if pause_end:
+                # Another client's pause is honoured for this client's own max_wait at most.
+                left = self._pause.left(int(pause_end), int(now_ms), max_hold_ms) / 1000
+                if left <= 0:
+                    continue  # honoured all it will be: ask again past it
+                # Everyone paused comes back spread over a tenth of it, not in one herd.
+                wait = left + clock.random() * min(1.0, 0.1 * left)
+                held = "a shared pause"
+            elif value < 0:
+                # Full: ask again soon, jittered so waiting processes do not ask in step.
+                wait = FULL_RETRY_INTERVAL * (0.5 + clock.random())
+                held = "a shared slot"
+            else:
+                wait = value / 1000 * (1 + 0.1 * clock.random())
+                held = "the shared rpm"
             if deadline is not None and clock.monotonic() + wait > deadline:
-                held = "a shared slot" if value < 0 else "a shared pause or rpm"
                 raise LimiterTimeoutError(
                     f"the call's time budget ended while it waited for {held} "
                     f"(Redis namespace {self.namespace!r})",
@@ -309,8 +283,8 @@ class RedisLimiter:
         try:
             ttl_ms = self._redis.pttl(self._keys[3])
             cooling = max(0.0, ttl_ms / 1000) if ttl_ms and ttl_ms > 0 else 0.0
-        except (_redis.exceptions.ConnectionError, _redis.exceptions.TimeoutError):
-            pass
+        except _redis.exceptions.RedisError:
+            pass  # a snapshot without the shared pause; acquire reports the outage
         return LimiterState(
             max_concurrency=self.max_concurrency,
             concurrency_limit=self._shared_limit,
@@ -345,35 +319,45 @@ class RedisLimiter:
                     permit.lease,
                     outcome,
                     permit.sent_at_ms,
-                    int(pause * 1000),
+                    _ms(pause),
                     self.decrease,
                     self.max_concurrency,
                     permit.in_flight,
-                    int(self._max_hold * 1000),
+                    _ms(self._max_hold),
+                    int(ADAPTIVE_STATE_TTL * 1000),
                 ],
             )
             self._shared_limit = max(1, int(float(limit)))
-        except (_redis.exceptions.ConnectionError, _redis.exceptions.TimeoutError):
+        except _redis.exceptions.RedisError:
             pass  # the lease expires by itself within lease_ttl
 
     def _renew_forever(self) -> None:
+        failing = False  # logged once per run of failures, on this thread only
         while not self._stop.wait(self.lease_ttl / 3):
             with self._lock:
                 leases = list(self._held)
             if not leases:
                 continue
             try:
-                # Redis judges leases by its own TIME: a renewal is measured against the host's real
-                # clock (never an injected one), and only needs to be roughly right.
-                now_ms = int(time.time() * 1000)
-                pipe = self._redis.pipeline(transaction=False)
-                for lease in leases:
-                    pipe.zadd(self._keys[0], {lease: now_ms + int(self.lease_ttl * 1000)}, xx=True)
-                # The set itself expires when nobody uses the namespace: keep it alive too.
-                pipe.pexpire(self._keys[0], int(self.lease_ttl * 2000))
-                pipe.execute()
-            except (_redis.exceptions.ConnectionError, _redis.exceptions.TimeoutError):
+                self._renew_script(keys=self._keys[:1], args=[int(self.lease_ttl * 1000), *leases])
+            except Exception as exc:
+                # Whatever the error, the thread lives on: once it is gone every lease of this
+                # process lapses while its call runs, and its slot is granted a second time.
+                if not failing:
+                    logger.warning(
+                        "Redis limiter %s: could not renew %d leases (%s: %s); trying again "
+                        "every %.3gs",
+                        self.namespace,
+                        len(leases),
+                        type(exc).__name__,
+                        exc,
+                        self.lease_ttl / 3,
+                    )
+                failing = True
                 continue
+            if failing:
+                logger.warning("Redis limiter %s: leases renewed again", self.namespace)
+                failing = False
 
     def _local(self) -> Limiter:
         with self._lock:
@@ -412,6 +396,51 @@ class RedisLimiter:
 
     def __repr__(self) -> str:
         return f"<RedisLimiter namespace={self.namespace!r} pid={os.getpid()}>"
+
+
+if TYPE_CHECKING:
+    # mypy --strict checks here that RedisLimiter stays what a client accepts as limiter=.
+    def _is_a_limiter(limiter: RedisLimiter) -> LimiterProtocol:
+        return limiter
+
+
+def _ms(seconds: float) -> int:
+    return int(min(seconds * 1000, LONGEST_MS))
+
+
+def _what_failed(exc: BaseException) -> str:
+    if isinstance(exc, (_redis.exceptions.ConnectionError, _redis.exceptions.TimeoutError)):
+        return f"did not answer ({type(exc).__name__})"
+    return f"refused ({type(exc).__name__}: {exc})"
+
+
+class _SharedPause:
+    """How long this client honours the namespace's pause. A pause is one client's reading of
+    a server's long Retry-After, clamped to that client's ``max_wait``; this client clamps it
+    to its own, as its local limiter clamps a hold: a 40 s pause from a client whose
+    ``max_wait`` is 60 held every call of one whose ``max_wait`` is 5 for 40 s, and failed each
+    whose budget was shorter. Times are Redis's, in ms."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()  # guards the three fields below
+        self._end = 0  # the end of the pause last seen
+        self._until = 0  # when this client stops honouring it
+        self._passed = 0  # the end of the pause this client has honoured all it will
+
+    def left(self, end: int, now: int, max_hold: int) -> int:
+        """How much longer to honour the pause ending at ``end``; 0: pass it from now on."""
+        with self._lock:
+            if end != self._end:  # a new pause (or one a new Retry-After moved): its own clamp
+                self._end = end
+                self._until = now + min(end - now, max_hold)
+            left = self._until - now
+            if left <= 0:
+                self._passed = end
+            return max(0, left)
+
+    def passed(self) -> int:
+        with self._lock:
+            return self._passed
 
 
 class _RedisPermit:
