@@ -19,7 +19,7 @@ import threading
 import weakref
 from collections.abc import Iterator
 from types import TracebackType
-from typing import Any, Callable, NoReturn, SupportsIndex
+from typing import Any, Callable, NoReturn, SupportsIndex, TypeVar
 
 from .._exceptions import APIError, CometError, ResponseSnapshot
 from .._http.error_map import (
@@ -64,6 +64,9 @@ class _Ending:
             chunks=self.chunks,
             first_chunk_at=self.first_chunk_at,
         )
+
+
+_S = TypeVar("_S", bound="Stream")
 
 
 class Stream:
@@ -223,7 +226,8 @@ class Stream:
             self._ending.error = error
         self._finalizer()
 
-    def __enter__(self) -> Stream:
+    def __enter__(self: _S) -> _S:
+        # The subclass's own type: ``with responses.create(stream=True) as s`` iterates events.
         return self
 
     def __exit__(

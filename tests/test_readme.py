@@ -1,0 +1,66 @@
+"""The README's Python blocks type-check under mypy --strict, as a user's code would (issue 23).
+
+Each block is checked on its own, after a prelude that declares the names the README's prose
+gives it (``client``, ``prompts``, ``jobs``, ``msgs``): a block that calls a method that does
+not exist, passes a wrong argument or reads a field the wrong way fails here.
+"""
+
+from __future__ import annotations
+
+import re
+import textwrap
+from pathlib import Path
+
+import pytest
+
+# Spawns mypy: `make test-fast` leaves it out.
+pytestmark = pytest.mark.slow
+
+mypy_api = pytest.importorskip("mypy.api")
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+PRELUDE = """\
+from typing import Any
+
+from comet_sync import CometClient
+from collections.abc import Iterable, Sequence
+
+from comet_sync._params import Message
+
+client: CometClient
+prompts: list[str]
+jobs: Iterable[Any]
+msgs: Sequence[Message]
+"""
+
+
+def _blocks() -> list[tuple[int, str]]:
+    text = README.read_text()
+    return [
+        (text.count("\n", 0, m.start()) + 2, m.group(1))
+        for m in re.finditer(r"^```python\n(.*?)^```", text, re.S | re.M)
+    ]
+
+
+BLOCKS = _blocks()
+
+
+def test_the_readme_has_python_blocks() -> None:
+    assert len(BLOCKS) >= 10
+
+
+@pytest.mark.parametrize(("line", "code"), BLOCKS, ids=[f"line {line}" for line, _ in BLOCKS])
+def test_a_readme_block_passes_mypy_strict(line: int, code: str, tmp_path: Path) -> None:
+    path = tmp_path / "readme_block.py"
+    path.write_text(PRELUDE + "\n" + textwrap.dedent(code))
+    out, _, _ = mypy_api.run(
+        ["--strict", "--no-incremental", "--python-version", "3.10", str(path)]
+    )
+    offset = PRELUDE.count("\n") + 1
+    errors = [
+        re.sub(r":(\d+):", lambda m: f": README line {int(m.group(1)) - offset + line - 1}:", e)
+        for e in out.splitlines()
+        if ": error:" in e
+    ]
+    assert errors == [], "\n".join(errors)
