@@ -25,8 +25,9 @@ by changing the import only::
 Every message carries the status and request id when known, never the API key: the key is
 scrubbed (in every encoding a server might echo it in) out of anything the server sent back.
 An exception keeps a :class:`ResponseSnapshot` of the answer (status, headers, a bounded
-snippet of the body), never the request: it pickles (Celery and multiprocessing send
-exceptions between processes) without the ``Authorization`` header and without a 50 MB body.
+snippet of the body) and a :class:`RequestSnapshot` of the request (its method and URL, no
+headers, no body): it pickles (Celery and multiprocessing send exceptions between processes)
+without the ``Authorization`` header, without the user's prompt and without a 50 MB body.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ __all__ = [
     "NotFoundError",
     "PermissionDeniedError",
     "RateLimitError",
+    "RequestSnapshot",
     "RequestTooLargeError",
     "ResponseSnapshot",
     "TLSError",
@@ -113,6 +115,28 @@ class ResponseSnapshot:
         return json.loads(self.text)
 
 
+@dataclass(frozen=True)
+class RequestSnapshot:
+    """What an exception keeps of the request it reports, in place of openai-python's
+    ``httpx.Request``: ``method`` and ``url`` (query string included, the key scrubbed out).
+
+    Never the headers (``Authorization`` holds the key) nor the body (the user's prompt, and
+    possibly megabytes of it): an exception is logged, pickled and sent between processes.
+    An exception built outside a call (by user code, in a test) has an empty one.
+    """
+
+    method: str = ""
+    url: str = ""
+
+    @classmethod
+    def of(cls, method: str, url: str, secret: str | None) -> RequestSnapshot:
+        return cls(method=method, url=scrub(url, secret))
+
+
+# The request of an exception built outside a call: shared, it is immutable.
+NO_REQUEST = RequestSnapshot()
+
+
 class CometError(Exception):
     """Base class of every exception raised by comet_sync."""
 
@@ -152,11 +176,17 @@ class APIError(CometError):
         *,
         request_id: str | None = None,
         body: Any = None,
+        request: RequestSnapshot = NO_REQUEST,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.request_id = request_id
+        # openai-python's ``body``: the error object (``{"message", "type", "param",
+        # "code"}``, what ``"error"`` holds in the document), the document when it has no
+        # ``"error"``, the text when it is not JSON; None when no answer came.
         self.body = body
+        # The request the call sent; the call fills it in when the error leaves it.
+        self.request = request
         # openai-python's fields from the error object (``error.code/type/param``); None when
         # the server sent none, as for every error that is not an answer.
         self.code: str | None = None
@@ -188,10 +218,15 @@ class APIStatusError(APIError):
         retry_after: float | None = None,
         type: str | None = None,  # (openai-python's name)
         param: str | None = None,
+        document: Any = None,
     ) -> None:
         super().__init__(message, request_id=request_id, body=body)
         self.response = response
         self.status_code = status_code
+        # The whole error body, decoded and scrubbed (``{"error": {...}}``); ``body`` is the
+        # error object in it. (Not ``response.json()``: the snapshot's text is scrubbed as
+        # text, and decoding it would turn a \u-escaped echo of the key back into the key.)
+        self.document = body if document is None else document
         # CometAPI's error.code ("invalid_request", "model_not_found", ...); often empty.
         self.code = code
         self.type = type

@@ -191,7 +191,9 @@ def test_exceptions_carry_openai_attributes(server, client) -> None:
         "temperature",
         "invalid_value",
     )
-    assert exc.message and exc.body["error"]["param"] == "temperature"
+    # openai-python's body: the error object, not the document around it.
+    assert exc.message and exc.body["param"] == "temperature"
+    assert exc.body["message"] == "bad temperature"
     assert exc.response.status_code == 400
 
 
@@ -268,3 +270,129 @@ def test_submit_and_map_refuse_to_stream_before_sending(server, client) -> None:
     )
     assert isinstance(result, InvalidArgumentError) and result.argument == "stream"
     assert server.stats().requests == 0
+
+
+# -- the same lines under both clients, one idiom at a time ------------------------------------
+
+
+def under_both(script: Any, **server_knobs: Any) -> tuple[Any, Any]:
+    """``script(client, errors, server)`` run under openai-python, then under comet_sync,
+    against one fake server (one address: URLs compare equal), with ``errors`` the module its
+    exceptions come from: the two results, openai's first. Skipped where openai-python is not
+    installed (the bench extra)."""
+    openai = pytest.importorskip("openai")
+    with FakeCometServer(**server_knobs) as server:
+        theirs = script(
+            openai.OpenAI(api_key=SECRET, base_url=server.base_url, max_retries=0),
+            openai,
+            server,
+        )
+        with CometClient(api_key=SECRET, base_url=server.base_url, max_retries=0) as ours:
+            mine = script(ours, comet_sync, server)
+    return theirs, mine
+
+
+# Error bodies as servers send them: OpenAI's, CometAPI's (empty param and code), unwrapped,
+# a bare string under "error", a null error, JSON that is no object, and an HTML page.
+ERROR_BODIES: list[tuple[int, Any, str | None]] = [
+    (
+        400,
+        {
+            "error": {
+                "message": "bad temperature",
+                "type": "invalid_request_error",
+                "param": "temperature",
+                "code": "invalid_value",
+            }
+        },
+        None,
+    ),
+    (
+        401,
+        {"error": {"message": "invalid token", "type": "comet_api_error", "param": "", "code": ""}},
+        None,
+    ),
+    (422, {"message": "unwrapped", "type": "t", "code": 42, "param": None}, None),
+    (403, {"error": "a bare string"}, None),
+    (404, {"error": None, "detail": "x"}, None),
+    (400, [1, 2], None),
+    (400, '"just a JSON string"', "application/json"),
+    (404, "<html><h1>404 Not Found</h1></html>\n", None),
+    (400, {"error": {"message": "numbers", "code": 0, "param": 7, "type": 3}}, None),
+]
+
+
+def error_script(client: Any, errors: Any, server: Any) -> list[dict[str, Any]]:
+    seen = []
+    for status, body, content_type in ERROR_BODIES:
+        server.respond_next(body, status=status, content_type=content_type)
+        try:
+            client.chat.completions.create(
+                model="m", messages=[{"role": "user", "content": "x"}], extra_query={"q": "1"}
+            )
+        except errors.APIStatusError as e:
+            seen.append(
+                {
+                    "class": type(e).__name__,
+                    "status": e.status_code,
+                    "body": e.body,
+                    "code": e.code,
+                    "param": e.param,
+                    "type": e.type,
+                    "method": e.request.method,
+                    "url": str(e.request.url),
+                    "message": e.body["message"] if isinstance(e.body, dict) else None,
+                }
+            )
+    return seen
+
+
+@pytest.mark.slow
+def test_exceptions_carry_what_openai_puts_on_them() -> None:
+    theirs, mine = under_both(error_script)
+    assert len(theirs) == len(ERROR_BODIES)
+    assert mine == theirs
+
+
+@pytest.mark.slow
+def test_an_error_inside_a_stream_carries_what_openai_puts_on_it() -> None:
+    def script(client: Any, errors: Any, server: Any) -> dict[str, Any]:
+        server.fail(200, stream_error_after=1)
+        with pytest.raises(errors.APIError) as caught:
+            for _ in client.chat.completions.create(model="m", messages=user("x"), stream=True):
+                pass
+        e = caught.value
+        # (the request id in the message differs: one server, two calls)
+        message = e.body["message"].split(" (request id")[0]
+        return {
+            "body": {**e.body, "message": message},
+            "code": e.code,
+            "param": e.param,
+            "type": e.type,
+            "method": e.request.method,
+            "url": str(e.request.url),
+        }
+
+    theirs, mine = under_both(script)
+    assert mine == theirs
+
+
+def test_an_exceptions_request_is_its_method_and_url_only(server, make_client) -> None:
+    client = make_client(max_retries=0, default_query={"v": "1"})
+    server.fail(400, message="no")
+    with pytest.raises(comet_sync.BadRequestError) as caught:
+        client.chat.completions.create(model="m", messages=user("a secret prompt"))
+    request = caught.value.request
+    assert (request.method, request.url) == ("POST", f"{server.base_url}/chat/completions?v=1")
+    kept = pickle.dumps(caught.value)
+    assert SECRET.encode() not in kept and b"a secret prompt" not in kept
+    assert b"Authorization" not in kept
+    assert pickle.loads(kept).request == request
+    # Errors that got no answer name their request too.
+    dead = make_client(base_url="http://127.0.0.1:9/v1", max_retries=0)
+    with pytest.raises(comet_sync.APIConnectionError) as refused:
+        dead.models.list()
+    assert (refused.value.request.method, refused.value.request.url) == (
+        "GET",
+        "http://127.0.0.1:9/v1/models",
+    )

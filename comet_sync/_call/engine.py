@@ -44,6 +44,7 @@ class CallRunner:
         self._scope = scope
         self._base_url = base_url
         self._auth_header = f"Bearer {api_key}"
+        self._secret = api_key  # scrubbed out of the URL an exception keeps
         self._limiter = limiter
         self._recorder = recorder
         self._clock = clock
@@ -180,6 +181,7 @@ class CallRunner:
             payload,
             options,
             auth_header=self._auth_header,
+            secret=self._secret,
             accept=accept,
             limiter=self._limiter,
         )
@@ -201,10 +203,12 @@ def _log_retry(call: RetryingCall, exc: BaseException, wait: float) -> None:
 
 
 def _failed(exc: BaseException, req: Request, call: RetryingCall, log: CallLog) -> None:
-    """A call that raised: its error says how many attempts were sent (not those our own
-    limiter held back), and a give-up is logged."""
+    """A call that raised: its error names the request (openai-python's ``e.request``) and
+    says how many attempts were sent (not those our own limiter held back), and a give-up is
+    logged."""
     if not isinstance(exc, APIError):
         return
+    exc.request = req.snapshot
     exc.attempts = len(log.statuses)
     if exc.giveup_reason:
         logger.warning(

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from types import TracebackType
 from typing import Any, Callable, NoReturn, SupportsIndex
 
-from .._exceptions import APIError, CometError, ResponseSnapshot
+from .._exceptions import APIError, CometError, RequestSnapshot, ResponseSnapshot
 from .._http.error_map import (
     bad_event,
     event_too_large,
@@ -91,8 +91,10 @@ class Stream:
         clock: Callable[[], float],
         idle: float,
         finish: Callable[..., None],
+        request: RequestSnapshot,
     ) -> None:
         self._events = events
+        self._request = request
         self._pending: Event | None = first
         self._route = route
         self._exchange = exchange
@@ -148,6 +150,8 @@ class Stream:
         """End the stream on ``exc``; the exception to raise: a broken or silent connection
         says how far the stream got (a timeout stays a timeout), any other error as it is."""
         exc = stream_cut(self._route, self._ending.chunks, exc)
+        if isinstance(exc, APIError):
+            exc.request = self._request  # openai-python's e.request, as for any call's error
         self._end(exc)
         return exc
 
