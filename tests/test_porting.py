@@ -162,8 +162,16 @@ def test_an_httpx_style_timeout_object_is_accepted(server, make_client) -> None:
 def test_responses_dump_like_pydantic_models(server, client) -> None:
     reply = client.chat.completions.create(model="m", messages=user("x"))
     dumped = reply.model_dump()
-    assert dumped == reply.to_dict() and dumped is not reply.to_dict()
+    # As pydantic dumps openai's: a declared field the server left out is there, as None;
+    # to_dict() is the JSON as sent (exclude_unset=True).
+    assert dumped["service_tier"] is None and "service_tier" not in reply.to_dict()
+    assert reply.model_dump(exclude_unset=True) == reply.to_dict()
+    assert reply.to_dict() is not reply.to_dict()
     assert json.loads(reply.model_dump_json()) == dumped
+    with pytest.raises(TypeError):
+        reply.model_dump(exclude_nones=True)  # type: ignore[call-arg]  # a typo is no no-op
+    with pytest.raises(ValueError):
+        reply.model_dump(mode="yaml")
 
 
 def test_models_list_is_a_list_and_a_page(server, client) -> None:
@@ -396,3 +404,140 @@ def test_an_exceptions_request_is_its_method_and_url_only(server, make_client) -
         "GET",
         "http://127.0.0.1:9/v1/models",
     )
+
+
+# What differs by call on one server (ids, timestamps) is left out of what is compared.
+VARYING = {"id", "created", "created_at"}
+
+
+def dump_script(client: Any, errors: Any, server: Any) -> dict[str, Any]:
+    reply = client.chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}]
+    )
+    choice, usage = reply.choices[0], reply.usage
+    copied = reply.model_copy(update={"model": "other"})
+    deep = reply.model_copy(deep=True)
+    with client.chat.completions.create(
+        model="gpt-4o-mini",
+        messages=[{"role": "user", "content": "hi"}],
+        stream=True,
+        stream_options={"include_usage": True},
+    ) as stream:
+        chunks = list(stream)
+    embedding = client.embeddings.create(model="text-embedding-3-small", input="hi")
+    model = client.models.list().data[0]
+    response = client.responses.create(model="gpt-5", input="hi")
+    return {
+        "dump": reply.model_dump(exclude=VARYING),
+        "unset": reply.model_dump(exclude_unset=True, exclude=VARYING),
+        "none": reply.model_dump(exclude_none=True, exclude=VARYING),
+        "defaults": reply.model_dump(exclude_defaults=True, exclude=VARYING),
+        "json": json.loads(reply.model_dump_json(exclude=VARYING)),
+        "json_unset": json.loads(reply.model_dump_json(exclude_unset=True, exclude=VARYING)),
+        "json_none": json.loads(reply.model_dump_json(exclude_none=True, exclude=VARYING)),
+        "compact": ", " not in reply.model_dump_json() and "\n" not in reply.model_dump_json(),
+        "indented": reply.model_dump_json(indent=2).startswith('{\n  "'),
+        "to_dict": {k: v for k, v in reply.to_dict().items() if k not in VARYING},
+        "to_dict_none": reply.to_dict(exclude_none=True)["choices"],
+        "to_json": {k: v for k, v in json.loads(reply.to_json()).items() if k not in VARYING},
+        "to_json_indent": reply.to_json().startswith('{\n  "'),
+        "to_json_flat": "\n" not in reply.to_json(indent=None),
+        "include": reply.model_dump(include={"model", "usage"}),
+        "nested": reply.model_dump(
+            exclude_unset=True, include={"choices": {"__all__": {"message": {"content"}}}}
+        ),
+        "nested_exclude": reply.model_dump(
+            exclude_unset=True,
+            exclude={"choices": {0: {"message"}}, **dict.fromkeys(VARYING, True)},
+        ),
+        "absent": [
+            reply.service_tier,
+            reply.system_fingerprint,
+            choice.logprobs,
+            usage.prompt_tokens_details,
+            usage.completion_tokens_details,
+            choice.message.annotations,
+            choice.message.audio,
+            choice.message.function_call,
+            choice.message.tool_calls,
+        ],
+        "fields_set": [
+            sorted(reply.model_fields_set),
+            sorted(choice.model_fields_set),
+            sorted(choice.message.model_fields_set),
+            sorted(usage.model_fields_set),
+            sorted(model.model_fields_set),
+        ],
+        "copy": [
+            copied.model,
+            reply.model,
+            copied.choices == reply.choices,
+            "model" in copied.model_fields_set,
+        ],
+        "deep": deep.model_dump() == reply.model_dump(),
+        "chunks": [c.model_dump(exclude=VARYING) for c in chunks],
+        "chunks_unset": [c.model_dump(exclude=VARYING, exclude_unset=True) for c in chunks],
+        "embedding": embedding.model_dump(),
+        "model": model.model_dump(),
+        "model_none": model.model_dump(exclude_none=True),
+        "response": response.model_dump(
+            exclude_unset=True,
+            exclude={"id": True, "created_at": True, "output": {"__all__": {"id"}}},
+        ),
+        "response_none": response.model_dump(
+            exclude_none=True, exclude={"id": True, "created_at": True, "output": True}
+        ),
+        "response_absent": [response.service_tier, response.error, response.previous_response_id],
+    }
+
+
+@pytest.mark.slow
+def test_response_objects_dump_and_copy_as_openai_does() -> None:
+    theirs, mine = under_both(dump_script)
+    for key in theirs:
+        assert mine[key] == theirs[key], key
+    assert theirs["compact"] and theirs["indented"] and theirs["to_json_indent"]
+
+
+TOOL_REPLY = {
+    "id": "chatcmpl-tools",
+    "object": "chat.completion",
+    "created": 1,
+    "model": "m",
+    "choices": [
+        {
+            "index": 0,
+            "finish_reason": "tool_calls",
+            "message": {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": "call_1",
+                        "type": "function",
+                        "function": {"name": "weather", "arguments": '{"city": "Oslo"}'},
+                    }
+                ],
+            },
+        }
+    ],
+}
+
+
+@pytest.mark.slow
+def test_a_tool_call_reads_as_openai_reads_it() -> None:
+    def script(client: Any, errors: Any, server: Any) -> dict[str, Any]:
+        server.respond_next(TOOL_REPLY)
+        reply = client.chat.completions.create(model="m", messages=user("weather?"))
+        tc = reply.choices[0].message.tool_calls[0]
+        return {
+            "args": json.loads(tc.function.arguments),
+            "id": tc.id,
+            "name": tc.function.name,
+            "dump": tc.model_dump(),
+            "message": reply.choices[0].message.model_dump(exclude_none=True),
+            "absent": [reply.usage, reply.choices[0].logprobs],
+        }
+
+    theirs, mine = under_both(script)
+    assert mine == theirs
