@@ -112,3 +112,22 @@ def test_keep_alive() -> None:
             assert post(server, s).status_code == 200
         assert server.stats().connections_opened == 1
         assert len({r.connection for r in server.received}) == 1
+
+
+def test_one_model_by_id_and_an_unknown_one() -> None:
+    with FakeCometServer(models=["a", "org/b"]) as server, requests.Session() as s:
+        listed = s.get(server.base_url + "/models", timeout=5).json()["data"]
+        one = s.get(server.base_url + "/models/a", timeout=5)
+        assert one.status_code == 200 and one.json() == listed[0]
+        assert s.get(server.base_url + "/models/org/b", timeout=5).json()["id"] == "org/b"
+        missing = s.get(server.base_url + "/models/nope", timeout=5)
+        assert missing.status_code == 404 and missing.headers["X-Oneapi-Request-Id"]
+        assert missing.json() == {
+            "error": {
+                "message": "The model `nope` does not exist or you do not have access to it.",
+                "type": "invalid_request_error",
+                "param": None,
+                "code": "model_not_found",
+            }
+        }
+        assert s.post(server.base_url + "/models/a", timeout=5).status_code == 404

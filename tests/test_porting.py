@@ -541,3 +541,25 @@ def test_a_tool_call_reads_as_openai_reads_it() -> None:
 
     theirs, mine = under_both(script)
     assert mine == theirs
+
+
+@pytest.mark.slow
+def test_openai_retrieves_one_model_from_the_fake_server() -> None:
+    """openai-python's ``models.retrieve`` sends ``GET /models/{id}``: the fake server answers
+    it, and an unknown id as OpenAI does (404, ``model_not_found``)."""
+
+    def script(client: Any, errors: Any, server: Any) -> dict[str, Any]:
+        with pytest.raises(errors.NotFoundError) as caught:
+            client.models.retrieve("no-such-model")
+        return {
+            "known": client.models.retrieve("gpt-4o").model_dump(),
+            "unknown": [caught.value.status_code, caught.value.code, caught.value.body["code"]],
+        }
+
+    openai = pytest.importorskip("openai")
+    with FakeCometServer() as server:
+        theirs = script(
+            openai.OpenAI(api_key=SECRET, base_url=server.base_url, max_retries=0), openai, server
+        )
+    assert theirs["known"]["id"] == "gpt-4o"
+    assert theirs["unknown"] == [404, "model_not_found", "model_not_found"]
