@@ -108,7 +108,7 @@ class ResponseSnapshot:
             headers=headers,
             url=scrub(url, secret),
             # Scrubbed, then cut: a key straddling the cut is not kept by half.
-            text=scrub(text, secret)[:ERROR_BODY_LIMIT],
+            text=_scrub_decoded(scrub(text, secret)[:ERROR_BODY_LIMIT], secret),
         )
 
     def json(self) -> Any:
@@ -320,6 +320,23 @@ class APIResponseValidationError(APIError):
         super().__init__(message, request_id=request_id, body=body)
         self.response = response
         self.status_code = status_code
+
+
+def _scrub_decoded(text: str, secret: str | None) -> str:
+    """``text`` (scrubbed as text) as JSON whose decoded strings hold no key either: an
+    escape (``\\u0073k-...``) is not the key as text, but ``json()`` would decode it into
+    the key. Only then is the document written out again, scrubbed; otherwise it is kept
+    as it came."""
+    if not json_may_hold(text, secret):
+        return text
+    try:
+        decoded = json.loads(text)
+    except ValueError:
+        return text  # not JSON (or cut short): json() cannot decode it either
+    scrubbed = scrub_json(decoded, secret)
+    if scrubbed == decoded:
+        return text
+    return json.dumps(scrubbed, ensure_ascii=False)
 
 
 def snippet(text: str, secret: str | None = None) -> str:
