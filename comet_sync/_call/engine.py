@@ -11,7 +11,7 @@ from typing import Any, Callable
 from .. import _cancel
 from .._clock import Clock
 from .._config import CallOptions
-from .._exceptions import APIError, APITimeoutError
+from .._exceptions import NO_REQUEST, APIError, APITimeoutError
 from .._http.transport import Transport
 from .._rate.limiter import LimiterProtocol
 from .._records import CallLog, Recorder, RequestRecord
@@ -89,13 +89,21 @@ class CallRunner:
                 own = options.with_retry(options.retry.replace(total_timeout=budget - spent))
             return self._json(method, route, payload, own, required, sink, fallback)
 
-        data, hit = self._cache.get_or_call(
-            ResponseCache.key(route, payload),
-            lead,
-            # A caller waiting on another thread's identical call waits no longer than its own
-            # budget would let it wait for its own.
-            timeout=options.retry.total_timeout,
-        )
+        try:
+            data, hit = self._cache.get_or_call(
+                ResponseCache.key(route, payload),
+                lead,
+                # A caller waiting on another thread's identical call waits no longer than its
+                # own budget would let it wait for its own.
+                timeout=options.retry.total_timeout,
+            )
+        except APIError as exc:
+            if exc.request is NO_REQUEST:
+                # It timed out waiting on another thread's call and sent nothing of its own:
+                # its error names the request all the same, as every call's error does.
+                req = self._request(method, route, payload, options, "application/json")
+                exc.request = req.snapshot
+            raise
         if hit:
             model = payload.get("model")
             self._recorder.cache_hit(
