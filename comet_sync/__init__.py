@@ -23,8 +23,10 @@ from ._exceptions import (
     BadRequestError,
     ClientClosedError,
     CometError,
+    ContentFilterFinishReasonError,
     InternalServerError,
     InvalidArgumentError,
+    LengthFinishReasonError,
     LimiterTimeoutError,
     NotFoundError,
     PermissionDeniedError,
@@ -39,6 +41,7 @@ from ._metrics import Metrics, RouteStats, Snapshot, format_table
 from ._params import NOT_GIVEN, NotGiven
 from ._rate.limiter import LimiterProtocol, LimiterState, ModelState
 from ._records import RequestRecord
+from ._resources.function_tools import pydantic_function_tool
 from ._resources.models import ModelPage
 from ._resources.raw import RawResponse
 from ._resources.structured import ParsedChatCompletion
@@ -80,10 +83,12 @@ __all__ = [
     "Clock",
     "CometClient",
     "CometError",
+    "ContentFilterFinishReasonError",
     "CreateEmbeddingResponse",
     "Embedding",
     "InternalServerError",
     "InvalidArgumentError",
+    "LengthFinishReasonError",
     "LimiterProtocol",
     "LimiterState",
     "LimiterTimeoutError",
@@ -118,6 +123,7 @@ __all__ = [
     "__version__",
     "deadline",
     "format_table",
+    "pydantic_function_tool",
     "run_batch",
     "time_left",
 ]

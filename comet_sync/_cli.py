@@ -16,6 +16,7 @@ from types import FrameType
 from typing import IO, Any, Callable
 
 from ._batch.engine import BatchResult, run_batch
+from ._batch.journal import Journal, discard_journal
 from ._batch.jsonl import (
     FORMATS,
     Resumed,
@@ -27,8 +28,11 @@ from ._batch.jsonl import (
     state_path,
     write_state,
 )
+from ._batch.ledger import InputChanged, InputLedger
+from ._batch.lock import OutputLock, OutputLocked
+from ._batch.output import LineWriter, OutputFailed
 from ._client import CometClient
-from ._config import DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_RETRIES
+from ._config import DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_RETRIES, resolve_base_url
 from ._demo import run_demo
 from ._exceptions import APIError, CometError
 from ._metrics import format_table
@@ -44,6 +48,7 @@ DEFAULT_CHAT_MODEL = "gpt-4o-mini"
 DEFAULT_GRACE = 30.0
 EXIT_FAILED_LINES = 1
 EXIT_USAGE = 2
+EXIT_OUTPUT_FAILED = 3  # the output could not be written (a full disk): stopped, lines whole
 EXIT_INTERRUPTED = 130
 
 
@@ -193,7 +198,7 @@ def _chat(args: argparse.Namespace) -> int:
         messages.append({"role": "system", "content": args.system})
     messages.append({"role": "user", "content": args.prompt})
     with contextlib.ExitStack() as stack:
-        client = stack.enter_context(CometClient(**_connection(args, stack)))
+        client = stack.enter_context(CometClient(**_connection(args.fake, stack)))
         try:
             if args.no_stream:
                 reply = client.chat.completions.create(model=args.model, messages=messages)
@@ -212,10 +217,10 @@ def _chat(args: argparse.Namespace) -> int:
     return 0
 
 
-def _connection(args: argparse.Namespace, stack: contextlib.ExitStack) -> dict[str, Any]:
+def _connection(fake: bool, stack: contextlib.ExitStack) -> dict[str, Any]:
     """Where calls go: CometAPI (key from the environment), or with --fake the embedded fake
     server, started for this command."""
-    if not args.fake:
+    if not fake:
         return {}
     server = stack.enter_context(FakeCometServer())
     return {"api_key": FAKE_KEY, "base_url": server.base_url}
@@ -227,13 +232,14 @@ def _connection(args: argparse.Namespace, stack: contextlib.ExitStack) -> dict[s
 class _Interrupts:
     """First SIGINT/SIGTERM: stop (no new line, no new request), let calls in flight finish for
     ``grace`` seconds. Second, or the grace period over: KeyboardInterrupt, and the writer
-    abandons them."""
+    abandons them. Any later one is ignored while the writer saves what finished."""
 
     def __init__(self, grace: float, on_first: Callable[[], None]) -> None:
         self.grace = grace
         self.on_first = on_first
         self.signal_name = ""
         self._stopped = False
+        self._abandoned = False
         self._timer: threading.Timer | None = None
         self._previous: dict[int, Any] = {}
 
@@ -252,7 +258,13 @@ class _Interrupts:
             self._timer.cancel()
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self._abandoned:
+            # The run is saving what finished: an exception in the middle of that would lose
+            # paid results. (kill -9 still ends it; a resume finds what was written.)
+            print("saving what has finished; a moment", file=sys.stderr, flush=True)
+            return
         if self._stopped:
+            self._abandoned = True
             raise KeyboardInterrupt
         self._stopped = True
         self.signal_name = signal.Signals(signum).name
@@ -273,48 +285,84 @@ class _Interrupts:
 def _batch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.retry_errors and not args.resume:
         parser.error("--retry-errors goes with --resume")
-    if os.path.exists(args.output) and not args.resume:
-        parser.error(f"{args.output} exists: add --resume to finish it, or remove it")
-    options = _options(args, parser)
-    if options["input"] == "-":
-        source: IO[str] = sys.stdin
-    else:
-        try:
-            source = open(options["input"], encoding="utf-8")  # noqa: SIM115  (closed below)
-        except OSError as exc:
-            parser.error(f"cannot read {options['input']}: {exc.strerror}")
+    if os.path.exists(args.output) and not os.path.isfile(args.output):
+        # Never read: a device such as /dev/full would be read without end.
+        parser.error(
+            f"{args.output} is not a regular file: a batch writes its results to a file, "
+            "and resumes from it"
+        )
     with contextlib.ExitStack() as stack:
-        if source is not sys.stdin:
-            stack.enter_context(source)
-        # The client first: a configuration error (no key) must leave no files behind.
+        # First of all, so that two runs racing for the same output cannot both start.
+        try:
+            stack.enter_context(OutputLock(args.output))
+        except OutputLocked as exc:
+            parser.error(str(exc))
+        except OSError as exc:
+            parser.error(f"cannot write {args.output}: {exc.strerror}")
+        existed = os.path.exists(args.output)
+        if existed and not args.resume:
+            parser.error(f"{args.output} exists: add --resume to finish it, or remove it")
+        options = _options(args, parser)
+        if options["input"] == "-":
+            source: IO[bytes] = sys.stdin.buffer
+        else:
+            try:
+                source = stack.enter_context(open(options["input"], "rb"))
+            except OSError as exc:
+                parser.error(f"cannot read {options['input']}: {exc.strerror}")
+        # The client before any file: a configuration error (no key) must leave none behind
+        # (the lock's file goes with the lock).
         client = stack.enter_context(
             CometClient(
                 max_concurrency=options["concurrency"],
                 max_retries=options["max_retries"],
                 rpm=options["rpm"],
                 tpm=options["tpm"],
-                **_connection(args, stack),
+                **_connection(options["endpoint"] == FAKE_ENDPOINT, stack),
             )
         )
         try:
-            resumed = (
-                prepare_resume(args.output, retry_errors=args.retry_errors)
-                if args.resume
-                else Resumed()
-            )
-            out = stack.enter_context(open(args.output, "a", encoding="utf-8", newline="\n"))
+            if args.resume:
+                resumed = prepare_resume(
+                    args.output,
+                    retry_errors=args.retry_errors,
+                    input_path=options["input"],
+                    defer_journal=not options["unordered"],
+                )
+            else:
+                resumed = Resumed()
+                discard_journal(args.output)  # a stale one, of an output since removed
+            out = LineWriter(args.output)
+            stack.callback(out.close)
             write_state(args.output, options)
+            ledger = InputLedger(
+                args.output, fresh=not (args.resume and existed), finished=resumed.keys
+            )
+            stack.callback(ledger.close)
+        except OutputFailed as exc:
+            print(f"comet-sync batch: {exc}", file=sys.stderr)
+            return EXIT_OUTPUT_FAILED
+        except InputChanged as exc:
+            print(_refusal(exc, args.output), file=sys.stderr)
+            return EXIT_USAGE
         except OSError as exc:
             parser.error(f"cannot write {args.output}: {exc.strerror}")
+        if resumed.from_journal:
+            print(
+                f"{resumed.from_journal} result(s) of the last run were found in the journal "
+                f"beside {args.output} (they had finished ahead of their turn): kept, not sent "
+                "again",
+                file=sys.stderr,
+            )
         if resumed.removed:
             print(
-                f"--retry-errors: {resumed.removed} error line(s) taken out of {args.output} "
-                "to be sent again",
+                f"{resumed.removed} error or skipped line(s) taken out of {args.output} to be "
+                "made again",
                 file=sys.stderr,
             )
         lines = count_lines(options["input"])
         total = max(lines - len(resumed.keys), 0) if lines is not None else None
-        return _run(args, options, client, source, out, resumed, total)
+        return _run(args, options, client, _Files(source, out, ledger), resumed, total)
 
 
 # The options a run keeps beside its output, with their defaults.
@@ -327,28 +375,57 @@ _OPTION_DEFAULTS: dict[str, Any] = {
     "unordered": False,
     "output_format": "comet",
 }
+# Those that decide what each line's answer is: a resume may not change them, or the output
+# would mix answers to two different runs.
+_IDENTITY = ("model", "output_format")
+# The endpoint a --fake run used (its fake server's address changes with every run).
+FAKE_ENDPOINT = "fake"
 
 
 def _options(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[str, Any]:
     """This run's input and options: as given, else (on --resume) as the run was started,
-    else the defaults."""
+    else the defaults; with the endpoint, which a resume keeps."""
     kept = read_state(args.output) if args.resume else {}
     options: dict[str, Any] = {}
     for name, default in _OPTION_DEFAULTS.items():
         given = getattr(args, name)
+        if name in _IDENTITY and given is not None and name in kept and kept[name] != given:
+            parser.error(
+                f"{args.output} was started with --{name.replace('_', '-')} {kept[name]}: a "
+                "resume cannot change it (start a new output for that)"
+            )
         options[name] = given if given is not None else kept.get(name, default)
     options["input"] = args.input if args.input is not None else kept.get("input")
     if options["input"] is None:
         parser.error("INPUT is required (there is no earlier run of this output to resume)")
     if options["input"] == "-" and args.input is None:
         parser.error("the run read stdin: give the input again as - to resume it")
+    options["endpoint"] = _endpoint(args, kept.get("endpoint"), parser)
     return options
+
+
+def _endpoint(args: argparse.Namespace, kept: Any, parser: argparse.ArgumentParser) -> str:
+    """Where this run sends: the fake server, or a base URL. A resume goes where its run went
+    (a --fake run stays fake without --fake) and refuses to go anywhere else."""
+    here = FAKE_ENDPOINT if args.fake else resolve_base_url(None)
+    if kept is None or kept == here:
+        return here
+    if kept == FAKE_ENDPOINT and not args.fake:
+        return FAKE_ENDPOINT
+    where = "the embedded fake server (--fake)" if kept == FAKE_ENDPOINT else kept
+    now = "the embedded fake server" if here == FAKE_ENDPOINT else here
+    parser.error(
+        f"{args.output} was started against {where}; this resume would send to {now}. "
+        f"Resume it against {where}"
+        + ("" if kept == FAKE_ENDPOINT else " (COMETAPI_BASE_URL)")
+        + ", or start a new output"
+    )
 
 
 def _resume_command(options: dict[str, Any], output: str) -> str:
     words = ["comet-sync", "batch", options["input"], "-o", output, "--resume"]
     for name, default in _OPTION_DEFAULTS.items():
-        value = options[name]
+        value = options.get(name, default)
         if value == default:
             continue
         flag = "--" + name.replace("_", "-")
@@ -357,42 +434,110 @@ def _resume_command(options: dict[str, Any], output: str) -> str:
             if value is True
             else [flag, f"{value:g}" if isinstance(value, float) else str(value)]
         )
+    if options.get("endpoint") == FAKE_ENDPOINT:
+        words.append("--fake")
     return " ".join(shlex.quote(word) for word in words)
+
+
+class _Files:
+    """The files a run reads and writes."""
+
+    def __init__(self, source: IO[bytes], out: LineWriter, ledger: InputLedger) -> None:
+        self.source = source
+        self.out = out
+        self.ledger = ledger
+
+
+# Error reasons shown on the terminal at the end (all of them are in the output).
+SHOWN_ERRORS = 5
 
 
 def _run(
     args: argparse.Namespace,
     options: dict[str, Any],
     client: CometClient,
-    source: IO[str],
-    out: IO[str],
+    files: _Files,
     resumed: Resumed,
     total: int | None,
 ) -> int:
     skip = resumed.keys
     progress = _Progress(total, client, enabled=not args.no_progress and sys.stderr.isatty())
-    written = failed = 0
+    written = failed = lost = 0
+    reasons: list[str] = []
     abandoned = False
+    failure: OutputFailed | None = None
+    changed: InputChanged | None = None
     started = time.monotonic()
-    jobs = read_jobs(source, default_model=options["model"], skip=skip)
-    run = run_batch(client, jobs, ordered=not options["unordered"])
+    jobs = read_jobs(files.source, default_model=options["model"], skip=skip, ledger=files.ledger)
+    ordered = not options["unordered"]
+    # (Preloaded with what a run that did not end left in it, each written in its turn.)
+    journal = Journal(args.output, resumed.early) if ordered else None
+
+    def text_of(result: BatchResult) -> str:
+        return json.dumps(format_result(result, options["output_format"]), ensure_ascii=False)
+
+    def hold(result: BatchResult) -> None:
+        # Finished ahead of its turn: to the journal now, to the output in its turn.
+        nonlocal failure
+        if journal is None or result.line is None or failure is not None:
+            return
+        try:
+            journal.hold(result.line, text_of(result))
+        except OutputFailed as exc:
+            failure = exc
+            run.abandon()
+
+    run = run_batch(client, jobs, ordered=ordered, early=hold if ordered else None)
     interrupts = _Interrupts(args.grace, on_first=run.stop)
     interrupts.install()
 
-    def write(result: BatchResult) -> None:
-        nonlocal written, failed
-        # One write per line, flushed at once: a crash leaves only whole lines behind.
-        out.write(
-            json.dumps(format_result(result, options["output_format"]), ensure_ascii=False) + "\n"
-        )
-        out.flush()
+    def place_due(before: int | None) -> None:
+        # The journal's results from an earlier run whose turn has come.
+        nonlocal failure
+        if journal is None or failure is not None:
+            return
+        try:
+            for line, text in journal.due(before):
+                files.out.write_line(text)
+                journal.take(line)
+            journal.settle()
+        except OutputFailed as exc:
+            failure = exc
+            run.abandon()
+
+    def save(result: BatchResult) -> None:
+        nonlocal written, failed, lost, failure
+        place_due(result.line)
+        if failure is not None:
+            lost += 1
+            return
+        held = journal.take(result.line) if journal is not None and result.line else None
+        try:
+            files.out.write_line(held if held is not None else text_of(result))
+            if journal is not None:
+                journal.settle()
+        except OutputFailed as exc:
+            failure = exc
+            lost += 1
+            run.abandon()  # nothing more can be kept: nothing more is paid for
+            return
         written += 1
-        failed += not result.ok
+        if not result.ok:
+            failed += 1
+            if len(reasons) < SHOWN_ERRORS:
+                reasons.append(_reason(result))
         progress.update(written)
 
     try:
-        for result in run:
-            write(result)
+        try:
+            for result in run:
+                save(result)
+        except InputChanged as exc:
+            # Nothing more is read; what is in flight answers lines that had not changed.
+            changed = exc
+            run.stop()
+            for result in run:
+                save(result)
     except KeyboardInterrupt:
         abandoned = True
         run.abandon()
@@ -402,9 +547,12 @@ def _run(
         # find it rather than send it again.
         try:
             for result in run.finished():
-                write(result)
+                save(result)
+            place_due(None)
         finally:
             run.close()
+            if journal is not None:
+                journal.close()
             interrupts.uninstall()
             progress.close()
     wall = time.monotonic() - started
@@ -413,12 +561,35 @@ def _run(
         f"{written} line(s) written to {args.output} ({failed} error line(s)) in {wall:.1f}s"
         + (f"; {len(skip)} already there" if skip else "")
     )
+    if reasons:
+        print(
+            f"{failed} line(s) ended in an error; the first {len(reasons)}:\n  "
+            + "\n  ".join(reasons),
+            file=sys.stderr,
+        )
+    again = (
+        f"  {_resume_command(options, args.output)}\n(or just: comet-sync batch -o "
+        f"{shlex.quote(args.output)} --resume; the options are kept in "
+        f"{shlex.quote(state_path(args.output))})"
+    )
+    if failure is not None:
+        print(
+            f"comet-sync batch: {failure}. Stopped: the {written} line(s) written are whole"
+            + (
+                f"; {lost} finished result(s) could not be kept and will be sent again"
+                if lost
+                else ""
+            )
+            + f". Make room, then resume with\n{again}",
+            file=sys.stderr,
+        )
+        return EXIT_OUTPUT_FAILED
+    if changed is not None:
+        print(_refusal(changed, args.output), file=sys.stderr)
+        return EXIT_USAGE
     if interrupts.stopped or abandoned:
         print(
-            f"interrupted by {interrupts.signal_name or 'SIGINT'}: resume with\n  "
-            f"{_resume_command(options, args.output)}\n(or just: comet-sync batch -o "
-            f"{shlex.quote(args.output)} --resume; the options are kept in "
-            f"{shlex.quote(state_path(args.output))})",
+            f"interrupted by {interrupts.signal_name or 'SIGINT'}: resume with\n{again}",
             file=sys.stderr,
         )
         return EXIT_INTERRUPTED
@@ -434,6 +605,23 @@ def _run(
             file=sys.stderr,
         )
     return EXIT_FAILED_LINES if failed or resumed.errors else 0
+
+
+def _refusal(changed: InputChanged, output: str) -> str:
+    return (
+        f"comet-sync batch: {changed}. Stopped before mixing answers to two inputs: resume "
+        f"{output} with the input it was started with, or start a new output"
+    )
+
+
+def _reason(result: BatchResult) -> str:
+    """``line N (id): why``, for the terminal."""
+    message = str((result.error or {}).get("message", ""))
+    where = f"line {result.line}"
+    if message.startswith(where):
+        message = message[len(where) :].lstrip(": ")
+    named = f" ({result.custom_id})" if result.custom_id is not None else ""
+    return f"{where}{named}: {message}"
 
 
 class _Progress:

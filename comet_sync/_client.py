@@ -13,7 +13,7 @@ from collections import OrderedDict
 from collections.abc import Hashable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from types import TracebackType
-from typing import Any, Callable, TypeVar, cast
+from typing import Any, Callable, NoReturn, SupportsIndex, TypeVar, cast
 
 from . import _cancel
 from ._call.cache import ResponseCache
@@ -44,14 +44,16 @@ from ._config import (
 )
 from ._exceptions import APITimeoutError, ClientClosedError, InvalidArgumentError
 from ._http.transport import Transport
+from ._keyed import KeyedRuntimes
 from ._metrics import Metrics
 from ._params import NOT_GIVEN, NotGiven, is_not_given
 from ._rate.limiter import Limiter, LimiterProtocol
 from ._records import Recorder, RequestRecord
+from ._resources.beta import Beta
 from ._resources.chat import Chat
+from ._resources.chat_raw import ClientWithRawResponse, ClientWithStreamingResponse
 from ._resources.embeddings import Embeddings
 from ._resources.models import DEFAULT_MODELS_TTL, Models, ModelsCache
-from ._resources.raw import RawClient
 from ._resources.responses import Responses
 from ._version import __version__
 
@@ -149,6 +151,7 @@ class CometClient:
     rate_control: RateControl
     cache: ResponseCache | None
     chat: Chat
+    beta: Beta
     embeddings: Embeddings
     responses: Responses
     models: Models
@@ -270,6 +273,30 @@ class CometClient:
         self._shared_limiter: LimiterProtocol | None = limiter
         if limiter is not None:
             limiter.bind(clock=clock_, max_hold=max_wait)
+        # What a view with another key or base URL builds its own runtime from (see
+        # with_options): every setting but the key, the URL, the limiter and the cache, which
+        # belong to one account at one endpoint.
+        self._settings: dict[str, Any] = {
+            "max_concurrency": max_concurrency,
+            "max_workers": max_workers,
+            "max_retries": max_retries,
+            "max_wait": max_wait,
+            "backoff_base": backoff_base,
+            "timeout": self.config.timeout,
+            "total_timeout": total_timeout,
+            "max_response_bytes": max_response_bytes,
+            "max_event_bytes": max_event_bytes,
+            "rate_control": control,
+            "models_ttl": models_ttl,
+            "on_request": on_request,
+            "default_headers": self._default_headers,
+            "default_query": self._default_query,
+            "fallbacks": fallbacks,
+            "clock": clock_,
+        }
+        # Runtimes of views with another key or base URL, by (key digest, URL); see keyed.py.
+        self._keyed = KeyedRuntimes()
+        self._owner: CometClient | None = None
         self._build_runtime()
         _CLIENTS.add(self)
         self._build_resources()
@@ -317,6 +344,7 @@ class CometClient:
         the parent's headers. The door looks everything up live, so a fork needs no rebuild."""
         self._calls = CallPath(self)
         self.chat = Chat(self._calls)
+        self.beta = Beta(self.chat)
         self.embeddings = Embeddings(self._calls)
         self.responses = Responses(self._calls)
         self.models = Models(self._calls)
@@ -326,6 +354,7 @@ class CometClient:
         # the sockets here would be harmless to the parent but is not needed) and start anew.
         # Metrics and limiter state start fresh too: they describe this process's calls.
         if not self._closed:
+            self._keyed.after_fork()
             if self._shared_limiter is not None:
                 self._shared_limiter.after_fork()
             self._build_runtime()
@@ -343,27 +372,63 @@ class CometClient:
         """
         if isinstance(grace, bool) or not isinstance(grace, (int, float)) or grace < 0:
             raise InvalidArgumentError("grace", f"expected seconds >= 0, got {grace!r}")
+        # This client and the runtimes of its views with another key or URL, each stopped
+        # first and then waited for together: one after the other, 64 of them would take 64
+        # graces.
+        closing = [c for c in (self, *self._keyed.take_all()) if c._stop()]
+        # Outside the lock: waiting for calls in flight is waiting on I/O.
+        if grace > 0:
+            _wait_idle(closing, grace)
+        for client in closing:
+            client._scope.abandon()
+        # The cut calls raise at once; give their threads a moment to let go of the sockets.
+        _wait_idle(closing, CLOSE_SETTLE_SECONDS)
+        for client in closing:
+            client._transport.close()
+
+    def _stop(self) -> bool:
+        """Mark closed and stop everything not yet sent; False if it was closed already."""
         with self._lock:
             if self._closed:
-                return
+                return False
             self._closed = True
             executors = list(self._executors.values())
             self._executors.clear()
         self._scope.stop()
         for executor in executors:
             executor.shutdown(wait=False, cancel_futures=True)
-        # Outside the lock: waiting for calls in flight is waiting on I/O.
-        watchdog = self._transport.watchdog
-        if grace > 0:
-            watchdog.wait_idle(grace)
-        self._scope.abandon()
-        # The cut calls raise at once; give their threads a moment to let go of the sockets.
-        watchdog.wait_idle(CLOSE_SETTLE_SECONDS)
-        self._transport.close()
+        return True
 
     @property
     def closed(self) -> bool:
-        return self._closed
+        return self._closed or (self._owner is not None and self._owner._closed)
+
+    @property
+    def base_url(self) -> str:
+        """Where calls go, ending in ``/`` as ``str(openai_client.base_url)`` does (a ``str``:
+        we have no httpx, whose ``URL`` openai-python gives; ``httpx.URL(client.base_url)``
+        makes one)."""
+        return self.config.base_url + "/"
+
+    @property
+    def max_retries(self) -> int:
+        """Retries after a call's first attempt (``config.retry.max_retries``)."""
+        return self.config.retry.max_retries
+
+    @property
+    def timeout(self) -> Timeout:
+        """Each attempt's timeouts, ``.connect`` and ``.read`` (None: none), however they were
+        given (openai-python gives back what it was given: a number, or httpx's Timeout)."""
+        return self.config.timeout
+
+    def __reduce_ex__(self, protocol: SupportsIndex) -> NoReturn:
+        # pickle, copy and deepcopy ask this first. A client is sockets, threads and locks, and
+        # its key: refused before a byte is written (pickle.dump to a file streams, so a pickle
+        # failing later, on a lock, would have written the key already).
+        raise TypeError(
+            "a CometClient holds connections, threads and its API key and cannot be copied or "
+            "pickled: build one in each process, or use client.copy(...) / with_options(...)"
+        )
 
     def __enter__(self) -> CometClient:
         self._check_open()
@@ -378,7 +443,7 @@ class CometClient:
         self.close()
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else "open"
+        state = "closed" if self.closed else "open"
         return (
             f"<CometClient {state} base_url={self.config.base_url!r} "
             f"max_concurrency={self.config.max_concurrency}>"
@@ -387,36 +452,107 @@ class CometClient:
     def with_options(
         self,
         *,
+        api_key: str | None = None,
+        base_url: str | None = None,
         timeout: TimeoutArg | NotGiven = NOT_GIVEN,
-        max_retries: int | None = None,
+        max_retries: int | NotGiven | None = None,
         total_timeout: float | None = None,
         default_headers: Mapping[str, str] | None = None,
+        set_default_headers: Mapping[str, str] | None = None,
         default_query: Mapping[str, str] | None = None,
+        set_default_query: Mapping[str, str] | None = None,
     ) -> CometClient:
-        """This client with other defaults (openai-python's ``with_options``), on every
-        resource (``chat``, ``responses``, ``embeddings``, ``models``): it shares the
-        connections, limiter, executors, cache and metrics, so it costs nothing to make per
-        request; closing either closes both. Headers and query parameters given here are
-        added to this client's. The models list is cached once for each set of headers and
-        query parameters sent, so views that send the same share it.
+        """This client with other defaults (openai-python's ``with_options``, and ``copy``,
+        which is the same method), on every resource (``chat``, ``responses``,
+        ``embeddings``, ``models``). Headers and query parameters given in
+        ``default_headers`` / ``default_query`` are added to this client's;
+        ``set_default_headers`` / ``set_default_query`` replace them.
+
+        With the same key and base URL it shares the connections, limiter, executors, cache
+        and metrics, so it costs nothing to make per request. The models list is cached once
+        for each set of headers and query parameters sent, so views that send the same
+        share it.
+
+        With another ``api_key`` or ``base_url`` it shares none of that: connections, limiter
+        (the pace a server grants is per key and per endpoint), executors, metrics, models
+        list and response cache (an answer bought with one key is not served to another) are
+        its own, built once for each key and URL and reused by every view with them, from
+        this client's settings (``on_request`` is called for its calls too; records hold no
+        key). A client given a shared ``limiter=`` refuses: its limits belong to one key.
+
+        Either way, closing a view closes the client it came from, and closing the client
+        closes them all.
 
         >>> client.with_options(timeout=20, max_retries=1).chat.completions.create(...)
+        >>> client.with_options(api_key=tenant_key).chat.completions.create(...)
         """
+        if default_headers is not None and set_default_headers is not None:
+            raise InvalidArgumentError(
+                "set_default_headers", "give default_headers or set_default_headers, not both"
+            )
+        if default_query is not None and set_default_query is not None:
+            raise InvalidArgumentError(
+                "set_default_query", "give default_query or set_default_query, not both"
+            )
         return _View(
+            self._runtime_for(api_key, base_url),
             self,
             timeout=timeout,
-            max_retries=max_retries,
+            max_retries=None if is_not_given(max_retries) else cast("int | None", max_retries),
             total_timeout=total_timeout,
             default_headers=default_headers,
+            set_default_headers=set_default_headers,
             default_query=default_query,
+            set_default_query=set_default_query,
         )
 
+    copy = with_options
+
+    def _runtime_for(self, api_key: str | None, base_url: str | None) -> CometClient:
+        """The client whose connections a view with this key and URL uses: this one's, or
+        (another key or URL) one built for them and kept by the client that owns them all."""
+        root = self._parent if isinstance(self, _View) else self
+        owner = root._owner or root
+        key = root._api_key if api_key is None else resolve_api_key(api_key)
+        url = root.config.base_url if base_url is None else resolve_base_url(base_url)
+        if key == root._api_key and url == root.config.base_url:
+            return root
+        if key == owner._api_key and url == owner.config.base_url:
+            return owner
+        if owner._shared_limiter is not None:
+            raise InvalidArgumentError(
+                "api_key" if key != owner._api_key else "base_url",
+                "this client's shared limiter= holds the limits of its own key and endpoint: "
+                "build another client, with its own limiter, for this one",
+            )
+
+        def build() -> CometClient:
+            cache = owner.cache
+            keyed = CometClient(
+                api_key=key,
+                base_url=url,
+                cache=cache.empty_like() if cache is not None else None,
+                **owner._settings,
+            )
+            keyed._owner = owner
+            return keyed
+
+        owner._check_open()
+        return owner._keyed.get_or_build(key, url, build)
+
     @property
-    def with_raw_response(self) -> RawClient:
+    def with_raw_response(self) -> ClientWithRawResponse:
         """``client.with_raw_response.chat.completions.create(...)``: the same calls, each
         returning a ``RawResponse`` (``.status_code``, ``.headers``, ``.request_id``,
         ``.parse()``), as openai-python's."""
-        return RawClient(self)
+        return ClientWithRawResponse(self)
+
+    @property
+    def with_streaming_response(self) -> ClientWithStreamingResponse:
+        """``with client.with_streaming_response.chat.completions.create(...) as response``:
+        the same calls as context managers giving a ``RawResponse`` once the head has come
+        (for a stream, ``response.parse()`` is the stream), as openai-python's."""
+        return ClientWithStreamingResponse(self)
 
     # -- what the resources share ------------------------------------------------------------
 
@@ -426,13 +562,13 @@ class CometClient:
         return self._limiter.in_use
 
     def _check_open(self) -> None:
-        if self._closed:
+        if self.closed:
             raise ClientClosedError("this CometClient is closed; create a new one")
 
     def _executor_for_submit(self, model: str | None = None) -> ThreadPoolExecutor:
         """The executor for ``model``'s jobs (``max_workers`` threads, created lazily)."""
         with self._lock:
-            if self._closed:
+            if self.closed:
                 raise ClientClosedError("this CometClient is closed; create a new one")
             executor = self._executors.get(model)
             if executor is not None:
@@ -451,49 +587,64 @@ class CometClient:
 
 
 class _View(CometClient):
-    """What ``with_options`` returns: its own defaults, everything else its parent's, looked
-    up live (so a view stays right after its parent is rebuilt in a forked child)."""
+    """What ``with_options`` returns: its own defaults, everything else its runtime's (the
+    client it came from, or the one built for its key and URL), looked up live (so a view
+    stays right after its runtime is rebuilt in a forked child)."""
 
     def __init__(
         self,
-        parent: CometClient,
+        runtime: CometClient,
+        inherit: CometClient,
         *,
         timeout: TimeoutArg | NotGiven,
         max_retries: int | None,
         total_timeout: float | None,
         default_headers: Mapping[str, str] | None,
+        set_default_headers: Mapping[str, str] | None,
         default_query: Mapping[str, str] | None,
+        set_default_query: Mapping[str, str] | None,
     ) -> None:
-        # No super().__init__(): a view builds nothing of its own.
-        root = parent._parent if isinstance(parent, _View) else parent
-        self._parent: CometClient = root
+        # No super().__init__(): a view builds nothing of its own. Its defaults start from
+        # those of the client or view it was made from.
+        self._parent: CometClient = runtime
         changes: dict[str, object] = {}
         if max_retries is not None:
             changes["max_retries"] = max_retries
         if total_timeout is not None:
             changes["total_timeout"] = total_timeout
         self.config = dataclasses.replace(
-            parent.config,
-            timeout=parent.config.timeout
+            inherit.config,
+            base_url=runtime.config.base_url,
+            timeout=inherit.config.timeout
             if is_not_given(timeout)
             else Timeout.coerce(cast(TimeoutArg, timeout)),
-            retry=parent.config.retry.replace(**changes) if changes else parent.config.retry,
+            retry=inherit.config.retry.replace(**changes) if changes else inherit.config.retry,
         )
-        self._default_headers = {
-            **parent._default_headers,
-            **(check_headers(default_headers, "default_headers") if default_headers else {}),
-        }
-        self._default_query = {
-            **parent._default_query,
-            **(_check_query(default_query, "default_query") if default_query else {}),
-        }
+        if set_default_headers is not None:
+            self._default_headers = check_headers(set_default_headers, "set_default_headers")
+        else:
+            self._default_headers = {
+                **inherit._default_headers,
+                **(check_headers(default_headers, "default_headers") if default_headers else {}),
+            }
+        if set_default_query is not None:
+            self._default_query = _check_query(set_default_query, "set_default_query")
+        else:
+            self._default_query = {
+                **inherit._default_query,
+                **(_check_query(default_query, "default_query") if default_query else {}),
+            }
         self._build_resources()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._parent, name)
 
+    @property
+    def closed(self) -> bool:
+        return self._parent.closed
+
     def close(self, grace: float = 0.0) -> None:
-        self._parent.close(grace)
+        (self._parent._owner or self._parent).close(grace)
 
     def __repr__(self) -> str:
         return f"<CometClient view of {self._parent!r}>"
@@ -625,6 +776,13 @@ class CallPath:
             max_response_bytes=self._client._max_response_bytes,
             max_event_bytes=self._client._max_event_bytes,
         )
+
+
+def _wait_idle(clients: list[CometClient], seconds: float) -> None:
+    """Wait until the calls of every client have ended, or ``seconds`` have passed."""
+    end = time.monotonic() + seconds
+    for client in clients:
+        client._transport.watchdog.wait_idle(max(0.0, end - time.monotonic()))
 
 
 def _check_query(query: object, argument: str) -> dict[str, str]:

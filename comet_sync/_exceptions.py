@@ -6,6 +6,8 @@ by changing the import only::
     CometError
      ├── InvalidArgumentError (also ValueError)   wrong arguments, raised before any request
      ├── ClientClosedError    (also RuntimeError) the client was used after close()
+     ├── LengthFinishReasonError                  parse(): the reply was cut at its token limit
+     ├── ContentFilterFinishReasonError           parse(): the content filter stopped the reply
      └── APIError
           ├── APIStatusError                      the server answered with a non-2xx status
           │    ├── BadRequestError                400
@@ -38,9 +40,12 @@ import re
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from requests.structures import CaseInsensitiveDict
+
+if TYPE_CHECKING:
+    from ._types import ChatCompletion
 
 __all__ = [
     "APIConnectionError",
@@ -431,3 +436,31 @@ def scrub_headers(headers: Mapping[str, str], secret: str | None) -> Mapping[str
     if not any(form in name or form in value for name, value in headers.items() for form in forms):
         return headers
     return CaseInsensitiveDict({scrub(k, secret): scrub(v, secret) for k, v in headers.items()})
+
+
+class LengthFinishReasonError(CometError):
+    """``parse()`` got a reply the model stopped at its token limit (``finish_reason="length"``):
+    its content is cut short, so there is nothing whole to parse. ``.completion`` is the reply.
+    openai-python's name and attribute."""
+
+    def __init__(self, *, completion: ChatCompletion) -> None:
+        message = "Could not parse response content as the length limit was reached"
+        if completion.usage:
+            message += f" - {completion.usage}"
+        super().__init__(message)
+        self.completion = completion
+
+
+class ContentFilterFinishReasonError(CometError):
+    """``parse()`` got a reply the content filter stopped (``finish_reason="content_filter"``).
+    ``.completion`` is the reply (None when there was none). openai-python's name and
+    attribute."""
+
+    def __init__(self, *, completion: ChatCompletion | None = None) -> None:
+        super().__init__(
+            "Could not parse response content as the request was rejected by the content filter"
+        )
+        self.completion = completion
+
+
+__all__ += ["ContentFilterFinishReasonError", "LengthFinishReasonError"]

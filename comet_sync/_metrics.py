@@ -52,6 +52,10 @@ class RouteStats:
     completion_tokens: int
     total_tokens: int
     fallbacks: int = 0  # calls that moved from this model to a fallback
+    # The same calls' time on the wire alone (RequestRecord.wire_latency): p50 far under the
+    # end-to-end p50 means calls wait in our limiter or between retries, not at the server.
+    wire_p50: float | None = None
+    wire_p95: float | None = None
 
 
 @dataclass
@@ -66,6 +70,7 @@ class _RouteTotals:
     total_tokens: int = 0
     by_status: Counter[str] = field(default_factory=Counter)
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=DEFAULT_LATENCY_WINDOW))
+    wire: deque[float] = field(default_factory=lambda: deque(maxlen=DEFAULT_LATENCY_WINDOW))
     buckets: list[int] = field(default_factory=lambda: [0] * len(LATENCY_BUCKETS))
     latency_sum: float = 0.0
     latency_count: int = 0
@@ -106,7 +111,9 @@ class Metrics:
                     left.fallbacks += 1
             acc = self._stats.get(key)
             if acc is None:
-                acc = _RouteTotals(latencies=deque(maxlen=self._window))
+                acc = _RouteTotals(
+                    latencies=deque(maxlen=self._window), wire=deque(maxlen=self._window)
+                )
                 self._stats[key] = acc
                 if len(self._stats) > self._max_keys:
                     self._stats.popitem(last=False)
@@ -122,6 +129,7 @@ class Metrics:
             acc.retries += max(rec.attempts - 1, 0)
             acc.throttled += rec.attempt_statuses.count(429)
             acc.latencies.append(rec.latency)
+            acc.wire.append(rec.wire_latency)
             acc.latency_sum += rec.latency
             acc.latency_count += 1
             index = bisect.bisect_left(LATENCY_BUCKETS, rec.latency)
@@ -142,6 +150,7 @@ class Metrics:
                     key,
                     acc,
                     sorted(acc.latencies),
+                    sorted(acc.wire),
                     dict(acc.by_status),
                     list(acc.buckets),
                     acc.latency_sum,
@@ -171,8 +180,10 @@ class Metrics:
                     completion_tokens=acc.completion_tokens,
                     total_tokens=acc.total_tokens,
                     fallbacks=acc.fallbacks,
+                    wire_p50=_percentile(wire, 0.50),
+                    wire_p95=_percentile(wire, 0.95),
                 )
-                for key, acc, lat, by_status, buckets, lat_sum, lat_count in copied
+                for key, acc, lat, wire, by_status, buckets, lat_sum, lat_count in copied
             }
         )
         snap.limiter = self._limiter_state() if self._limiter_state is not None else None
@@ -204,7 +215,9 @@ def _percentile(sorted_values: list[float], q: float) -> float | None:
 
 
 def format_table(stats: Mapping[Any, RouteStats]) -> str:
-    """A plain-text table of a snapshot, one row per (route, model)."""
+    """A plain-text table of a snapshot, one row per (route, model). The p50/p95/p99 columns
+    are whole calls, waits and time queued in our limiter included; "wire" columns only the
+    attempts' time on the wire."""
     header = (
         "route",
         "model",
@@ -217,6 +230,8 @@ def format_table(stats: Mapping[Any, RouteStats]) -> str:
         "p50 ms",
         "p95 ms",
         "p99 ms",
+        "wire p50 ms",
+        "wire p95 ms",
         "tokens",
     )
     rows: list[tuple[str, ...]] = [header]
@@ -234,6 +249,8 @@ def format_table(stats: Mapping[Any, RouteStats]) -> str:
                 _ms(st.p50),
                 _ms(st.p95),
                 _ms(st.p99),
+                _ms(st.wire_p50),
+                _ms(st.wire_p95),
                 str(st.total_tokens),
             )
         )

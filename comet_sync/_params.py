@@ -128,8 +128,9 @@ class _ChatRequired(TypedDict):
     messages: Sequence[Message]
 
 
-class ChatCompletionParams(_ChatRequired, total=False):
-    """The body of ``chat.completions.create`` (``model`` and ``messages`` required)."""
+class _ChatBody(_ChatRequired, total=False):
+    """The body of a chat call but ``response_format``, which ``create`` takes as a dict and
+    ``parse`` as a class."""
 
     audio: Mapping[str, Any] | NotGiven | None
     frequency_penalty: float | NotGiven | None
@@ -147,7 +148,6 @@ class ChatCompletionParams(_ChatRequired, total=False):
     presence_penalty: float | NotGiven | None
     prompt_cache_key: str | NotGiven
     reasoning_effort: str | NotGiven | None
-    response_format: Mapping[str, Any] | NotGiven
     safety_identifier: str | NotGiven
     seed: int | NotGiven | None
     service_tier: str | NotGiven | None
@@ -164,6 +164,12 @@ class ChatCompletionParams(_ChatRequired, total=False):
     web_search_options: Mapping[str, Any] | NotGiven
 
 
+class ChatCompletionParams(_ChatBody, total=False):
+    """The body of ``chat.completions.create`` (``model`` and ``messages`` required)."""
+
+    response_format: Mapping[str, Any] | NotGiven
+
+
 class CallOptionParams(TypedDict, total=False):
     """The options every call takes beside its body (see ``chat.completions.create``)."""
 
@@ -178,6 +184,10 @@ class CallOptionParams(TypedDict, total=False):
 
 class ChatCreateArgs(ChatCompletionParams, CallOptionParams, total=False):
     """Every keyword of ``chat.completions.create`` but ``stream``."""
+
+
+class ChatParseArgs(_ChatBody, CallOptionParams, total=False):
+    """Every keyword of ``chat.completions.parse`` but ``response_format``."""
 
 
 class _ResponsesRequired(TypedDict):

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from ._clock import Clock
+from ._exceptions import ClientClosedError
 from ._metrics import Metrics
 
 __all__ = ["CallLog", "Recorder", "RequestRecord"]
@@ -26,11 +27,13 @@ class RequestRecord:
     """One logical call, retries included.
 
     ``status`` is the last HTTP status (None when no response came); ``latency`` covers the
-    whole call in seconds, waits included; ``attempt_statuses`` lists each attempt's status in
-    order, so 429s absorbed by retries stay visible; ``error`` is the exception class name when
-    the call failed. A cache hit has ``cached=True``, no attempts and its (tiny) latency; a
-    streamed call is recorded when its stream ends, with ``chunks`` and
-    ``first_chunk_latency``.
+    whole call in seconds, waits included; ``wire_latency`` only its attempts' time on the
+    wire, each from sending to the end of its answer (the latency less time queued in our
+    limiter and retry waits: what the server and the network took); ``attempt_statuses``
+    lists each attempt's status in order, so 429s absorbed by retries stay visible; ``error``
+    is the exception class name when the call failed. A cache hit has ``cached=True``, no
+    attempts and its (tiny) latency; a streamed call is recorded when its stream ends, with
+    ``chunks`` and ``first_chunk_latency``.
     """
 
     route: str
@@ -48,6 +51,7 @@ class RequestRecord:
     # A call made on a fallback model: the model it moved from, and why.
     fallback_from: str | None = None
     fallback_reason: str | None = None
+    wire_latency: float = 0.0  # seconds the attempts spent on the wire
 
     @property
     def ok(self) -> bool:
@@ -58,7 +62,17 @@ class CallLog:
     """What one call has seen so far. Touched only by the thread running the call (a stream's
     by the thread reading it)."""
 
-    __slots__ = ("fallback", "model", "request_id", "route", "sink", "start", "statuses")
+    __slots__ = (
+        "_wire_since",
+        "fallback",
+        "model",
+        "request_id",
+        "route",
+        "sink",
+        "start",
+        "statuses",
+        "wire",
+    )
 
     def __init__(
         self,
@@ -78,6 +92,18 @@ class CallLog:
         self.request_id: str | None = None
         self.sink = sink  # also receives the record (the batch engine's per-job figures)
         self.fallback = fallback  # (the model left, why) for a call made on a fallback
+        self.wire = 0.0  # seconds on the wire, attempts that ended
+        self._wire_since: float | None = None  # the attempt on the wire now: when it was sent
+
+    def on_wire(self, now: float) -> None:
+        """An attempt is being sent."""
+        self._wire_since = now
+
+    def off_wire(self, now: float) -> None:
+        """The attempt on the wire ended (its answer read, or its failure); once."""
+        if self._wire_since is not None:
+            self.wire += now - self._wire_since
+            self._wire_since = None
 
 
 class Recorder:
@@ -105,13 +131,20 @@ class Recorder:
     ) -> None:
         """A call (or a stream) ended, with ``error`` or without."""
         statuses = tuple(log.statuses)
+        if not statuses and isinstance(error, ClientClosedError):
+            # Stopped before it sent anything (a stopped batch's queued jobs): no call was
+            # made, so none failed. The batch sends it on resume.
+            return
         fallback = log.fallback
+        now = self._clock.monotonic()
+        log.off_wire(now)  # a stream's answer ends with the stream
         self._emit(
             RequestRecord(
                 route=log.route,
                 model=log.model,
                 status=statuses[-1] if statuses else None,
-                latency=self._clock.monotonic() - log.start,
+                latency=now - log.start,
+                wire_latency=log.wire,
                 attempts=len(statuses),
                 request_id=log.request_id,
                 error=type(error).__name__ if error is not None else None,

@@ -39,7 +39,7 @@ from comet_sync import (
     TLSError,
 )
 
-from .hostile import COMPLETION, Request, answer, chunk_event, head, hostile
+from .hostile import COMPLETION, Request, answer, chunk_event, head, hostile, wait_until
 
 SECRET = "sk-test-5f1e2d3c4b5a69788796a5b4c3d2e1f0"
 MESSAGES = [{"role": "user", "content": "hi"}]
@@ -154,10 +154,7 @@ def test_a_call_that_waited_for_a_slot_sends_with_what_is_left_of_its_budget() -
 
         holder = threading.Thread(target=first)
         holder.start()
-        deadline = time.monotonic() + 5
-        while server.count < 1 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert server.count == 1
+        wait_until(lambda: server.count == 1)
         # The slot frees about 1 s from now; this call then has about 0.6 s of its 1.6 s left,
         # and its attempt may take only that (it took its full 1.6 s, ending 1 s past its
         # deadline).
@@ -442,19 +439,27 @@ def always_503(conn: socket.socket, request: Request, stop: threading.Event) -> 
     return True
 
 
-def settled_count(server, quiet: float = 0.3) -> int:  # type: ignore[no-untyped-def]
-    """The server's request count once nothing new has arrived for ``quiet`` seconds."""
+def settled_count(server, quiet: float = 0.3, timeout: float = 10.0) -> int:  # type: ignore[no-untyped-def]
+    """The server's request count once nothing new has arrived for ``quiet`` seconds (a
+    quiet spell is the only way to see that nothing more comes); a count still moving after
+    ``timeout`` fails the test."""
+    deadline = time.monotonic() + timeout
     before = server.count
-    time.sleep(quiet)
-    return before if server.count == before else settled_count(server, quiet)
+    while True:
+        time.sleep(quiet)
+        now = server.count
+        if now == before:
+            return now
+        if time.monotonic() > deadline:
+            raise AssertionError(f"requests still arriving after {timeout}s ({now})")
+        before = now
 
 
 def test_close_cancels_queued_work_and_cuts_calls_in_flight() -> None:
     with hostile(slow(5)) as server:
         client = make(server.base_url, max_concurrency=4)
         futures = [client.chat.completions.submit(model="m", messages=MESSAGES) for _ in range(50)]
-        while server.count < 4:
-            time.sleep(0.01)
+        wait_until(lambda: server.count >= 4)
         client.close()
         at_close = server.count
         for future in futures:
@@ -467,8 +472,7 @@ def test_close_with_a_grace_lets_calls_in_flight_finish() -> None:
     with hostile(slow(0.2)) as server:
         client = make(server.base_url)
         future = client.chat.completions.submit(model="m", messages=MESSAGES)
-        while server.count < 1:
-            time.sleep(0.01)
+        wait_until(lambda: server.count >= 1)
         client.close(grace=5)
         assert future.result(timeout=0).choices[0].message.content == "ok"
 
@@ -487,8 +491,7 @@ def test_close_wakes_direct_calls_waiting_for_a_slot() -> None:
         threads = [threading.Thread(target=call) for _ in range(20)]
         for thread in threads:
             thread.start()
-        while server.count < 2:
-            time.sleep(0.01)
+        wait_until(lambda: server.count >= 2)
         client.close()
         for thread in threads:
             thread.join(5)
@@ -512,8 +515,10 @@ def test_close_interrupts_a_retry_sleeping_in_backoff() -> None:
         # by waiting until the first 503 has come back, then closing.
         thread = threading.Thread(target=call)
         thread.start()
-        while server.count < 1:
-            time.sleep(0.01)
+        wait_until(lambda: server.count >= 1)
+        # Most likely asleep in its backoff by now; if not yet, close() stops it before the
+        # wait instead, with the same outcome: the test cannot pass by luck, only be less
+        # pointed.
         time.sleep(0.05)
         client.close()
         thread.join(5)
@@ -607,7 +612,9 @@ def test_a_stream_held_across_close_is_cut_and_gives_its_slot_back() -> None:
 
         reader = threading.Thread(target=read_on)
         reader.start()
-        time.sleep(0.1)  # the reader is blocked on the silent socket
+        # Most likely blocked on the silent socket by now; if not, close() comes first and the
+        # read meets a closed client, the same outcome.
+        time.sleep(0.1)
         client.close()
         reader.join(5)
         assert not reader.is_alive()

@@ -31,6 +31,46 @@ def test_record_fields_for_a_success_after_retries(server, make_client, fake_tim
     assert rec.usage == {"prompt_tokens": 2, "completion_tokens": 3, "total_tokens": 5}
 
 
+def test_wire_latency_leaves_out_waits_and_time_queued_in_our_limiter(
+    server, make_client, fake_time
+) -> None:
+    """Issue 23: the table's latency included time queued in our limiter (p50 440 ms on a
+    zero-latency server) and nothing said so. Fake time moves only in our sleeps, so the
+    whole latency here is waits and queueing, and none of it is on the wire."""
+    records: list[RequestRecord] = []
+    client = make_client(on_request=records.append, rpm=60)
+    server.fail(503, times=1)
+    client.chat.completions.create(model="m", messages=user("one"))
+    client.chat.completions.create(model="m", messages=user("two"))
+    first, second = records
+    assert first.latency == pytest.approx(
+        1.0
+    )  # the pace (1 s) before the retry; its wait fits in it
+    assert second.latency == pytest.approx(1.0)  # queued 1 s for its turn under rpm=60
+    assert first.wire_latency == 0.0 and second.wire_latency == 0.0
+    st = client.metrics.snapshot()[("/chat/completions", "m")]
+    assert st.p50 == pytest.approx(1.0) and st.wire_p50 == 0.0
+    assert "wire p50 ms" in format_table(client.metrics.snapshot())
+
+
+def test_wire_latency_is_the_time_on_the_wire() -> None:
+    from comet_sync import CometClient
+    from comet_sync.testing import FakeCometServer
+
+    records: list[RequestRecord] = []
+    with (
+        FakeCometServer(latency=0.05) as fake,
+        CometClient(
+            api_key="sk-test-0123456789abcdef", base_url=fake.base_url, on_request=records.append
+        ) as client,
+    ):
+        client.chat.completions.create(model="m", messages=user("x"))
+        with client.chat.completions.create(model="m", messages=user("y"), stream=True) as s:
+            list(s)
+    for rec in records:
+        assert 0.05 <= rec.wire_latency <= rec.latency, rec
+
+
 def test_record_for_a_failure_and_no_response(server, make_client) -> None:
     records: list[RequestRecord] = []
     client = make_client(on_request=records.append, max_retries=0)

@@ -4,9 +4,10 @@ script run against both clients in the same test."""
 
 from __future__ import annotations
 
+import copy
 import json
 import pickle
-from typing import Any
+from typing import Any, Optional
 
 import pytest
 
@@ -585,3 +586,478 @@ def test_openai_retrieves_one_model_from_the_fake_server() -> None:
         )
     assert theirs["known"]["id"] == "gpt-4o"
     assert theirs["unknown"] == [404, "model_not_found", "model_not_found"]
+
+
+# -- parse(): tools, cut replies, invalid content, the beta path -----------------------------------
+
+
+def _reply(message: dict[str, Any], finish_reason: str = "stop") -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-parse",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "gpt-4o-mini",
+        "choices": [{"index": 0, "finish_reason": finish_reason, "message": message}],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7},
+    }
+
+
+def _tool_reply(name: str, arguments: str) -> dict[str, Any]:
+    call = {"id": "call_1", "type": "function", "function": {"name": name, "arguments": arguments}}
+    return _reply({"role": "assistant", "content": None, "tool_calls": [call]}, "tool_calls")
+
+
+LOOKUP_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "lookup",
+        "strict": True,
+        "parameters": {
+            "type": "object",
+            "properties": {"q": {"type": "string"}},
+            "required": ["q"],
+            "additionalProperties": False,
+        },
+    },
+}
+
+
+def parse_script(client: Any, lib: Any, server: FakeCometServer) -> dict[str, Any]:
+    """parse() as openai-python users write it; ``lib`` is the module the exceptions come
+    from (openai, or comet_sync: the one import a port changes)."""
+    import openai  # the script uses openai's own tool helper under both clients
+    import pydantic
+
+    class GetWeather(pydantic.BaseModel):
+        city: str
+        days: int
+
+    class Capital(pydantic.BaseModel):
+        city: str
+        country: str
+
+    out: dict[str, Any] = {}
+    messages = [{"role": "user", "content": "weather in Rome?"}]
+
+    server.respond_next(_tool_reply("GetWeather", '{"city": "Rome", "days": 3}'))
+    done = client.chat.completions.parse(
+        model="gpt-4o-mini", messages=messages, tools=[openai.pydantic_function_tool(GetWeather)]
+    )
+    message = done.choices[0].message
+    call = message.tool_calls[0]
+    out["tool"] = (
+        type(call.function.parsed_arguments).__name__,
+        call.function.parsed_arguments.model_dump(),
+        call.function.name,
+        call.id,
+        message.parsed,
+    )
+    out["tools_sent"] = server.received[-1].body["tools"]
+    assert "response_format" not in server.received[-1].body
+
+    server.respond_next(_tool_reply("lookup", '{"q": "rome"}'))
+    done = client.chat.completions.parse(
+        model="gpt-4o-mini", messages=messages, tools=[LOOKUP_TOOL]
+    )
+    out["strict_dict_tool"] = done.choices[0].message.tool_calls[0].function.parsed_arguments
+
+    for reason, name in (
+        ("length", "LengthFinishReasonError"),
+        ("content_filter", "ContentFilterFinishReasonError"),
+    ):
+        server.respond_next(_reply({"role": "assistant", "content": '{"city": "Ro'}, reason))
+        try:
+            client.chat.completions.parse(
+                model="gpt-4o-mini", messages=messages, response_format=Capital
+            )
+        except getattr(lib, name) as exc:
+            out[reason] = (
+                type(exc).__name__,
+                str(exc)[:60],
+                exc.completion.choices[0].finish_reason,
+            )
+
+    server.respond_next(_reply({"role": "assistant", "content": "not json"}))
+    try:
+        client.chat.completions.parse(
+            model="gpt-4o-mini", messages=messages, response_format=Capital
+        )
+    except pydantic.ValidationError as exc:
+        out["invalid"] = [error["type"] for error in exc.errors()]
+
+    server.respond_next(
+        _reply({"role": "assistant", "content": '{"city": "Rome", "country": "IT"}'})
+    )
+    parsed = client.beta.chat.completions.parse(
+        model="gpt-4o-mini", messages=messages, response_format=Capital
+    )
+    out["beta"] = parsed.choices[0].message.parsed.model_dump()
+    out["format_sent"] = server.received[-1].body["response_format"]
+    return out
+
+
+@pytest.mark.slow
+def test_parse_runs_the_same_on_openai_python_and_comet_sync() -> None:
+    openai = pytest.importorskip("openai")
+    pytest.importorskip("pydantic")
+    with FakeCometServer() as server:
+        theirs = parse_script(
+            openai.OpenAI(api_key=SECRET, base_url=server.base_url), openai, server
+        )
+        with CometClient(api_key=SECRET, base_url=server.base_url) as ours:
+            mine = parse_script(ours, comet_sync, server)
+            # Not a copy that could drift: the very method (openai-python has two).
+            assert ours.beta.chat.completions.parse == ours.chat.completions.parse
+    assert set(theirs) == {
+        "tool",
+        "tools_sent",
+        "strict_dict_tool",
+        "length",
+        "content_filter",
+        "invalid",
+        "beta",
+        "format_sent",
+    }
+    assert mine == theirs
+
+
+def test_parse_refuses_a_tool_it_could_not_parse_before_sending(server, client) -> None:
+    loose = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+    for tools, argument in (
+        ([LOOKUP_TOOL, loose], "tools[1].function.strict"),
+        ([{"type": "custom", "custom": {"name": "c"}}], "tools[0]"),
+        ("lookup", "tools"),
+    ):
+        with pytest.raises(InvalidArgumentError) as caught:
+            client.chat.completions.parse(model="m", messages=user("x"), tools=tools)
+        assert caught.value.argument == argument
+        assert isinstance(caught.value, ValueError)  # what openai-python raises
+    assert server.stats().requests == 0
+
+
+def test_our_pydantic_function_tool_is_openais_and_parses_calls(server, client) -> None:
+    pydantic = pytest.importorskip("pydantic")
+
+    class Inner(pydantic.BaseModel):
+        a: int
+
+    class Lookup(pydantic.BaseModel):
+        """Look something up."""
+
+        q: str
+        limit: Optional[int] = None  # noqa: UP045  (pydantic evaluates it, on 3.9 too)
+        inner: Inner = pydantic.Field(description="described beside a $ref")
+        more: list[Inner]
+
+    tool = comet_sync.pydantic_function_tool(Lookup)
+    openai = pytest.importorskip("openai")
+    assert tool == openai.pydantic_function_tool(Lookup)  # the same schema on the wire
+    server.respond_next(
+        _tool_reply("Lookup", '{"q": "x", "limit": null, "inner": {"a": 1}, "more": []}')
+    )
+    generator_of_tools = (t for t in [tool])  # read once, and sent
+    reply = client.chat.completions.parse(model="m", messages=user("x"), tools=generator_of_tools)
+    assert server.received[-1].body["tools"] == [tool]
+    [call] = reply.choices[0].message.tool_calls or []
+    assert call.function.parsed_arguments == Lookup(q="x", inner=Inner(a=1), more=[])
+    copied = copy.deepcopy(reply)  # an agent's copied history (a local class: no pickle)
+    assert copied.choices[0].message.tool_calls[0].function.parsed_arguments == Lookup(
+        q="x", inner=Inner(a=1), more=[]
+    )
+    server.respond_next(_tool_reply("Lookup", '{"q": 1}'))
+    with pytest.raises(pydantic.ValidationError):
+        client.chat.completions.parse(model="m", messages=user("x"), tools=[tool])
+    server.respond_next(_tool_reply("unknown", "{}"))
+    reply = client.chat.completions.parse(model="m", messages=user("x"), tools=[tool])
+    assert reply.choices[0].message.tool_calls[0].function.parsed_arguments is None
+
+
+def test_a_reply_the_model_did_not_finish_raises_openais_errors(server, client) -> None:
+    for reason, error in (
+        ("length", comet_sync.LengthFinishReasonError),
+        ("content_filter", comet_sync.ContentFilterFinishReasonError),
+    ):
+        server.respond_next(_reply({"role": "assistant", "content": '{"a": '}, reason))
+        with pytest.raises(error) as caught:
+            client.chat.completions.parse(
+                model="m", messages=user("x"), response_format={"type": "json_object"}
+            )
+        assert caught.value.completion.choices[0].finish_reason == reason
+        again = pickle.loads(pickle.dumps(caught.value))  # Celery sends exceptions on
+        assert again.completion == caught.value.completion and str(again) == str(caught.value)
+        assert SECRET not in repr(again.__dict__)
+
+
+# -- the client's surface: settings read back, copies, views with another key, raw heads ---------
+
+OTHER_KEY = "sk-other-0a1b2c3d4e5f60718293a4b5c6d7e8f9"
+
+
+def _auth(server: FakeCometServer) -> str:
+    """The Authorization header of the last request (names in any case)."""
+    headers = {name.lower(): value for name, value in server.received[-1].headers.items()}
+    return headers["authorization"]
+
+
+def surface_script(client: Any, main: FakeCometServer, other: FakeCometServer) -> dict[str, Any]:
+    """What openai-python users write around the client itself."""
+    import openai  # for its Timeout (httpx's), as user code passes it
+
+    messages = [{"role": "user", "content": "hello"}]
+    out: dict[str, Any] = {
+        "base_url": str(client.base_url),
+        "max_retries": client.max_retries,
+        "timeout": (client.timeout.connect, client.timeout.read),
+    }
+    view = client.with_options(max_retries=1, timeout=openai.Timeout(20.0, connect=3.0))
+    out["view"] = (view.max_retries, view.timeout.connect, view.timeout.read, str(view.base_url))
+    copied = client.copy(max_retries=4)
+    out["copy"] = (copied.max_retries, str(copied.base_url))
+    keyed = client.with_options(api_key=OTHER_KEY, base_url=other.base_url)
+    before = len(other.received)
+    reply = keyed.chat.completions.create(model="gpt-4o-mini", messages=messages)
+    out["keyed"] = (str(keyed.base_url), reply.choices[0].message.content)
+    out["keyed_sent"] = (_auth(other), len(other.received) - before)
+    client.chat.completions.create(model="gpt-4o-mini", messages=messages)  # still its own
+    out["own_sent"] = _auth(main)
+    create = client.chat.completions.with_streaming_response.create
+    with create(model="gpt-4o-mini", messages=messages) as response:
+        out["head"] = (response.status_code, response.headers["content-type"].split(";")[0])
+        out["body"] = response.parse().choices[0].message.content
+    with create(model="gpt-4o-mini", messages=messages, stream=True) as response:
+        out["stream_head"] = response.headers["content-type"].split(";")[0]
+        out["streamed"] = "".join(
+            chunk.choices[0].delta.content or "" for chunk in response.parse() if chunk.choices
+        )
+    raw = client.models.with_raw_response.list()
+    out["models"] = (raw.status_code, [m.id for m in raw.parse().data])
+    raw = client.chat.with_raw_response.completions.create(model="m", messages=messages)
+    out["chat_raw"] = raw.parse().choices[0].message.content
+    with client.models.with_streaming_response.list() as response:
+        out["models_streaming"] = [m.id for m in response.parse().data]
+    return out
+
+
+@pytest.mark.slow
+def test_the_client_surface_is_the_same_on_openai_python_and_comet_sync() -> None:
+    openai = pytest.importorskip("openai")
+    results = []
+    with FakeCometServer(api_key=SECRET) as main, FakeCometServer(api_key=OTHER_KEY) as other:
+        for make in (openai.OpenAI, CometClient):
+            client = make(
+                api_key=SECRET,
+                base_url=main.base_url,
+                max_retries=3,
+                timeout=openai.Timeout(30.0, connect=5.0),
+            )
+            try:
+                results.append(surface_script(client, main, other))
+            finally:
+                client.close()
+    theirs, mine = results
+    assert theirs["base_url"].endswith("/v1/")  # str(httpx.URL): a trailing slash
+    assert theirs["keyed_sent"] == (f"Bearer {OTHER_KEY}", 1)
+    assert mine == theirs
+
+
+@pytest.fixture
+def other_server() -> Any:
+    with FakeCometServer(api_key=OTHER_KEY) as other:
+        yield other
+
+
+def test_a_view_with_another_key_shares_nothing_keyed(server, other_server, make_client) -> None:
+    records: list[Any] = []
+    client = make_client(cache=comet_sync.ResponseCache(), on_request=records.append)
+    client.chat.completions.create(model="m", messages=user("same"))
+    for text in ("same", "second", "same"):  # a view per request, as for a tenant
+        view = client.with_options(api_key=OTHER_KEY, base_url=other_server.base_url)
+        view.chat.completions.create(model="m", messages=user(text))
+    # "same" was not served from the parent's cache, and then was from the key's own.
+    assert other_server.stats().requests == 2
+    assert other_server.stats().connections_opened == 1  # one pool for the key, kept
+    assert {_auth(other_server)} == {f"Bearer {OTHER_KEY}"}
+    assert {r.headers.get("Authorization") for r in server.received} == {f"Bearer {SECRET}"}
+    assert view.metrics is not client.metrics and view._limiter is not client._limiter
+    assert sum(s.calls for s in client.metrics.snapshot().values()) == 1
+    assert sum(s.calls for s in view.metrics.snapshot().values()) == 3
+    assert len(records) == 4 and OTHER_KEY not in repr(records) and SECRET not in repr(records)
+    for shown in (repr(view), repr(client), str(view.base_url), repr(view.__dict__)):
+        assert OTHER_KEY not in shown and SECRET not in shown
+    again = view.with_options(max_retries=0)  # a view of the view keeps its key
+    again.chat.completions.create(model="m", messages=user("again"))
+    assert _auth(other_server) == f"Bearer {OTHER_KEY}" and again.max_retries == 0
+    back = view.with_options(api_key=SECRET, base_url=server.base_url)
+    assert back._parent is client  # the owner's own runtime again
+
+
+def test_closing_either_closes_every_view_whatever_its_key(server, other_server, make_client):
+    client = make_client()
+    keyed = client.with_options(api_key=OTHER_KEY, base_url=other_server.base_url)
+    keyed.chat.completions.create(model="m", messages=user("x"))
+    keyed.close()
+    assert client.closed and keyed.closed
+    with pytest.raises(comet_sync.ClientClosedError):
+        keyed.chat.completions.create(model="m", messages=user("x"))
+    with pytest.raises(comet_sync.ClientClosedError):
+        client.with_options(api_key=OTHER_KEY).chat.completions.create(
+            model="m", messages=user("x")
+        )
+    assert other_server.stats().requests == 1
+
+
+def test_copy_is_with_options_and_wrong_options_fail_before_sending(server, make_client) -> None:
+    client = make_client(default_headers={"X-Team": "a"})
+    assert type(client).copy is type(client).with_options
+    replaced = client.copy(set_default_headers={"X-Only": "1"})
+    replaced.chat.completions.create(model="m", messages=user("x"))
+    assert "X-Team" not in server.received[-1].headers
+    assert server.received[-1].headers["X-Only"] == "1"
+    for kwargs, argument in (
+        ({"api_key": "sk bad key with spaces"}, "api_key"),
+        ({"base_url": "http://user:pw@example.com/v1"}, "base_url"),
+        ({"default_headers": {"a": "1"}, "set_default_headers": {"b": "2"}}, "set_default_headers"),
+        ({"max_retries": -1}, "max_retries"),
+    ):
+        with pytest.raises(InvalidArgumentError) as caught:
+            client.with_options(**kwargs)
+        assert caught.value.argument == argument
+        assert "sk bad key" not in str(caught.value)
+    assert server.stats().requests == 1
+
+
+def test_a_shared_limiter_is_not_lent_to_another_key(server, make_client) -> None:
+    from comet_sync._rate.limiter import Limiter  # standing in for a RedisLimiter
+
+    client = make_client(limiter=Limiter(4, comet_sync.RateControl()))
+    assert client.with_options(max_retries=1)._limiter is client._limiter  # same key: fine
+    with pytest.raises(InvalidArgumentError) as caught:
+        client.with_options(api_key=OTHER_KEY)
+    assert caught.value.argument == "api_key"
+
+
+def test_a_client_refuses_to_be_pickled_before_writing_its_key(client, tmp_path) -> None:
+    path = tmp_path / "client.pickle"
+    for target in (client, client.with_options(api_key=OTHER_KEY)):
+        with path.open("wb") as f, pytest.raises(TypeError) as caught:
+            pickle.dump(target, f)
+        assert (
+            SECRET.encode() not in path.read_bytes() and OTHER_KEY.encode() not in path.read_bytes()
+        )
+        assert SECRET not in str(caught.value)
+        with pytest.raises(TypeError):
+            copy.deepcopy(target)
+
+
+def test_the_settings_read_back(server, make_client) -> None:
+    client = make_client(max_retries=2, timeout=(3, 40))
+    assert client.base_url == server.base_url.rstrip("/") + "/"
+    assert (client.max_retries, client.timeout) == (2, Timeout(connect=3, read=40))
+    view = client.with_options(timeout=None, max_retries=NOT_GIVEN)
+    assert (view.max_retries, view.timeout) == (2, Timeout(connect=None, read=None))
+
+
+def test_with_streaming_response_sends_on_entering_and_gives_the_stream_back(server, client):
+    manager = client.chat.completions.with_streaming_response.create(
+        model="m", messages=user("hello there"), stream=True
+    )
+    assert server.stats().requests == 0  # nothing sent until the block is entered
+    with manager as response:
+        assert response.status_code == 200 and client.in_flight == 1
+        assert "text/event-stream" in response.headers["content-type"]
+        stream = response.parse()
+        assert next(stream.text_deltas())  # read a little, not all
+    assert client.in_flight == 0  # the block closed the stream it did not finish
+    with client.with_streaming_response.chat.completions.create(
+        model="m", messages=user("x")
+    ) as response:
+        assert response.parse().choices[0].message.content == "echo: x"
+    with client.chat.completions.with_streaming_response.parse(
+        model="m", messages=user("x"), response_format={"type": "text"}
+    ) as response:
+        assert response.parse().choices[0].message.parsed is None
+
+
+def test_every_resource_has_both_wrappers(server, client) -> None:
+    models = client.models.with_raw_response.list()
+    assert models.status_code == 200 and models.headers["content-type"]
+    cached = client.models.with_raw_response.list()  # from the models cache: no head
+    assert cached.status_code == 200 and dict(cached.headers) == {}
+    assert client.with_raw_response.models.retrieve("gpt-4o").parse().id == "gpt-4o"
+    raw = client.with_raw_response.responses.create(model="gpt-5", input="hi")
+    assert raw.status_code == 200 and raw.parse().output_text
+    with client.embeddings.with_streaming_response.create(model="e", input="hi") as response:
+        assert response.parse().data[0].embedding
+    with client.with_streaming_response.models.list() as response:
+        assert [m.id for m in response.parse()]
+    with client.responses.with_streaming_response.create(
+        model="gpt-5", input="hi", stream=True
+    ) as response:
+        assert "".join(response.parse().text_deltas())
+    assert client.in_flight == 0
+
+
+def test_views_past_the_kept_keys_still_work_and_close_with_the_client(server, make_client):
+    from comet_sync._keyed import MAX_KEYED
+
+    client = make_client()
+    first = client.with_options(api_key="sk-tenant-0000000000000000")
+    views = [client.with_options(api_key=f"sk-tenant-{i:016d}") for i in range(1, MAX_KEYED + 1)]
+    first.chat.completions.create(model="m", messages=user("let go of, still usable"))
+    assert _auth(server) == "Bearer sk-tenant-0000000000000000"
+    assert len(client._keyed._entries) == MAX_KEYED and first._parent in client._keyed._let_go
+    client.close()
+    assert first.closed and all(view.closed for view in views)
+    assert first._parent._closed  # closed with the client, not only refused
+
+
+def test_a_runtime_let_go_of_ends_with_its_last_view(server, make_client) -> None:
+    import gc
+    import threading
+
+    from comet_sync._keyed import MAX_KEYED
+
+    client = make_client()
+    first = client.with_options(api_key="sk-tenant-0000000000000000")
+    first.chat.completions.create(model="m", messages=user("x"))  # starts its watchdog
+    watchdogs = sum(t.name == "comet_sync-watchdog" for t in threading.enumerate())
+    for i in range(1, MAX_KEYED + 1):  # the first is let go of
+        client.with_options(api_key=f"sk-tenant-{i:016d}")
+    del first
+    gc.collect()
+    for _ in range(100):
+        if sum(t.name == "comet_sync-watchdog" for t in threading.enumerate()) < watchdogs:
+            break
+        threading.Event().wait(0.02)
+    assert sum(t.name == "comet_sync-watchdog" for t in threading.enumerate()) == watchdogs - 1
+
+
+@pytest.mark.slow
+def test_close_waits_one_grace_for_every_key_at_once(server, make_client) -> None:
+    import threading
+    import time
+
+    client = make_client(max_retries=0)
+    views = [client.with_options(api_key=f"sk-tenant-{i:016d}") for i in range(3)]
+    server.delay_next(10, times=3)
+    errors: list[BaseException] = []
+
+    def call(view: CometClient) -> None:
+        try:
+            view.chat.completions.create(model="m", messages=user("slow"))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=call, args=(view,)) for view in views]
+    for thread in threads:
+        thread.start()
+    while sum(view.in_flight for view in views) < 3:
+        time.sleep(0.01)
+    started = time.monotonic()
+    client.close(grace=1.0)
+    took = time.monotonic() - started
+    for thread in threads:
+        thread.join(5)
+    assert 1.0 <= took < 2.0, took  # one grace for all three, not one each
+    assert len(errors) == 3
+    assert all(isinstance(e, comet_sync.ClientClosedError) for e in errors)

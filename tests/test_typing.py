@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import textwrap
 
 import pytest
@@ -108,3 +111,125 @@ def test_typos_are_errors_before_they_run(tmp_path) -> None:
     errors = "\n".join(check(BAD, tmp_path))
     assert 'has no attribute "choises"' in errors
     assert 'Unexpected keyword argument "modle"' in errors
+
+
+def test_the_installed_package_is_seen_by_mypy_outside_the_checkout(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Issue 23: after the README's `pip install -e .`, mypy said import-not-found for
+    comet_sync in any directory but the checkout (setuptools' default editable mode is an
+    import hook, which type checkers do not run). Run from elsewhere, as a user's project is,
+    against the environment `make` installed the way the README says."""
+    (tmp_path / "app.py").write_text(
+        "from comet_sync import CometClient\n"
+        "client = CometClient(api_key='sk-typing-0123456789')\n"
+        "reveal_type(client.chat.completions)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", "app.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "MYPYPATH")},
+    )
+    assert "import-not-found" not in done.stdout, done.stdout
+    assert "Completions" in done.stdout, done.stdout
+
+
+PARSE = """
+    from pydantic import BaseModel
+
+    from comet_sync import CometClient, pydantic_function_tool
+
+    class Capital(BaseModel):
+        city: str
+
+    client = CometClient(api_key="sk-typing-0123456789")
+    messages = [{"role": "user", "content": "hi"}]
+    done = client.chat.completions.parse(model="m", messages=messages, response_format=Capital)
+    capital: Capital | None = done.choices[0].message.parsed
+    beta = client.beta.chat.completions.parse(model="m", messages=messages, response_format=Capital)
+    also: Capital | None = beta.choices[0].message.parsed
+    tools = [pydantic_function_tool(Capital)]
+    called = client.chat.completions.parse(model="m", messages=messages, tools=tools)
+    nothing: None = called.choices[0].message.parsed
+    for call in called.choices[0].message.tool_calls or []:
+        print(call.function.parsed_arguments, call.function.name)
+    client.chat.completions.parse(model="m", messages=messages, response_format={"type": "text"})
+"""
+
+PARSE_BAD = """
+    from pydantic import BaseModel
+
+    from comet_sync import CometClient
+
+    class Capital(BaseModel):
+        city: str
+
+    client = CometClient(api_key="sk-typing-0123456789")
+    done = client.chat.completions.parse(model="m", messages=[], response_format=Capital)
+    wrong: int | None = done.choices[0].message.parsed
+    client.chat.completions.parse(model="m", messages=[], respons_format=Capital)
+"""
+
+
+def test_parse_is_typed_by_its_response_format(tmp_path) -> None:
+    assert check(PARSE, tmp_path) == []
+    errors = "\n".join(check(PARSE_BAD, tmp_path))
+    assert 'expression has type "Capital | None", variable has type "int | None"' in errors
+    assert "respons_format" in errors
+
+
+SURFACE = """
+    from pydantic import BaseModel
+
+    from comet_sync import CometClient
+
+    class Capital(BaseModel):
+        city: str
+
+    client = CometClient(api_key="sk-typing-0123456789")
+    messages = [{"role": "user", "content": "hi"}]
+    chat = client.chat.completions
+    with chat.with_streaming_response.create(model="m", messages=messages, stream=True) as r:
+        status: int = r.status_code
+        for chunk in r.parse():
+            piece: str | None = chunk.choices[0].delta.content
+    with chat.with_streaming_response.create(model="m", messages=messages) as whole:
+        text: str | None = whole.parse().choices[0].message.content
+    raw = chat.with_raw_response.parse(model="m", messages=messages, response_format=Capital)
+    capital: Capital | None = raw.parse().choices[0].message.parsed
+    streamed = client.chat.with_raw_response.completions.create(
+        model="m", messages=messages, stream=True
+    )
+    for part in streamed.parse().text_deltas():
+        print(part)
+    via_client = client.with_raw_response.chat.completions.create(model="m", messages=messages)
+    content: str | None = via_client.parse().choices[0].message.content
+    base: str = client.base_url
+    retries: int = client.max_retries
+    read: float | None = client.timeout.read
+    other = client.copy(api_key="sk-other-0123456789", base_url="http://127.0.0.1:1/v1")
+    other.with_options(max_retries=0).models.with_raw_response.list()
+"""
+
+SURFACE_BAD = """
+    from comet_sync import CometClient
+
+    client = CometClient(api_key="sk-typing-0123456789")
+    chat = client.chat.completions
+    with chat.with_streaming_response.create(model="m", messages=[], stream=True) as r:
+        r.parse().choices
+    client.with_options(api_kye="sk-other-0123456789")
+    with client.with_streaming_response.chat.completions.create(
+        model="m", messages=[], stream=True
+    ) as also:
+        also.parse().usage
+"""
+
+
+def test_raw_and_streaming_responses_are_typed_by_their_arguments(tmp_path) -> None:
+    assert check(SURFACE, tmp_path) == []
+    errors = "\n".join(check(SURFACE_BAD, tmp_path))
+    assert '"Stream" has no attribute "choices"' in errors
+    assert '"Stream" has no attribute "usage"' in errors
+    assert 'Unexpected keyword argument "api_kye"' in errors

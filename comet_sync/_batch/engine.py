@@ -12,6 +12,10 @@ back the results behind it. :meth:`BatchRun.abandon` also cuts the calls on the 
 :meth:`BatchRun.finished` hands over, without waiting, whatever has finished and not yet been
 yielded — what an interrupted writer must save before it exits.
 
+In input order, ``early`` (if given) is called with each result that finishes while one ahead
+of it has not, as it finishes, on the consuming thread; the result is still yielded in its
+turn. A writer saves it there, so a crash does not lose what waits behind a slow line.
+
 The JSONL side (reading input lines, resuming from an output file) is in ``jsonl.py``; the
 command line in ``_cli.py``.
 
@@ -28,7 +32,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from .. import _cancel
 from .._exceptions import APIError, APIStatusError, ClientClosedError, CometError
@@ -108,12 +112,13 @@ class BatchResult:
 
 
 class _Slot:
-    __slots__ = ("future", "job", "taken")
+    __slots__ = ("future", "job", "seen", "taken")
 
     def __init__(self, job: BatchJob, future: Future[BatchResult | None]) -> None:
         self.job = job
         self.future = future
         self.taken = False
+        self.seen = False  # taken off the completion queue (with ``early``, in input order)
 
 
 class BatchRun(Iterator[BatchResult]):
@@ -127,8 +132,10 @@ class BatchRun(Iterator[BatchResult]):
         ordered: bool,
         window: int,
         stop: threading.Event | None,
+        early: Callable[[BatchResult], None] | None = None,
     ) -> None:
         self._client = client
+        self._early = early
         self._source = enumerate(jobs, start=1)
         self._ordered = ordered
         self._window = window
@@ -210,7 +217,11 @@ class BatchRun(Iterator[BatchResult]):
         while self._in_order and self._in_order[0].taken:
             self._in_order.popleft()
         head = self._in_order[0]
-        if not head.future.done():
+        if self._early is not None:
+            self._report_early(head, wait_for_one=not head.future.done())
+            if not head.future.done():
+                return None
+        elif not head.future.done():
             watched: list[Future[Any]] = [head.future, self._stop_future]
             wait(
                 watched,
@@ -220,6 +231,32 @@ class BatchRun(Iterator[BatchResult]):
             return None
         self._in_order.popleft()
         return self._take(head)
+
+    def _report_early(self, head: _Slot, *, wait_for_one: bool) -> None:
+        """Take every completion off the queue (first waiting for one, if told), handing each
+        to ``early`` unless it is the head's. Drained each time, not only while the head is
+        slow: the queue also gets the slots taken in their turn, and must not keep them."""
+        while True:
+            try:
+                if wait_for_one:
+                    slot = self._completed.get(
+                        timeout=STOP_POLL_SECONDS if self._stop_event is not None else None
+                    )
+                else:
+                    slot = self._completed.get_nowait()
+            except queue.Empty:
+                return
+            wait_for_one = False
+            if slot is None:
+                return  # stopped: the caller looks at the state again
+            if slot.taken:
+                continue
+            slot.seen = True
+            if slot is head:
+                continue
+            result = None if slot.future.cancelled() else slot.future.result()
+            if result is not None and self._early is not None:
+                self._early(result)
 
     def _next_completed(self) -> BatchResult | None:
         self._give_up_order()
@@ -236,8 +273,12 @@ class BatchRun(Iterator[BatchResult]):
         self._ordered = False
         while self._in_order:
             slot = self._in_order.popleft()
-            if not slot.taken:
+            if slot.taken:
+                continue
+            if self._early is None:
                 slot.future.add_done_callback(partial(_completed, self._completed, slot))
+            elif slot.seen:
+                self._completed.put(slot)  # already off the queue once, not yet yielded
 
     def _take(self, slot: _Slot) -> BatchResult | None:
         if slot.taken:
@@ -282,7 +323,7 @@ class BatchRun(Iterator[BatchResult]):
                 self._futures.add(future)
             if self._ordered:
                 self._in_order.append(slot)
-            else:
+            if not self._ordered or self._early is not None:
                 future.add_done_callback(partial(_completed, self._completed, slot))
 
 
@@ -297,6 +338,7 @@ def run_batch(
     ordered: bool = True,
     window: int | None = None,
     stop: threading.Event | None = None,
+    early: Callable[[BatchResult], None] | None = None,
 ) -> BatchRun:
     """Run ``jobs`` through ``client`` and yield one result for each.
 
@@ -305,7 +347,8 @@ def run_batch(
     workers if more) are in flight or waiting to be yielded: in input order, every result
     waits behind the oldest unfinished job, which may be in a backoff of seconds, so the
     window must be wide for the workers to stay busy meanwhile. Setting ``stop`` (or calling
-    the run's ``stop()``) stops it as the module docstring says.
+    the run's ``stop()``) stops it as the module docstring says; ``early`` is described there
+    too.
 
     >>> for result in run_batch(client, jobs, ordered=False):
     ...     print(result.custom_id, result.ok)
@@ -314,7 +357,7 @@ def run_batch(
     if size < 1:
         raise ValueError("window must be >= 1")
     client._calls.check_open()
-    return BatchRun(client, jobs, ordered=ordered, window=size, stop=stop)
+    return BatchRun(client, jobs, ordered=ordered, window=size, stop=stop, early=early)
 
 
 def _job_from_dict(raw: Mapping[str, Any], position: int) -> BatchJob:

@@ -32,9 +32,14 @@ from array import array
 from bisect import bisect_left
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import IO, Any
+from itertools import chain
+from typing import IO, Any, Callable
 
 from .engine import CHAT_ROUTE, EMBEDDINGS_ROUTE, RESPONSES_ROUTE, BatchJob, BatchResult
+from .journal import discard_journal, journal_records
+from .ledger import InputChanged, InputLedger, changed_lines
+from .lines import MAX_LINE, TooLong, decode_line, read_lines
+from .output import LineWriter
 
 __all__ = [
     "FORMATS",
@@ -132,21 +137,24 @@ def job_key(custom_id: str | None, line: int | None) -> int:
 
 
 def read_jobs(
-    stream: IO[str],
+    stream: IO[bytes],
     *,
     default_model: str | None = None,
     skip: DigestSet | None = None,
+    ledger: InputLedger | None = None,
 ) -> Iterator[BatchJob]:
-    """A job per input line, in order; a malformed line becomes a job with a ``problem`` and
-    a blank one a ``skipped`` job, so each gets its output line. Jobs whose key is in ``skip``
-    (already in a resumed output) are passed over."""
+    """A job per input line, in order; a malformed line (not UTF-8, not JSON, too long...)
+    becomes a job with a ``problem`` and a blank one a ``skipped`` job, so each gets its output
+    line. Jobs whose key is in ``skip`` (already in a resumed output) are passed over, except
+    those: a resume recomputes them, as they cost nothing. Each line is checked against
+    ``ledger`` first (which raises ``InputChanged`` on a line rewritten since its result)."""
     seen = DigestSet()
-    for number, text in enumerate(stream, start=1):
-        job = _job_of(text, number, default_model)
+    number = 0
+    for number, raw in enumerate(read_lines(stream), start=1):
+        job = _job_of(raw, number, default_model)
         key = job_key(job.custom_id, job.line)
-        if skip is not None and key in skip:
-            continue
         if job.custom_id is not None:
+            # Before the skip: a line repeating a finished job's id is a duplicate still.
             if key in seen and job.problem is None:
                 job = BatchJob(
                     custom_id=job.custom_id,
@@ -155,10 +163,27 @@ def read_jobs(
                     problem=f"line {number}: duplicate custom_id {job.custom_id!r}",
                 )
             seen.add(key)
+        free = job.problem is not None or job.skipped is not None
+        if ledger is not None:
+            ledger.check(number, raw if isinstance(raw, bytes) else b"", 0 if free else key)
+        if skip is not None and not free and key in skip:
+            continue
         yield job
+    if ledger is not None:
+        ledger.check_end(number)
 
 
-def _job_of(text: str, number: int, default_model: str | None) -> BatchJob:
+def _job_of(raw: bytes | TooLong, number: int, default_model: str | None) -> BatchJob:
+    if isinstance(raw, TooLong):
+        return BatchJob(
+            custom_id=None,
+            line=number,
+            problem=f"line {number} is {raw.size} bytes long, over the {MAX_LINE >> 20} MiB "
+            "a line may have",
+        )
+    text, problem = decode_line(raw, number)
+    if text is None:
+        return BatchJob(custom_id=None, line=number, problem=problem)
     if not text.strip():
         return BatchJob(custom_id=None, line=number, skipped="blank line")
     try:
@@ -279,35 +304,156 @@ def format_result(result: BatchResult, output_format: str) -> dict[str, Any]:
 
 @dataclass
 class Resumed:
-    """What an existing output holds: the keys of its jobs, the error lines taken out to be
-    sent again, and the error lines left in it (of which ``retryable`` may heal)."""
+    """What an existing output holds: the keys of its jobs (those its journal holds
+    included), the error lines taken out to be sent again, the error lines left in it (of
+    which ``retryable`` may heal), and the results of a run that did not end found in its
+    journal: ``early`` (line number, output line), still to be written, in input order."""
 
     keys: DigestSet = field(default_factory=DigestSet)
     removed: int = 0
     errors: int = 0
     retryable: int = 0
+    from_journal: int = 0
+    early: list[tuple[int, str]] = field(default_factory=list)
 
 
-def prepare_resume(path: str, *, retry_errors: bool) -> Resumed:
+def prepare_resume(
+    path: str,
+    *,
+    retry_errors: bool,
+    input_path: str | None = None,
+    defer_journal: bool = False,
+) -> Resumed:
     """Read an existing output for a resumed run, after cutting off a trailing partial line
-    (what a kill in the middle of a write leaves); with ``retry_errors``, error lines of kinds
-    that may heal are first taken out of the file, so that the rerun's line replaces each:
-    one line per input line still."""
+    (what a kill in the middle of a write leaves), with the results its journal holds (what a
+    crash left waiting for their turn in input order): appended to the output now, or with
+    ``defer_journal`` handed back in ``early``, to be written in their turn.
+
+    Lines of malformed and blank input lines are taken out, to be made again from the input as
+    it is now (it costs nothing); with ``retry_errors``, so are error lines of kinds that may
+    heal; and, when ``input_path`` is a file, error lines of input lines changed since (fixed).
+    The rerun's line replaces each: one line per input line still. Raises ``InputChanged``,
+    before anything is sent, if an input line with an answer in the output has changed."""
     found = Resumed()
     if not os.path.exists(path):
+        discard_journal(path)  # left by some other run: nothing of it is ours
         return found
     _truncate_partial_line(path)
-    found.removed = _drop_retryable_errors(path) if retry_errors else 0
-    with open(path, encoding="utf-8") as f:
-        for text in f:
-            record = _record(text)
+    early = _journal_lacking(path)
+    if early and not defer_journal:
+        _append(path, [text for _, text, _ in early])
+        found.from_journal = len(early)
+        early = []
+    fixed = _fixed_lines(path, input_path, [record for _, _, record in early])
+
+    def drop(record: dict[str, Any]) -> bool:
+        return (
+            _from_input_alone(record)
+            or (retry_errors and is_retryable_error(record))
+            or (fixed is not None and _key_of(record) in fixed)
+        )
+
+    found.removed = _drop_lines(path, drop)
+    kept = [(line, text, record) for line, text, record in early if not drop(record)]
+    found.removed += len(early) - len(kept)
+    if not kept:
+        discard_journal(path)  # (after the output has all it needs from it)
+    with open(path, "rb") as f:
+        # Streamed: an output of a million lines is never in memory at once.
+        for record in chain((_record(raw) for raw in f), (r for _, _, r in kept)):
             if record is None:
                 continue
-            found.keys.add(job_key(_id_of(record), record.get("line")))
+            found.keys.add(_key_of(record))
             if _is_error(record):
                 found.errors += 1
                 found.retryable += is_retryable_error(record)
+    found.early = [(line, text) for line, text, _ in kept]
+    found.from_journal += len(kept)
     return found
+
+
+def _fixed_lines(
+    path: str, input_path: str | None, journaled: list[dict[str, Any]]
+) -> DigestSet | None:
+    """The keys of the error lines whose input line has changed since; raises if an answered
+    line has. None when there is nothing to compare (a pipe, or no line changed)."""
+    if input_path is None or input_path == "-" or not os.path.isfile(input_path):
+        return None
+    with open(input_path, "rb") as f:
+        changed = list(_first_changes(path, f))
+    if not changed:
+        return None
+    answered, failed = DigestSet(), DigestSet()
+    with open(path, "rb") as f:
+        for record in chain((_record(raw) for raw in f), journaled):
+            if record is not None:
+                (failed if _is_error(record) else answered).add(_key_of(record))
+    fixed = DigestSet()
+    for number, old_key, present in changed:
+        if old_key in answered:
+            what = "has changed" if present else "is gone"
+            raise InputChanged(
+                f"line {number} of the input {what} since its answer was written: the input "
+                "was rewritten or replaced after this run began"
+            )
+        if old_key in failed:
+            fixed.add(old_key)
+    return fixed
+
+
+# Changed lines looked at before a resume; past it, the input is taken as rewritten and the
+# rest is left to the check made as each line is read.
+_MAX_CHANGES = 100_000
+
+
+def _first_changes(path: str, stream: IO[bytes]) -> Iterator[tuple[int, int, bool]]:
+    for count, change in enumerate(changed_lines(path, stream)):
+        if count >= _MAX_CHANGES:
+            return
+        yield change
+
+
+def _key_of(record: dict[str, Any]) -> int:
+    return job_key(_id_of(record), record.get("line"))
+
+
+def _journal_lacking(path: str) -> list[tuple[int, str, dict[str, Any]]]:
+    """The journal's results that the output does not hold, in input order."""
+    records = journal_records(path)
+    if not records:
+        return []
+    held = DigestSet()
+    with open(path, "rb") as f:
+        for raw in f:
+            record = _record(raw)
+            if record is not None:
+                held.add(_key_of(record))
+    return [item for item in records if _key_of(item[2]) not in held]
+
+
+def _append(path: str, texts: list[str]) -> None:
+    writer = LineWriter(path)
+    try:
+        for text in texts:
+            writer.write_line(text)
+    finally:
+        writer.close()
+    # Only now: a crash before this line leaves the journal, and the next resume skips what
+    # was already placed.
+    discard_journal(path)
+
+
+def _from_input_alone(record: dict[str, Any]) -> bool:
+    """A line made without a request (a malformed or blank input line): free to recompute."""
+    if record.get("skipped") is not None:
+        return True
+    error = record.get("error")
+    if not isinstance(error, dict):
+        return False
+    # (comet's format names the kind "type"; OpenAI's "code", and has no "skipped" key.)
+    return (
+        "InvalidInput" in (error.get("type"), error.get("code")) or error.get("code") == "skipped"
+    )
 
 
 def _is_error(record: dict[str, Any]) -> bool:
@@ -317,7 +463,7 @@ def _is_error(record: dict[str, Any]) -> bool:
     return isinstance(response, dict) and (response.get("status_code") or 200) >= 300
 
 
-def _record(text: str) -> dict[str, Any] | None:
+def _record(text: str | bytes) -> dict[str, Any] | None:
     try:
         record = json.loads(text)
     except ValueError:
@@ -341,21 +487,19 @@ def is_retryable_error(record: dict[str, Any]) -> bool:
     return isinstance(response, dict) and response.get("status_code") in RETRYABLE_STATUSES
 
 
-def _drop_retryable_errors(path: str) -> int:
+def _drop_lines(path: str, drop: Callable[[dict[str, Any]], bool]) -> int:
     removed = 0
     folder = os.path.dirname(os.path.abspath(path))
     with (
-        open(path, encoding="utf-8") as src,
-        tempfile.NamedTemporaryFile(
-            "w", encoding="utf-8", dir=folder, delete=False, newline="\n"
-        ) as dst,
+        open(path, "rb") as src,
+        tempfile.NamedTemporaryFile("wb", dir=folder, delete=False) as dst,
     ):
-        for text in src:
-            record = _record(text)
-            if record is not None and is_retryable_error(record):
+        for raw in src:
+            record = _record(raw)
+            if record is not None and drop(record):
                 removed += 1
                 continue
-            dst.write(text)
+            dst.write(raw)
     if removed:
         os.replace(dst.name, path)  # atomic: a crash leaves the old file or the new one
     else:

@@ -71,8 +71,10 @@ class Attempts:
         try:
             # Reading the body is part of the request: it stays under the permit.
             body = exchange.read_body(options.max_response_bytes)
+            log.off_wire(self._clock.monotonic())
             data = json_body(exchange, body, route=req.route, required=required)
         except BaseException:
+            log.off_wire(self._clock.monotonic())
             _give_back(exchange, permit)
             raise
         exchange.close()
@@ -112,6 +114,7 @@ class Attempts:
             except EventTooLargeError as exc:
                 raise event_too_large(exchange, req.route, exc) from None
         except BaseException:
+            log.off_wire(self._clock.monotonic())
             _give_back(exchange, permit)
             raise
         self._show_head(exchange)
@@ -175,6 +178,7 @@ class Attempts:
                     min(_or_inf(timeout[1]), remaining),
                 )
             # The attempt, its body included, may not outlive the call's budget.
+            log.on_wire(self._clock.monotonic())
             exchange = self._transport.send(
                 req.method,
                 req.url,
@@ -185,12 +189,14 @@ class Attempts:
                 scope=scope,
             )
         except BaseException:
+            log.off_wire(self._clock.monotonic())
             log.statuses.append(None)
             permit.release()
             raise
         status = exchange.status_code
         log.statuses.append(status)
         if status < 200:
+            log.off_wire(self._clock.monotonic())
             exchange.close()  # unread: never reused
             permit.release()
             raise not_an_answer(exchange, route=req.route)
@@ -200,9 +206,11 @@ class Attempts:
             try:
                 err = error_from_response(exchange, route=req.route, now=self._clock.wall())
             except BaseException:
+                log.off_wire(self._clock.monotonic())
                 exchange.close()
                 permit.release()
                 raise
+            log.off_wire(self._clock.monotonic())
             exchange.close()
             log.request_id = err.request_id
             permit.release(status, throttled=status == 429 and is_retryable(err), word=word)

@@ -62,6 +62,11 @@ class ResponseCache:
         self.hits: int = 0
         self.misses: int = 0
 
+    def empty_like(self) -> ResponseCache:
+        """An empty cache of the same size, age and clock: for a view with another API key
+        or endpoint, whose answers must not be served from this one's (nor its to this)."""
+        return ResponseCache(int(self._cache.maxsize), float(self._cache.ttl), timer=self._timer)
+
     @staticmethod
     def key(route: str, payload: Mapping[str, Any]) -> str:
         """A canonical encoding of the request: key order and spacing do not matter."""

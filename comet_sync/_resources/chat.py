@@ -8,17 +8,23 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Callable, Literal, TypeVar, overload
 
 from .. import _cancel
-from .._batch.ordered_map import ordered_map
 from .._call.fallback import each_model, json_over_chain
 from .._call.streaming import Stream
 from .._config import CallOptions, TimeoutArg
 from .._exceptions import InvalidArgumentError
-from .._params import NOT_GIVEN, ChatCreateArgs, NotGiven, prepare_call
+from .._fanout import ordered_map
+from .._params import NOT_GIVEN, ChatCreateArgs, ChatParseArgs, NotGiven, prepare_call
 from .._records import RequestRecord
 from .._types import ChatCompletion
 from .._validation import check_chat_params
-from .raw import WithRawResponse
-from .structured import ParsedChatCompletion, json_schema_format, parse_completion
+from .chat_raw import (
+    ChatWithRawResponse,
+    ChatWithStreamingResponse,
+    CompletionsWithRawResponse,
+    CompletionsWithStreamingResponse,
+)
+from .function_tools import argument_parsers
+from .structured import ParsedChatCompletion, content_format, parse_completion
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -53,10 +59,19 @@ class Completions:
         self._calls = calls
 
     @property
-    def with_raw_response(self) -> WithRawResponse:
-        """The same methods, returning a ``RawResponse`` (``.status_code``, ``.headers``,
-        ``.request_id``, ``.parse()``) as openai-python's ``with_raw_response`` does."""
-        return WithRawResponse(self)
+    def with_raw_response(self) -> CompletionsWithRawResponse:
+        """``create`` and ``parse`` returning a ``RawResponse`` (``.status_code``,
+        ``.headers``, ``.request_id``, ``.parse()``) as openai-python's
+        ``with_raw_response`` does."""
+        return CompletionsWithRawResponse(self)
+
+    @property
+    def with_streaming_response(self) -> CompletionsWithStreamingResponse:
+        """``create`` and ``parse`` as context managers: ``with ... as response`` sends the
+        call and gives its head (``.status_code``, ``.headers``), then ``response.parse()``
+        the body or, with ``stream=True``, the stream to read inside the block (openai-python's
+        ``with_streaming_response``)."""
+        return CompletionsWithStreamingResponse(self)
 
     @overload
     def create(self, *, stream: Literal[True], **params: Unpack[ChatCreateArgs]) -> Stream: ...
@@ -129,12 +144,35 @@ class Completions:
             )
         return self._run(payload, options, chain)
 
-    def parse(self, *, response_format: type[M], **kwargs: Any) -> ParsedChatCompletion[M]:
+    @overload
+    def parse(
+        self, *, response_format: type[M], **params: Unpack[ChatParseArgs]
+    ) -> ParsedChatCompletion[M]: ...
+
+    @overload
+    def parse(
+        self,
+        *,
+        response_format: Mapping[str, Any] | NotGiven = NOT_GIVEN,
+        **params: Unpack[ChatParseArgs],
+    ) -> ParsedChatCompletion[None]: ...
+
+    def parse(
+        self, *, response_format: object = NOT_GIVEN, **kwargs: Any
+    ) -> ParsedChatCompletion[Any]:
         """A completion in the shape of a pydantic model class: its strict JSON schema is sent
         as ``response_format`` and each choice's content comes back validated into it,
-        ``completion.choices[0].message.parsed`` (None when the model refused). Every other
-        argument is :meth:`create`'s; it does not stream. Needs pydantic v2
-        (``pip install 'comet-sync[pydantic]'``).
+        ``completion.choices[0].message.parsed`` (None when the model refused). Calls to
+        strict function tools (``tools=[pydantic_function_tool(Model)]``, or a dict tool with
+        ``"strict": True``) come back with ``tool_call.function.parsed_arguments``; either
+        may be given without the other. Every other argument is :meth:`create`'s; it does
+        not stream. Needs pydantic v2.
+
+        As openai-python's: content that does not fit the class raises pydantic's
+        ``ValidationError``; a reply cut at the token limit raises
+        :class:`LengthFinishReasonError`, one the content filter stopped
+        :class:`ContentFilterFinishReasonError`; a tool that is not a strict function tool
+        is refused before anything is sent.
 
         >>> class Capital(BaseModel):
         ...     city: str
@@ -145,8 +183,14 @@ class Completions:
         """
         if kwargs.get("stream"):
             raise InvalidArgumentError("stream", "parse() cannot stream: use create(stream=True)")
-        completion = self.create(response_format=json_schema_format(response_format), **kwargs)
-        return parse_completion(completion.to_dict(), response_format)
+        tools, argument_parser = argument_parsers(kwargs.get("tools"))
+        if tools is not None:
+            kwargs["tools"] = tools
+        wire_format, content_parser = content_format(response_format)
+        if wire_format is not None:
+            kwargs["response_format"] = wire_format
+        completion = self.create(**kwargs)
+        return parse_completion(completion.to_dict(), content_parser, argument_parser)
 
     def submit(self, **kwargs: Any) -> Future[ChatCompletion]:
         """Run :meth:`create` on the client's bounded executor.
@@ -277,3 +321,13 @@ class Chat:
 
     def __init__(self, calls: CallPath) -> None:
         self.completions = Completions(calls)
+
+    @property
+    def with_raw_response(self) -> ChatWithRawResponse:
+        """``client.chat.with_raw_response.completions``, as openai-python has it."""
+        return ChatWithRawResponse(self.completions)
+
+    @property
+    def with_streaming_response(self) -> ChatWithStreamingResponse:
+        """``client.chat.with_streaming_response.completions``, as openai-python has it."""
+        return ChatWithStreamingResponse(self.completions)

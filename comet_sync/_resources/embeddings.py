@@ -10,7 +10,7 @@ from .._exceptions import InvalidArgumentError
 from .._params import NOT_GIVEN, NotGiven, plain_params
 from .._records import RequestRecord
 from .._types import CreateEmbeddingResponse
-from .raw import WithRawResponse
+from .raw import WithRawResponse, WithStreamingResponse
 
 if TYPE_CHECKING:
     from .._client import CallPath
@@ -31,6 +31,12 @@ class Embeddings:
         """The same methods, returning a ``RawResponse`` (``.status_code``, ``.headers``,
         ``.request_id``, ``.parse()``) as openai-python's ``with_raw_response`` does."""
         return WithRawResponse(self)
+
+    @property
+    def with_streaming_response(self) -> WithStreamingResponse:
+        """The same methods as context managers giving a ``RawResponse`` (openai-python's
+        ``with_streaming_response``): the call is sent when the ``with`` block is entered."""
+        return WithStreamingResponse(self)
 
     def create(
         self,

@@ -10,6 +10,7 @@ from cachetools import TTLCache
 
 from .._exceptions import InvalidArgumentError
 from .._types import Model
+from .raw import WithRawResponse, WithStreamingResponse
 
 if TYPE_CHECKING:
     from .._client import CallPath
@@ -63,6 +64,18 @@ class Models:
 
     def __init__(self, calls: CallPath) -> None:
         self._calls = calls
+
+    @property
+    def with_raw_response(self) -> WithRawResponse:
+        """``list`` and ``retrieve`` returning a ``RawResponse`` (``.status_code``,
+        ``.headers``, ``.parse()``), as openai-python's. A list served from the cache has no
+        head of its own: status 200, no headers."""
+        return WithRawResponse(self)
+
+    @property
+    def with_streaming_response(self) -> WithStreamingResponse:
+        """``list`` and ``retrieve`` as context managers giving a ``RawResponse``."""
+        return WithStreamingResponse(self)
 
     def list(self, *, refresh: bool = False) -> ModelPage:
         """Every model ``GET /models`` lists; from the cache unless ``refresh=True``. A list,

@@ -1,20 +1,31 @@
-"""``with_raw_response``: an answer's status and headers next to its parsed body, as
-openai-python gives them (``client.chat.completions.with_raw_response.create(...)``).
+"""``with_raw_response`` and ``with_streaming_response``: an answer's status and headers next
+to its parsed body, as openai-python gives them
+(``client.chat.completions.with_raw_response.create(...)``, or
+``with client.chat.completions.with_streaming_response.create(...) as response``).
 
-The call runs exactly as it would without it; the answer's head is handed out of the call path
-through a context variable that the runner fills when a 2xx arrives, so no layer in between
-has to carry it.
+The call runs exactly as it would without them; the answer's head is handed out of the call
+path through a context variable that the runner fills when a 2xx arrives, so no layer in
+between has to carry it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from contextvars import ContextVar
+from types import TracebackType
 from typing import Any, Callable, Generic, TypeVar
 
+from .._call.streaming import Stream
 from .._exceptions import ResponseSnapshot
 
-__all__ = ["RawClient", "RawResponse", "WithRawResponse", "raw_sink"]
+__all__ = [
+    "RawResponse",
+    "ResponseContextManager",
+    "WithRawResponse",
+    "WithStreamingResponse",
+    "call_with_head",
+    "raw_sink",
+]
 
 T = TypeVar("T")
 
@@ -27,7 +38,8 @@ raw_sink: ContextVar[Callable[[ResponseSnapshot], None] | None] = ContextVar(
 class RawResponse(Generic[T]):
     """An answer's ``status_code``, ``headers`` and ``request_id``, and ``parse()`` for the
     object the call returns. ``http_response`` is the :class:`ResponseSnapshot` (None for an
-    answer from the response cache, which has no head of its own)."""
+    answer from a cache, which has no head of its own). For a stream, ``parse()`` is the
+    :class:`Stream` and ``close()`` closes it."""
 
     def __init__(self, head: ResponseSnapshot | None, parsed: T) -> None:
         self.http_response = head
@@ -52,8 +64,51 @@ class RawResponse(Generic[T]):
     def parse(self) -> T:
         return self._parsed
 
+    def close(self) -> None:
+        """Give back the connection of a stream not read to its end (nothing to do for an
+        answer read whole)."""
+        if isinstance(self._parsed, Stream):
+            self._parsed.close()
+
     def __repr__(self) -> str:
         return f"<RawResponse {self.status_code} request_id={self.request_id!r}>"
+
+
+def call_with_head(method: Callable[..., T], *args: Any, **kwargs: Any) -> RawResponse[T]:
+    """Run ``method`` as it is, catching the head of the 2xx answer it got."""
+    heads: list[ResponseSnapshot] = []
+    token = raw_sink.set(heads.append)
+    try:
+        parsed = method(*args, **kwargs)
+    finally:
+        raw_sink.reset(token)
+    head = heads[-1] if heads else parsed.response if isinstance(parsed, Stream) else None
+    return RawResponse(head, parsed)
+
+
+class ResponseContextManager(Generic[T]):
+    """What ``with_streaming_response.<method>(...)`` returns: nothing is sent until the
+    ``with`` block is entered, which gives the :class:`RawResponse` once the head has come
+    (for ``stream=True``, with the first event: ``parse()`` is the stream, read inside the
+    block; otherwise with the whole answer, since we read a JSON answer whole to retry a
+    broken one). Leaving the block closes a stream not read to its end."""
+
+    def __init__(self, send: Callable[[], RawResponse[T]]) -> None:
+        self._send = send
+        self._response: RawResponse[T] | None = None
+
+    def __enter__(self) -> RawResponse[T]:
+        self._response = self._send()
+        return self._response
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._response is not None:
+            self._response.close()
 
 
 class WithRawResponse:
@@ -63,32 +118,31 @@ class WithRawResponse:
         self._resource = resource
 
     def __getattr__(self, name: str) -> Any:
-        method = getattr(self._resource, name)
-        if name.startswith("_") or not callable(method):
-            raise AttributeError(name)
+        method = _public_method(self._resource, name)
 
         def call(*args: Any, **kwargs: Any) -> RawResponse[Any]:
-            heads: list[ResponseSnapshot] = []
-            token = raw_sink.set(heads.append)
-            try:
-                parsed = method(*args, **kwargs)
-            finally:
-                raw_sink.reset(token)
-            return RawResponse(heads[-1] if heads else None, parsed)
+            return call_with_head(method, *args, **kwargs)
 
         return call
 
 
-class _RawChat:
-    def __init__(self, completions: Any) -> None:
-        self.completions: WithRawResponse = WithRawResponse(completions)
+class WithStreamingResponse:
+    """A resource's methods, returning a :class:`ResponseContextManager`."""
+
+    def __init__(self, resource: Any) -> None:
+        self._resource = resource
+
+    def __getattr__(self, name: str) -> Any:
+        method = _public_method(self._resource, name)
+
+        def call(*args: Any, **kwargs: Any) -> ResponseContextManager[Any]:
+            return ResponseContextManager(lambda: call_with_head(method, *args, **kwargs))
+
+        return call
 
 
-class RawClient:
-    """``client.with_raw_response``: ``.chat.completions``, ``.embeddings`` and ``.responses``
-    returning :class:`RawResponse`."""
-
-    def __init__(self, client: Any) -> None:
-        self.chat: _RawChat = _RawChat(client.chat.completions)
-        self.embeddings: WithRawResponse = WithRawResponse(client.embeddings)
-        self.responses: WithRawResponse = WithRawResponse(client.responses)
+def _public_method(resource: Any, name: str) -> Callable[..., Any]:
+    method = getattr(resource, name)
+    if name.startswith("_") or not callable(method):
+        raise AttributeError(name)
+    return method  # type: ignore[no-any-return]

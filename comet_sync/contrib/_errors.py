@@ -46,4 +46,7 @@ def require(module: str, extra: str) -> Any:
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        raise ImportError(f"{module} is not installed: pip install 'comet-sync[{extra}]'") from exc
+        raise ImportError(
+            f"{module} is not installed: it comes with comet_sync's {extra!r} extra "
+            f"(from a checkout: pip install -e '.[{extra}]')"
+        ) from exc
