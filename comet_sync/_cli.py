@@ -1,4 +1,4 @@
-"""The ``comet-sync`` command: ``batch``, ``chat`` and ``demo``."""
+"""The ``comet-sync`` command: ``batch``, ``chat``, ``demo`` and ``fake-server``."""
 
 from __future__ import annotations
 
@@ -39,6 +39,7 @@ from ._metrics import format_table
 from ._version import __version__
 from .testing import FakeCometServer
 from .testing._env import FAKE_KEY
+from .testing._process import add_server_arguments, serve, server_from_arguments
 
 __all__ = ["main"]
 
@@ -150,6 +151,15 @@ def build_parser() -> argparse.ArgumentParser:
         "is set.",
     )
     demo.add_argument("--calls", type=_positive_int, default=300, help="how many (default 300)")
+
+    fake = sub.add_parser(
+        "fake-server",
+        help="run the fake CometAPI server until Ctrl-C",
+        description="Run the fake CometAPI server (python -m comet_sync.testing) for code in "
+        "another process or language to test against; its base URL is printed on stdout. "
+        "Ctrl-C or SIGTERM stops it.",
+    )
+    add_server_arguments(fake)
     return parser
 
 
@@ -163,6 +173,9 @@ def main(argv: list[str] | None = None) -> int:
             return _batch(args, parser)
         if args.command == "chat":
             return _chat(args)
+        if args.command == "fake-server":
+            server = server_from_arguments(parser, args)
+            return serve(server, out=sys.stdout, err=sys.stderr)
         return run_demo(args.calls, sys.stdout)
     except CometError as exc:
         # Configuration problems (no key, a bad setting): one line, no traceback.

@@ -27,8 +27,9 @@ by changing the import only::
 Every message carries the status and request id when known, never the API key: the key is
 scrubbed (in every encoding a server might echo it in) out of anything the server sent back.
 An exception keeps a :class:`ResponseSnapshot` of the answer (status, headers, a bounded
-snippet of the body), never the request: it pickles (Celery and multiprocessing send
-exceptions between processes) without the ``Authorization`` header and without a 50 MB body.
+snippet of the body) and a :class:`RequestSnapshot` of the request (its method and URL, no
+headers, no body): it pickles (Celery and multiprocessing send exceptions between processes)
+without the ``Authorization`` header, without the user's prompt and without a 50 MB body.
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ __all__ = [
     "NotFoundError",
     "PermissionDeniedError",
     "RateLimitError",
+    "RequestSnapshot",
     "RequestTooLargeError",
     "ResponseSnapshot",
     "TLSError",
@@ -111,11 +113,33 @@ class ResponseSnapshot:
             headers=headers,
             url=scrub(url, secret),
             # Scrubbed, then cut: a key straddling the cut is not kept by half.
-            text=scrub(text, secret)[:ERROR_BODY_LIMIT],
+            text=_scrub_decoded(scrub(text, secret)[:ERROR_BODY_LIMIT], secret),
         )
 
     def json(self) -> Any:
         return json.loads(self.text)
+
+
+@dataclass(frozen=True)
+class RequestSnapshot:
+    """What an exception keeps of the request it reports, in place of openai-python's
+    ``httpx.Request``: ``method`` and ``url`` (query string included, the key scrubbed out).
+
+    Never the headers (``Authorization`` holds the key) nor the body (the user's prompt, and
+    possibly megabytes of it): an exception is logged, pickled and sent between processes.
+    An exception built outside a call (by user code, in a test) has an empty one.
+    """
+
+    method: str = ""
+    url: str = ""
+
+    @classmethod
+    def of(cls, method: str, url: str, secret: str | None) -> RequestSnapshot:
+        return cls(method=method, url=scrub(url, secret))
+
+
+# The request of an exception built outside a call: shared, it is immutable.
+NO_REQUEST = RequestSnapshot()
 
 
 class CometError(Exception):
@@ -157,11 +181,17 @@ class APIError(CometError):
         *,
         request_id: str | None = None,
         body: Any = None,
+        request: RequestSnapshot = NO_REQUEST,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.request_id = request_id
+        # openai-python's ``body``: the error object (``{"message", "type", "param",
+        # "code"}``, what ``"error"`` holds in the document), the document when it has no
+        # ``"error"``, the text when it is not JSON; None when no answer came.
         self.body = body
+        # The request the call sent; the call fills it in when the error leaves it.
+        self.request = request
         # openai-python's fields from the error object (``error.code/type/param``); None when
         # the server sent none, as for every error that is not an answer.
         self.code: str | None = None
@@ -193,10 +223,15 @@ class APIStatusError(APIError):
         retry_after: float | None = None,
         type: str | None = None,  # (openai-python's name)
         param: str | None = None,
+        document: Any = None,
     ) -> None:
         super().__init__(message, request_id=request_id, body=body)
         self.response = response
         self.status_code = status_code
+        # The whole error body, decoded and scrubbed (``{"error": {...}}``); ``body`` is the
+        # error object in it. (Not ``response.json()``: the snapshot's text is scrubbed as
+        # text, and decoding it would turn a \u-escaped echo of the key back into the key.)
+        self.document = body if document is None else document
         # CometAPI's error.code ("invalid_request", "model_not_found", ...); often empty.
         self.code = code
         self.type = type
@@ -290,6 +325,23 @@ class APIResponseValidationError(APIError):
         super().__init__(message, request_id=request_id, body=body)
         self.response = response
         self.status_code = status_code
+
+
+def _scrub_decoded(text: str, secret: str | None) -> str:
+    """``text`` (scrubbed as text) as JSON whose decoded strings hold no key either: an
+    escape (``\\u0073k-...``) is not the key as text, but ``json()`` would decode it into
+    the key. Only then is the document written out again, scrubbed; otherwise it is kept
+    as it came."""
+    if not json_may_hold(text, secret):
+        return text
+    try:
+        decoded = json.loads(text)
+    except ValueError:
+        return text  # not JSON (or cut short): json() cannot decode it either
+    scrubbed = scrub_json(decoded, secret)
+    if scrubbed == decoded:
+        return text
+    return json.dumps(scrubbed, ensure_ascii=False)
 
 
 def snippet(text: str, secret: str | None = None) -> str:

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
-from comet_sync import BadRequestError, InvalidArgumentError, RequestRecord, ResponseCache
+from comet_sync import (
+    APITimeoutError,
+    BadRequestError,
+    CometClient,
+    InvalidArgumentError,
+    RequestRecord,
+    ResponseCache,
+)
 
-from .conftest import user
+from .conftest import SECRET, user
 
 
 def test_off_by_default(server, client) -> None:
@@ -134,3 +142,21 @@ def test_arguments() -> None:
     with pytest.raises(InvalidArgumentError):
         ResponseCache(ttl=0)
     assert ResponseCache.key("/r", {"a": 1, "b": 2}) == ResponseCache.key("/r", {"b": 2, "a": 1})
+
+
+def test_a_waiter_that_times_out_names_its_request(server) -> None:
+    """A call that times out waiting on another thread's identical call sent nothing of its
+    own; its error still names the request (openai-python's ``e.request``)."""
+    with CometClient(api_key=SECRET, base_url=server.base_url, cache=ResponseCache()) as client:
+        server.delay_next(1.0)
+        leader = threading.Thread(
+            target=client.chat.completions.create, kwargs={"model": "m", "messages": user("x")}
+        )
+        leader.start()
+        while server.stats().requests == 0:
+            time.sleep(0.01)  # the leader's request has arrived: a flight to wait on
+        with pytest.raises(APITimeoutError, match="identical call") as caught:
+            client.chat.completions.create(model="m", messages=user("x"), total_timeout=0.2)
+        leader.join()
+    request = caught.value.request
+    assert (request.method, request.url) == ("POST", f"{server.base_url}/chat/completions")

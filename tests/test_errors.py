@@ -80,7 +80,7 @@ def test_request_id_header_preferred(server, client) -> None:
     assert info.value.request_id == server.received[-1].headers.get(
         "X-Oneapi-Request-Id", "-"
     ) or info.value.request_id.startswith("fake-")
-    assert info.value.code is None
+    assert info.value.code == ""  # CometAPI's empty code, kept as openai-python keeps it
     assert "bad value for temperature" in str(info.value)
 
 
@@ -97,7 +97,7 @@ def test_error_code_is_kept(server, client) -> None:
     with pytest.raises(InternalServerError) as info:
         client.chat.completions.create(model="nope", messages=user("i"))
     assert info.value.code == "model_not_found"
-    assert info.value.body["error"]["code"] == "model_not_found"
+    assert info.value.body["code"] == "model_not_found"  # the error object, as openai's
 
 
 def test_connection_refused(make_client) -> None:

@@ -760,3 +760,19 @@ def test_tls_that_no_retry_heals_is_not_retried(tls: bool) -> None:
         client.close()
     finally:
         server.close()
+
+
+def test_a_unicode_escaped_echo_of_the_key_is_not_decoded_back_by_response_json() -> None:
+    """The snapshot's text is scrubbed as text, where ``\\u0073k-...`` is not the key; its
+    ``json()`` decodes the escape, and must not hand the key back."""
+    escaped = f"\\u{ord(SECRET[0]):04x}" + SECRET[1:]
+    body = ('{"error": {"message": "bad key ' + escaped + '", "code": "bad_key"}}').encode()
+    with hostile(answer(body, "401 Unauthorized")) as server:
+        client = make(server.base_url)
+        with pytest.raises(comet_sync.AuthenticationError) as caught:
+            client.chat.completions.create(model="m", messages=MESSAGES)
+        exc = caught.value
+        assert exc.response.json()["error"]["message"] == "bad key ***"
+        assert SECRET not in json.dumps(exc.response.json()) and SECRET not in str(exc.body)
+        assert exc.response.json()["error"]["code"] == "bad_key"
+        client.close()

@@ -32,6 +32,7 @@ from comet_sync import (
     APIStatusError,
     CometClient,
     RequestRecord,
+    RequestSnapshot,
 )
 
 from .hostile import Request, hostile
@@ -342,6 +343,10 @@ def test_a_refused_connection_keeps_no_request() -> None:
         client.close()
     exc = caught.value
     link: BaseException | None = exc
+    # Ours names its request by method and URL only (openai-python's e.request); no link
+    # keeps a request that could hold the Authorization header.
+    assert exc.request == RequestSnapshot("POST", f"http://127.0.0.1:{port}/v1/chat/completions")
+    link = exc.__cause__ or exc.__context__
     while link is not None:
         assert getattr(link, "request", None) is None, type(link)
         link = link.__cause__ or link.__context__

@@ -19,6 +19,7 @@ SHARED = (
     "_cancel",
     "_clock",
     "_config",
+    "_dump",
     "_exceptions",
     "_fanout",
     "_metrics",

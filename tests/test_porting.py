@@ -163,8 +163,16 @@ def test_an_httpx_style_timeout_object_is_accepted(server, make_client) -> None:
 def test_responses_dump_like_pydantic_models(server, client) -> None:
     reply = client.chat.completions.create(model="m", messages=user("x"))
     dumped = reply.model_dump()
-    assert dumped == reply.to_dict() and dumped is not reply.to_dict()
+    # As pydantic dumps openai's: a declared field the server left out is there, as None;
+    # to_dict() is the JSON as sent (exclude_unset=True).
+    assert dumped["service_tier"] is None and "service_tier" not in reply.to_dict()
+    assert reply.model_dump(exclude_unset=True) == reply.to_dict()
+    assert reply.to_dict() is not reply.to_dict()
     assert json.loads(reply.model_dump_json()) == dumped
+    with pytest.raises(TypeError):
+        reply.model_dump(exclude_nones=True)  # type: ignore[call-arg]  # a typo is no no-op
+    with pytest.raises(ValueError):
+        reply.model_dump(mode="yaml")
 
 
 def test_models_list_is_a_list_and_a_page(server, client) -> None:
@@ -192,7 +200,9 @@ def test_exceptions_carry_openai_attributes(server, client) -> None:
         "temperature",
         "invalid_value",
     )
-    assert exc.message and exc.body["error"]["param"] == "temperature"
+    # openai-python's body: the error object, not the document around it.
+    assert exc.message and exc.body["param"] == "temperature"
+    assert exc.body["message"] == "bad temperature"
     assert exc.response.status_code == 400
 
 
@@ -269,6 +279,313 @@ def test_submit_and_map_refuse_to_stream_before_sending(server, client) -> None:
     )
     assert isinstance(result, InvalidArgumentError) and result.argument == "stream"
     assert server.stats().requests == 0
+
+
+# -- the same lines under both clients, one idiom at a time ------------------------------------
+
+
+def under_both(script: Any, **server_knobs: Any) -> tuple[Any, Any]:
+    """``script(client, errors, server)`` run under openai-python, then under comet_sync,
+    against one fake server (one address: URLs compare equal), with ``errors`` the module its
+    exceptions come from: the two results, openai's first. Skipped where openai-python is not
+    installed (the bench extra)."""
+    openai = pytest.importorskip("openai")
+    with FakeCometServer(**server_knobs) as server:
+        theirs = script(
+            openai.OpenAI(api_key=SECRET, base_url=server.base_url, max_retries=0),
+            openai,
+            server,
+        )
+        with CometClient(api_key=SECRET, base_url=server.base_url, max_retries=0) as ours:
+            mine = script(ours, comet_sync, server)
+    return theirs, mine
+
+
+# Error bodies as servers send them: OpenAI's, CometAPI's (empty param and code), unwrapped,
+# a bare string under "error", a null error, JSON that is no object, and an HTML page.
+ERROR_BODIES: list[tuple[int, Any, str | None]] = [
+    (
+        400,
+        {
+            "error": {
+                "message": "bad temperature",
+                "type": "invalid_request_error",
+                "param": "temperature",
+                "code": "invalid_value",
+            }
+        },
+        None,
+    ),
+    (
+        401,
+        {"error": {"message": "invalid token", "type": "comet_api_error", "param": "", "code": ""}},
+        None,
+    ),
+    (422, {"message": "unwrapped", "type": "t", "code": 42, "param": None}, None),
+    (403, {"error": "a bare string"}, None),
+    (404, {"error": None, "detail": "x"}, None),
+    (400, [1, 2], None),
+    (400, '"just a JSON string"', "application/json"),
+    (404, "<html><h1>404 Not Found</h1></html>\n", None),
+    (400, {"error": {"message": "numbers", "code": 0, "param": 7, "type": 3}}, None),
+]
+
+
+def error_script(client: Any, errors: Any, server: Any) -> list[dict[str, Any]]:
+    seen = []
+    for status, body, content_type in ERROR_BODIES:
+        server.respond_next(body, status=status, content_type=content_type)
+        try:
+            client.chat.completions.create(
+                model="m", messages=[{"role": "user", "content": "x"}], extra_query={"q": "1"}
+            )
+        except errors.APIStatusError as e:
+            seen.append(
+                {
+                    "class": type(e).__name__,
+                    "status": e.status_code,
+                    "body": e.body,
+                    "code": e.code,
+                    "param": e.param,
+                    "type": e.type,
+                    "method": e.request.method,
+                    "url": str(e.request.url),
+                    "message": e.body["message"] if isinstance(e.body, dict) else None,
+                }
+            )
+    return seen
+
+
+@pytest.mark.slow
+def test_exceptions_carry_what_openai_puts_on_them() -> None:
+    theirs, mine = under_both(error_script)
+    assert len(theirs) == len(ERROR_BODIES)
+    assert mine == theirs
+
+
+@pytest.mark.slow
+def test_an_error_inside_a_stream_carries_what_openai_puts_on_it() -> None:
+    def script(client: Any, errors: Any, server: Any) -> dict[str, Any]:
+        server.fail(200, stream_error_after=1)
+        with pytest.raises(errors.APIError) as caught:
+            for _ in client.chat.completions.create(model="m", messages=user("x"), stream=True):
+                pass
+        e = caught.value
+        # (the request id in the message differs: one server, two calls)
+        message = e.body["message"].split(" (request id")[0]
+        return {
+            "body": {**e.body, "message": message},
+            "code": e.code,
+            "param": e.param,
+            "type": e.type,
+            "method": e.request.method,
+            "url": str(e.request.url),
+        }
+
+    theirs, mine = under_both(script)
+    assert mine == theirs
+
+
+def test_an_exceptions_request_is_its_method_and_url_only(server, make_client) -> None:
+    client = make_client(max_retries=0, default_query={"v": "1"})
+    server.fail(400, message="no")
+    with pytest.raises(comet_sync.BadRequestError) as caught:
+        client.chat.completions.create(model="m", messages=user("a secret prompt"))
+    request = caught.value.request
+    assert (request.method, request.url) == ("POST", f"{server.base_url}/chat/completions?v=1")
+    kept = pickle.dumps(caught.value)
+    assert SECRET.encode() not in kept and b"a secret prompt" not in kept
+    assert b"Authorization" not in kept
+    assert pickle.loads(kept).request == request
+    # Errors that got no answer name their request too.
+    dead = make_client(base_url="http://127.0.0.1:9/v1", max_retries=0)
+    with pytest.raises(comet_sync.APIConnectionError) as refused:
+        dead.models.list()
+    assert (refused.value.request.method, refused.value.request.url) == (
+        "GET",
+        "http://127.0.0.1:9/v1/models",
+    )
+
+
+# What differs by call on one server (ids, timestamps) is left out of what is compared.
+VARYING = {"id", "created", "created_at"}
+
+
+def dump_script(client: Any, errors: Any, server: Any) -> dict[str, Any]:
+    reply = client.chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}]
+    )
+    choice, usage = reply.choices[0], reply.usage
+    copied = reply.model_copy(update={"model": "other"})
+    deep = reply.model_copy(deep=True)
+    with client.chat.completions.create(
+        model="gpt-4o-mini",
+        messages=[{"role": "user", "content": "hi"}],
+        stream=True,
+        stream_options={"include_usage": True},
+    ) as stream:
+        chunks = list(stream)
+    embedding = client.embeddings.create(model="text-embedding-3-small", input="hi")
+    model = client.models.list().data[0]
+    response = client.responses.create(model="gpt-5", input="hi")
+    return {
+        "dump": reply.model_dump(exclude=VARYING),
+        "unset": reply.model_dump(exclude_unset=True, exclude=VARYING),
+        "none": reply.model_dump(exclude_none=True, exclude=VARYING),
+        "defaults": reply.model_dump(exclude_defaults=True, exclude=VARYING),
+        "json": json.loads(reply.model_dump_json(exclude=VARYING)),
+        "json_unset": json.loads(reply.model_dump_json(exclude_unset=True, exclude=VARYING)),
+        "json_none": json.loads(reply.model_dump_json(exclude_none=True, exclude=VARYING)),
+        "compact": ", " not in reply.model_dump_json() and "\n" not in reply.model_dump_json(),
+        "indented": reply.model_dump_json(indent=2).startswith('{\n  "'),
+        "to_dict": {k: v for k, v in reply.to_dict().items() if k not in VARYING},
+        "to_dict_none": reply.to_dict(exclude_none=True)["choices"],
+        "to_json": {k: v for k, v in json.loads(reply.to_json()).items() if k not in VARYING},
+        "to_json_indent": reply.to_json().startswith('{\n  "'),
+        "to_json_flat": "\n" not in reply.to_json(indent=None),
+        "include": reply.model_dump(include={"model", "usage"}),
+        "nested": reply.model_dump(
+            exclude_unset=True, include={"choices": {"__all__": {"message": {"content"}}}}
+        ),
+        "nested_exclude": reply.model_dump(
+            exclude_unset=True,
+            exclude={"choices": {0: {"message"}}, **dict.fromkeys(VARYING, True)},
+        ),
+        "absent": [
+            reply.service_tier,
+            reply.system_fingerprint,
+            choice.logprobs,
+            usage.prompt_tokens_details,
+            usage.completion_tokens_details,
+            choice.message.annotations,
+            choice.message.audio,
+            choice.message.function_call,
+            choice.message.tool_calls,
+        ],
+        "fields_set": [
+            sorted(reply.model_fields_set),
+            sorted(choice.model_fields_set),
+            sorted(choice.message.model_fields_set),
+            sorted(usage.model_fields_set),
+            sorted(model.model_fields_set),
+        ],
+        "copy": [
+            copied.model,
+            reply.model,
+            copied.choices == reply.choices,
+            "model" in copied.model_fields_set,
+        ],
+        "deep": deep.model_dump() == reply.model_dump(),
+        "chunks": [c.model_dump(exclude=VARYING) for c in chunks],
+        "chunks_unset": [c.model_dump(exclude=VARYING, exclude_unset=True) for c in chunks],
+        "embedding": embedding.model_dump(),
+        "model": model.model_dump(),
+        "model_none": model.model_dump(exclude_none=True),
+        "response": response.model_dump(
+            exclude_unset=True,
+            exclude={"id": True, "created_at": True, "output": {"__all__": {"id"}}},
+        ),
+        "response_none": response.model_dump(
+            exclude_none=True, exclude={"id": True, "created_at": True, "output": True}
+        ),
+        "response_absent": [response.service_tier, response.error, response.previous_response_id],
+    }
+
+
+@pytest.mark.slow
+def test_response_objects_dump_and_copy_as_openai_does() -> None:
+    theirs, mine = under_both(dump_script)
+    for key in theirs:
+        if key in FILLED:
+            assert _declared_alike(mine[key], theirs[key]) == theirs[key], key
+        else:
+            assert mine[key] == theirs[key], key
+    assert theirs["compact"] and theirs["indented"] and theirs["to_json_indent"]
+
+
+# The dumps that fill in unset fields: which are declared depends on openai's version.
+FILLED = {"dump", "json", "defaults", "chunks", "embedding", "model"}
+
+
+def _declared_alike(mine: Any, theirs: Any) -> Any:
+    """``mine`` less the None-filled fields the installed openai-python does not declare (the
+    bench extra takes any 1.x or later: each declares a few fields more than the last), at
+    every level. A value, or a field openai fills and we do not, still differs."""
+    if isinstance(mine, dict) and isinstance(theirs, dict):
+        return {
+            key: _declared_alike(value, theirs.get(key))
+            for key, value in mine.items()
+            if key in theirs or value is not None
+        }
+    if isinstance(mine, list) and isinstance(theirs, list) and len(mine) == len(theirs):
+        return [_declared_alike(m, t) for m, t in zip(mine, theirs)]
+    return mine
+
+
+TOOL_REPLY = {
+    "id": "chatcmpl-tools",
+    "object": "chat.completion",
+    "created": 1,
+    "model": "m",
+    "choices": [
+        {
+            "index": 0,
+            "finish_reason": "tool_calls",
+            "message": {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": "call_1",
+                        "type": "function",
+                        "function": {"name": "weather", "arguments": '{"city": "Oslo"}'},
+                    }
+                ],
+            },
+        }
+    ],
+}
+
+
+@pytest.mark.slow
+def test_a_tool_call_reads_as_openai_reads_it() -> None:
+    def script(client: Any, errors: Any, server: Any) -> dict[str, Any]:
+        server.respond_next(TOOL_REPLY)
+        reply = client.chat.completions.create(model="m", messages=user("weather?"))
+        tc = reply.choices[0].message.tool_calls[0]
+        return {
+            "args": json.loads(tc.function.arguments),
+            "id": tc.id,
+            "name": tc.function.name,
+            "dump": tc.model_dump(),
+            "message": reply.choices[0].message.model_dump(exclude_none=True),
+            "absent": [reply.usage, reply.choices[0].logprobs],
+        }
+
+    theirs, mine = under_both(script)
+    assert mine == theirs
+
+
+@pytest.mark.slow
+def test_openai_retrieves_one_model_from_the_fake_server() -> None:
+    """openai-python's ``models.retrieve`` sends ``GET /models/{id}``: the fake server answers
+    it, and an unknown id as OpenAI does (404, ``model_not_found``)."""
+
+    def script(client: Any, errors: Any, server: Any) -> dict[str, Any]:
+        with pytest.raises(errors.NotFoundError) as caught:
+            client.models.retrieve("no-such-model")
+        return {
+            "known": client.models.retrieve("gpt-4o").model_dump(),
+            "unknown": [caught.value.status_code, caught.value.code, caught.value.body["code"]],
+        }
+
+    openai = pytest.importorskip("openai")
+    with FakeCometServer() as server:
+        theirs = script(
+            openai.OpenAI(api_key=SECRET, base_url=server.base_url, max_retries=0), openai, server
+        )
+    assert theirs["known"]["id"] == "gpt-4o"
+    assert theirs["unknown"] == [404, "model_not_found", "model_not_found"]
 
 
 # -- parse(): tools, cut replies, invalid content, the beta path -----------------------------------

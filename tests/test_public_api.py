@@ -33,6 +33,7 @@ EXPECTED = {
     "RateLimitError",
     "RequestRecord",
     "RequestTooLargeError",
+    "RequestSnapshot",
     "ResponseSnapshot",
     "RetryConfig",
     "RouteStats",

@@ -34,6 +34,52 @@ GOOD = """
     print(client.metrics.snapshot())
 """
 
+# The openai-python idioms of a tool loop, usage, optional fields, dumps and errors: what
+# openai's types accept, ours must accept too.
+PORTED = """
+    import json
+    from typing import Any
+
+    from comet_sync import APIStatusError, CometClient
+
+    client = CometClient(api_key="sk-typing-0123456789")
+    messages: list[dict[str, Any]] = [{"role": "user", "content": "weather?"}]
+    reply = client.chat.completions.create(model="m", messages=messages)
+    message = reply.choices[0].message
+    for tc in message.tool_calls or []:
+        args: dict[str, Any] = json.loads(tc.function.arguments)
+        name: str = tc.function.name
+        messages.append({"role": "tool", "tool_call_id": tc.id, "content": str(args) + name})
+    if reply.usage is not None:
+        total: int = reply.usage.total_tokens + reply.usage.prompt_tokens
+        details = reply.usage.prompt_tokens_details
+        cached: int | None = details.cached_tokens if details is not None else None
+    tier: str | None = reply.service_tier
+    fingerprint: str | None = reply.system_fingerprint
+    finish: str = reply.choices[0].finish_reason
+    if reply.choices[0].logprobs and reply.choices[0].logprobs.content:
+        first: float = reply.choices[0].logprobs.content[0].logprob
+    annotations = message.annotations
+    dumped: dict[str, Any] = reply.model_dump(exclude_none=True, exclude_unset=True)
+    text: str = reply.to_json() + reply.model_dump_json(indent=2, exclude_none=True)
+    plain: dict[str, Any] = reply.to_dict(exclude_none=True)
+    changed = reply.model_copy(update={"model": "other"}, deep=True)
+    model: str = changed.model
+    fields: set[str] = reply.model_fields_set
+    with client.chat.completions.create(model="m", messages=messages, stream=True) as stream:
+        for chunk in stream:
+            for part in chunk.choices[0].delta.tool_calls or []:
+                index: int = part.index
+                piece: str | None = part.function.arguments if part.function else None
+    embedded: int = client.embeddings.create(model="e", input="x").usage.total_tokens
+    try:
+        client.chat.completions.create(model="m", messages=messages)
+    except APIStatusError as e:
+        where: str = e.request.method + " " + e.request.url
+        said: object = e.body
+        param: str | None = e.param
+"""
+
 BAD = """
     from comet_sync import CometClient
 
@@ -55,6 +101,10 @@ def check(source: str, tmp_path) -> list[str]:  # type: ignore[no-untyped-def]
 
 def test_correct_user_code_passes_strict(tmp_path) -> None:
     assert check(GOOD, tmp_path) == []
+
+
+def test_openai_idioms_type_check_as_they_do_under_openai(tmp_path) -> None:
+    assert check(PORTED, tmp_path) == []
 
 
 def test_typos_are_errors_before_they_run(tmp_path) -> None:

@@ -462,5 +462,5 @@ def _error_json(exc: CometError) -> dict[str, Any]:
         "request_id": exc.request_id if isinstance(exc, APIError) else None,
     }
     if isinstance(exc, APIStatusError):
-        out["body"] = exc.body
+        out["body"] = exc.document  # as the server sent it, as OpenAI's Batch API has it
     return out

@@ -127,6 +127,7 @@ class Attempts:
             clock=self._clock.monotonic,
             idle=idle,
             finish=finish,
+            request=req.snapshot,
         )
 
     def _show_head(self, exchange: Exchange) -> None:

@@ -11,7 +11,7 @@ from typing import Any, Callable
 from .. import _cancel
 from .._clock import Clock
 from .._config import CallOptions
-from .._exceptions import APIError, APITimeoutError
+from .._exceptions import NO_REQUEST, APIError, APITimeoutError
 from .._http.transport import Transport
 from .._rate.limiter import LimiterProtocol
 from .._records import CallLog, Recorder, RequestRecord
@@ -44,6 +44,7 @@ class CallRunner:
         self._scope = scope
         self._base_url = base_url
         self._auth_header = f"Bearer {api_key}"
+        self._secret = api_key  # scrubbed out of the URL an exception keeps
         self._limiter = limiter
         self._recorder = recorder
         self._clock = clock
@@ -88,13 +89,21 @@ class CallRunner:
                 own = options.with_retry(options.retry.replace(total_timeout=budget - spent))
             return self._json(method, route, payload, own, required, sink, fallback)
 
-        data, hit = self._cache.get_or_call(
-            ResponseCache.key(route, payload),
-            lead,
-            # A caller waiting on another thread's identical call waits no longer than its own
-            # budget would let it wait for its own.
-            timeout=options.retry.total_timeout,
-        )
+        try:
+            data, hit = self._cache.get_or_call(
+                ResponseCache.key(route, payload),
+                lead,
+                # A caller waiting on another thread's identical call waits no longer than its
+                # own budget would let it wait for its own.
+                timeout=options.retry.total_timeout,
+            )
+        except APIError as exc:
+            if exc.request is NO_REQUEST:
+                # It timed out waiting on another thread's call and sent nothing of its own:
+                # its error names the request all the same, as every call's error does.
+                req = self._request(method, route, payload, options, "application/json")
+                exc.request = req.snapshot
+            raise
         if hit:
             model = payload.get("model")
             self._recorder.cache_hit(
@@ -180,6 +189,7 @@ class CallRunner:
             payload,
             options,
             auth_header=self._auth_header,
+            secret=self._secret,
             accept=accept,
             limiter=self._limiter,
         )
@@ -201,10 +211,12 @@ def _log_retry(call: RetryingCall, exc: BaseException, wait: float) -> None:
 
 
 def _failed(exc: BaseException, req: Request, call: RetryingCall, log: CallLog) -> None:
-    """A call that raised: its error says how many attempts were sent (not those our own
-    limiter held back), and a give-up is logged."""
+    """A call that raised: its error names the request (openai-python's ``e.request``) and
+    says how many attempts were sent (not those our own limiter held back), and a give-up is
+    logged."""
     if not isinstance(exc, APIError):
         return
+    exc.request = req.snapshot
     exc.attempts = len(log.statuses)
     if exc.giveup_reason:
         logger.warning(

@@ -8,6 +8,7 @@ import uuid
 from typing import Any
 
 from .._config import CallOptions
+from .._exceptions import RequestSnapshot
 from .._rate.limiter import LimiterProtocol
 from .estimate import estimate_tokens
 
@@ -21,7 +22,7 @@ CLIENT_REQUEST_ID = "X-Client-Request-Id"
 class Request:
     """One call's request, as every attempt sends it."""
 
-    __slots__ = ("body", "cost", "headers", "method", "model", "route", "url")
+    __slots__ = ("body", "cost", "headers", "method", "model", "route", "snapshot", "url")
 
     def __init__(
         self,
@@ -32,6 +33,7 @@ class Request:
         headers: dict[str, str],
         body: bytes | None,
         cost: float,
+        snapshot: RequestSnapshot,
     ) -> None:
         self.method = method
         self.route = route
@@ -40,6 +42,8 @@ class Request:
         self.headers = headers
         self.body = body
         self.cost = cost  # estimated tokens, for a limiter pacing this model's tokens
+        # What an exception of this call keeps of it (``exc.request``): method and URL only.
+        self.snapshot = snapshot
 
 
 def build_request(
@@ -50,6 +54,7 @@ def build_request(
     options: CallOptions,
     *,
     auth_header: str,
+    secret: str,
     accept: str,
     limiter: LimiterProtocol,
 ) -> Request:
@@ -72,4 +77,5 @@ def build_request(
     url = base_url + route
     if options.query:
         url += "?" + urllib.parse.urlencode(options.query)
-    return Request(method, route, url, name, headers, body, cost)
+    snapshot = RequestSnapshot.of(method, url, secret)
+    return Request(method, route, url, name, headers, body, cost, snapshot)

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from types import TracebackType
 from typing import Any, Callable, NoReturn, SupportsIndex, TypeVar
 
-from .._exceptions import APIError, CometError, ResponseSnapshot
+from .._exceptions import APIError, CometError, RequestSnapshot, ResponseSnapshot
 from .._http.error_map import (
     bad_event,
     event_too_large,
@@ -94,8 +94,10 @@ class Stream:
         clock: Callable[[], float],
         idle: float,
         finish: Callable[..., None],
+        request: RequestSnapshot,
     ) -> None:
         self._events = events
+        self._request = request
         self._pending: Event | None = first
         self._route = route
         self._exchange = exchange
@@ -150,8 +152,15 @@ class Stream:
     def _ended_by(self, exc: CometError) -> CometError:
         """End the stream on ``exc``; the exception to raise: a broken or silent connection
         says how far the stream got (a timeout stays a timeout), any other error as it is."""
-        exc = stream_cut(self._route, self._ending.chunks, exc)
+        exc = self._named(stream_cut(self._route, self._ending.chunks, exc))
         self._end(exc)
+        return exc
+
+    def _named(self, exc: CometError) -> CometError:
+        """``exc`` naming this stream's request (openai-python's ``e.request``), as every
+        error of a call does."""
+        if isinstance(exc, APIError):
+            exc.request = self._request
         return exc
 
     def _next_event(self) -> Event:
@@ -384,5 +393,7 @@ class ResponseStream(Stream):
         for _ in self:
             pass
         if self._final is None:
-            raise stream_cut(self._route, self._ending.chunks, stream_unfinished("a response"))
+            raise self._named(
+                stream_cut(self._route, self._ending.chunks, stream_unfinished("a response"))
+            )
         return self._final

@@ -62,10 +62,12 @@ __all__ = [
     "cut_error",
     "detach_request",
     "error_from_response",
+    "error_object",
     "event_too_large",
     "json_body",
     "not_a_stream",
     "not_an_answer",
+    "openai_fields",
     "read_error",
     "request_id_of",
     "safe_cause",
@@ -190,22 +192,17 @@ def error_from_response(exchange: Exchange, *, route: str, now: float) -> APISta
     status = exchange.status_code
     raw = exchange.read_error_body()
     text = exchange.quote(raw)
-    body: Any
-    code: str | None = None
-    error_type: str | None = None
-    error_param: str | None = None
+    document: Any
     try:
-        body = exchange.clean_json(json.loads(_text(raw[:ERROR_BODY_LIMIT])), raw)
+        document = exchange.clean_json(json.loads(_text(raw[:ERROR_BODY_LIMIT])), raw)
     except ValueError:
-        body = text
+        # openai-python's body for an answer that is not JSON: its text, stripped.
+        document = text.strip()
         server_message = snippet(text) or exchange.reason or "no body"
     else:
-        server_message, code = _error_fields(body, text)
-        error = body.get("error") if isinstance(body, dict) else None
-        if isinstance(error, dict):
-            kind, param = error.get("type"), error.get("param")
-            error_type = str(kind) if kind else None
-            error_param = str(param) if param else None
+        server_message = _server_message(document, text)
+    body = error_object(document)
+    code, error_type, error_param = openai_fields(body)
     request_id = request_id_of(exchange.headers, server_message)
     message = f"{status} from {route}: {server_message}"
     if request_id and request_id not in server_message:
@@ -225,21 +222,39 @@ def error_from_response(exchange: Exchange, *, route: str, now: float) -> APISta
         retry_after=parse_retry_after(exchange.headers, now),
         type=error_type,
         param=error_param,
+        document=document,
     )
 
 
-def _error_fields(body: Any, text: str) -> tuple[str, str | None]:
-    """The server's message and ``error.code``, from a scrubbed body and its scrubbed text."""
-    error = body.get("error") if isinstance(body, dict) else None
+def error_object(document: Any) -> Any:
+    """openai-python's ``APIError.body`` of an error document: what its ``"error"`` holds
+    (whatever that is, null included), the document itself when it has no ``"error"`` or is
+    no object. So ``e.body["message"]`` reads the message of an OpenAI-shaped error."""
+    return document.get("error", document) if isinstance(document, Mapping) else document
+
+
+def openai_fields(body: Any) -> tuple[str | None, Any, Any]:
+    """``(code, type, param)`` of an error object, by openai-python's rule, so that code
+    comparing them ports: ``code`` as text (``0`` is ``"0"``, ``""`` stays ``""``), ``type``
+    and ``param`` as the server sent them (CometAPI's ``""`` stays ``""``); all None when the
+    body is no object."""
+    if not isinstance(body, Mapping):
+        return None, None, None
+    code = body.get("code")
+    return (str(code) if code is not None else None, body.get("type"), body.get("param"))
+
+
+def _server_message(document: Any, text: str) -> str:
+    """The server's message, from a scrubbed error document and its scrubbed text."""
+    error = document.get("error") if isinstance(document, dict) else None
     if isinstance(error, dict):
         message = error.get("message")
-        code = error.get("code")
-        return (str(message) if message else snippet(text), str(code) if code else None)
+        return str(message) if message else snippet(text)
     if isinstance(error, str):
-        return error, None
-    if isinstance(body, dict) and isinstance(body.get("message"), str):
-        return body["message"], None
-    return snippet(text), None
+        return error
+    if isinstance(document, dict) and isinstance(document.get("message"), str):
+        return str(document["message"])
+    return snippet(text)
 
 
 def _rid_suffix(request_id: str | None) -> str:
@@ -463,21 +478,22 @@ def stream_error_event(exchange: Exchange, route: str, error: Any, chunks: int) 
     """An error sent inside a stream (already scrubbed, as every event is), as the exception
     its status or code names."""
     err = error if isinstance(error, dict) else {"message": str(error)}
-    code = str(err.get("code") or "")
+    code, kind, param = openai_fields(error)
     given = err.get("status")
     status: int = (
-        given if isinstance(given, int) else (429 if "rate" in code or "limit" in code else 500)
+        given
+        if isinstance(given, int)
+        else (429 if code and ("rate" in code or "limit" in code) else 500)
     )
     message = snippet(str(err.get("message") or "error"))
-    kind, param = err.get("type"), err.get("param")
     return status_error_class(status)(
         f"{route}: error inside the stream after {chunks} chunk(s): {message}",
         response=exchange.snapshot(""),
         status_code=status,
         body=error,
-        code=code or None,
-        type=str(kind) if kind else None,
-        param=str(param) if param else None,
+        code=code,
+        type=kind,
+        param=param,
     )
 
 

@@ -3,6 +3,9 @@
 >>> from comet_sync.testing import FakeCometServer
 >>> with FakeCometServer(rps=50) as server:
 ...     ...  # point a CometClient at server.base_url
+
+For code in another process or language: ``python -m comet_sync.testing --port 8080 --rps 50``
+(or ``comet-sync fake-server``) runs it until Ctrl-C and prints its base URL.
 """
 
 from ._env import real_or_fake

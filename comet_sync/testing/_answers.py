@@ -1,5 +1,6 @@
 """The fake server's canned answers: chat completions (whole or streamed), the Responses API,
-embeddings, the models list, and CometAPI-shaped error bodies. Pure functions of the request."""
+embeddings, the models list and one model, and CometAPI-shaped error bodies. Pure functions of
+the request."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ __all__ = [
     "embeddings_answer",
     "error_answer",
     "json_answer",
+    "model_answer",
     "models_answer",
     "responses_answer",
 ]
@@ -53,22 +55,35 @@ Answer = tuple[int, Union[bytes, StreamPlan], str, dict[str, str]]
 
 
 def models_answer(models: tuple[str, ...]) -> Answer:
+    return json_answer(200, {"object": "list", "data": [_model(m) for m in models]})
+
+
+def model_answer(models: tuple[str, ...], model: str) -> Answer:
+    """``GET /models/{id}``: the model as the list has it, or OpenAI's 404 for an id it does
+    not list (the body OpenAI sends, so code handling ``model_not_found`` can be tested)."""
+    if model in models:
+        return json_answer(200, _model(model))
     return json_answer(
-        200,
+        404,
         {
-            "object": "list",
-            "data": [
-                {
-                    "id": m,
-                    "object": "model",
-                    "created": 1_700_000_000,
-                    "owned_by": "fake",
-                    "supported_endpoint_types": ["openai"],
-                }
-                for m in models
-            ],
+            "error": {
+                "message": f"The model `{model}` does not exist or you do not have access to it.",
+                "type": "invalid_request_error",
+                "param": None,
+                "code": "model_not_found",
+            }
         },
     )
+
+
+def _model(model: str) -> dict[str, Any]:
+    return {
+        "id": model,
+        "object": "model",
+        "created": 1_700_000_000,
+        "owned_by": "fake",
+        "supported_endpoint_types": ["openai"],
+    }
 
 
 def chat_answer(body: Any, rid: str, fault: Fault | None, stream: StreamSettings) -> Answer:

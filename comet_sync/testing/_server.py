@@ -21,6 +21,7 @@ import json
 import socket
 import threading
 import time
+import urllib.parse
 from collections import Counter, deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from ._answers import (
     chat_answer,
     embeddings_answer,
     error_answer,
+    model_answer,
     models_answer,
     responses_answer,
 )
@@ -405,6 +407,9 @@ class FakeCometServer:
         stream = StreamSettings(chunks=self.stream_chunks, delay=self.stream_delay)
         if h.command == "GET" and route == "/models":
             return models_answer(self.models)
+        if h.command == "GET" and route.startswith("/models/"):
+            # The rest of the path, slashes and all ("org/model"), percent-decoded.
+            return model_answer(self.models, urllib.parse.unquote(route[len("/models/") :]))
         if h.command == "POST" and route == "/chat/completions":
             return chat_answer(body, rid, fault, stream)
         if h.command == "POST" and route == "/embeddings":
