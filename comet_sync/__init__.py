@@ -37,6 +37,15 @@ from ._exceptions import (
     TLSError,
     UnprocessableEntityError,
 )
+from ._messages import (
+    ChatCompletionAssistantMessageParam,
+    ChatCompletionDeveloperMessageParam,
+    ChatCompletionFunctionMessageParam,
+    ChatCompletionMessageParam,
+    ChatCompletionSystemMessageParam,
+    ChatCompletionToolMessageParam,
+    ChatCompletionUserMessageParam,
+)
 from ._metrics import Metrics, RouteStats, Snapshot, format_table
 from ._params import NOT_GIVEN, NotGiven
 from ._rate.limiter import LimiterProtocol, LimiterState, ModelState
@@ -76,8 +85,15 @@ __all__ = [
     "BatchResult",
     "BatchRun",
     "ChatCompletion",
+    "ChatCompletionAssistantMessageParam",
     "ChatCompletionChunk",
+    "ChatCompletionDeveloperMessageParam",
+    "ChatCompletionFunctionMessageParam",
     "ChatCompletionMessage",
+    "ChatCompletionMessageParam",
+    "ChatCompletionSystemMessageParam",
+    "ChatCompletionToolMessageParam",
+    "ChatCompletionUserMessageParam",
     "Choice",
     "ClientClosedError",
     "Clock",

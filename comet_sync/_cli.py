@@ -35,6 +35,7 @@ from ._client import CometClient
 from ._config import DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_RETRIES, resolve_base_url
 from ._demo import run_demo
 from ._exceptions import APIError, CometError
+from ._messages import ChatCompletionMessageParam
 from ._metrics import format_table
 from ._version import __version__
 from .testing import FakeCometServer
@@ -193,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _chat(args: argparse.Namespace) -> int:
-    messages = []
+    messages: list[ChatCompletionMessageParam] = []
     if args.system:
         messages.append({"role": "system", "content": args.system})
     messages.append({"role": "user", "content": args.prompt})

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Callable, TypedDict, Union
 
 from ._exceptions import InvalidArgumentError
+from ._messages import ChatCompletionMessageParam
 from ._types import APIObject
 
 if TYPE_CHECKING:
@@ -120,12 +121,14 @@ def _plain(value: Any, where: str) -> Any:
 # parameter not listed here still passes through at run time; to pass one without a checker's
 # complaint, use extra_body={...}. NotGiven everywhere: "leave it out".
 
-Message = Union[Mapping[str, Any], APIObject]
+# A Responses API input item: a message, or an item without a role (a function call's
+# output, a reasoning item); left open.
+InputItem = Union[Mapping[str, Any], APIObject]
 
 
 class _ChatRequired(TypedDict):
     model: str
-    messages: Sequence[Message]
+    messages: Sequence[ChatCompletionMessageParam]
 
 
 class _ChatBody(_ChatRequired, total=False):
@@ -192,7 +195,7 @@ class ChatParseArgs(_ChatBody, CallOptionParams, total=False):
 
 class _ResponsesRequired(TypedDict):
     model: str
-    input: str | Sequence[Message]
+    input: str | Sequence[InputItem]
 
 
 class ResponseCreateParams(_ResponsesRequired, total=False):

@@ -22,6 +22,7 @@ SHARED = (
     "_dump",
     "_exceptions",
     "_fanout",
+    "_messages",
     "_metrics",
     "_params",
     "_records",

@@ -26,12 +26,12 @@ from typing import Any
 from comet_sync import CometClient
 from collections.abc import Iterable, Sequence
 
-from comet_sync._params import Message
+from comet_sync import ChatCompletionMessageParam
 
 client: CometClient
 prompts: list[str]
 jobs: Iterable[Any]
-msgs: Sequence[Message]
+msgs: Sequence[ChatCompletionMessageParam]
 """
 
 

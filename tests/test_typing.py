@@ -15,10 +15,10 @@ pytestmark = pytest.mark.slow
 mypy_api = pytest.importorskip("mypy.api")
 
 GOOD = """
-    from comet_sync import CometClient, RequestRecord
+    from comet_sync import ChatCompletionMessageParam, CometClient, RequestRecord
 
     client = CometClient(api_key="sk-typing-0123456789")
-    messages = [{"role": "user", "content": "hi"}]
+    messages: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hi"}]
     reply = client.chat.completions.create(model="m", messages=messages, temperature=0.2)
     text: str | None = reply.choices[0].message.content
     flag = bool(reply.usage)
@@ -40,10 +40,11 @@ PORTED = """
     import json
     from typing import Any
 
-    from comet_sync import APIStatusError, CometClient
+    from comet_sync import APIStatusError, ChatCompletionMessageParam, CometClient
 
     client = CometClient(api_key="sk-typing-0123456789")
-    messages: list[dict[str, Any]] = [{"role": "user", "content": "weather?"}]
+    # As openai-python code annotates it (openai.types.chat.ChatCompletionMessageParam).
+    messages: list[ChatCompletionMessageParam] = [{"role": "user", "content": "weather?"}]
     reply = client.chat.completions.create(model="m", messages=messages)
     message = reply.choices[0].message
     for tc in message.tool_calls or []:
@@ -138,13 +139,13 @@ def test_the_installed_package_is_seen_by_mypy_outside_the_checkout(tmp_path) ->
 PARSE = """
     from pydantic import BaseModel
 
-    from comet_sync import CometClient, pydantic_function_tool
+    from comet_sync import ChatCompletionMessageParam, CometClient, pydantic_function_tool
 
     class Capital(BaseModel):
         city: str
 
     client = CometClient(api_key="sk-typing-0123456789")
-    messages = [{"role": "user", "content": "hi"}]
+    messages: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hi"}]
     done = client.chat.completions.parse(model="m", messages=messages, response_format=Capital)
     capital: Capital | None = done.choices[0].message.parsed
     beta = client.beta.chat.completions.parse(model="m", messages=messages, response_format=Capital)
@@ -182,13 +183,13 @@ def test_parse_is_typed_by_its_response_format(tmp_path) -> None:
 SURFACE = """
     from pydantic import BaseModel
 
-    from comet_sync import CometClient
+    from comet_sync import ChatCompletionMessageParam, CometClient
 
     class Capital(BaseModel):
         city: str
 
     client = CometClient(api_key="sk-typing-0123456789")
-    messages = [{"role": "user", "content": "hi"}]
+    messages: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hi"}]
     chat = client.chat.completions
     with chat.with_streaming_response.create(model="m", messages=messages, stream=True) as r:
         status: int = r.status_code
@@ -233,3 +234,42 @@ def test_raw_and_streaming_responses_are_typed_by_their_arguments(tmp_path) -> N
     assert '"Stream" has no attribute "choices"' in errors
     assert '"Stream" has no attribute "usage"' in errors
     assert 'Unexpected keyword argument "api_kye"' in errors
+
+
+MESSAGES_GOOD = """
+    import json
+
+    from comet_sync import ChatCompletionMessageParam, CometClient
+
+    client = CometClient(api_key="sk-typing-0123456789")
+    messages: list[ChatCompletionMessageParam] = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": [{"type": "text", "text": "What is the weather?"}]},
+    ]
+    reply = client.chat.completions.create(model="m", messages=messages, tools=[])
+    message = reply.choices[0].message
+    messages.append(message)  # the reply's own message, as a tool loop appends it
+    for call in message.tool_calls or []:
+        args = json.loads(call.function.arguments)
+        messages.append({"role": "tool", "tool_call_id": call.id, "content": str(args)})
+    client.chat.completions.create(model="m", messages=messages)
+    client.chat.completions.create(
+        model="m", messages=[{"role": "assistant", "content": None, "tool_calls": []}]
+    )
+"""
+
+MESSAGES_BAD = """
+    from comet_sync import CometClient
+
+    client = CometClient(api_key="sk-typing-0123456789")
+    client.chat.completions.create(model="m", messages=[{"role": "bot", "content": "hi"}])
+    client.chat.completions.create(model="m", messages=[{"role": "tool", "content": "42"}])
+"""
+
+
+def test_messages_are_typed_per_role_as_openai_types_them(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Issue 23: messages were Mapping[str, Any], so role "bot" passed the checker."""
+    assert check(MESSAGES_GOOD, tmp_path) == []
+    errors = check(MESSAGES_BAD, tmp_path)
+    assert len(errors) == 2, errors
+    assert all('"messages" to "create"' in e or "List item 0" in e for e in errors), errors
