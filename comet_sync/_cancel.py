@@ -38,8 +38,8 @@ class Scope:
 
     def __init__(self, parent: Scope | None = None, *, what: str = "the client") -> None:
         self.what = what
-        self.stopped = threading.Event()
-        self.abandoned = False
+        self.stopped: threading.Event = threading.Event()
+        self.abandoned: bool = False
         self._lock = threading.Lock()
         self._on_stop: dict[int, Callable[[], None]] = {}
         self._on_abandon: dict[int, Callable[[], None]] = {}

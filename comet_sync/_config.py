@@ -161,13 +161,13 @@ class CallOptions:
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
     ) -> None:
-        self.timeout = timeout
-        self.retry = retry
+        self.timeout: Timeout = timeout
+        self.retry: RetryConfig = retry
         self.extra_headers: dict[str, str] = extra_headers or {}
         self.query: dict[str, str] = query or {}
         # Caps on what an answer may hold, decoded: a whole body, one streamed event.
-        self.max_response_bytes = max_response_bytes
-        self.max_event_bytes = max_event_bytes
+        self.max_response_bytes: int = max_response_bytes
+        self.max_event_bytes: int = max_event_bytes
 
     def with_retry(self, retry: RetryConfig) -> CallOptions:
         return CallOptions(

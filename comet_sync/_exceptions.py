@@ -231,7 +231,7 @@ class APIStatusError(APIError):
         # The whole error body, decoded and scrubbed (``{"error": {...}}``); ``body`` is the
         # error object in it. (Not ``response.json()``: the snapshot's text is scrubbed as
         # text, and decoding it would turn a \u-escaped echo of the key back into the key.)
-        self.document = body if document is None else document
+        self.document: Any = body if document is None else document
         # CometAPI's error.code ("invalid_request", "model_not_found", ...); often empty.
         self.code = code
         self.type = type

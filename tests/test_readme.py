@@ -21,17 +21,15 @@ mypy_api = pytest.importorskip("mypy.api")
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 PRELUDE = """\
+from collections.abc import Iterable
 from typing import Any
 
-from comet_sync import CometClient
-from collections.abc import Iterable, Sequence
+from comet_sync import ChatCompletionMessageParam, CometClient
 
-from comet_sync import ChatCompletionMessageParam
-
-client: CometClient
-prompts: list[str]
-jobs: Iterable[Any]
-msgs: Sequence[ChatCompletionMessageParam]
+client = CometClient(api_key="sk-readme-0123456789")
+prompts: list[str] = ["Say hello."]
+jobs: Iterable[Any] = []
+msgs: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Say hello."}]
 """
 
 

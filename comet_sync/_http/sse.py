@@ -33,15 +33,15 @@ class Event:
     __slots__ = ("data", "event")
 
     def __init__(self, data: str, event: str = "message") -> None:
-        self.data = data
-        self.event = event
+        self.data: str = data
+        self.event: str = event
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Event):
             return NotImplemented
         return self.data == other.data and self.event == other.event
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__: None = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
         return f"Event(data={self.data!r}, event={self.event!r})"

@@ -872,13 +872,13 @@ class Permit:
     ) -> None:
         self._limiter: Limiter | None = limiter
         self._lock = threading.Lock()
-        self.model = model
-        self.sent_at = sent_at
-        self.level = level  # this model's requests in flight with this one
-        self.limit = limit  # the model's concurrency limit when it was sent
-        self.paced = paced  # pacing held it back: the pace was the constraint
-        self.cost = cost
-        self.retry_cost = retry_cost
+        self.model: str | None = model
+        self.sent_at: float = sent_at
+        self.level: int = level  # this model's requests in flight with this one
+        self.limit: int = limit  # the model's concurrency limit when it was sent
+        self.paced: bool = paced  # pacing held it back: the pace was the constraint
+        self.cost: float = cost
+        self.retry_cost: float = retry_cost
 
     @property
     def held(self) -> bool:

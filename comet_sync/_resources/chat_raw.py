@@ -124,14 +124,16 @@ class ChatWithRawResponse:
     """``client.chat.with_raw_response``: ``.completions``."""
 
     def __init__(self, completions: Completions) -> None:
-        self.completions = CompletionsWithRawResponse(completions)
+        self.completions: CompletionsWithRawResponse = CompletionsWithRawResponse(completions)
 
 
 class ChatWithStreamingResponse:
     """``client.chat.with_streaming_response``: ``.completions``."""
 
     def __init__(self, completions: Completions) -> None:
-        self.completions = CompletionsWithStreamingResponse(completions)
+        self.completions: CompletionsWithStreamingResponse = CompletionsWithStreamingResponse(
+            completions
+        )
 
 
 class ClientWithRawResponse:
@@ -139,7 +141,7 @@ class ClientWithRawResponse:
     and ``.models``, their methods returning a :class:`RawResponse`."""
 
     def __init__(self, client: CometClient) -> None:
-        self.chat = client.chat.with_raw_response
+        self.chat: ChatWithRawResponse = client.chat.with_raw_response
         self.embeddings: WithRawResponse = client.embeddings.with_raw_response
         self.responses: WithRawResponse = client.responses.with_raw_response
         self.models: WithRawResponse = client.models.with_raw_response
@@ -150,7 +152,7 @@ class ClientWithStreamingResponse:
     context manager that gives a :class:`RawResponse`."""
 
     def __init__(self, client: CometClient) -> None:
-        self.chat = client.chat.with_streaming_response
+        self.chat: ChatWithStreamingResponse = client.chat.with_streaming_response
         self.embeddings: WithStreamingResponse = client.embeddings.with_streaming_response
         self.responses: WithStreamingResponse = client.responses.with_streaming_response
         self.models: WithStreamingResponse = client.models.with_streaming_response

@@ -456,10 +456,10 @@ class _RedisPermit:
         in_flight: int,
     ) -> None:
         self._limiter = limiter
-        self.lease = lease
-        self.local = local
-        self.sent_at_ms = sent_at_ms
-        self.in_flight = in_flight
+        self.lease: str | None = lease
+        self.local: Permit = local
+        self.sent_at_ms: int = sent_at_ms
+        self.in_flight: int = in_flight
         self._done = threading.Lock()
 
     @property
