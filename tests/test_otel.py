@@ -782,3 +782,23 @@ def test_the_call_spans_match_the_reference_openai_instrumentation(make_client) 
     }
     # Where they differ, it is the anchor that lacks the attribute, never a value at odds.
     assert all(theirs_ is None for found in differences.values() for theirs_, _ in found.values())
+
+
+def test_a_call_sampled_out_is_still_measured_and_still_propagates(server, make_client) -> None:
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+
+    telemetry = Telemetry()
+    telemetry.tracer_provider = TracerProvider(sampler=ALWAYS_OFF)
+    telemetry.tracer_provider.add_span_processor(SimpleSpanProcessor(telemetry.exporter))
+    CometSyncInstrumentor().instrument(
+        tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider
+    )
+    try:
+        make_client().chat.completions.create(model="gpt-4o-mini", messages=user("a"))
+    finally:
+        CometSyncInstrumentor().uninstrument()
+    assert telemetry.spans() == []
+    (received,) = server.received
+    assert received.headers["traceparent"].endswith("-00")  # the trace, marked not sampled
+    (duration,) = telemetry.metrics()["gen_ai.client.operation.duration"]
+    assert duration[0]["gen_ai.response.model"] == "gpt-4o-mini"

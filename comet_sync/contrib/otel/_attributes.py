@@ -9,6 +9,7 @@ OpenAI page (operation ``chat``, ``openai.api.type`` ``responses``).
 
 from __future__ import annotations
 
+import functools
 import urllib.parse
 from collections.abc import Mapping
 from typing import Any, Union
@@ -53,6 +54,7 @@ def operation_of(route: str) -> Operation | None:
     return _OPERATIONS.get(route)
 
 
+@functools.lru_cache(maxsize=64)  # one base URL per client: parsed once, not per call
 def server_of(base_url: str) -> tuple[str | None, int | None]:
     """``server.address`` and ``server.port`` of the base URL (no port for 443, as the
     reference instrumentation leaves it out)."""

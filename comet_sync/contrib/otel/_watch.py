@@ -91,6 +91,7 @@ class CallSpan:
         "_attempts",
         "_base",
         "_done",
+        "_flight",
         "_model",
         "_observer",
         "_op",
@@ -136,6 +137,7 @@ class CallSpan:
             messages = input_messages(payload)
             if messages is not None:
                 attrs["gen_ai.input.messages"] = messages
+        self._flight = tuple(self._base.items())  # (its key among the calls in flight)
         name = f"{op.name} {model}" if model else op.name
         self._span = observer.tracer.start_span(name, kind=_CLIENT, attributes=attrs)
         self._started = time.monotonic()  # for a call that ends without a record
@@ -146,7 +148,7 @@ class CallSpan:
         self._queued = 0.0
         self._retries = 0
         self._done = False
-        observer.instruments.in_flight.add(1, self._base)
+        observer.instruments.in_flight.add(self._flight, 1)
 
     # -- attempts ----------------------------------------------------------------------------
 
@@ -170,8 +172,9 @@ class CallSpan:
         self._attempt_status = None
         self._attempt_end = None
         self._attempts += 1
-        self._queued += queued
-        observer.instruments.queue_wait.record(queued, self._model)
+        if queued > 0:  # (most attempts are sent at once: no measurement to aggregate)
+            self._queued += queued
+            observer.instruments.queue_wait.record(queued, self._model)
 
     def off_wire(self, status: int | None) -> None:
         if self._attempt is None:
@@ -232,8 +235,10 @@ class CallSpan:
         self._done = True
         self._end_attempt(error)
         observer = self._observer
+        span = self._span
+        recording = span.is_recording()  # (sampled out: the measurements only)
         attrs: Attributes = {}
-        if answer is not None:
+        if answer is not None and recording:
             attrs.update(response_attributes(self._op, answer))
             if observer.capture and error is None:
                 reasons = attrs.get("gen_ai.response.finish_reasons")
@@ -243,12 +248,12 @@ class CallSpan:
         duration = time.monotonic() - self._started
         if record is not None:
             duration = record.latency
-            attrs.update(self._facts(record))
+            if recording:
+                attrs.update(self._facts(record))
         metric = dict(self._base)
-        model = attrs.get("gen_ai.response.model")
-        if model:
+        model = answer.get("model") if answer is not None else None
+        if isinstance(model, str) and model:
             metric["gen_ai.response.model"] = model
-        span = self._span
         if error is not None:
             kind = error_type(error)
             attrs["error.type"] = kind
@@ -257,7 +262,7 @@ class CallSpan:
         span.set_attributes(attrs)
         span.end()
         instruments = observer.instruments
-        instruments.in_flight.add(-1, self._base)
+        instruments.in_flight.add(self._flight, -1)
         instruments.duration.record(duration, metric)
         if error is None and answer is not None:
             usage = usage_attributes(answer.get("usage"))
