@@ -519,6 +519,20 @@ def test_map_jobs_are_children_of_the_callers_span(server, make_client, otel) ->
     assert {c.parent.span_id for c in calls if c.parent} == {root.get_span_context().span_id}
 
 
+def test_a_batch_run_under_one_span_has_every_job_under_it(server, make_client, otel) -> None:
+    from comet_sync import run_batch
+
+    client = make_client()
+    tracer = otel.tracer_provider.get_tracer("test")
+    jobs = [{"model": "gpt-4o-mini", "messages": user(str(i))} for i in range(6)]
+    with tracer.start_as_current_span("nightly batch") as root:
+        results = list(run_batch(client, jobs, ordered=False, window=2))
+    assert all(r.ok for r in results)
+    calls = otel.calls()
+    assert len(calls) == 6
+    assert {c.parent.span_id for c in calls if c.parent} == {root.get_span_context().span_id}
+
+
 # -- the key ---------------------------------------------------------------------------------
 
 
