@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from ._rate.limiter import LimiterProtocol
     from ._records import RequestRecord
 
 __all__ = ["OBSERVER", "CallWatch", "Observer", "set_observer"]
@@ -51,9 +52,15 @@ class CallWatch(Protocol):
 
 class Observer(Protocol):
     def call_started(
-        self, route: str, payload: Mapping[str, Any], base_url: str, stream: bool
+        self,
+        route: str,
+        payload: Mapping[str, Any],
+        base_url: str,
+        stream: bool,
+        limiter: LimiterProtocol,
     ) -> CallWatch | None:
-        """A call to ``route`` with ``payload`` begins; its watch, or None to leave it be."""
+        """A call to ``route`` with ``payload`` begins, under the client's ``limiter`` (whose
+        state an observer may read, never change); its watch, or None to leave it be."""
 
 
 # Set and cleared by set_observer; read once per call without a lock: a reference assignment

@@ -245,8 +245,13 @@ def test_time_held_by_our_pace_is_on_the_attempt(server, make_client, otel, fake
     assert waited[0] == 0.0
     assert waited[1] == pytest.approx(sum(fake_time.sleeps)) and waited[1] > 0.5
     assert second.attributes["comet_sync.queue.wait"] == waited[1]
-    points = otel.metrics()["comet_sync.client.queue.wait"]
+    metrics = otel.metrics()
+    points = metrics["comet_sync.client.queue.wait"]
     assert points == [({"gen_ai.request.model": "gpt-4o-mini"}, pytest.approx(waited[1]))]
+    # The pace in force, read from the client's limiter when metrics are collected.
+    assert metrics["comet_sync.client.pace"] == [
+        ({"gen_ai.request.model": "gpt-4o-mini", "comet_sync.pace.source": "configured"}, 1.0)
+    ]
 
 
 def test_a_failed_call_has_error_type_on_span_and_duration(server, make_client, otel) -> None:

@@ -73,7 +73,7 @@ class CallRunner:
         observer = _observe.OBSERVER
         watch = None
         if observer is not None and payload is not None:
-            watch = observer.call_started(route, payload, self._base_url, False)
+            watch = observer.call_started(route, payload, self._base_url, False, self._limiter)
         try:
             if self._cache is None or payload is None:
                 return self._json(method, route, payload, options, required, sink, fallback, watch)
@@ -186,7 +186,7 @@ class CallRunner:
         observer = _observe.OBSERVER
         watch = None
         if observer is not None:
-            watch = observer.call_started(route, payload, self._base_url, True)
+            watch = observer.call_started(route, payload, self._base_url, True, self._limiter)
         try:
             req = self._request("POST", route, payload, options, "text/event-stream")
         except BaseException as exc:

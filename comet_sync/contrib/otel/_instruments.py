@@ -6,15 +6,20 @@ shared by every call's watch.
 
 from __future__ import annotations
 
+import contextlib
 import threading
+import weakref
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._errors import require
 
+if TYPE_CHECKING:
+    from ..._rate.limiter import LimiterProtocol
+
 _metrics = require("opentelemetry.metrics", "otel")
 
-__all__ = ["InFlight", "Instruments"]
+__all__ = ["InFlight", "Instruments", "Paces"]
 
 # The conventions' advised bucket boundaries (the reference instrumentation's too).
 DURATION_BUCKETS = [
@@ -46,6 +51,14 @@ class Instruments:
             description="Calls begun and not yet ended: queued, waiting to retry, on the wire "
             "or streaming",
             unit="{request}",
+        )
+        self.paces = Paces()
+        meter.create_observable_gauge(
+            name="comet_sync.client.pace",
+            callbacks=[self.paces.observe],
+            description="Requests per second a model is paced at by our limiter, by where "
+            "the pace came from (configured, header, learned); models not paced are absent",
+            unit="{request}/s",
         )
         self.queue_wait = meter.create_histogram(
             name="comet_sync.client.queue.wait",
@@ -86,3 +99,36 @@ class InFlight:
             counts = list(self._counts.items())
         for key, count in counts:
             yield _metrics.Observation(count, dict(key))
+
+
+class Paces:
+    """The limiters of the clients that made calls, read for their pace at collection. Held
+    weakly: a client closed and dropped is not kept alive for its metrics."""
+
+    def __init__(self) -> None:
+        # Guards _limiters: added to by calling threads, copied by the metric reader's. Held
+        # for the set operation only; limiter.state() (a Redis round trip for a shared
+        # limiter) is read outside it.
+        self._lock = threading.Lock()
+        self._limiters: weakref.WeakSet[LimiterProtocol] = weakref.WeakSet()
+
+    def watch(self, limiter: LimiterProtocol) -> None:
+        if limiter in self._limiters:  # (the usual case: read without the lock, then sure)
+            return
+        with self._lock, contextlib.suppress(TypeError):  # (a limiter with no weak refs)
+            self._limiters.add(limiter)
+
+    def observe(self, options: Any) -> Iterator[Any]:
+        with self._lock:
+            limiters = list(self._limiters)
+        for limiter in limiters:
+            try:
+                models = limiter.state().models or {}
+            except Exception:  # a shared limiter's store unreachable: no figure this time
+                continue
+            for name, model in models.items():
+                if model.rate is not None and model.rate_source is not None:
+                    yield _metrics.Observation(
+                        model.rate,
+                        {"gen_ai.request.model": name, "comet_sync.pace.source": model.rate_source},
+                    )

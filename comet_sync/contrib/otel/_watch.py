@@ -32,6 +32,7 @@ from ._content import input_messages, output_messages
 from ._instruments import Instruments
 
 if TYPE_CHECKING:
+    from ..._rate.limiter import LimiterProtocol
     from ..._records import RequestRecord
 
 _trace = require("opentelemetry.trace", "otel")
@@ -56,11 +57,17 @@ class OtelObserver:
         self.capture = capture  # message content on the spans
 
     def call_started(
-        self, route: str, payload: Mapping[str, Any], base_url: str, stream: bool
+        self,
+        route: str,
+        payload: Mapping[str, Any],
+        base_url: str,
+        stream: bool,
+        limiter: LimiterProtocol,
     ) -> CallSpan | None:
         op = operation_of(route)
         if op is None:
             return None
+        self.instruments.paces.watch(limiter)
         return CallSpan(self, op, payload, base_url, stream)
 
 
