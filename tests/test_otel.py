@@ -822,3 +822,30 @@ def test_a_call_sampled_out_is_still_measured_and_still_propagates(server, make_
     assert flags & 1 == 0  # the trace goes on, marked not sampled
     (duration,) = telemetry.metrics()["gen_ai.client.operation.duration"]
     assert duration[0]["gen_ai.response.model"] == "gpt-4o-mini"
+
+
+def test_a_propagator_that_raises_costs_the_header_not_the_call(server, make_client, otel) -> None:
+    from opentelemetry import propagate
+    from opentelemetry.propagators.textmap import TextMapPropagator
+
+    class Broken(TextMapPropagator):
+        def extract(self, carrier: Any, context: Any = None, getter: Any = None) -> Any:
+            return context
+
+        def inject(self, carrier: Any, context: Any = None, setter: Any = None) -> None:
+            raise RuntimeError("broken propagator")
+
+        @property
+        def fields(self) -> set[str]:
+            return set()
+
+    before = propagate.get_global_textmap()
+    propagate.set_global_textmap(Broken())
+    try:
+        reply = make_client().chat.completions.create(model="gpt-4o-mini", messages=user("a"))
+    finally:
+        propagate.set_global_textmap(before)
+    assert reply.choices[0].message.content == "echo: a"
+    (received,) = server.received
+    assert "traceparent" not in received.headers
+    assert len(otel.calls()) == 1

@@ -14,6 +14,7 @@ guard themselves. Nothing here blocks or does I/O: exporting is the SDK's proces
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -39,6 +40,8 @@ _trace = require("opentelemetry.trace", "otel")
 _propagate = require("opentelemetry.propagate", "otel")
 
 __all__ = ["CallSpan", "OtelObserver"]
+
+logger = logging.getLogger("comet_sync")
 
 _CLIENT = _trace.SpanKind.CLIENT
 _ERROR = _trace.StatusCode.ERROR
@@ -174,7 +177,12 @@ class CallSpan:
             attributes=attrs,
         )
         # The attempt's own context, so that a gateway that traces joins this trace under it.
-        _propagate.inject(headers, context=_trace.set_span_in_context(span))
+        # The propagators are the application's to configure: one that raises costs the
+        # attempt its trace header, never the attempt.
+        try:
+            _propagate.inject(headers, context=_trace.set_span_in_context(span))
+        except Exception:
+            logger.warning("a propagator raised; the attempt goes without trace context")
         self._attempt = span
         self._attempt_status = None
         self._attempt_end = None
