@@ -801,6 +801,26 @@ def test_the_call_spans_match_the_reference_openai_instrumentation(make_client) 
     }
     # Where they differ, it is the anchor that lacks the attribute, never a value at odds.
     assert all(theirs_ is None for found in differences.values() for theirs_, _ in found.values())
+    # The conventions' two histograms: the same gen_ai.* attribute sets (as sets: the anchor
+    # splits points further on attributes outside gen_ai.*, openai.response.system_fingerprint).
+    # (The anchor's embeddings metrics still say gen_ai.system, the name gen_ai.provider.name
+    # replaced, and carry gen_ai.embeddings.dimension.count: allowed, and checked as such.)
+    for metric in ("gen_ai.client.operation.duration", "gen_ai.client.token.usage"):
+        their_sets = sorted(set(_metric_keys(theirs, metric)))
+        our_sets = sorted(set(_metric_keys(ours, metric)))
+        assert their_sets == our_sets, metric
+
+
+def _metric_keys(telemetry: Telemetry, name: str) -> list[tuple[str, ...]]:
+    found = []
+    for attrs, _ in telemetry.metrics()[name]:
+        keys = {k for k in attrs if k.startswith("gen_ai.")}
+        if "gen_ai.system" in keys:  # the anchor's embeddings (see above)
+            keys = (keys - {"gen_ai.system", "gen_ai.embeddings.dimension.count"}) | {
+                "gen_ai.provider.name"
+            }
+        found.append(tuple(sorted(keys)))
+    return found
 
 
 def test_a_call_sampled_out_is_still_measured_and_still_propagates(server, make_client) -> None:
