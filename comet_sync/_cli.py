@@ -15,6 +15,7 @@ import time
 from types import FrameType
 from typing import IO, Any, Callable
 
+from . import _observe
 from ._batch.engine import BatchResult, run_batch
 from ._batch.jsonl import (
     FORMATS,
@@ -293,6 +294,9 @@ def _batch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             write_state(args.output, options)
         except OSError as exc:
             parser.error(f"cannot write {args.output}: {exc.strerror}")
+        observer = _observe.OBSERVER
+        if observer is not None:  # (instrumented: the run is one trace, its calls under it)
+            stack.enter_context(observer.batch_run(options["input"]))
         if resumed.removed:
             print(
                 f"--retry-errors: {resumed.removed} error line(s) taken out of {args.output} "

@@ -12,6 +12,7 @@ never on OpenTelemetry.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -51,6 +52,11 @@ class CallWatch(Protocol):
 
 
 class Observer(Protocol):
+    def batch_run(self, source: str) -> AbstractContextManager[object]:
+        """A ``comet-sync batch`` run of ``source`` begins: while what this returns is entered
+        (on the thread reading the results, which hands its context to the workers), the
+        run's calls belong to it."""
+
     def call_started(
         self,
         route: str,

@@ -538,6 +538,22 @@ def test_a_batch_run_under_one_span_has_every_job_under_it(server, make_client, 
     assert {c.parent.span_id for c in calls if c.parent} == {root.get_span_context().span_id}
 
 
+def test_the_cli_batch_is_one_trace_with_a_root_span(otel, tmp_path, capsys) -> None:
+    from comet_sync._cli import main
+
+    source, output = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    source.write_text("".join(json.dumps({"messages": user(f"job {i}")}) + "\n" for i in range(5)))
+    args = ["batch", str(source), "-o", str(output), "--model", "gpt-4o-mini"]
+    code = main([*args, "--fake", "--no-progress"])
+    assert code == 0
+    (root,) = [s for s in otel.spans() if s.name == "comet_sync batch"]
+    assert root.parent is None and root.attributes["comet_sync.batch"] == str(source)
+    calls = otel.calls()
+    assert len(calls) == 5
+    assert {c.parent.span_id for c in calls if c.parent} == {root.context.span_id}
+    assert all(c.end_time <= root.end_time for c in calls)
+
+
 # -- the key ---------------------------------------------------------------------------------
 
 

@@ -17,7 +17,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any, cast
 
 from .._errors import require
 from ._attributes import (
@@ -58,6 +59,11 @@ class OtelObserver:
         self.instruments = instruments
         self.provider = provider  # gen_ai.provider.name
         self.capture = capture  # message content on the spans
+
+    def batch_run(self, source: str) -> AbstractContextManager[object]:
+        """The run's root span, current while the run's results are read."""
+        span = self.tracer.start_span("comet_sync batch", attributes={"comet_sync.batch": source})
+        return cast("AbstractContextManager[object]", _trace.use_span(span, end_on_exit=True))
 
     def call_started(
         self,
