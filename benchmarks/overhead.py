@@ -9,7 +9,14 @@
    its own process (so the server does not share our interpreter lock), with 4, 16 and 64
    threads, alternating rounds; the ratio is of throughputs. Target: >= 0.95x.
 
+3. With ``--otel``: the client's calls with OpenTelemetry instrumentation off and on
+   (``CometSyncInstrumentor`` with the SDK's tracer and meter providers, a batch span
+   processor and an exporter that drops everything), in alternating rounds; the ratio of the
+   median CPU time per call (the process's, the span processor's thread included). Target:
+   <= 1.15x. Needs the ``otel`` and ``test`` extras.
+
     .venv/bin/python benchmarks/overhead.py [--calls 400] [--rounds 7] [--threads 4,16,64]
+                                            [--otel]
 """
 
 from __future__ import annotations
@@ -114,6 +121,67 @@ def threaded(thread_counts: list[int], jobs: int, rounds: int) -> None:
         server.terminate()
 
 
+def otel_rounds(calls: int, rounds: int) -> None:
+    """Scenario 3: instrumentation off and on, alternating, CPU and wall time per call. The
+    server runs in its own process, so the process's CPU time is the client's (and the span
+    processor thread's)."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+    from comet_sync.contrib.otel import CometSyncInstrumentor
+
+    class Drop(SpanExporter):  # the SDK's cost, without an exporter's
+        def export(self, spans: object) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(BatchSpanProcessor(Drop()))
+    # Aggregates at each measurement, as any reader does; never exported.
+    meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    instrumentor = CometSyncInstrumentor()
+    queue: multiprocessing.Queue = multiprocessing.Queue()  # type: ignore[type-arg]
+    server = multiprocessing.Process(target=serve, args=(queue,), daemon=True)
+    server.start()
+    try:
+        with CometClient(api_key="k", base_url=queue.get(timeout=30)) as client:
+
+            def one_round(on: bool) -> tuple[float, float]:
+                if on:
+                    instrumentor.instrument(
+                        tracer_provider=tracer_provider, meter_provider=meter_provider
+                    )
+                try:
+                    cpu = time.process_time()
+                    wall = client_calls(client, calls)
+                    if on:
+                        tracer_provider.force_flush()  # the round's spans, processed
+                    cpu = time.process_time() - cpu
+                finally:
+                    if on:
+                        instrumentor.uninstrument()
+                return wall / calls, cpu / calls
+
+            one_round(True)  # warm both paths
+            one_round(False)
+            off, on = [], []
+            for _ in range(rounds):
+                off.append(one_round(False))
+                on.append(one_round(True))
+    finally:
+        server.terminate()
+    off_wall, off_cpu = (statistics.median(x) for x in zip(*off))
+    on_wall, on_cpu = (statistics.median(x) for x in zip(*on))
+    print(f"otel off: {off_wall * 1e3:.3f} ms/call, {off_cpu * 1e6:.0f} us CPU/call")
+    print(f"otel on:  {on_wall * 1e3:.3f} ms/call, {on_cpu * 1e6:.0f} us CPU/call")
+    print(
+        f"otel on/off: CPU {on_cpu / off_cpu:.3f}x (target <= 1.15x), "
+        f"wall {on_wall / off_wall:.3f}x",
+        flush=True,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=400)
@@ -121,6 +189,9 @@ def main() -> None:
     parser.add_argument("--threads", default="4,16,64", help="thread counts; '' for none")
     parser.add_argument("--jobs", type=int, default=3000, help="jobs per threaded round")
     parser.add_argument("--threaded-rounds", type=int, default=5)
+    parser.add_argument(
+        "--otel", action="store_true", help="also: OpenTelemetry instrumentation off vs on"
+    )
     args = parser.parse_args()
     with (
         FakeCometServer() as server,
@@ -149,6 +220,8 @@ def main() -> None:
     print(f"CometClient.chat.completions.create: {c * 1e3:.3f} ms/call")
     print(f"against the session that skips the environment: {c / q:.3f}x ({(c - q) * 1e6:+.0f} us)")
     print(f"ratio: {c / b:.3f}x (target <= 1.0x)", flush=True)
+    if args.otel:
+        otel_rounds(args.calls, args.rounds)
     counts = [int(n) for n in args.threads.split(",") if n]
     if counts:
         threaded(counts, args.jobs, args.threaded_rounds)

@@ -15,6 +15,7 @@ import time
 from types import FrameType
 from typing import IO, Any, Callable
 
+from . import _observe
 from ._batch.engine import BatchResult, run_batch
 from ._batch.journal import Journal, discard_journal
 from ._batch.jsonl import (
@@ -355,6 +356,9 @@ def _batch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                 "again",
                 file=sys.stderr,
             )
+        observer = _observe.OBSERVER
+        if observer is not None:  # (instrumented: the run is one trace, its calls under it)
+            stack.enter_context(observer.batch_run(options["input"]))
         if resumed.removed:
             print(
                 f"{resumed.removed} error or skipped line(s) taken out of {args.output} to be "

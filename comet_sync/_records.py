@@ -11,15 +11,22 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Union
 
 from ._clock import Clock
 from ._exceptions import ClientClosedError
 from ._metrics import Metrics
 
+if TYPE_CHECKING:
+    from ._observe import CallWatch
+
 __all__ = ["CallLog", "Recorder", "RequestRecord"]
 
 logger = logging.getLogger("comet_sync")
+
+# The answer handed to an observer: the JSON itself, or (a stream's) a function assembling it,
+# called only when an observer wants it.
+Answer = Union[Mapping[str, Any], Callable[[], Union[Mapping[str, Any], None]], None]
 
 
 @dataclass(frozen=True)
@@ -71,6 +78,7 @@ class CallLog:
         "sink",
         "start",
         "statuses",
+        "watch",
         "wire",
     )
 
@@ -82,6 +90,7 @@ class CallLog:
         *,
         sink: Callable[[RequestRecord], None] | None = None,
         fallback: tuple[str, str] | None = None,
+        watch: CallWatch | None = None,
     ) -> None:
         self.route = route
         # The model asked for, not the dated snapshot id the answer may name, so that one
@@ -94,16 +103,20 @@ class CallLog:
         self.fallback = fallback  # (the model left, why) for a call made on a fallback
         self.wire = 0.0  # seconds on the wire, attempts that ended
         self._wire_since: float | None = None  # the attempt on the wire now: when it was sent
+        self.watch = watch  # an observer's (None: nobody watches, the usual case)
 
     def on_wire(self, now: float) -> None:
         """An attempt is being sent."""
         self._wire_since = now
 
     def off_wire(self, now: float) -> None:
-        """The attempt on the wire ended (its answer read, or its failure); once."""
+        """The attempt on the wire ended (its answer read, or its failure); once. Its status
+        is in ``statuses`` by then."""
         if self._wire_since is not None:
             self.wire += now - self._wire_since
             self._wire_since = None
+            if self.watch is not None:
+                self.watch.off_wire(self.statuses[-1] if self.statuses else None)
 
 
 class Recorder:
@@ -128,8 +141,10 @@ class Recorder:
         usage: Mapping[str, Any] | None = None,
         chunks: int | None = None,
         first_chunk_at: float | None = None,
+        answer: Answer = None,
     ) -> None:
-        """A call (or a stream) ended, with ``error`` or without."""
+        """A call (or a stream) ended, with ``error`` or without; ``answer`` is for an
+        observer."""
         statuses = tuple(log.statuses)
         if not statuses and isinstance(error, ClientClosedError):
             # Stopped before it sent anything (a stopped batch's queued jobs): no call was
@@ -138,27 +153,25 @@ class Recorder:
         fallback = log.fallback
         now = self._clock.monotonic()
         log.off_wire(now)  # a stream's answer ends with the stream
-        self._emit(
-            RequestRecord(
-                route=log.route,
-                model=log.model,
-                status=statuses[-1] if statuses else None,
-                latency=now - log.start,
-                wire_latency=log.wire,
-                attempts=len(statuses),
-                request_id=log.request_id,
-                error=type(error).__name__ if error is not None else None,
-                usage=usage,
-                attempt_statuses=statuses,
-                chunks=chunks,
-                first_chunk_latency=first_chunk_at - log.start
-                if first_chunk_at is not None
-                else None,
-                fallback_from=fallback[0] if fallback is not None else None,
-                fallback_reason=fallback[1] if fallback is not None else None,
-            ),
-            log.sink,
+        record = RequestRecord(
+            route=log.route,
+            model=log.model,
+            status=statuses[-1] if statuses else None,
+            latency=now - log.start,
+            wire_latency=log.wire,
+            attempts=len(statuses),
+            request_id=log.request_id,
+            error=type(error).__name__ if error is not None else None,
+            usage=usage,
+            attempt_statuses=statuses,
+            chunks=chunks,
+            first_chunk_latency=first_chunk_at - log.start if first_chunk_at is not None else None,
+            fallback_from=fallback[0] if fallback is not None else None,
+            fallback_reason=fallback[1] if fallback is not None else None,
         )
+        self._emit(record, log.sink)
+        if log.watch is not None:
+            _tell(log.watch, record, answer, error)
 
     def cache_hit(
         self,
@@ -166,19 +179,23 @@ class Recorder:
         model: str | None,
         started: float,
         sink: Callable[[RequestRecord], None] | None = None,
+        *,
+        watch: CallWatch | None = None,
+        answer: Mapping[str, Any] | None = None,
     ) -> None:
         """A call answered from the response cache: no attempt, status 200."""
-        self._emit(
-            RequestRecord(
-                route=route,
-                model=model,
-                status=200,
-                latency=self._clock.monotonic() - started,
-                attempts=0,
-                cached=True,
-            ),
-            sink,
+        record = RequestRecord(
+            route=route,
+            model=model,
+            status=200,
+            latency=self._clock.monotonic() - started,
+            attempts=0,
+            cached=True,
         )
+        self._emit(record, sink)
+        if watch is not None:
+            watch.cache_hit()
+            _tell(watch, record, answer, None)
 
     def _emit(self, rec: RequestRecord, sink: Callable[[RequestRecord], None] | None) -> None:
         if logger.isEnabledFor(logging.DEBUG):
@@ -201,3 +218,13 @@ class Recorder:
             except Exception:
                 # A broken hook must never break the call it reports on.
                 logger.warning("on_request hook raised; the call is unaffected", exc_info=True)
+
+
+def _tell(
+    watch: CallWatch, record: RequestRecord, answer: Answer, error: BaseException | None
+) -> None:
+    """The call's end, to its observer; a broken observer never breaks the call."""
+    try:
+        watch.finished(record, answer() if callable(answer) else answer, error)
+    except Exception:
+        logger.warning("the call's observer raised; the call is unaffected", exc_info=True)

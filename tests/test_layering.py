@@ -23,6 +23,7 @@ SHARED = (
     "_exceptions",
     "_fanout",
     "_messages",
+    "_observe",
     "_metrics",
     "_params",
     "_records",

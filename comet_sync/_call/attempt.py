@@ -148,6 +148,8 @@ class Attempts:
         # After close(), a stopped map or an interrupt, nothing new leaves the process.
         scope.raise_if_stopped()
         remaining = _left_to_send(call, req)
+        watch = log.watch
+        asked = self._clock.monotonic() if watch is not None else 0.0
         # Raises LimiterTimeoutError, never retried, when our own limits would hold this
         # attempt past the call's budget.
         try:
@@ -177,20 +179,25 @@ class Attempts:
                     min(_or_inf(timeout[0]), remaining),
                     min(_or_inf(timeout[1]), remaining),
                 )
+            headers = req.headers
+            if watch is not None:
+                # This attempt's own headers, for the trace context of this attempt.
+                headers = dict(headers)
+                watch.sending(headers, call.tries - 1, self._clock.monotonic() - asked)
             # The attempt, its body included, may not outlive the call's budget.
             log.on_wire(self._clock.monotonic())
             exchange = self._transport.send(
                 req.method,
                 req.url,
-                headers=req.headers,
+                headers=headers,
                 body=req.body,
                 timeout=timeout,
                 budget=remaining,
                 scope=scope,
             )
         except BaseException:
+            log.statuses.append(None)  # (before off_wire, which tells the status)
             log.off_wire(self._clock.monotonic())
-            log.statuses.append(None)
             permit.release()
             raise
         status = exchange.status_code

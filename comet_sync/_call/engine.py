@@ -8,11 +8,12 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable
 
-from .. import _cancel
+from .. import _cancel, _observe
 from .._clock import Clock
 from .._config import CallOptions
 from .._exceptions import NO_REQUEST, APIError, APITimeoutError
 from .._http.transport import Transport
+from .._observe import CallWatch
 from .._rate.limiter import LimiterProtocol
 from .._records import CallLog, Recorder, RequestRecord
 from .attempt import Attempts
@@ -70,8 +71,35 @@ class CallRunner:
         """Send one request with retries; the decoded JSON answer, through the response cache
         when there is one (POSTs only). ``sink`` also receives the call's record; ``fallback``
         (the model left, and why) goes into it."""
-        if self._cache is None or payload is None:
-            return self._json(method, route, payload, options, required, sink, fallback)
+        observer = _observe.OBSERVER
+        watch = None
+        if observer is not None and payload is not None:
+            watch = observer.call_started(route, payload, self._base_url, False, self._limiter)
+        try:
+            if self._cache is None or payload is None:
+                return self._json(method, route, payload, options, required, sink, fallback, watch)
+            return self._cached(method, route, payload, options, required, sink, fallback, watch)
+        except BaseException as exc:
+            # Failed with no record (a body that cannot be sent, a wait on another thread's
+            # identical call): the watch still ends. After a record, this is ignored.
+            if watch is not None:
+                watch.finished(None, None, exc)
+            raise
+
+    def _cached(
+        self,
+        method: str,
+        route: str,
+        payload: dict[str, Any],
+        options: CallOptions,
+        required: tuple[str, ...],
+        sink: Callable[[RequestRecord], None] | None,
+        fallback: tuple[str, str] | None,
+        watch: CallWatch | None,
+    ) -> dict[str, Any]:
+        """A POST through the response cache: made here, or the answer of an identical call
+        (made earlier, or by another thread now)."""
+        assert self._cache is not None
         started = self._clock.monotonic()
 
         def lead() -> dict[str, Any]:
@@ -87,7 +115,7 @@ class CallRunner:
                         "an identical call on another thread"
                     )
                 own = options.with_retry(options.retry.replace(total_timeout=budget - spent))
-            return self._json(method, route, payload, own, required, sink, fallback)
+            return self._json(method, route, payload, own, required, sink, fallback, watch)
 
         try:
             data, hit = self._cache.get_or_call(
@@ -107,7 +135,12 @@ class CallRunner:
         if hit:
             model = payload.get("model")
             self._recorder.cache_hit(
-                route, model if isinstance(model, str) else None, started, sink
+                route,
+                model if isinstance(model, str) else None,
+                started,
+                sink,
+                watch=watch,
+                answer=data,
             )
         return data  # type: ignore[no-any-return]
 
@@ -120,11 +153,12 @@ class CallRunner:
         required: tuple[str, ...],
         sink: Callable[[RequestRecord], None] | None,
         fallback: tuple[str, str] | None,
+        watch: CallWatch | None,
     ) -> dict[str, Any]:
         req = self._request(method, route, payload, options, "application/json")
         start = self._clock.monotonic()
-        log = CallLog(route, req.model, start, sink=sink, fallback=fallback)
-        call = RetryingCall(options.retry, self._clock, start, subject=req)
+        log = CallLog(route, req.model, start, sink=sink, fallback=fallback, watch=watch)
+        call = RetryingCall(options.retry, self._clock, start, subject=req, watch=watch)
         result: dict[str, Any] | None = None
         error: BaseException | None = None
         try:
@@ -141,7 +175,10 @@ class CallRunner:
         finally:
             usage = result.get("usage") if result is not None else None
             self._recorder.finish(
-                log, error=error, usage=usage if isinstance(usage, dict) else None
+                log,
+                error=error,
+                usage=usage if isinstance(usage, dict) else None,
+                answer=result,
             )
 
     def open_stream(
@@ -155,10 +192,19 @@ class CallRunner:
     ) -> Stream:
         """Open a streamed call, retrying until its first event arrives; the stream writes
         the call's record when it ends."""
-        req = self._request("POST", route, payload, options, "text/event-stream")
+        observer = _observe.OBSERVER
+        watch = None
+        if observer is not None:
+            watch = observer.call_started(route, payload, self._base_url, True, self._limiter)
+        try:
+            req = self._request("POST", route, payload, options, "text/event-stream")
+        except BaseException as exc:
+            if watch is not None:
+                watch.finished(None, None, exc)
+            raise
         start = self._clock.monotonic()
-        log = CallLog(route, req.model, start, fallback=fallback)
-        call = RetryingCall(options.retry, self._clock, start, subject=req)
+        log = CallLog(route, req.model, start, fallback=fallback, watch=watch)
+        call = RetryingCall(options.retry, self._clock, start, subject=req, watch=watch)
 
         def finish(**outcome: Any) -> None:
             self._recorder.finish(log, **outcome)

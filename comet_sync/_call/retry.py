@@ -53,6 +53,7 @@ from .._exceptions import (
     LimiterTimeoutError,
     TLSError,
 )
+from .._observe import CallWatch
 
 __all__ = [
     "RETRYABLE_STATUSES",
@@ -120,12 +121,20 @@ class RetryingCall:
         "subject",
         "tries",
         "wait",
+        "watch",
     )
 
     def __init__(
-        self, config: RetryConfig, clock: Clock, start: float, *, subject: object = None
+        self,
+        config: RetryConfig,
+        clock: Clock,
+        start: float,
+        *,
+        subject: object = None,
+        watch: CallWatch | None = None,
     ) -> None:
         self.subject = subject  # what is being retried (for log lines)
+        self.watch = watch  # an observer's, told of each retry (None: nobody watches)
         self.config = config
         self.clock = clock
         self.start = start  # on clock.monotonic
@@ -248,6 +257,8 @@ class RetryLoop:
         call: RetryingCall = details["args"][0]
         exc: BaseException = details["exception"]
         call.last_error = exc
+        if call.watch is not None:
+            call.watch.retrying(exc, call.wait)
         self._on_retry(call, exc, call.wait)
         call.clock.sleep(call.wait)  # backoff's own sleep that follows is of zero seconds
 

@@ -49,6 +49,10 @@ class _Ending:
         self.first_chunk_at: float | None = None
         self.usage: dict[str, Any] | None = None
         self.error: BaseException | None = None
+        # What the stream said, for an observer: its chunks joined, or a Responses stream's
+        # final response.
+        self.builder: _CompletionBuilder | None = None
+        self.final: dict[str, Any] | None = None
 
     def __call__(self) -> None:
         # Closing a half-read response closes its socket, so the pool never reuses a
@@ -63,7 +67,14 @@ class _Ending:
             usage=self.usage,
             chunks=self.chunks,
             first_chunk_at=self.first_chunk_at,
+            answer=self.answer,
         )
+
+    def answer(self) -> dict[str, Any] | None:
+        """The answer as one JSON object (built only when an observer asks)."""
+        if self.final is not None:
+            return self.final
+        return self.builder.data() if self.builder is not None else None
 
 
 _S = TypeVar("_S", bound="Stream")
@@ -111,6 +122,7 @@ class Stream:
         self._ending.first_chunk_at = clock()
         self._finalizer = weakref.finalize(self, self._ending)
         self._accumulator = _CompletionBuilder()
+        self._ending.builder = self._accumulator
 
     @property
     def chunks_received(self) -> int:
@@ -326,12 +338,15 @@ class _CompletionBuilder:
         if function.get("arguments"):
             call["function"]["arguments"] += function["arguments"]
 
-    def completion(self) -> ChatCompletion:
+    def data(self) -> dict[str, Any]:
         data: dict[str, Any] = {"object": "chat.completion", **self.head}
         data["choices"] = [self.choices[i] for i in sorted(self.choices)]
         if self.usage is not None:
             data["usage"] = self.usage
-        return ChatCompletion(data)
+        return data
+
+    def completion(self) -> ChatCompletion:
+        return ChatCompletion(self.data())
 
 
 class ResponseStream(Stream):
@@ -375,6 +390,7 @@ class ResponseStream(Stream):
             response = payload.get("response")
             if isinstance(response, dict):
                 self._final = Response(response)
+                self._ending.final = response
                 usage = response.get("usage")
                 self._ending.usage = usage if isinstance(usage, dict) else None
             self._finished()

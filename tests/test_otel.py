@@ -1,0 +1,887 @@
+"""OpenTelemetry traces and metrics (issue 25): the SDK's in-memory exporter and reader, the
+fake server on loopback, fake time (so every wait on a span is an exact figure)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+pytest.importorskip("opentelemetry.sdk.trace")
+pytest.importorskip("opentelemetry.instrumentation.instrumentor")
+
+from opentelemetry import trace
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
+    InMemorySpanExporter,
+)
+
+from comet_sync import APIConnectionError, CometClient, ResponseCache
+from comet_sync.contrib.otel import CometSyncInstrumentor
+from comet_sync.testing import FakeCometServer
+
+from .conftest import SECRET, user
+
+
+class Telemetry:
+    """What one test's calls exported."""
+
+    def __init__(self) -> None:
+        self.exporter = InMemorySpanExporter()
+        self.tracer_provider = TracerProvider()
+        self.tracer_provider.add_span_processor(SimpleSpanProcessor(self.exporter))
+        self.reader = InMemoryMetricReader()
+        self.meter_provider = MeterProvider(metric_readers=[self.reader])
+
+    def spans(self) -> list[ReadableSpan]:
+        return list(self.exporter.get_finished_spans())
+
+    def calls(self) -> list[ReadableSpan]:
+        """The call spans (not the attempts', nor the tests' own), in the order they ended."""
+        return [s for s in self.spans() if s.kind == trace.SpanKind.CLIENT and s.name != "POST"]
+
+    def attempts(self, call: ReadableSpan) -> list[ReadableSpan]:
+        return [
+            s
+            for s in self.spans()
+            if s.parent is not None and s.parent.span_id == call.context.span_id
+        ]
+
+    def metrics(self) -> dict[str, list[tuple[dict[str, Any], Any]]]:
+        """Each metric's points: (attributes, sum or value)."""
+        found: dict[str, list[tuple[dict[str, Any], Any]]] = {}
+        data = self.reader.get_metrics_data()
+        for resource in data.resource_metrics if data else []:
+            for scope in resource.scope_metrics:
+                for metric in scope.metrics:
+                    points = found.setdefault(metric.name, [])
+                    for point in metric.data.data_points:
+                        value = getattr(point, "sum", None)
+                        if value is None:
+                            value = getattr(point, "value", None)
+                        points.append((dict(point.attributes or {}), value))
+        return found
+
+
+@pytest.fixture
+def otel(monkeypatch: pytest.MonkeyPatch) -> Iterator[Telemetry]:
+    monkeypatch.delenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", raising=False)
+    telemetry = Telemetry()
+    instrumentor = CometSyncInstrumentor()
+    instrumentor.instrument(
+        tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider
+    )
+    try:
+        yield telemetry
+    finally:
+        instrumentor.uninstrument()
+
+
+@pytest.fixture
+def capture(otel: Telemetry) -> Iterator[Telemetry]:
+    """Instrumented with message content on, as the environment variable asks."""
+    CometSyncInstrumentor().uninstrument()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "true")
+        CometSyncInstrumentor().instrument(
+            tracer_provider=otel.tracer_provider, meter_provider=otel.meter_provider
+        )
+    yield otel
+
+
+def gen_ai(span: ReadableSpan) -> dict[str, Any]:
+    """The span's gen_ai.* attributes, sequences as lists."""
+    return {
+        k: list(v) if isinstance(v, tuple) else v
+        for k, v in (span.attributes or {}).items()
+        if k.startswith("gen_ai.")
+    }
+
+
+def server_attrs(server: FakeCometServer) -> dict[str, Any]:
+    return {"server.address": "127.0.0.1", "server.port": server.port}
+
+
+# -- chat ------------------------------------------------------------------------------------
+
+
+def test_a_chat_call_is_one_client_span_with_the_conventions_attributes(
+    server, make_client, otel
+) -> None:
+    client = make_client()
+    client.chat.completions.create(
+        model="gpt-4o-mini",
+        messages=user("hello there"),
+        temperature=0.2,
+        top_p=0.9,
+        max_tokens=50,
+        seed=7,
+        stop="END",
+        presence_penalty=0.1,
+        frequency_penalty=0.3,
+        n=1,
+        response_format={"type": "json_object"},
+    )
+    (call,) = otel.calls()
+    assert call.name == "chat gpt-4o-mini"
+    assert call.kind == trace.SpanKind.CLIENT
+    assert call.parent is None
+    assert gen_ai(call) == {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": "openai",
+        "gen_ai.request.model": "gpt-4o-mini",
+        "gen_ai.request.temperature": 0.2,
+        "gen_ai.request.top_p": 0.9,
+        "gen_ai.request.max_tokens": 50,
+        "gen_ai.request.seed": 7,
+        "gen_ai.request.stop_sequences": ["END"],
+        "gen_ai.request.presence_penalty": 0.1,
+        "gen_ai.request.frequency_penalty": 0.3,
+        "gen_ai.output.type": "json",
+        "gen_ai.response.model": "gpt-4o-mini",
+        "gen_ai.response.id": "chatcmpl-fake-00000001",
+        "gen_ai.response.finish_reasons": ["stop"],
+        "gen_ai.usage.input_tokens": 2,
+        "gen_ai.usage.output_tokens": 3,
+    }
+    attrs = call.attributes or {}
+    assert {k: attrs[k] for k in ("server.address", "server.port")} == server_attrs(server)
+    assert attrs["openai.api.type"] == "chat_completions"
+    assert attrs["comet_sync.attempts"] == 1
+    assert attrs["comet_sync.request_id"] == "fake-00000001"
+    assert "error.type" not in attrs
+    assert call.status.status_code == trace.StatusCode.UNSET
+    # Message content is off unless asked for.
+    assert "gen_ai.input.messages" not in attrs and "gen_ai.output.messages" not in attrs
+
+
+def test_each_attempt_is_a_child_span_and_its_context_is_sent(server, make_client, otel) -> None:
+    make_client().chat.completions.create(model="gpt-4o-mini", messages=user("a"))
+    (call,) = otel.calls()
+    (attempt,) = otel.attempts(call)
+    assert attempt.name == "POST" and attempt.kind == trace.SpanKind.CLIENT
+    attrs = dict(attempt.attributes or {})
+    assert attrs["http.request.method"] == "POST"
+    assert attrs["http.response.status_code"] == 200
+    assert attrs["url.full"] == server.base_url + "/chat/completions"
+    assert "http.request.resend_count" not in attrs  # set on resends only
+    # The server received the attempt's own trace context.
+    (received,) = server.received
+    ctx = attempt.context
+    assert received.headers["traceparent"] == (
+        f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{int(ctx.trace_flags):02x}"
+    )
+
+
+def test_two_retries_show_three_attempt_spans(server, make_client, otel, fake_time) -> None:
+    server.fail(503, times=2)
+    make_client().chat.completions.create(model="gpt-4o-mini", messages=user("a"))
+    (call,) = otel.calls()
+    attempts = otel.attempts(call)
+    assert [a.attributes["http.response.status_code"] for a in attempts] == [503, 503, 200]
+    assert [a.attributes.get("http.request.resend_count") for a in attempts] == [None, 1, 2]
+    assert [a.attributes.get("error.type") for a in attempts] == ["503", "503", None]
+    assert [a.status.status_code for a in attempts] == [
+        trace.StatusCode.ERROR,
+        trace.StatusCode.ERROR,
+        trace.StatusCode.UNSET,
+    ]
+    # Each retry, its wait (fake time: half of the 1 s and 2 s windows) and its reason.
+    retries = [e for e in call.events if e.name == "comet_sync.retry"]
+    assert [dict(e.attributes or {}) for e in retries] == [
+        {
+            "comet_sync.retry.attempt": 1,
+            "comet_sync.retry.reason": "503",
+            "comet_sync.retry.wait": 0.5,
+            "error.type": "comet_sync.InternalServerError",
+        },
+        {
+            "comet_sync.retry.attempt": 2,
+            "comet_sync.retry.reason": "503",
+            "comet_sync.retry.wait": 1.0,
+            "error.type": "comet_sync.InternalServerError",
+        },
+    ]
+    assert fake_time.sleeps == [0.5, 1.0]
+    assert call.attributes["comet_sync.attempts"] == 3
+    assert call.attributes["comet_sync.retries"] == 2
+    assert call.status.status_code == trace.StatusCode.UNSET  # the call succeeded
+    (retried,) = otel.metrics()["comet_sync.client.retries"]
+    assert retried == ({"gen_ai.request.model": "gpt-4o-mini", "comet_sync.retry.reason": "503"}, 2)
+
+
+def test_a_429_with_retry_after_shows_the_wait(server, make_client, otel, fake_time) -> None:
+    server.fail(429, headers={"Retry-After": "3"})
+    make_client().chat.completions.create(model="gpt-4o-mini", messages=user("a"))
+    (call,) = otel.calls()
+    (retry,) = [e for e in call.events if e.name == "comet_sync.retry"]
+    # The server's 3 s, plus a tenth of it times random() = 0.5 in jitter.
+    assert retry.attributes["comet_sync.retry.retry_after"] == 3.0
+    assert retry.attributes["comet_sync.retry.wait"] == pytest.approx(3.15)
+    assert retry.attributes["comet_sync.retry.reason"] == "429"
+    assert retry.attributes["error.type"] == "comet_sync.RateLimitError"
+    assert fake_time.sleeps == [pytest.approx(3.15)]
+    statuses = [a.attributes["http.response.status_code"] for a in otel.attempts(call)]
+    assert statuses == [429, 200]
+    (throttled,) = otel.metrics()["comet_sync.client.throttled"]
+    assert throttled == ({"gen_ai.request.model": "gpt-4o-mini"}, 1)
+
+
+def test_time_held_by_our_pace_is_on_the_attempt(server, make_client, otel, fake_time) -> None:
+    client = make_client(rpm=60)  # one a second: the second call waits its turn
+    for text in ("a", "b"):
+        client.chat.completions.create(model="gpt-4o-mini", messages=user(text))
+    first, second = otel.calls()
+    waited = [otel.attempts(c)[0].attributes["comet_sync.queue.wait"] for c in (first, second)]
+    assert waited[0] == 0.0
+    assert waited[1] == pytest.approx(sum(fake_time.sleeps)) and waited[1] > 0.5
+    assert second.attributes["comet_sync.queue.wait"] == waited[1]
+    metrics = otel.metrics()
+    points = metrics["comet_sync.client.queue.wait"]
+    assert points == [({"gen_ai.request.model": "gpt-4o-mini"}, pytest.approx(waited[1]))]
+    # The pace in force, read from the client's limiter when metrics are collected.
+    assert metrics["comet_sync.client.pace"] == [
+        ({"gen_ai.request.model": "gpt-4o-mini", "comet_sync.pace.source": "configured"}, 1.0)
+    ]
+
+
+def test_a_failed_call_has_error_type_on_span_and_duration(server, make_client, otel) -> None:
+    server.fail(400, message="bad")
+    with pytest.raises(Exception):  # noqa: B017 (the class is comet_sync's BadRequestError)
+        make_client().chat.completions.create(model="gpt-4o-mini", messages=user("a"))
+    (call,) = otel.calls()
+    assert call.attributes["error.type"] == "comet_sync.BadRequestError"
+    assert call.status.status_code == trace.StatusCode.ERROR
+    metrics = otel.metrics()
+    (duration,) = metrics["gen_ai.client.operation.duration"]
+    assert duration[0]["error.type"] == "comet_sync.BadRequestError"
+    assert "gen_ai.client.token.usage" not in metrics  # no answer, no tokens
+
+
+def test_tool_calls_with_content_capture(server, make_client, capture) -> None:
+    call_body = {
+        "id": "chatcmpl-tools",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "gpt-4o-mini-2024-07-18",
+        "choices": [
+            {
+                "index": 0,
+                "message": {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [
+                        {
+                            "id": "call_1",
+                            "type": "function",
+                            "function": {"name": "weather", "arguments": '{"city": "Paris"}'},
+                        }
+                    ],
+                },
+                "finish_reason": "tool_calls",
+            }
+        ],
+        "usage": {"prompt_tokens": 12, "completion_tokens": 7, "total_tokens": 19},
+    }
+    server.respond_next(call_body)
+    tools = [{"type": "function", "function": {"name": "weather", "parameters": {}}}]
+    make_client().chat.completions.create(
+        model="gpt-4o-mini",
+        messages=[
+            {"role": "system", "content": "be brief"},
+            {"role": "user", "content": "weather in Paris?"},
+        ],
+        tools=tools,
+    )
+    (call,) = capture.calls()
+    attrs = gen_ai(call)
+    assert attrs["gen_ai.response.finish_reasons"] == ["tool_calls"]
+    assert attrs["gen_ai.response.model"] == "gpt-4o-mini-2024-07-18"
+    assert attrs["gen_ai.usage.input_tokens"] == 12 and attrs["gen_ai.usage.output_tokens"] == 7
+    assert json.loads(attrs["gen_ai.input.messages"]) == [
+        {"role": "system", "parts": [{"type": "text", "content": "be brief"}]},
+        {"role": "user", "parts": [{"type": "text", "content": "weather in Paris?"}]},
+    ]
+    assert json.loads(attrs["gen_ai.output.messages"]) == [
+        {
+            "role": "assistant",
+            "parts": [
+                {
+                    "type": "tool_call",
+                    "id": "call_1",
+                    "name": "weather",
+                    "arguments": {"city": "Paris"},
+                }
+            ],
+            "finish_reason": "tool_calls",
+        }
+    ]
+
+
+# -- streams ---------------------------------------------------------------------------------
+
+
+def test_a_stream_span_ends_when_the_stream_ends(server, make_client, otel, fake_time) -> None:
+    stream = make_client().chat.completions.create(
+        model="gpt-4o-mini",
+        messages=user("one two three"),
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    assert otel.calls() == []  # open: not ended yet
+    fake_time.advance(0.25)  # the reader takes its time
+    text = "".join(stream.text_deltas())
+    assert text == "echo: one two three"
+    (call,) = otel.calls()
+    assert call.name == "chat gpt-4o-mini"
+    assert gen_ai(call) == {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": "openai",
+        "gen_ai.request.model": "gpt-4o-mini",
+        "gen_ai.request.stream": True,
+        "gen_ai.response.model": "gpt-4o-mini",
+        "gen_ai.response.id": "chatcmpl-fake-00000001",
+        "gen_ai.response.finish_reasons": ["stop"],
+        "gen_ai.usage.input_tokens": 3,
+        "gen_ai.usage.output_tokens": 4,
+        "gen_ai.response.time_to_first_chunk": 0.0,  # (fake time: it came at once)
+    }
+    (attempt,) = otel.attempts(call)
+    assert attempt.end_time <= call.end_time  # the attempt's answer is the whole stream
+    (duration,) = otel.metrics()["gen_ai.client.operation.duration"]
+    assert duration[1] == pytest.approx(0.25)  # to the stream's end, on the client's clock
+
+
+def test_a_stream_closed_early_ends_its_span_without_error(server, make_client, otel) -> None:
+    stream = make_client().chat.completions.create(
+        model="gpt-4o-mini", messages=user("one two three"), stream=True
+    )
+    next(iter(stream))
+    stream.close()
+    (call,) = otel.calls()
+    assert "error.type" not in (call.attributes or {})
+    (in_flight,) = otel.metrics()["comet_sync.client.requests.in_flight"]
+    assert in_flight[1] == 0
+
+
+def test_a_cut_stream_ends_its_span_with_the_error(server, make_client, otel) -> None:
+    server.fail(200, passthrough=True, stream_cut_after=1)
+    stream = make_client().chat.completions.create(
+        model="gpt-4o-mini", messages=user("one two three"), stream=True
+    )
+    with pytest.raises(APIConnectionError):
+        for _ in stream:
+            pass
+    (call,) = otel.calls()
+    assert call.attributes["error.type"] == "comet_sync.APIConnectionError"
+    assert call.status.status_code == trace.StatusCode.ERROR
+    (attempt,) = otel.attempts(call)
+    assert attempt.attributes["error.type"] == "comet_sync.APIConnectionError"
+
+
+# -- embeddings and responses ----------------------------------------------------------------
+
+
+def test_embeddings(server, make_client, otel) -> None:
+    make_client().embeddings.create(
+        model="text-embedding-3-small", input=["a b", "c"], dimensions=8, encoding_format="float"
+    )
+    (call,) = otel.calls()
+    assert call.name == "embeddings text-embedding-3-small"
+    assert gen_ai(call) == {
+        "gen_ai.operation.name": "embeddings",
+        "gen_ai.provider.name": "openai",
+        "gen_ai.request.model": "text-embedding-3-small",
+        "gen_ai.request.encoding_formats": ["float"],
+        "gen_ai.embeddings.dimension.count": 8,
+        "gen_ai.response.model": "text-embedding-3-small",
+        "gen_ai.usage.input_tokens": 3,
+    }
+    tokens = otel.metrics()["gen_ai.client.token.usage"]
+    assert [(p[0]["gen_ai.token.type"], p[1]) for p in tokens] == [("input", 3)]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_responses(server, make_client, capture, stream) -> None:
+    client = make_client()
+    if stream:
+        with client.responses.create(
+            model="gpt-5", input="hi you", max_output_tokens=64, stream=True
+        ) as events:
+            events.get_final_response()
+    else:
+        client.responses.create(model="gpt-5", input="hi you", max_output_tokens=64)
+    (call,) = capture.calls()
+    assert call.name == "chat gpt-5"
+    assert call.attributes["openai.api.type"] == "responses"
+    attrs = gen_ai(call)
+    assert json.loads(attrs.pop("gen_ai.input.messages")) == [
+        {"role": "user", "parts": [{"type": "text", "content": "hi you"}]}
+    ]
+    assert json.loads(attrs.pop("gen_ai.output.messages")) == [
+        {
+            "role": "assistant",
+            "parts": [{"type": "text", "content": "echo: hi you"}],
+            "finish_reason": "stop",
+        }
+    ]
+    expected = {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": "openai",
+        "gen_ai.request.model": "gpt-5",
+        "gen_ai.request.max_tokens": 64,
+        "gen_ai.response.model": "gpt-5",
+        "gen_ai.response.id": "resp-fake-00000001",
+        "gen_ai.response.finish_reasons": ["stop"],
+        "gen_ai.usage.input_tokens": 2,
+        "gen_ai.usage.output_tokens": 3,
+    }
+    if stream:
+        expected["gen_ai.request.stream"] = True
+        expected["gen_ai.response.time_to_first_chunk"] = 0.0
+    assert attrs == expected
+
+
+# -- our own facts ---------------------------------------------------------------------------
+
+
+def test_a_fallback_is_on_the_span_of_the_call_it_made(server, make_client, otel) -> None:
+    server.fail(503, code="model_not_found", message="model m1 not found")
+    make_client().chat.completions.create(model="m1", messages=user("a"), fallbacks=["m2"])
+    failed, fell_back = otel.calls()
+    assert failed.name == "chat m1" and failed.status.status_code == trace.StatusCode.ERROR
+    assert fell_back.name == "chat m2"
+    assert fell_back.attributes["comet_sync.fallback.from"] == "m1"
+    assert fell_back.attributes["comet_sync.fallback.reason"] == "model unavailable (503)"
+
+
+def test_a_cache_hit_is_a_span_with_nothing_sent(server, make_client, otel) -> None:
+    client = make_client(cache=ResponseCache())
+    for _ in range(2):
+        client.chat.completions.create(model="gpt-4o-mini", messages=user("a"))
+    sent, hit = otel.calls()
+    assert len(otel.attempts(sent)) == 1 and otel.attempts(hit) == []
+    assert "comet_sync.cache.hit" not in (sent.attributes or {})
+    assert hit.attributes["comet_sync.cache.hit"] is True
+    assert hit.attributes["comet_sync.attempts"] == 0
+    assert gen_ai(hit)["gen_ai.response.id"] == gen_ai(sent)["gen_ai.response.id"]
+
+
+def test_in_flight_counts_calls_until_they_end(server, make_client, otel) -> None:
+    client = make_client()
+    stream = client.chat.completions.create(model="gpt-4o-mini", messages=user("a"), stream=True)
+    (in_flight,) = otel.metrics()["comet_sync.client.requests.in_flight"]
+    assert in_flight[1] == 1
+    stream.close()
+    (in_flight,) = otel.metrics()["comet_sync.client.requests.in_flight"]
+    assert in_flight[1] == 0
+
+
+# -- parents ---------------------------------------------------------------------------------
+
+
+def test_a_flask_request_span_is_the_parent_of_the_call_span(server, make_client, otel) -> None:
+    flask = pytest.importorskip("flask")
+    flask_otel = pytest.importorskip("opentelemetry.instrumentation.flask")
+    client = make_client()
+    app = flask.Flask(__name__)
+
+    @app.post("/ask")
+    def ask() -> str:
+        reply = client.chat.completions.create(model="gpt-4o-mini", messages=user("a"))
+        return reply.choices[0].message.content or ""
+
+    flask_otel.FlaskInstrumentor().instrument_app(app, tracer_provider=otel.tracer_provider)
+    try:
+        assert app.test_client().post("/ask").status_code == 200
+    finally:
+        flask_otel.FlaskInstrumentor().uninstrument_app(app)
+    (request,) = [s for s in otel.spans() if s.kind == trace.SpanKind.SERVER]
+    (call,) = otel.calls()
+    assert call.parent is not None and call.parent.span_id == request.context.span_id
+    assert call.context.trace_id == request.context.trace_id
+    (received,) = server.received
+    assert f"{request.context.trace_id:032x}" in received.headers["traceparent"]
+
+
+def test_map_jobs_are_children_of_the_callers_span(server, make_client, otel) -> None:
+    client = make_client()
+    tracer = otel.tracer_provider.get_tracer("test")
+    with tracer.start_as_current_span("batch run") as root:
+        jobs = ({"model": "gpt-4o-mini", "messages": user(str(i))} for i in range(5))
+        assert len(list(client.chat.completions.map(jobs))) == 5
+    calls = otel.calls()
+    assert len(calls) == 5
+    assert {c.parent.span_id for c in calls if c.parent} == {root.get_span_context().span_id}
+
+
+def test_a_batch_run_under_one_span_has_every_job_under_it(server, make_client, otel) -> None:
+    from comet_sync import run_batch
+
+    client = make_client()
+    tracer = otel.tracer_provider.get_tracer("test")
+    jobs = [{"model": "gpt-4o-mini", "messages": user(str(i))} for i in range(6)]
+    with tracer.start_as_current_span("nightly batch") as root:
+        results = list(run_batch(client, jobs, ordered=False, window=2))
+    assert all(r.ok for r in results)
+    calls = otel.calls()
+    assert len(calls) == 6
+    assert {c.parent.span_id for c in calls if c.parent} == {root.get_span_context().span_id}
+
+
+def test_the_cli_batch_is_one_trace_with_a_root_span(otel, tmp_path, capsys) -> None:
+    from comet_sync._cli import main
+
+    source, output = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    source.write_text("".join(json.dumps({"messages": user(f"job {i}")}) + "\n" for i in range(5)))
+    args = ["batch", str(source), "-o", str(output), "--model", "gpt-4o-mini"]
+    code = main([*args, "--fake", "--no-progress"])
+    assert code == 0
+    (root,) = [s for s in otel.spans() if s.name == "comet_sync batch"]
+    assert root.parent is None and root.attributes["comet_sync.batch"] == str(source)
+    calls = otel.calls()
+    assert len(calls) == 5
+    assert {c.parent.span_id for c in calls if c.parent} == {root.context.span_id}
+    assert all(c.end_time <= root.end_time for c in calls)
+
+
+# -- the key ---------------------------------------------------------------------------------
+
+
+def _exported_text(telemetry: Telemetry) -> str:
+    spans = [span.to_json() for span in telemetry.spans()]
+    data = telemetry.reader.get_metrics_data()
+    return "\n".join([*spans, data.to_json() if data else ""])
+
+
+def test_the_key_is_in_no_span_event_attribute_or_metric(capture) -> None:
+    """A server that echoes the key everywhere it can; content capture on, so that answers
+    land on the spans too: the key must be nowhere in what is exported."""
+    from .hostile import hostile
+    from .test_key_echo import FORMS, _echo, _messages
+    from .test_key_echo import SECRET as ECHO_SECRET
+
+    with hostile(_echo) as server:
+        client = CometClient(
+            api_key=ECHO_SECRET,
+            base_url=server.base_url,
+            max_retries=1,
+            backoff_base=0.01,
+            max_wait=0.05,
+        )
+        try:
+            client.chat.completions.create(model="m", messages=_messages("ok"))
+            for status in ("401", "429", "503"):
+                with pytest.raises(Exception):  # noqa: B017 (each status its own class)
+                    client.chat.completions.create(model="m", messages=_messages(status))
+            for kind in ("stream", "stream-error"):
+                stream = client.chat.completions.create(
+                    model="m", messages=_messages(kind), stream=True
+                )
+                try:
+                    for _ in stream:
+                        pass
+                except Exception:
+                    assert kind == "stream-error"
+        finally:
+            client.close()
+    text = _exported_text(capture)
+    assert len(capture.calls()) == 6
+    assert "***" in text  # the scrubbed echoes are there: the search looks at the answers
+    assert [form for form in FORMS if form in text] == []
+
+
+def test_the_fake_servers_key_is_nowhere_either(server, make_client, capture) -> None:
+    server.fail(429, headers={"Retry-After": "1"})
+    make_client().chat.completions.create(model="gpt-4o-mini", messages=user("a"))
+    text = _exported_text(capture)
+    assert "gpt-4o-mini" in text and SECRET not in text and SECRET[10:40] not in text
+
+
+# -- off -------------------------------------------------------------------------------------
+
+
+def test_uninstrumented_calls_make_no_spans_and_send_no_traceparent(
+    server, make_client, otel
+) -> None:
+    CometSyncInstrumentor().uninstrument()
+    make_client().chat.completions.create(model="gpt-4o-mini", messages=user("a"))
+    assert otel.spans() == []
+    (received,) = server.received
+    assert "traceparent" not in received.headers
+    CometSyncInstrumentor().instrument(
+        tracer_provider=otel.tracer_provider, meter_provider=otel.meter_provider
+    )
+    make_client().chat.completions.create(model="gpt-4o-mini", messages=user("b"))
+    assert len(otel.calls()) == 1
+
+
+def test_comet_sync_imports_nothing_of_opentelemetry_unless_asked() -> None:
+    code = textwrap.dedent(
+        """
+        import sys
+        import comet_sync
+        from comet_sync.testing import FakeCometServer
+        with FakeCometServer() as server:
+            with comet_sync.CometClient(api_key="k", base_url=server.base_url) as client:
+                client.chat.completions.create(
+                    model="m", messages=[{"role": "user", "content": "a"}]
+                )
+                with client.chat.completions.create(
+                    model="m", messages=[{"role": "user", "content": "a"}], stream=True
+                ) as stream:
+                    list(stream)
+        print(sorted(m for m in sys.modules if m.startswith("opentelemetry")))
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.strip() == "[]"
+
+
+def test_the_entry_point_names_the_instrumentor() -> None:
+    import configparser
+    from pathlib import Path
+
+    config = configparser.ConfigParser()
+    config.read(Path(__file__).parent.parent / "setup.cfg")
+    entry = config["options.entry_points"]["opentelemetry_instrumentor"].strip()
+    name, target = (part.strip() for part in entry.split("="))
+    module, attr = target.split(":")
+    assert name == "comet_sync"
+    assert getattr(__import__(module, fromlist=[attr]), attr) is CometSyncInstrumentor
+
+
+# -- against the anchor ----------------------------------------------------------------------
+
+TOOL_ANSWER = {
+    "id": "chatcmpl-tools",
+    "object": "chat.completion",
+    "created": 1,
+    "model": "gpt-4o-mini-2024-07-18",
+    "choices": [
+        {
+            "index": 0,
+            "message": {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": "call_1",
+                        "type": "function",
+                        "function": {"name": "weather", "arguments": '{"city":"Paris"}'},
+                    }
+                ],
+            },
+            "finish_reason": "tool_calls",
+        }
+    ],
+    "usage": {"prompt_tokens": 12, "completion_tokens": 7, "total_tokens": 19},
+}
+
+# The same user calls, each made through openai-python and through comet_sync: (name, the
+# resource's path, its keyword arguments, a canned answer or None for the fake server's own).
+ANCHOR_CALLS: list[tuple[str, str, dict[str, Any], dict[str, Any] | None]] = [
+    (
+        "chat",
+        "chat.completions",
+        {
+            "model": "gpt-4o-mini",
+            "messages": user("hello there"),
+            "temperature": 0.2,
+            "top_p": 0.9,
+            "max_tokens": 50,
+            "seed": 7,
+            "stop": ["END", "STOP"],
+            "presence_penalty": 0.1,
+            "frequency_penalty": 0.3,
+            "n": 2,
+            "response_format": {"type": "json_object"},
+        },
+        None,
+    ),
+    (
+        "stream",
+        "chat.completions",
+        {
+            "model": "gpt-4o-mini",
+            "messages": user("one two three"),
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        },
+        None,
+    ),
+    (
+        "tools",
+        "chat.completions",
+        {
+            "model": "gpt-4o-mini",
+            "messages": user("weather in Paris?"),
+            "tools": [{"type": "function", "function": {"name": "weather", "parameters": {}}}],
+        },
+        TOOL_ANSWER,
+    ),
+    (
+        "embeddings",
+        "embeddings",
+        {
+            "model": "text-embedding-3-small",
+            "input": ["a b", "c"],
+            "dimensions": 8,
+            "encoding_format": "float",
+        },
+        None,
+    ),
+]
+
+# gen_ai.* attributes the two may differ on, per call, and why. Everything else must match,
+# name and value.
+ALLOWED = {
+    "stream": {
+        # The conventions' attributes for a streamed call. The anchor's 2.4b0 on
+        # opentelemetry-util-genai 1.1b0 (the newest pair that imports together) sets
+        # neither; util-genai 1.3b0's InferenceInvocation sets both.
+        "gen_ai.request.stream": "the anchor's util-genai predates it",
+        "gen_ai.response.time_to_first_chunk": "the anchor's util-genai predates it",
+        # The last chunk with a choice says "stop"; the anchor's stream wrapper does not
+        # carry finish reasons to the span in this version.
+        "gen_ai.response.finish_reasons": "the anchor drops them on streams",
+    },
+}
+
+
+def _make_calls(target: Any, server: FakeCometServer, consume: bool) -> None:
+    for _, path, kwargs, canned in ANCHOR_CALLS:
+        if canned is not None:
+            server.respond_next(canned)
+        resource = target
+        for part in path.split("."):
+            resource = getattr(resource, part)
+        answer = resource.create(**kwargs)
+        if kwargs.get("stream"):
+            for _ in answer:
+                pass
+            if consume:
+                answer.close()
+
+
+def test_the_call_spans_match_the_reference_openai_instrumentation(make_client) -> None:
+    """openai-python instrumented by opentelemetry-instrumentation-openai-v2, and comet_sync,
+    make the same calls (each against a fresh fake server, so the answers' ids match): the
+    call spans carry the same gen_ai.* names and values, but for what ALLOWED lists."""
+    openai = pytest.importorskip("openai")
+    anchor = pytest.importorskip("opentelemetry.instrumentation.openai_v2")
+    theirs, ours = Telemetry(), Telemetry()
+    instrumentor = anchor.OpenAIInstrumentor()
+    instrumentor.instrument(
+        tracer_provider=theirs.tracer_provider, meter_provider=theirs.meter_provider
+    )
+    try:
+        with FakeCometServer() as server:
+            client = openai.OpenAI(api_key=SECRET, base_url=server.base_url, max_retries=0)
+            _make_calls(client, server, consume=True)
+            client.close()
+    finally:
+        instrumentor.uninstrument()
+    CometSyncInstrumentor().instrument(
+        tracer_provider=ours.tracer_provider, meter_provider=ours.meter_provider
+    )
+    try:
+        with contextlib.ExitStack() as stack:  # (no parenthesized with on Python 3.9)
+            server = stack.enter_context(FakeCometServer())
+            ours_client = CometClient(api_key=SECRET, base_url=server.base_url, max_retries=0)
+            stack.enter_context(ours_client)
+            _make_calls(ours_client, server, consume=False)
+    finally:
+        CometSyncInstrumentor().uninstrument()
+    their_spans, our_spans = theirs.spans(), ours.calls()
+    assert [s.name for s in their_spans] == [s.name for s in our_spans]
+    differences: dict[str, dict[str, tuple[Any, Any]]] = {}
+    for (name, *_), their, our in zip(ANCHOR_CALLS, their_spans, our_spans):
+        a, b = gen_ai(their), gen_ai(our)
+        found = {k: (a.get(k), b.get(k)) for k in a.keys() | b.keys() if a.get(k) != b.get(k)}
+        if found:
+            differences[name] = found
+    assert {name: sorted(found) for name, found in differences.items()} == {
+        name: sorted(allowed) for name, allowed in ALLOWED.items()
+    }
+    # Where they differ, it is the anchor that lacks the attribute, never a value at odds.
+    assert all(theirs_ is None for found in differences.values() for theirs_, _ in found.values())
+    # The conventions' two histograms: the same gen_ai.* attribute sets (as sets: the anchor
+    # splits points further on attributes outside gen_ai.*, openai.response.system_fingerprint).
+    # (The anchor's embeddings metrics still say gen_ai.system, the name gen_ai.provider.name
+    # replaced, and carry gen_ai.embeddings.dimension.count: allowed, and checked as such.)
+    for metric in ("gen_ai.client.operation.duration", "gen_ai.client.token.usage"):
+        their_sets = sorted(set(_metric_keys(theirs, metric)))
+        our_sets = sorted(set(_metric_keys(ours, metric)))
+        assert their_sets == our_sets, metric
+
+
+def _metric_keys(telemetry: Telemetry, name: str) -> list[tuple[str, ...]]:
+    found = []
+    for attrs, _ in telemetry.metrics()[name]:
+        keys = {k for k in attrs if k.startswith("gen_ai.")}
+        if "gen_ai.system" in keys:  # the anchor's embeddings (see above)
+            keys = (keys - {"gen_ai.system", "gen_ai.embeddings.dimension.count"}) | {
+                "gen_ai.provider.name"
+            }
+        found.append(tuple(sorted(keys)))
+    return found
+
+
+def test_a_call_sampled_out_is_still_measured_and_still_propagates(server, make_client) -> None:
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+
+    telemetry = Telemetry()
+    telemetry.tracer_provider = TracerProvider(sampler=ALWAYS_OFF)
+    telemetry.tracer_provider.add_span_processor(SimpleSpanProcessor(telemetry.exporter))
+    CometSyncInstrumentor().instrument(
+        tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider
+    )
+    try:
+        make_client().chat.completions.create(model="gpt-4o-mini", messages=user("a"))
+    finally:
+        CometSyncInstrumentor().uninstrument()
+    assert telemetry.spans() == []
+    (received,) = server.received
+    flags = int(received.headers["traceparent"].rsplit("-", 1)[1], 16)
+    assert flags & 1 == 0  # the trace goes on, marked not sampled
+    (duration,) = telemetry.metrics()["gen_ai.client.operation.duration"]
+    assert duration[0]["gen_ai.response.model"] == "gpt-4o-mini"
+
+
+def test_a_propagator_that_raises_costs_the_header_not_the_call(server, make_client, otel) -> None:
+    from opentelemetry import propagate
+    from opentelemetry.propagators.textmap import TextMapPropagator
+
+    class Broken(TextMapPropagator):
+        def extract(self, carrier: Any, context: Any = None, getter: Any = None) -> Any:
+            return context
+
+        def inject(self, carrier: Any, context: Any = None, setter: Any = None) -> None:
+            raise RuntimeError("broken propagator")
+
+        @property
+        def fields(self) -> set[str]:
+            return set()
+
+    before = propagate.get_global_textmap()
+    propagate.set_global_textmap(Broken())
+    try:
+        reply = make_client().chat.completions.create(model="gpt-4o-mini", messages=user("a"))
+    finally:
+        propagate.set_global_textmap(before)
+    assert reply.choices[0].message.content == "echo: a"
+    (received,) = server.received
+    assert "traceparent" not in received.headers
+    assert len(otel.calls()) == 1
