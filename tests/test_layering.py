@@ -51,6 +51,7 @@ LAYERS: dict[str, int] = {
 # Upward imports not yet turned around: (importer, imported) -> why it is still there.
 KNOWN_UPWARD: dict[tuple[str, str], str] = {
     ("_metrics", "_rate"): "the snapshot carries the limiter's state (LimiterState, typing)",
+    ("_observe", "_rate"): "an observer is handed the limiter to read its state (typing)",
     ("_call", "_resources"): "the raw-response head leaves through _resources.raw's sink",
     ("_resources", "_client"): "resources reach the engine through _client.CallPath (one door, "
     "not yet a module of its own), for typing",
