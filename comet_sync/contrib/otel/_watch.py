@@ -48,6 +48,11 @@ _CLIENT = _trace.SpanKind.CLIENT
 _ERROR = _trace.StatusCode.ERROR
 
 
+# Time between asking our limiter and being let out that counts as held: below it, the wait
+# was the limiter's own bookkeeping (microseconds), and a histogram record per call costs more
+# than it tells.
+HELD = 0.001
+
 class OtelObserver:
     """Gives each GenAI call (chat, responses, embeddings) a :class:`CallSpan`; the model list
     and other routes are left alone."""
@@ -193,7 +198,7 @@ class CallSpan:
         self._attempt_status = None
         self._attempt_end = None
         self._attempts += 1
-        if queued > 0:  # (most attempts are sent at once: no measurement to aggregate)
+        if queued >= HELD:  # (most attempts are sent at once: no measurement to aggregate)
             self._queued += queued
             observer.instruments.queue_wait.record(queued, self._model)
 
