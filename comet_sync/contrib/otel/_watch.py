@@ -53,6 +53,7 @@ _ERROR = _trace.StatusCode.ERROR
 # than it tells.
 HELD = 0.001
 
+
 class OtelObserver:
     """Gives each GenAI call (chat, responses, embeddings) a :class:`CallSpan`; the model list
     and other routes are left alone."""
