@@ -21,6 +21,7 @@ from typing import Callable
 class Request:
     head: bytes
     body: bytes
+    arrived: float = 0.0  # time.monotonic() when the server had read it
 
     @property
     def line(self) -> str:
@@ -72,6 +73,7 @@ class HostileServer:
                 if request is None:
                     return
                 with self._lock:
+                    request.arrived = time.monotonic()
                     self.requests.append(request)
                 if not self.handler(conn, request, self.stop):
                     return

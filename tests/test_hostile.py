@@ -539,9 +539,14 @@ def test_ctrl_c_during_map_sends_nothing_more() -> None:
         with pytest.raises(KeyboardInterrupt):
             for _ in client.chat.completions.map(jobs, return_exceptions=True):
                 pass
-        at_interrupt = server.count
-        assert at_interrupt > 0
-        assert settled_count(server) == at_interrupt
+        interrupted = time.monotonic()
+        assert server.count > 0
+        settled_count(server)
+        # Requests sent before the interrupt may be read by the server a little after it (a
+        # loaded machine: a CI run counted 2 more than at the interrupt); none sent after it
+        # may come, and a map still sending would go on for seconds.
+        late = [r.arrived - interrupted for r in server.requests if r.arrived > interrupted]
+        assert all(t < 0.25 for t in late), late
         client.close()
 
 
