@@ -166,9 +166,13 @@ class Attempts:
         try:
             # The limiter may have held it while the scope stopped, or for most of the budget:
             # the attempt gets what is left after the wait, never what there was before it (16
-            # threads on 8 slots took twice their total_timeout).
+            # threads on 8 slots took twice their total_timeout). Not sent: not an attempt.
             scope.raise_if_stopped()
             remaining = _left_to_send(call, req)
+        except BaseException:
+            permit.release()
+            raise
+        try:
             timeout: tuple[float | None, float | None] = (
                 options.timeout.connect,
                 options.timeout.read,
