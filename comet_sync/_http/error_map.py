@@ -328,8 +328,9 @@ def send_error(
     return APIConnectionError(f"{what}: connection error ({type(exc).__name__}: {reason})")
 
 
-# TLS failures a retry meets again; any other (a reset mid-handshake, an EOF) may heal.
-_PERMANENT_TLS = ("WRONG_VERSION_NUMBER", "UNKNOWN_PROTOCOL", "HTTP_REQUEST", "RECORD_LAYER")
+# TLS failures a retry meets again (an untrusted certificate, TLS to a port that speaks HTTP,
+# HTTP to a port that speaks TLS); any other (a reset mid-handshake, an EOF) may heal.
+_PERMANENT_TLS = ("WRONG_VERSION_NUMBER", "UNKNOWN_PROTOCOL", "HTTP_REQUEST")
 
 
 def _tls_for_good(exc: BaseException) -> bool:
