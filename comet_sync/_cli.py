@@ -287,6 +287,9 @@ class _Interrupts:
 def _batch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.retry_errors and not args.resume:
         parser.error("--retry-errors goes with --resume")
+    # One output, one name: through a link, a second run took a lock of its own and both wrote
+    # to the same file (159 jobs paid twice), and a rewrite replaced the link, not its file.
+    args.output = os.path.realpath(args.output)
     if os.path.exists(args.output) and not os.path.isfile(args.output):
         # Never read: a device such as /dev/full would be read without end.
         parser.error(

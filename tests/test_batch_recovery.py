@@ -468,3 +468,36 @@ def test_a_third_ctrl_c_does_not_cut_the_saving_short(capsys) -> None:
     finally:
         interrupts.uninstall()  # (cancels the grace timer, which would signal this process)
     assert "saving" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("side", [".input", ".lock"])
+def test_a_link_where_a_batch_file_goes_is_refused_not_written_through(
+    server, tmp_path, side: str
+) -> None:
+    """In a shared folder anyone could point OUTPUT.input or OUTPUT.lock at a file of the user
+    running the batch: it was truncated and overwritten (an attack run found it)."""
+    src, out, victim = tmp_path / "in.jsonl", tmp_path / "out.jsonl", tmp_path / "victim"
+    write_input(src, 2)
+    victim.write_text("precious\n")
+    (tmp_path / f"out.jsonl{side}").symlink_to(victim)
+    result = cli(server, "batch", str(src), "-o", str(out), "--no-progress")
+    assert result.returncode == 2 and "symbolic link" in result.stderr, result.stderr
+    assert victim.read_text() == "precious\n"
+    assert server.stats().requests == 0
+
+
+def test_an_output_given_through_a_link_is_its_file(server, tmp_path) -> None:
+    """Two runs, one through a link to the other's output, took two locks and both wrote
+    (159 jobs paid twice); a rewrite replaced the link rather than its file."""
+    from comet_sync._batch.lock import OutputLock
+
+    src, real, link = tmp_path / "in.jsonl", tmp_path / "real.jsonl", tmp_path / "link.jsonl"
+    write_input(src, 3)
+    link.symlink_to(real)
+    with OutputLock(str(real)):  # another run writing the real file
+        busy = cli(server, "batch", str(src), "-o", str(link), "--no-progress")
+    assert busy.returncode == 2 and "another comet-sync batch" in busy.stderr, busy.stderr
+    assert cli(server, "batch", str(src), "-o", str(link), "--no-progress").returncode == 0
+    assert link.is_symlink() and len(read_output(real)) == 3
+    assert (tmp_path / "real.jsonl.input").exists()
+    assert not (tmp_path / "link.jsonl.input").exists()

@@ -30,7 +30,7 @@ from collections.abc import Container, Iterator
 from typing import IO
 
 from .lines import read_lines
-from .output import BINARY
+from .output import open_side_file
 
 __all__ = ["InputChanged", "InputLedger", "changed_lines", "ledger_path"]
 
@@ -56,9 +56,9 @@ class InputLedger:
 
     def __init__(self, output: str, *, fresh: bool, finished: Container[int]) -> None:
         self.path = ledger_path(output)
-        flags = os.O_RDWR | os.O_CREAT | BINARY | (os.O_TRUNC if fresh else 0)
+        flags = os.O_RDWR | os.O_CREAT | (os.O_TRUNC if fresh else 0)
         # Unbuffered: each record is in the OS's hands (and survives a kill) at once.
-        self._file = open(os.open(self.path, flags, 0o644), "r+b", buffering=0)  # noqa: SIM115
+        self._file = open(open_side_file(self.path, flags), "r+b", buffering=0)  # noqa: SIM115
         self._known = os.fstat(self._file.fileno()).st_size // _RECORD
         self._at = 0  # the file's position
         self._finished = finished

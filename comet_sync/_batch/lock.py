@@ -16,6 +16,8 @@ import contextlib
 import os
 from types import TracebackType
 
+from .output import open_side_file
+
 try:
     import fcntl
 except ImportError:  # pragma: no cover  (Windows)
@@ -63,7 +65,7 @@ class OutputLock:
         if fcntl is None:  # pragma: no cover
             return
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = open_side_file(self.path, os.O_RDWR | os.O_CREAT)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:

@@ -12,10 +12,26 @@ from __future__ import annotations
 import contextlib
 import os
 
-__all__ = ["BINARY", "LineWriter", "OutputFailed"]
+__all__ = ["BINARY", "LineWriter", "OutputFailed", "open_side_file"]
 
 # Windows opens a descriptor in text mode unless told, and would write "\r\n" for "\n".
 BINARY = getattr(os, "O_BINARY", 0)
+# The files a batch writes are never opened through a link: in a shared folder, anyone could
+# point OUTPUT.input or OUTPUT.lock at a file of the user running the batch, which would be
+# truncated and overwritten. (Windows has no O_NOFOLLOW; links there need privileges.)
+NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+def open_side_file(path: str, flags: int, mode: int = 0o644) -> int:
+    """``os.open`` for a file a batch writes, refusing a symbolic link at ``path``."""
+    try:
+        return os.open(path, flags | BINARY | NOFOLLOW, mode)
+    except OSError as exc:
+        if os.path.islink(path):
+            raise OSError(
+                exc.errno, f"{path} is a symbolic link, which a batch never writes through", path
+            ) from None
+        raise
 
 
 class OutputFailed(Exception):
@@ -33,7 +49,7 @@ class LineWriter:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | BINARY, 0o644)
+        self._fd = open_side_file(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
         self._size = os.fstat(self._fd).st_size
         self.failure: OutputFailed | None = None
 
