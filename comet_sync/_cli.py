@@ -482,7 +482,15 @@ def _run(
     journal = Journal(args.output, resumed.early) if ordered else None
 
     def text_of(result: BatchResult) -> str:
-        return json.dumps(format_result(result, options["output_format"]), ensure_ascii=False)
+        line = format_result(result, options["output_format"])
+        text = json.dumps(line, ensure_ascii=False)
+        try:
+            text.encode()
+        except UnicodeEncodeError:
+            # A lone surrogate from the input ("custom_id": "\ud800") is no UTF-8: written
+            # escaped, which reads back as the same string.
+            text = json.dumps(line)
+        return text
 
     def hold(result: BatchResult) -> None:
         # Finished ahead of its turn: to the journal now, to the output in its turn.

@@ -501,3 +501,27 @@ def test_an_output_given_through_a_link_is_its_file(server, tmp_path) -> None:
     assert link.is_symlink() and len(read_output(real)) == 3
     assert (tmp_path / "real.jsonl.input").exists()
     assert not (tmp_path / "link.jsonl.input").exists()
+
+
+def test_lines_python_cannot_encode_or_nest_are_error_lines_not_a_crash(server, tmp_path) -> None:
+    """Valid JSON that crashed a run (traceback, 0 lines kept of 8 paid): a lone surrogate in
+    custom_id or in a message, and brackets nested 100,000 deep."""
+    src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    good = '{"custom_id": "a", "messages": [{"role": "user", "content": "hi"}]}'
+    deep = '{"custom_id": "b", "messages": [], "x": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    lone_id = '{"custom_id": "\\ud800", "messages": [{"role": "user", "content": "hi"}]}'
+    lone_text = '{"custom_id": "c", "messages": [{"role": "user", "content": "x \\ud800"}]}'
+    src.write_text("\n".join([good, deep, lone_id, lone_text, good.replace('"a"', '"z"')]) + "\n")
+    result = cli(server, "batch", str(src), "-o", str(out), "--model", "m", "--no-progress")
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    lines = read_output(out)
+    assert len(lines) == 5
+    by_line = {line.get("line"): line for line in lines if line.get("error")}
+    assert "nested too deep" in by_line[2]["error"]["message"]
+    assert "lone surrogate" in by_line[4]["error"]["message"]
+    assert {line["custom_id"] for line in lines if "response" in line} == {"a", "\ud800", "z"}
+    assert server.stats().requests == 3
+    server.reset_stats()
+    again = cli(server, "batch", "-o", str(out), "--resume", "--no-progress")
+    assert again.returncode == 1 and server.stats().requests == 0
+    assert len(read_output(out)) == 5

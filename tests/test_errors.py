@@ -164,3 +164,15 @@ def test_default_base_url(monkeypatch) -> None:
     monkeypatch.delenv("COMETAPI_BASE_URL", raising=False)
     with CometClient(api_key="k") as client:
         assert client.config.base_url == "https://api.cometapi.com/v1"
+
+
+def test_text_that_is_not_unicode_is_refused_naming_where_before_sending(server, client) -> None:
+    # A lone surrogate (JSON can spell one: "\ud800") raised a bare UnicodeEncodeError.
+    from comet_sync import InvalidArgumentError
+
+    with pytest.raises(InvalidArgumentError) as info:
+        client.chat.completions.create(
+            model="m", messages=[{"role": "user", "content": "x \ud800"}]
+        )
+    assert info.value.argument == "params['messages'][0]['content']"
+    assert server.stats().requests == 0

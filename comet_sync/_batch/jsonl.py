@@ -130,7 +130,10 @@ class DigestSet:
 def job_key(custom_id: str | None, line: int | None) -> int:
     """A job's identity, in 8 bytes: its id, or its line number when it has no id."""
     text = f"id\0{custom_id}" if custom_id is not None else f"line\0{line}"
-    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
+    # surrogatepass: JSON may spell a lone surrogate ("\ud800"), which is no UTF-8; the key
+    # must still be made (it crashed the run), and it stays one key for one id.
+    data = text.encode("utf-8", "surrogatepass")
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big")
 
 
 # -- input -------------------------------------------------------------------------------------
@@ -194,6 +197,11 @@ def _job_of(raw: bytes | TooLong, number: int, default_model: str | None) -> Bat
         )
     except ValueError as exc:  # (bad UTF-8 surrogates and the like)
         return BatchJob(custom_id=None, line=number, problem=f"line {number} is not JSON: {exc}")
+    except RecursionError:
+        # Valid JSON nested deeper than Python's parser goes (100,000 brackets crashed a run).
+        return BatchJob(
+            custom_id=None, line=number, problem=f"line {number} is JSON nested too deep to read"
+        )
     if not isinstance(raw, dict):
         return BatchJob(custom_id=None, line=number, problem=f"line {number} is not a JSON object")
     given = raw.get("custom_id")

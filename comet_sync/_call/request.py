@@ -8,7 +8,7 @@ import uuid
 from typing import Any
 
 from .._config import CallOptions
-from .._exceptions import RequestSnapshot
+from .._exceptions import InvalidArgumentError, RequestSnapshot
 from .._rate.limiter import LimiterProtocol
 from .estimate import estimate_tokens
 
@@ -61,7 +61,7 @@ def build_request(
     headers = {"Authorization": auth_header, "Accept": accept}
     body = None
     if payload is not None:
-        body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+        body = _encode(payload)
         headers["Content-Type"] = "application/json"
     headers.update(options.extra_headers)
     if not any(name.lower() == "x-client-request-id" for name in options.extra_headers):
@@ -79,3 +79,36 @@ def build_request(
         url += "?" + urllib.parse.urlencode(options.query)
     snapshot = RequestSnapshot.of(method, url, secret)
     return Request(method, route, url, name, headers, body, cost, snapshot)
+
+
+def _encode(payload: dict[str, Any]) -> bytes:
+    """The JSON body; text that is not Unicode (a lone surrogate, which JSON input can spell
+    as ``"\\ud800"``) is refused naming where it is, before anything is sent."""
+    try:
+        return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        where = _not_unicode(payload, "params") or "params"
+        raise InvalidArgumentError(
+            where, "holds a lone surrogate (\\ud800-\\udfff), which is not Unicode text"
+        ) from None
+
+
+def _not_unicode(value: Any, where: str) -> str | None:
+    """The path to the first string in ``value`` that cannot be UTF-8 encoded."""
+    if isinstance(value, str):
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            return where
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = _not_unicode(key, where) or _not_unicode(item, f"{where}[{key!r}]")
+            if found:
+                return found
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            found = _not_unicode(item, f"{where}[{i}]")
+            if found:
+                return found
+    return None
