@@ -475,6 +475,7 @@ def _run(
     abandoned = False
     failure: OutputFailed | None = None
     changed: InputChanged | None = None
+    ledger_failure: OutputFailed | None = None
     started = time.monotonic()
     jobs = read_jobs(files.source, default_model=options["model"], skip=skip, ledger=files.ledger)
     ordered = not options["unordered"]
@@ -554,6 +555,13 @@ def _run(
             run.stop()
             for result in run:
                 save(result)
+        except OutputFailed as exc:
+            # The input's ledger could not be written: nothing more is read or sent, and what
+            # is in flight is still written to the output, which may have room.
+            ledger_failure = exc
+            run.stop()
+            for result in run:
+                save(result)
     except KeyboardInterrupt:
         abandoned = True
         run.abandon()
@@ -597,6 +605,13 @@ def _run(
                 else ""
             )
             + f". Make room, then resume with\n{again}",
+            file=sys.stderr,
+        )
+        return EXIT_OUTPUT_FAILED
+    if ledger_failure is not None:
+        print(
+            f"comet-sync batch: {ledger_failure}. Stopped: the {written} line(s) written are "
+            f"whole and kept. Make room, then resume with\n{again}",
             file=sys.stderr,
         )
         return EXIT_OUTPUT_FAILED

@@ -525,3 +525,23 @@ def test_lines_python_cannot_encode_or_nest_are_error_lines_not_a_crash(server, 
     again = cli(server, "batch", "-o", str(out), "--resume", "--no-progress")
     assert again.returncode == 1 and server.stats().requests == 0
     assert len(read_output(out)) == 5
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX file-size limit")
+def test_a_file_size_limit_stops_the_run_cleanly_and_the_resume_finishes(server, tmp_path) -> None:
+    """A write the OS refuses (here RLIMIT_FSIZE, as `ulimit -f`) to the input's ledger was a
+    traceback and exit 1, dropping 8 paid results; to any batch file it is exit 3 now."""
+    import resource
+
+    src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    write_input(src, 300)
+
+    def small_files() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (3 * 1024, 3 * 1024))
+
+    first = cli(server, "batch", str(src), "-o", str(out), "--no-progress", preexec_fn=small_files)
+    assert first.returncode == 3 and "Traceback" not in first.stderr, first.stderr
+    again = cli(server, "batch", "-o", str(out), "--resume", "--no-progress")
+    assert again.returncode == 0, again.stderr
+    ids = [line["custom_id"] for line in read_output(out)]
+    assert sorted(ids) == sorted(f"id-{i}" for i in range(300))

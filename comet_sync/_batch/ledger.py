@@ -30,7 +30,7 @@ from collections.abc import Container, Iterator
 from typing import IO
 
 from .lines import read_lines
-from .output import open_side_file
+from .output import OutputFailed, open_side_file
 
 __all__ = ["InputChanged", "InputLedger", "changed_lines", "ledger_path"]
 
@@ -79,8 +79,13 @@ class InputLedger:
                     f"line {number} of the input has changed since its result was written: "
                     "the input was rewritten or replaced after this run began"
                 )
-        self._seek(offset)
-        self._file.write(digest + key.to_bytes(8, "big"))
+        try:
+            self._seek(offset)
+            self._file.write(digest + key.to_bytes(8, "big"))
+        except OSError as exc:
+            # A full disk, a file-size limit: the run stops as for its output (exit 3), with
+            # every finished result kept; not a traceback that drops them.
+            raise OutputFailed(self.path, exc) from None
         self._at += _RECORD
         self._known = max(self._known, number)
 
