@@ -287,7 +287,8 @@ def check_headers(headers: object, argument: str = "extra_headers") -> dict[str,
 
 
 def _positive(argument: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+    # "not > 0" rather than "<= 0": NaN compares false either way, and passed.
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
         raise InvalidArgumentError(argument, f"expected a positive number, got {value!r}")
     return float(value)
 

@@ -531,6 +531,10 @@ def test_rate_control_validates() -> None:
     assert info.value.argument == "tpm['m']"
     with pytest.raises(InvalidArgumentError):
         RateControl(initial_concurrency=0)
+    # NaN compares false with everything: it passed "<= 0" and was saved as NaN, not JSON.
+    with pytest.raises(InvalidArgumentError) as info:
+        RateControl(rpm=float("nan"))
+    assert info.value.argument == "rpm"
 
 
 def test_many_threads_many_models_keep_the_books_straight() -> None:
