@@ -42,7 +42,13 @@ from ._config import (
     resolve_api_key,
     resolve_base_url,
 )
-from ._exceptions import APITimeoutError, ClientClosedError, InvalidArgumentError
+from ._exceptions import (
+    APITimeoutError,
+    ClientClosedError,
+    InvalidArgumentError,
+    KeyFamily,
+    KeyRing,
+)
 from ._http.transport import Transport
 from ._keyed import KeyedRuntimes
 from ._metrics import Metrics
@@ -185,7 +191,10 @@ class CometClient:
         sleep: Callable[[float], None] | None = None,
         random: Callable[[], float] | None = None,
     ) -> None:
-        self._api_key = resolve_api_key(api_key)
+        key = resolve_api_key(api_key)
+        # The key, scrubbing with it those of this client's views with another api_key (their
+        # runtimes join this family when built).
+        self._api_key: KeyRing = KeyRing(key, KeyFamily(key))
         workers = max_workers
         if workers is None:
             # (a wrong max_concurrency is reported by ClientConfig, naming it)
@@ -535,6 +544,11 @@ class CometClient:
                 **owner._settings,
             )
             keyed._owner = owner
+            # One family of keys: each scrubs the others' out of its answers (a server may
+            # echo the parent's key into a tenant's error, or the reverse).
+            family = owner._api_key.family
+            family.add(key)
+            keyed._api_key.family = family
             return keyed
 
         owner._check_open()

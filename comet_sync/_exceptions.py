@@ -37,6 +37,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+import threading
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -373,8 +374,48 @@ def holds_secret(text: str, secret: str | None) -> bool:
     return scrub(text, secret) != text
 
 
-@functools.lru_cache(maxsize=8)
+class KeyFamily:
+    """The API keys of a client and of its views with another ``api_key``: a server may echo
+    any of them into any answer (an attack run saw a tenant's error carry the parent's key),
+    so each of them scrubs all. Only grows; ``keys`` is replaced whole under the lock, so a
+    reader takes it without one."""
+
+    def __init__(self, key: str) -> None:
+        self._lock = threading.Lock()  # guards replacing ``keys``
+        self.keys: tuple[str, ...] = (key,)
+
+    def add(self, key: str) -> None:
+        with self._lock:
+            if key not in self.keys:
+                self.keys = (*self.keys, key)
+
+
+class KeyRing(str):
+    """A client's API key (the string itself, for its ``Authorization`` header) that scrubs,
+    wherever a secret is scrubbed, every key of its :class:`KeyFamily` too."""
+
+    family: KeyFamily
+
+    def __new__(cls, key: str, family: KeyFamily) -> KeyRing:
+        ring = super().__new__(cls, key)
+        ring.family = family
+        return ring
+
+
 def _forms(secret: str) -> tuple[str, ...]:
+    """Every form :func:`scrub` removes: the key's, and for a :class:`KeyRing` its family's."""
+    family = getattr(secret, "family", None)
+    if family is None:
+        return _key_forms(secret)
+    forms = {
+        form for key in family.keys if len(key) >= MIN_SCRUB_LENGTH for form in _key_forms(key)
+    }
+    forms.update(_key_forms(str(secret)))
+    return tuple(sorted(forms, key=len, reverse=True))
+
+
+@functools.lru_cache(maxsize=8)
+def _key_forms(secret: str) -> tuple[str, ...]:
     """The key as a server might echo it: raw, percent-encoded (either case of hex), as a
     query value (+ for space), JSON-escaped, and as UTF-16 or UTF-32 bytes read as UTF-8 (a
     body in those encodings is quoted so, its NULs and all)."""
@@ -422,9 +463,15 @@ def json_may_hold(raw: bytes | bytearray | str, secret: str | None) -> bool:
     return b"\\u" in data or any(ch in secret for ch in '/\\"')
 
 
-@functools.lru_cache(maxsize=8)
 def _byte_forms(secret: str) -> tuple[bytes, ...]:
-    return tuple(form.encode() for form in _forms(secret))
+    if getattr(secret, "family", None) is None:
+        return _key_byte_forms(secret)
+    return tuple(form.encode() for form in _forms(secret))  # a family grows: not cached
+
+
+@functools.lru_cache(maxsize=8)
+def _key_byte_forms(secret: str) -> tuple[bytes, ...]:
+    return tuple(form.encode() for form in _key_forms(secret))
 
 
 def scrub_headers(headers: Mapping[str, str], secret: str | None) -> Mapping[str, str]:

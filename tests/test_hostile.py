@@ -781,3 +781,32 @@ def test_a_unicode_escaped_echo_of_the_key_is_not_decoded_back_by_response_json(
         assert SECRET not in json.dumps(exc.response.json()) and SECRET not in str(exc.body)
         assert exc.response.json()["error"]["code"] == "bad_key"
         client.close()
+
+
+def test_a_view_with_another_key_and_its_client_scrub_each_others_keys() -> None:
+    """An attack run: a server echoing every key it has seen put the parent's key in a
+    tenant view's error (message, .body, .document, pickle), and the view's in the parent's."""
+    parent_key, view_key = "sk-parent-1111222233334444", "sk-tenant-5555666677778888"
+    seen: list[str] = []
+
+    def echo_all(conn: socket.socket, request: Request, stop: threading.Event) -> bool:
+        for line in request.head.split(b"\r\n"):
+            if line.lower().startswith(b"authorization:"):
+                seen.append(line.split(b" ")[-1].decode())
+        everyone = " ".join(seen)
+        body = json.dumps({"error": {"message": f"keys seen: {everyone}"}}).encode()
+        conn.sendall(head("400 Bad Request", f"X-Seen: {everyone}", length=len(body)) + body)
+        return True
+
+    with hostile(echo_all) as server:
+        client = make(server.base_url, api_key=parent_key, max_retries=0)
+        view = client.with_options(api_key=view_key)
+        for caller in (client, view, client):
+            with pytest.raises(APIError) as info:
+                caller.chat.completions.create(model="m", messages=MESSAGES)
+            exc = info.value
+            kept = str(exc) + repr(exc.body) + repr(getattr(exc, "document", None))
+            kept += pickle.dumps(exc).decode("latin-1") + repr(exc.response.headers)
+            assert parent_key not in kept and view_key not in kept, kept
+        assert parent_key in seen and view_key in seen  # both keys were really echoed
+        client.close()
