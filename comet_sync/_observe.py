@@ -64,9 +64,12 @@ class Observer(Protocol):
         base_url: str,
         stream: bool,
         limiter: LimiterProtocol,
+        secret: str,
     ) -> CallWatch | None:
         """A call to ``route`` with ``payload`` begins, under the client's ``limiter`` (whose
-        state an observer may read, never change); its watch, or None to leave it be."""
+        state an observer may read, never change); its watch, or None to leave it be.
+        ``secret`` is the client's key, for the observer to scrub out of what it keeps of the
+        payload (a prompt may quote it), never to keep."""
 
 
 # Set and cleared by set_observer; read once per call without a lock: a reference assignment

@@ -600,6 +600,14 @@ def test_the_key_is_in_no_span_event_attribute_or_metric(capture) -> None:
     assert [form for form in FORMS if form in text] == []
 
 
+def test_a_prompt_that_quotes_the_key_is_captured_without_it(server, make_client, capture) -> None:
+    """An attack run: with content capture on, a prompt quoting the key put it in
+    gen_ai.input.messages unscrubbed (answers were scrubbed)."""
+    make_client().chat.completions.create(model="m", messages=user(f"my key is {SECRET}"))
+    text = _exported_text(capture)
+    assert "my key is ***" in text and SECRET not in text
+
+
 def test_the_fake_servers_key_is_nowhere_either(server, make_client, capture) -> None:
     server.fail(429, headers={"Retry-After": "1"})
     make_client().chat.completions.create(model="gpt-4o-mini", messages=user("a"))

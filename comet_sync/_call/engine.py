@@ -74,7 +74,9 @@ class CallRunner:
         observer = _observe.OBSERVER
         watch = None
         if observer is not None and payload is not None:
-            watch = observer.call_started(route, payload, self._base_url, False, self._limiter)
+            watch = observer.call_started(
+                route, payload, self._base_url, False, self._limiter, self._secret
+            )
         try:
             if self._cache is None or payload is None:
                 return self._json(method, route, payload, options, required, sink, fallback, watch)
@@ -195,7 +197,9 @@ class CallRunner:
         observer = _observe.OBSERVER
         watch = None
         if observer is not None:
-            watch = observer.call_started(route, payload, self._base_url, True, self._limiter)
+            watch = observer.call_started(
+                route, payload, self._base_url, True, self._limiter, self._secret
+            )
         try:
             req = self._request("POST", route, payload, options, "text/event-stream")
         except BaseException as exc:

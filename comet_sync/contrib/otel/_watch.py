@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, cast
 
+from ..._exceptions import scrub
 from .._errors import require
 from ._attributes import (
     Attributes,
@@ -78,12 +79,13 @@ class OtelObserver:
         base_url: str,
         stream: bool,
         limiter: LimiterProtocol,
+        secret: str,
     ) -> CallSpan | None:
         op = operation_of(route)
         if op is None:
             return None
         self.instruments.paces.watch(limiter)
-        return CallSpan(self, op, payload, base_url, stream)
+        return CallSpan(self, op, payload, base_url, stream, secret)
 
 
 def error_type(error: BaseException) -> str:
@@ -132,6 +134,7 @@ class CallSpan:
         payload: Mapping[str, Any],
         base_url: str,
         stream: bool,
+        secret: str,
     ) -> None:
         self._observer = observer
         self._op = op
@@ -158,6 +161,9 @@ class CallSpan:
         if observer.capture:
             messages = input_messages(payload)
             if messages is not None:
+                # A prompt may quote the key (a user pasting a config into a chat): it is
+                # scrubbed here, as answers are where they arrive.
+                messages = scrub(messages, secret)
                 attrs["gen_ai.input.messages"] = messages
         self._flight = tuple(self._base.items())  # (its key among the calls in flight)
         name = f"{op.name} {model}" if model else op.name
