@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import re
 import ssl
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import requests
@@ -334,21 +334,11 @@ _PERMANENT_TLS = ("WRONG_VERSION_NUMBER", "UNKNOWN_PROTOCOL", "HTTP_REQUEST")
 
 
 def _tls_for_good(exc: BaseException) -> bool:
-    seen: set[int] = set()
-    inner: BaseException | None = exc
-    while inner is not None and id(inner) not in seen:
-        seen.add(id(inner))
+    for inner in _nested(exc):
         if isinstance(inner, ssl.SSLCertVerificationError):
             return True
         if isinstance(inner, ssl.SSLError):
             return any(name in str(inner.reason or "") for name in _PERMANENT_TLS)
-        nxt = getattr(inner, "reason", None)
-        if isinstance(nxt, BaseException):
-            inner = nxt
-        elif inner.args and isinstance(inner.args[0], BaseException):
-            inner = inner.args[0]
-        else:
-            inner = inner.__cause__ or inner.__context__
     return False
 
 
@@ -396,17 +386,25 @@ def cut_error(reason: str, budget: float, what: str) -> CometError:
 def _reason(exc: BaseException) -> str:
     # requests nests urllib3's error (MaxRetryError(reason=NewConnectionError(...))); the
     # innermost one says what happened, the outer ones mostly repeat the URL.
-    inner: BaseException = exc
-    while True:
+    *_, inner = _nested(exc)
+    return str(inner)[:200]
+
+
+def _nested(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and the errors nested in it, outermost first: through ``.reason`` (urllib3)
+    or a first argument that is an exception (requests, http.client)."""
+    seen: set[int] = set()
+    inner: BaseException | None = exc
+    while inner is not None and id(inner) not in seen:
+        seen.add(id(inner))
+        yield inner
         nxt = getattr(inner, "reason", None)
         if isinstance(nxt, BaseException):
             inner = nxt
-            continue
-        if inner.args and isinstance(inner.args[0], BaseException):
+        elif inner.args and isinstance(inner.args[0], BaseException):
             inner = inner.args[0]
-            continue
-        break
-    return str(inner)[:200]
+        else:
+            inner = None
 
 
 # -- the body ---------------------------------------------------------------------------------
