@@ -202,8 +202,27 @@ def test_a_429_of_a_request_sent_before_the_last_change_is_old_news() -> None:
     finder = RateFinder()
     for i in range(40):
         finder.on_sent(i * 0.005)
+    finder.on_accepted(0.0, 0.04)
     assert finder.on_throttled(0.19, 0.2) is not None  # the first: halve
     assert finder.on_throttled(0.18, 0.21) is None  # sent under the old pace
+
+
+def test_a_429_while_nothing_sent_before_it_was_accepted_teaches_no_pace() -> None:
+    """A rate limit refuses a request after accepting those sent before it (its allowance).
+    A 429 while nothing sent earlier has been accepted says nothing of a rate: a server that
+    refuses every call's first attempts (a Retry-After convoy), or one already spent by
+    someone else. Halving then only paces the next first attempts into another refusal."""
+    finder = RateFinder()
+    for i in range(16):
+        finder.on_sent(i * 0.001)
+    assert finder.on_throttled(0.0, 0.002) is None
+    assert finder.on_throttled(0.005, 0.006) is None
+    assert finder.rate is None
+    finder.on_accepted(0.008, 0.05)  # sent after the refused ones: still no allowance seen
+    assert finder.on_throttled(0.007, 0.051) is None
+    # Accepted, then a later send refused: that is what a spent allowance looks like.
+    assert finder.on_throttled(0.012, 0.052) is not None
+    assert finder.rate is not None
 
 
 # -- retry quota and adaptive throttle ----------------------------------------------------------

@@ -279,6 +279,12 @@ class RateFinder:
             # (unless a rate was told: then it is jitter); then wait for a measure.
             if told:
                 return None
+            if not self._accepted_before(sent_at):
+                # A rate limit refuses after accepting what was sent before (its allowance).
+                # With nothing earlier accepted these 429s say nothing of a rate (each call's
+                # first attempts refused, a Retry-After convoy, or a budget someone else
+                # spent): a pace would only delay the next first attempts into a refusal.
+                return None
             return self._set(max(self.floor, pace * 0.5), now, test=False)
         if measure is None and self._period != sent_at:
             return None  # refusals keep coming, but too little to measure yet: wait for it
@@ -409,6 +415,9 @@ class RateFinder:
         self._changed_at = now
         self._grown_at = now
         return rate
+
+    def _accepted_before(self, sent_at: float) -> bool:
+        return any(o == _OK and t <= sent_at for t, o in self._outcomes)
 
     def _share(self, since: float, at_least: int = 10) -> float | None:
         recent = [o for t, o in self._outcomes if t >= since]
