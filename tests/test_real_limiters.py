@@ -132,8 +132,10 @@ def test_429s_back_before_the_last_first_attempts_go_out_teach_no_pace() -> None
     ):
 
         def call(i: int) -> Any:
-            messages = [{"role": "user", "content": f"job-{i}"}]
-            return client.chat.completions.create(model="m", messages=messages)
+            content = f"job-{i}"
+            return client.chat.completions.create(
+                model="m", messages=[{"role": "user", "content": content}]
+            )
 
         early = [pool.submit(call, i) for i in range(8)]
         deadline = time.monotonic() + 10.0
@@ -143,7 +145,9 @@ def test_429s_back_before_the_last_first_attempts_go_out_teach_no_pace() -> None
         late = [pool.submit(call, i) for i in range(8, 16)]
         for future in early + late:
             future.result()
-        model = client.metrics.snapshot().limiter.models["m"]
+        state = client.metrics.snapshot().limiter
+    assert state is not None and state.models is not None
+    model = state.models["m"]
     assert model.cuts == 0 and model.rate is None, model
 
 
