@@ -207,21 +207,32 @@ def test_a_429_of_a_request_sent_before_the_last_change_is_old_news() -> None:
     assert finder.on_throttled(0.18, 0.21) is None  # sent under the old pace
 
 
-def test_a_429_while_nothing_sent_before_it_was_accepted_teaches_no_pace() -> None:
+def test_a_429_with_a_retry_after_while_nothing_earlier_was_accepted_teaches_no_pace() -> None:
     """A rate limit refuses a request after accepting those sent before it (its allowance).
     A 429 while nothing sent earlier has been accepted says nothing of a rate: a server that
     refuses every call's first attempts (a Retry-After convoy), or one already spent by
-    someone else. Halving then only paces the next first attempts into another refusal."""
+    someone else. Its Retry-After spaces its own retry; halving would only pace the next
+    first attempts into another refusal."""
     finder = RateFinder()
     for i in range(16):
         finder.on_sent(i * 0.001)
-    assert finder.on_throttled(0.0, 0.002) is None
-    assert finder.on_throttled(0.005, 0.006) is None
+    assert finder.on_throttled(0.0, 0.002, retry_after=6.0) is None
+    assert finder.on_throttled(0.005, 0.006, retry_after=6.0) is None
     assert finder.rate is None
     finder.on_accepted(0.008, 0.05)  # sent after the refused ones: still no allowance seen
-    assert finder.on_throttled(0.007, 0.051) is None
+    assert finder.on_throttled(0.007, 0.051, retry_after=6.0) is None
     # Accepted, then a later send refused: that is what a spent allowance looks like.
-    assert finder.on_throttled(0.012, 0.052) is not None
+    assert finder.on_throttled(0.012, 0.052, retry_after=6.0) is not None
+    assert finder.rate is not None
+
+
+def test_a_429_without_a_retry_after_before_any_answer_still_halves() -> None:
+    """No Retry-After: the refused requests' retries come straight back, and before a first
+    success nothing else damps them (a concurrency cap's instant 429s)."""
+    finder = RateFinder()
+    for i in range(16):
+        finder.on_sent(i * 0.001)
+    assert finder.on_throttled(0.0, 0.002) is not None
     assert finder.rate is not None
 
 

@@ -717,6 +717,7 @@ class Limiter:
             now,
             lane.round_trip,
             told=lane.told is not None or lane.rpm is not None,
+            retry_after=word.retry_after if word is not None else None,
         )
         if rate is None:
             return
