@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from .._config import TimeoutArg
@@ -31,9 +31,11 @@ class Embeddings(Resource):
         extra_headers: Mapping[str, str] | None = None,
         extra_query: Mapping[str, Any] | None = None,
         extra_body: Mapping[str, Any] | None = None,
+        fallbacks: Sequence[str] | None = None,
         **params: Any,
     ) -> CreateEmbeddingResponse:
-        """Embed a string or a list of them: ``.data[i].embedding``, ``.usage``.
+        """Embed a string or a list of them: ``.data[i].embedding``, ``.usage``. The options
+        are those of ``chat.completions.create``, ``fallbacks`` included.
 
         >>> client.embeddings.create(model="text-embedding-3-small", input="hello")
         """
@@ -45,6 +47,7 @@ class Embeddings(Resource):
             extra_headers=extra_headers,
             extra_query=extra_query,
             extra_body=extra_body,
+            fallbacks=fallbacks,
         )
         return CreateEmbeddingResponse(self._door.post_json(call, self.required))
 
