@@ -106,11 +106,14 @@ class Door:
         streaming: str | None = None,
         extra_body: Mapping[str, Any] | None = None,
         fallbacks: Sequence[str] | None = None,
+        named_fallbacks_only: bool = False,
         **options: Unpack[OptionParams],
     ) -> Prepared:
         """A call's body (``extra_body`` merged in, made plain, checked by ``check``), its
         options (``timeout``, ``max_retries``, ``total_timeout``, ``extra_headers``,
-        ``extra_query``) and the models it tries in order. Nothing is sent if this raises.
+        ``extra_query``) and the models it tries in order (``named_fallbacks_only``: of the
+        client's default fallbacks, only an entry naming the model). Nothing is sent if
+        this raises.
 
         Streaming is decided here, once: only a call that hands its stream straight back to
         its caller (``create``) may stream; every other way in names itself as ``streaming``
@@ -128,7 +131,9 @@ class Door:
             params = {**params, **extra_body}
         body = plain_params(params)
         check(body)
-        chain = chain_of(body["model"], fallbacks, self._defaults.fallbacks)
+        chain = chain_of(
+            body["model"], fallbacks, self._defaults.fallbacks, named_only=named_fallbacks_only
+        )
         return Prepared(route, body, self.options(**options), chain)
 
     def post_json(

@@ -86,21 +86,24 @@ def check_fallbacks(value: object, argument: str = "fallbacks") -> list[str] | N
     return list(value)
 
 
-def fallbacks_for(default: Fallbacks, model: str) -> list[str] | None:
+def fallbacks_for(default: Fallbacks, model: str, *, named_only: bool = False) -> list[str] | None:
     """The client's default fallbacks for ``model``: a list for every model, or a dict by
-    model (``"*"`` for the others)."""
+    model (``"*"`` for the others). ``named_only``: only a dict entry naming ``model``."""
     if default is None:
         return None
     if isinstance(default, Mapping):
-        found = default.get(model, default.get("*"))
+        found = default.get(model) if named_only else default.get(model, default.get("*"))
         return list(found) if found is not None else None
-    return list(default)
+    return None if named_only else list(default)
 
 
-def chain_of(model: str, fallbacks: object, default: Fallbacks) -> list[str]:
+def chain_of(
+    model: str, fallbacks: object, default: Fallbacks, *, named_only: bool = False
+) -> list[str]:
     """The models a call tries, in order: its own, then its fallbacks (given, else the
-    client's default for it), each once."""
+    client's default for it), each once. ``named_only`` (embeddings): of the client's
+    default, only an entry naming the model counts."""
     more = check_fallbacks(fallbacks)
     if more is None:
-        more = fallbacks_for(default, model)
+        more = fallbacks_for(default, model, named_only=named_only)
     return [model, *[m for m in dict.fromkeys(more or ()) if m != model]]

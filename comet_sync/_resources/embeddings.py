@@ -19,6 +19,11 @@ class Embeddings(Resource):
 
     route: ClassVar[str] = "/embeddings"
     required: ClassVar[tuple[str, ...]] = ("data",)
+    # An embedding from another model lives in another vector space: mixed into one index it
+    # matches nothing, silently. So a client-wide list or a "*" entry (written with chat
+    # models in mind) never moves an embedding; the call's own fallbacks, or an entry naming
+    # its model, do: the user chose those for it.
+    named_fallbacks_only: ClassVar[bool] = True
 
     def create(
         self,

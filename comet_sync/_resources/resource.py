@@ -26,6 +26,9 @@ class Resource:
     # Where its calls go, and what each answer must hold to be one.
     route: ClassVar[str]
     required: ClassVar[tuple[str, ...]]
+    # Whether only the call's own fallbacks or a client default naming its model apply (not a
+    # client-wide list or a "*" entry).
+    named_fallbacks_only: ClassVar[bool] = False
 
     def __init__(self, door: Door) -> None:
         self._door = door
@@ -54,7 +57,14 @@ class Resource:
         **options: Unpack[CallOptionParams],
     ) -> Prepared:
         """Check everything and build the call; nothing is sent if this raises."""
-        return self._door.prepare(self.route, params, self._check, streaming=streaming, **options)
+        return self._door.prepare(
+            self.route,
+            params,
+            self._check,
+            streaming=streaming,
+            named_fallbacks_only=self.named_fallbacks_only,
+            **options,
+        )
 
     def _prepare_job(self, job: Mapping[str, Any], streaming: str) -> Prepared:
         """A call from one dict of ``create``'s keywords (a future's, a map job's): the
