@@ -4,23 +4,21 @@ from __future__ import annotations
 
 import contextvars
 import dataclasses
-import json
 import os
 import threading
 import time
 import weakref
 from collections import OrderedDict
-from collections.abc import Hashable, Mapping
+from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from types import TracebackType
 from typing import Any, Callable, NoReturn, SupportsIndex, TypeVar, cast
 
 from . import _cancel
 from ._call.cache import ResponseCache
-from ._call.deadline import time_left
+from ._call.door import CallDefaults, Door
 from ._call.engine import CallRunner
-from ._call.fallback import Fallbacks, chain_of, check_fallbacks
-from ._call.streaming import Stream
+from ._call.fallback import Fallbacks, check_fallbacks
 from ._clock import Clock
 from ._config import (
     DEFAULT_BACKOFF_BASE,
@@ -31,7 +29,6 @@ from ._config import (
     DEFAULT_MAX_WAIT,
     DEFAULT_TOTAL_TIMEOUT,
     DEFAULT_WORKERS_PER_SLOT,
-    CallOptions,
     ClientConfig,
     PerModel,
     RateControl,
@@ -43,7 +40,6 @@ from ._config import (
     resolve_base_url,
 )
 from ._exceptions import (
-    APITimeoutError,
     ClientClosedError,
     InvalidArgumentError,
     KeyFamily,
@@ -52,7 +48,7 @@ from ._exceptions import (
 from ._http.transport import Transport
 from ._keyed import KeyedRuntimes
 from ._metrics import Metrics
-from ._params import NOT_GIVEN, NotGiven, is_not_given
+from ._params import NOT_GIVEN, NotGiven, check_query, is_not_given
 from ._rate.limiter import Limiter, LimiterProtocol
 from ._records import Recorder, RequestRecord
 from ._resources.beta import Beta
@@ -229,7 +225,7 @@ class CometClient:
             check_headers(default_headers, "default_headers") if default_headers is not None else {}
         )
         self._default_query = (
-            _check_query(default_query, "default_query") if default_query is not None else {}
+            check_query(default_query, "default_query") if default_query is not None else {}
         )
         # Models a call moves on to when its own is unavailable (see _call/fallback.py): a list
         # for every model, or a dict by model ("*" for the others).
@@ -350,13 +346,25 @@ class CometClient:
     def _build_resources(self) -> None:
         """What a user calls, over this client's own door (or a view's, with the view's
         defaults). Built here only: a view once reused its parent's ``models``, which sent
-        the parent's headers. The door looks everything up live, so a fork needs no rebuild."""
-        self._calls = CallPath(self)
-        self.chat = Chat(self._calls)
+        the parent's headers. The door reads its runtime live, so a fork needs no rebuild."""
+        self._door = Door(
+            _Runtime(self),
+            CallDefaults(
+                timeout=self.config.timeout,
+                retry=self.config.retry,
+                headers=self._default_headers,
+                query=self._default_query,
+                max_response_bytes=self._max_response_bytes,
+                max_event_bytes=self._max_event_bytes,
+                fallbacks=self._fallbacks,
+            ),
+        )
+        self.chat = Chat(self._door)
         self.beta = Beta(self.chat)
-        self.embeddings = Embeddings(self._calls)
-        self.responses = Responses(self._calls)
-        self.models = Models(self._calls)
+        self.embeddings = Embeddings(self._door)
+        self.responses = Responses(self._door)
+        # The catalogues are the runtime's, read live: a forked child builds new ones.
+        self.models = Models(self._door, lambda: self._models_cache)
 
     def _after_fork_in_child(self) -> None:
         # The parent's sockets, locks and executor threads are not ours: leave them (closing
@@ -642,11 +650,11 @@ class _View(CometClient):
                 **(check_headers(default_headers, "default_headers") if default_headers else {}),
             }
         if set_default_query is not None:
-            self._default_query = _check_query(set_default_query, "set_default_query")
+            self._default_query = check_query(set_default_query, "set_default_query")
         else:
             self._default_query = {
                 **inherit._default_query,
-                **(_check_query(default_query, "default_query") if default_query else {}),
+                **(check_query(default_query, "default_query") if default_query else {}),
             }
         self._build_resources()
 
@@ -664,17 +672,16 @@ class _View(CometClient):
         return f"<CometClient view of {self._parent!r}>"
 
 
-class CallPath:
-    """The one door from the resources (chat, responses, embeddings, models, batches) to the
-    client, as openai-python's resources have ``_post``: a call's options, a JSON call, a
-    stream, a job on a model's executor, a scope for a run. A resource holds one and touches
-    nothing else of the client's. One per client or ``with_options`` view (whose defaults it
-    applies); what it reaches is looked up live, so it stays right after a fork rebuilds the
-    client's runtime.
-    """
+class _Runtime:
+    """What a door runs on (see ``_call/door.py``): the client's engine, clock, executors and
+    scope, read on every call (a forked child rebuilds them; a view reads its runtime's)."""
 
     def __init__(self, client: CometClient) -> None:
         self._client = client
+
+    @property
+    def runner(self) -> CallRunner:
+        return self._client._runner
 
     @property
     def clock(self) -> Clock:
@@ -684,112 +691,16 @@ class CallPath:
     def max_workers(self) -> int:
         return self._client.config.max_workers
 
-    @property
-    def models_cache(self) -> ModelsCache:
-        """The client's cached catalogues, which its views share."""
-        return self._client._models_cache
-
-    def sent_by_default(self) -> Hashable:
-        """What every call of this client or view sends besides its body and the key (default
-        headers, names in any case, and query): a cached catalogue is kept for each, since
-        they may change the answer."""
-        return (
-            frozenset(
-                (name.lower(), value) for name, value in self._client._default_headers.items()
-            ),
-            frozenset(self._client._default_query.items()),
-        )
-
     def check_open(self) -> None:
         self._client._check_open()
 
-    def chain(self, model: str, fallbacks: object) -> list[str]:
-        """The models a call tries, in order: its own, then its (or the client's) fallbacks."""
-        return chain_of(model, fallbacks, self._client._fallbacks)
-
     def scope(self, what: str) -> _cancel.Scope:
-        """A scope for a run of many calls (a map, a batch): stopping it stops them only."""
         return self._client._scope.child(what)
 
     def submit(self, model: str | None, fn: Callable[..., T], *args: Any) -> Future[T]:
-        """Run ``fn(*args)`` on ``model``'s executor, in a copy of the caller's context (a
-        ``deadline`` block goes with it)."""
+        # The caller's context (a ``deadline`` block) goes with the job.
         context = contextvars.copy_context()
         return self._client._executor_for_submit(model).submit(context.run, fn, *args)
-
-    def json(
-        self,
-        method: str,
-        route: str,
-        payload: dict[str, Any] | None,
-        *,
-        options: CallOptions,
-        required: tuple[str, ...],
-        sink: Callable[[RequestRecord], None] | None = None,
-        fallback: tuple[str, str] | None = None,
-    ) -> dict[str, Any]:
-        """A JSON call (through the response cache when there is one); its decoded answer."""
-        return self._client._runner.request_json(
-            method,
-            route,
-            payload,
-            options=options,
-            required=required,
-            sink=sink,
-            fallback=fallback,
-        )
-
-    def stream(
-        self,
-        route: str,
-        payload: dict[str, Any],
-        *,
-        options: CallOptions,
-        fallback: tuple[str, str] | None = None,
-        kind: type[Stream] = Stream,
-    ) -> Stream:
-        """A streamed call, once its first event has arrived."""
-        return self._client._runner.open_stream(
-            route, payload, options=options, fallback=fallback, kind=kind
-        )
-
-    def options(
-        self,
-        *,
-        timeout: TimeoutArg | NotGiven = NOT_GIVEN,
-        max_retries: int | None = None,
-        total_timeout: float | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-        extra_query: Mapping[str, str] | None = None,
-    ) -> CallOptions:
-        retry = self._client.config.retry
-        left = time_left()
-        if left is not None:
-            if left <= 0:
-                raise APITimeoutError("the deadline passed before this call could be sent")
-            ceiling = total_timeout if total_timeout is not None else retry.total_timeout
-            total_timeout = left if ceiling is None else min(ceiling, left)
-        if max_retries is not None or total_timeout is not None:
-            retry = retry.replace(
-                **({"max_retries": max_retries} if max_retries is not None else {}),
-                **({"total_timeout": total_timeout} if total_timeout is not None else {}),
-            )
-        headers = dict(self._client._default_headers)
-        if extra_headers is not None:
-            headers.update(check_headers(extra_headers))
-        query = dict(self._client._default_query)
-        if extra_query is not None:
-            query.update(_check_query(extra_query, "extra_query"))
-        return CallOptions(
-            timeout=self._client.config.timeout
-            if is_not_given(timeout)
-            else Timeout.coerce(cast(TimeoutArg, timeout)),
-            retry=retry,
-            extra_headers=headers,
-            query=query,
-            max_response_bytes=self._client._max_response_bytes,
-            max_event_bytes=self._client._max_event_bytes,
-        )
 
 
 def _wait_idle(clients: list[CometClient], seconds: float) -> None:
@@ -797,13 +708,3 @@ def _wait_idle(clients: list[CometClient], seconds: float) -> None:
     end = time.monotonic() + seconds
     for client in clients:
         client._transport.watchdog.wait_idle(max(0.0, end - time.monotonic()))
-
-
-def _check_query(query: object, argument: str) -> dict[str, str]:
-    if not isinstance(query, Mapping) or not all(isinstance(k, str) for k in query):
-        raise InvalidArgumentError(argument, "expected a dict of str to values")
-    return {
-        k: v if isinstance(v, str) else json.dumps(v) if isinstance(v, (dict, list)) else str(v)
-        for k, v in query.items()
-        if not is_not_given(v)
-    }

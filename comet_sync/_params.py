@@ -8,25 +8,28 @@ the one place that turns them into plain JSON values, before validation and befo
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Callable, TypedDict, Union
+from typing import TYPE_CHECKING, Any, TypedDict, Union
 
 from ._exceptions import InvalidArgumentError
 from ._messages import ChatCompletionMessageParam
 from ._types import APIObject
 
 if TYPE_CHECKING:
-    from ._client import CallPath
-    from ._config import CallOptions, TimeoutArg
+    from ._config import TimeoutArg
 
 __all__ = [
+    "CALL_OPTION_NAMES",
     "NOT_GIVEN",
+    "CallOptionParams",
     "ChatCompletionParams",
     "NotGiven",
+    "OptionParams",
     "ResponseCreateParams",
+    "check_query",
     "is_not_given",
     "plain_params",
-    "prepare_call",
 ]
 
 
@@ -67,35 +70,16 @@ def plain_params(params: Mapping[str, Any]) -> dict[str, Any]:
     return {key: _plain(value, key) for key, value in params.items() if not is_not_given(value)}
 
 
-def prepare_call(
-    calls: CallPath,
-    params: Mapping[str, Any],
-    check: Callable[[Mapping[str, Any]], None],
-    *,
-    streaming: str | None = None,
-    extra_body: Mapping[str, Any] | None = None,
-    fallbacks: Sequence[str] | None = None,
-    **options: Any,
-) -> tuple[dict[str, Any], CallOptions, list[str]]:
-    """A call's body (``extra_body`` merged in, made plain, checked by ``check``), its options
-    (``timeout``, ``max_retries``, ``total_timeout``, ``extra_headers``, ``extra_query``) and
-    the models it tries in order. Nothing is sent if this raises.
-
-    Streaming is decided here, once: only a call that hands its stream straight back to its
-    caller (``create``) may stream; every other way in names itself as ``streaming`` (a
-    future, a map, a batch job, ``parse``) and a ``stream=True`` is refused before sending,
-    since a live stream holding a slot and a connection until someone reads it is no result.
-    """
-    calls.check_open()
-    if streaming is not None and params.get("stream"):
-        raise InvalidArgumentError("stream", f"{streaming} cannot stream: use create(stream=True)")
-    if extra_body is not None:
-        if not isinstance(extra_body, Mapping):
-            raise InvalidArgumentError("extra_body", "expected a dict")
-        params = {**params, **extra_body}
-    body = plain_params(params)
-    check(body)
-    return body, calls.options(**options), calls.chain(body["model"], fallbacks)
+def check_query(query: object, argument: str) -> dict[str, str]:
+    """Query parameters as sent: each value a string (a dict or list as its JSON), "not
+    given" ones left out; raises naming ``argument`` when it is not a dict with str keys."""
+    if not isinstance(query, Mapping) or not all(isinstance(k, str) for k in query):
+        raise InvalidArgumentError(argument, "expected a dict of str to values")
+    return {
+        k: v if isinstance(v, str) else json.dumps(v) if isinstance(v, (dict, list)) else str(v)
+        for k, v in query.items()
+        if not is_not_given(v)
+    }
 
 
 def _plain(value: Any, where: str) -> Any:
@@ -173,16 +157,26 @@ class ChatCompletionParams(_ChatBody, total=False):
     response_format: Mapping[str, Any] | NotGiven
 
 
-class CallOptionParams(TypedDict, total=False):
-    """The options every call takes beside its body (see ``chat.completions.create``)."""
+class OptionParams(TypedDict, total=False):
+    """The options that shape how a call is sent, not what it sends."""
 
     timeout: TimeoutArg | NotGiven
     max_retries: int | None
     total_timeout: float | None
     extra_headers: Mapping[str, str] | None
     extra_query: Mapping[str, Any] | None
+
+
+class CallOptionParams(OptionParams, total=False):
+    """The options every call takes beside its body (see ``chat.completions.create``)."""
+
     extra_body: Mapping[str, Any] | None
     fallbacks: Sequence[str] | None
+
+
+# The keywords of create() that configure the call rather than go into the body: a job of
+# submit() or map(), one dict of create()'s keywords, is split by them.
+CALL_OPTION_NAMES = frozenset(CallOptionParams.__annotations__)
 
 
 class ChatCreateArgs(ChatCompletionParams, CallOptionParams, total=False):

@@ -92,18 +92,22 @@ class CallLog:
         fallback: tuple[str, str] | None = None,
         watch: CallWatch | None = None,
     ) -> None:
-        self.route = route
+        self.route: str = route
         # The model asked for, not the dated snapshot id the answer may name, so that one
         # model's successes and failures add up under one key.
-        self.model = model
-        self.start = start
+        self.model: str | None = model
+        self.start: float = start
         self.statuses: list[int | None] = []  # each attempt's status; None: no answer
         self.request_id: str | None = None
-        self.sink = sink  # also receives the record (the batch engine's per-job figures)
-        self.fallback = fallback  # (the model left, why) for a call made on a fallback
-        self.wire = 0.0  # seconds on the wire, attempts that ended
+        self.sink: Callable[[RequestRecord], None] | None = (
+            sink  # also receives the record (the batch engine's per-job figures)
+        )
+        self.fallback: tuple[str, str] | None = (
+            fallback  # (the model left, why) for a call made on a fallback
+        )
+        self.wire: float = 0.0  # seconds on the wire, attempts that ended
         self._wire_since: float | None = None  # the attempt on the wire now: when it was sent
-        self.watch = watch  # an observer's (None: nobody watches, the usual case)
+        self.watch: CallWatch | None = watch  # an observer's (None: nobody watches, the usual case)
 
     def on_wire(self, now: float) -> None:
         """An attempt is being sent."""

@@ -92,6 +92,52 @@ def test_a_batch_line_with_fallbacks(server, make_client) -> None:
     assert json.dumps(result.to_json())
 
 
+def test_embeddings_move_on_as_chat_does(server, make_client) -> None:
+    records: list[RequestRecord] = []
+    client = make_client(max_retries=0, on_request=records.append, fallbacks={"e1": ["e9"]})
+    server.fail(503, code="model_not_found", message="no available channel for model e1")
+    out = client.embeddings.create(model="e1", input="a b", fallbacks=["e2"])
+    assert out.data[0].embedding and models_sent(server) == ["e1", "e2"]
+    assert records[1].fallback_from == "e1" and "unavailable" in records[1].fallback_reason
+    assert all("fallbacks" not in r.body for r in server.received)
+    # The client's own entry naming the model, when the call names none; never for an error
+    # the request causes.
+    server.fail(404, code="model_not_found")
+    client.embeddings.create(model="e1", input="c")
+    server.fail(400, message="input too long")
+    with pytest.raises(comet_sync.BadRequestError):
+        client.embeddings.create(model="e1", input="d")
+    assert models_sent(server)[2:] == ["e1", "e9", "e1"]
+
+
+@pytest.mark.parametrize("default", [["gpt-4o-mini"], {"*": ["gpt-4o-mini"]}])
+def test_a_client_wide_fallback_never_moves_an_embedding(server, make_client, default) -> None:
+    """Vectors from another model are in another space: a default written for chat models
+    (a list, or "*") must not silently mix them into a user's index."""
+    client = make_client(max_retries=0, fallbacks=default)
+    server.fail(404, code="model_not_found")
+    with pytest.raises(comet_sync.NotFoundError):
+        client.embeddings.create(model="e1", input="a")
+    server.fail(404, code="model_not_found")
+    client.chat.completions.create(model="c1", messages=[{"role": "user", "content": "hi"}])
+    assert models_sent(server) == ["e1", "c1", "gpt-4o-mini"]
+
+
+def test_an_embeddings_batch_line_with_fallbacks(server, make_client) -> None:
+    from comet_sync._batch.engine import EMBEDDINGS_ROUTE
+
+    client = make_client(max_retries=0)
+    server.fail(503, code="model_not_found")
+    job = comet_sync.BatchJob(
+        custom_id="e",
+        body={"model": "e1", "input": "x", "fallbacks": ["e2"]},
+        route=EMBEDDINGS_ROUTE,
+    )
+    [result] = list(comet_sync.run_batch(client, [job]))
+    assert result.ok and result.response is not None and result.response["data"]
+    assert models_sent(server) == ["e1", "e2"] and result.attempts == 1
+
+
 def test_an_outage_our_throttle_saw_moves_to_the_fallback_but_a_spent_budget_does_not() -> None:
     from comet_sync import LimiterTimeoutError
     from comet_sync._call.fallback import fallback_reason

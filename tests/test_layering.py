@@ -53,11 +53,6 @@ KNOWN_UPWARD: dict[tuple[str, str], str] = {
     ("_metrics", "_rate"): "the snapshot carries the limiter's state (LimiterState, typing)",
     ("_observe", "_rate"): "an observer is handed the limiter to read its state (typing)",
     ("_call", "_resources"): "the raw-response head leaves through _resources.raw's sink",
-    ("_resources", "_client"): "resources reach the engine through _client.CallPath (one door, "
-    "not yet a module of its own), for typing",
-    ("_call", "_client"): "fallback.py runs the chain's calls through _client.CallPath (typing)",
-    ("_params", "_client"): "prepare_call asks the client (check_open, options) through "
-    "CallPath (typing)",
 }
 
 

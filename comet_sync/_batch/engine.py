@@ -36,10 +36,10 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from .. import _cancel
 from .._exceptions import APIError, APIStatusError, ClientClosedError, CometError
-from .._records import RequestRecord
 
 if TYPE_CHECKING:
     from .._client import CometClient
+    from .._resources.resource import Resource
 
 __all__ = [
     "CHAT_ROUTE",
@@ -140,7 +140,7 @@ class BatchRun(Iterator[BatchResult]):
         self._ordered = ordered
         self._window = window
         self._stop_event = stop
-        self._scope = client._calls.scope("the batch")
+        self._scope = client._door.runtime.scope("the batch")
         self._lock = threading.Lock()
         self._in_order: deque[_Slot] = deque()  # input order, while ordered
         self._completed: queue.SimpleQueue[_Slot | None] = queue.SimpleQueue()
@@ -310,7 +310,7 @@ class BatchRun(Iterator[BatchResult]):
             else:
                 model = job.body.get("model")
                 # Each model's jobs on its own executor: one model's pace holds up no other's.
-                future = self._client._calls.submit(
+                future = self._client._door.runtime.submit(
                     model if isinstance(model, str) else None,
                     _run_job,
                     self._client,
@@ -356,7 +356,7 @@ def run_batch(
     size = window if window is not None else max(DEFAULT_WINDOW, 4 * client.config.max_workers)
     if size < 1:
         raise ValueError("window must be >= 1")
-    client._calls.check_open()
+    client._door.check_open()
     return BatchRun(client, jobs, ordered=ordered, window=size, stop=stop, early=early)
 
 
@@ -400,34 +400,34 @@ def _run_job(client: CometClient, job: BatchJob, scope: _cancel.Scope) -> BatchR
             0,
             0.0,
         )
-    records: list[RequestRecord] = []
+    if job.route == EMBEDDINGS_ROUTE:
+        resource: Resource = client.embeddings
+    elif job.route == RESPONSES_ROUTE:
+        resource = client.responses
+    else:
+        resource = client.chat.completions
     try:
         with _cancel.entered(scope):
             scope.raise_if_stopped()
-            if job.route == EMBEDDINGS_ROUTE:
-                data = client.embeddings._create_raw(dict(job.body), sink=records.append)
-            elif job.route == RESPONSES_ROUTE:
-                data = client.responses._create_raw(dict(job.body), sink=records.append)
-            else:
-                data = client.chat.completions._create_raw(dict(job.body), sink=records.append)
+            answer, rec = resource._answer_line(job.body)
     except ClientClosedError as exc:
-        if scope.stopped.is_set():
+        answer, rec = exc, None
+    if isinstance(answer, CometError):
+        if isinstance(answer, ClientClosedError) and scope.stopped.is_set():
             return None  # our own stop: not a result
-        rec = records[-1] if records else None
         return _failed(
-            job, model, _error_json(exc), rec.attempts if rec else 0, rec.latency if rec else 0.0
+            job,
+            model,
+            _error_json(answer),
+            rec.attempts if rec else 0,
+            rec.latency if rec else 0.0,
         )
-    except CometError as exc:
-        rec = records[-1] if records else None
-        return _failed(
-            job, model, _error_json(exc), rec.attempts if rec else 0, rec.latency if rec else 0.0
-        )
-    rec = records[-1]
+    assert rec is not None  # an answer always comes with its record
     return BatchResult(
         custom_id=job.custom_id,
         metadata=job.metadata,
         line=job.line,
-        response=data,
+        response=answer,
         error=None,
         attempts=rec.attempts,
         latency=rec.latency,

@@ -1,4 +1,5 @@
-"""Model fallbacks: when a call may move on to the next model, and why. Pure functions.
+"""Model fallbacks: when a call may move on to the next model, and why. Pure functions (the
+door, ``door.py``, runs a call over its chain).
 
 A gateway to hundreds of models lets one job name several (``fallbacks=["m2", "m3"]``). A call
 moves to the next model only when the model itself is the problem and its retries are spent:
@@ -16,14 +17,12 @@ Nor for a spent quota, nor for our own limiter's budget running out, nor after a
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Callable, TypeVar, Union
+from typing import Union
 
 from .._exceptions import (
     APIConnectionError,
-    APIError,
     APIStatusError,
     APITimeoutError,
     InvalidArgumentError,
@@ -31,23 +30,13 @@ from .._exceptions import (
 )
 from .retry import is_quota_exhausted
 
-if TYPE_CHECKING:
-    from .._client import CallPath
-    from .._config import CallOptions
-    from .._records import RequestRecord
-
 __all__ = [
     "Fallbacks",
     "chain_of",
     "check_fallbacks",
-    "each_model",
     "fallback_reason",
     "fallbacks_for",
-    "json_over_chain",
 ]
-
-logger = logging.getLogger("comet_sync")
-T = TypeVar("T")
 
 Fallbacks = Union[Sequence[str], Mapping[str, Sequence[str]], None]
 
@@ -97,80 +86,24 @@ def check_fallbacks(value: object, argument: str = "fallbacks") -> list[str] | N
     return list(value)
 
 
-def fallbacks_for(default: Fallbacks, model: str) -> list[str] | None:
+def fallbacks_for(default: Fallbacks, model: str, *, named_only: bool = False) -> list[str] | None:
     """The client's default fallbacks for ``model``: a list for every model, or a dict by
-    model (``"*"`` for the others)."""
+    model (``"*"`` for the others). ``named_only``: only a dict entry naming ``model``."""
     if default is None:
         return None
     if isinstance(default, Mapping):
-        found = default.get(model, default.get("*"))
+        found = default.get(model) if named_only else default.get(model, default.get("*"))
         return list(found) if found is not None else None
-    return list(default)
+    return None if named_only else list(default)
 
 
-def chain_of(model: str, fallbacks: object, default: Fallbacks) -> list[str]:
+def chain_of(
+    model: str, fallbacks: object, default: Fallbacks, *, named_only: bool = False
+) -> list[str]:
     """The models a call tries, in order: its own, then its fallbacks (given, else the
-    client's default for it), each once."""
+    client's default for it), each once. ``named_only`` (embeddings): of the client's
+    default, only an entry naming the model counts."""
     more = check_fallbacks(fallbacks)
     if more is None:
-        more = fallbacks_for(default, model)
+        more = fallbacks_for(default, model, named_only=named_only)
     return [model, *[m for m in dict.fromkeys(more or ()) if m != model]]
-
-
-def each_model(
-    calls: CallPath,
-    chain: list[str],
-    payload: dict[str, Any],
-    options: CallOptions,
-    call: Callable[[dict[str, Any], CallOptions, tuple[str, str] | None], T],
-) -> T:
-    """``call`` on the first model of ``chain``, then on the next while the one before failed
-    in a way a fallback may heal; each within what is left of the call's budget. ``call``
-    gets the body, the options and (on a fallback) the model left and why."""
-    clock = calls.clock.monotonic
-    started = clock()
-    fallback: tuple[str, str] | None = None
-    for index, model in enumerate(chain):
-        body, opts = payload, options
-        if index:
-            body = {**payload, "model": model}
-            opts = _with_budget_left(options, clock() - started)
-        try:
-            return call(body, opts, fallback)
-        except APIError as exc:
-            reason = fallback_reason(exc) if index + 1 < len(chain) else None
-            budget = opts.retry.total_timeout
-            if reason is None or (budget is not None and budget <= clock() - started):
-                raise
-            logger.warning("model %s: %s; moving on to %s", model, reason, chain[index + 1])
-            fallback = (model, reason)
-    raise AssertionError("unreachable: a chain is never empty")
-
-
-def json_over_chain(
-    calls: CallPath,
-    route: str,
-    required: tuple[str, ...],
-    chain: list[str],
-    payload: dict[str, Any],
-    options: CallOptions,
-    sink: Callable[[RequestRecord], None] | None = None,
-) -> dict[str, Any]:
-    """A non-streamed POST over the model chain: the raw JSON of the first model that
-    answers (see :func:`each_model`)."""
-    return each_model(
-        calls,
-        chain,
-        payload,
-        options,
-        lambda body, opts, fb: calls.json(
-            "POST", route, body, options=opts, required=required, sink=sink, fallback=fb
-        ),
-    )
-
-
-def _with_budget_left(options: CallOptions, spent: float) -> CallOptions:
-    budget = options.retry.total_timeout
-    if budget is None:
-        return options
-    return options.with_retry(options.retry.replace(total_timeout=max(budget - spent, 1e-3)))

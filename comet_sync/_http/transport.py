@@ -361,7 +361,7 @@ class Transport:
             os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
         )
         self._hooks: dict[str, list[Any]] = {"response": []}
-        self.watchdog = Watchdog()
+        self.watchdog: Watchdog = Watchdog()
 
     def send(
         self,

@@ -5,16 +5,14 @@ from __future__ import annotations
 import contextvars
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, Any, Callable, Literal, TypeVar, overload
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar, overload
 
 from .. import _cancel
-from .._call.fallback import each_model, json_over_chain
 from .._call.streaming import Stream
-from .._config import CallOptions, TimeoutArg
+from .._config import TimeoutArg
 from .._exceptions import InvalidArgumentError
 from .._fanout import ordered_map
-from .._params import NOT_GIVEN, ChatCreateArgs, ChatParseArgs, NotGiven, prepare_call
-from .._records import RequestRecord
+from .._params import NOT_GIVEN, ChatCreateArgs, ChatParseArgs, NotGiven
 from .._types import ChatCompletion
 from .._validation import check_chat_params
 from .chat_raw import (
@@ -24,49 +22,41 @@ from .chat_raw import (
     CompletionsWithStreamingResponse,
 )
 from .function_tools import argument_parsers
+from .resource import Resource
 from .structured import ParsedChatCompletion, content_format, parse_completion
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-    from .._client import CallPath
+    from .._call.door import Door, Prepared
 
 __all__ = ["Chat", "Completions"]
 
-ROUTE = "/chat/completions"
 M = TypeVar("M")
 # Results wait in input order behind the oldest unfinished job, which may be in a backoff of
 # tens of seconds (five retries of 1, 2, 4, 8, 16 s windows): the window must be wide enough
 # for the workers to stay busy meanwhile. A result is a few KB, so 1,024 of them cost little;
 # with 64 a single unlucky job stalled every worker for seconds at a time.
 DEFAULT_MAP_WINDOW = 1024
-# Keyword arguments of create() that configure the call rather than go into the body.
-_OPTION_NAMES = (
-    "timeout",
-    "max_retries",
-    "total_timeout",
-    "extra_headers",
-    "extra_query",
-    "extra_body",
-    "fallbacks",
-)
 
 
-class Completions:
+class Completions(Resource):
     """Chat completions. Shared by every thread of the client, like the client itself."""
 
-    def __init__(self, calls: CallPath) -> None:
-        self._calls = calls
+    route: ClassVar[str] = "/chat/completions"
+    required: ClassVar[tuple[str, ...]] = ("choices",)
 
-    @property
-    def with_raw_response(self) -> CompletionsWithRawResponse:
+    @property  # typed by stream and response_format, unlike other resources'
+    def with_raw_response(self) -> CompletionsWithRawResponse:  # type: ignore[override]
         """``create`` and ``parse`` returning a ``RawResponse`` (``.status_code``,
         ``.headers``, ``.request_id``, ``.parse()``) as openai-python's
         ``with_raw_response`` does."""
         return CompletionsWithRawResponse(self)
 
     @property
-    def with_streaming_response(self) -> CompletionsWithStreamingResponse:
+    def with_streaming_response(  # type: ignore[override]
+        self,
+    ) -> CompletionsWithStreamingResponse:
         """``create`` and ``parse`` as context managers: ``with ... as response`` sends the
         call and gives its head (``.status_code``, ``.headers``), then ``response.parse()``
         the body or, with ``stream=True``, the stream to read inside the block (openai-python's
@@ -123,7 +113,7 @@ class Completions:
         """
         if stream:
             params["stream"] = True
-        payload, options, chain = self._prepare(
+        call = self._prepare(
             params,
             timeout=timeout,
             max_retries=max_retries,
@@ -134,15 +124,8 @@ class Completions:
             fallbacks=fallbacks,
         )
         if stream:
-            calls = self._calls
-            return each_model(
-                calls,
-                chain,
-                payload,
-                options,
-                lambda body, opts, fb: calls.stream(ROUTE, body, options=opts, fallback=fb),
-            )
-        return self._run(payload, options, chain)
+            return self._door.post_stream(call, Stream)
+        return self._run(call)
 
     @overload
     def parse(
@@ -198,11 +181,9 @@ class Completions:
         The arguments are checked now, in the calling thread, so a wrong one raises here
         rather than from the future.
         """
-        params = dict(kwargs)
-        overrides = {name: params.pop(name) for name in _OPTION_NAMES if name in params}
-        payload, options, chain = self._prepare(params, streaming="submit()", **overrides)
+        call = self._prepare_job(kwargs, "submit()")
         # The caller's context (a deadline block, say) goes with the call to the worker.
-        return self._calls.submit(_model_of(payload), self._run, payload, options, chain)
+        return self._door.runtime.submit(_model_of(call.body), self._run, call)
 
     @overload
     def map(
@@ -248,25 +229,25 @@ class Completions:
         >>> for completion in client.chat.completions.map(jobs):
         ...     print(completion.choices[0].message.content)
         """
-        calls = self._calls
-        calls.check_open()
-        size = window if window is not None else max(DEFAULT_MAP_WINDOW, 4 * calls.max_workers)
+        runtime = self._door.runtime
+        runtime.check_open()
+        size = window if window is not None else max(DEFAULT_MAP_WINDOW, 4 * runtime.max_workers)
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise InvalidArgumentError("window", f"expected an int >= 1, got {window!r}")
         context = contextvars.copy_context()
         # The map's own scope: stopping it stops its jobs, not the client's other calls.
-        scope = calls.scope("the map")
+        scope = runtime.scope("the map")
 
         def submit(job: Mapping[str, Any]) -> Future[ChatCompletion]:
             # Each job in a copy of the context map() was called in (a deadline block).
-            return context.run(calls.submit, _model_of(job), self._call_job, job, scope)
+            return context.run(runtime.submit, _model_of(job), self._call_job, job, scope)
 
         return ordered_map(
             submit,
             jobs,
             window=size,
             # Each model's executor runs max_workers jobs; more submitted would only queue.
-            ahead=calls.max_workers,
+            ahead=runtime.max_workers,
             key=_model_of,
             return_exceptions=return_exceptions,
             on_exit=scope.abandon,
@@ -277,36 +258,16 @@ class Completions:
             raise InvalidArgumentError("jobs", f"each job must be a dict, got {type(job).__name__}")
         with _cancel.entered(scope):
             scope.raise_if_stopped()
-            params = dict(job)
-            if not params.get("stream"):
-                params.pop("stream", None)
-            overrides = {name: params.pop(name) for name in _OPTION_NAMES if name in params}
-            payload, options, chain = self._prepare(params, streaming="a map job", **overrides)
-            return self._run(payload, options, chain)
+            if not job.get("stream"):
+                # stream=False, or None, is create()'s default: no reason to refuse the job.
+                job = {k: v for k, v in job.items() if k != "stream"}
+            return self._run(self._prepare_job(job, "a map job"))
 
-    def _create_raw(
-        self, params: dict[str, Any], *, sink: Callable[[RequestRecord], None]
-    ) -> dict[str, Any]:
-        """One non-streamed call from a request body: the answer's raw JSON; ``sink`` gets
-        the call's record (the batch engine reports attempts and latency from it)."""
-        fallbacks = params.pop("fallbacks", None)
-        payload, options, chain = self._prepare(
-            params, streaming="a batch job", fallbacks=fallbacks
-        )
-        return json_over_chain(self._calls, ROUTE, ("choices",), chain, payload, options, sink=sink)
+    def _run(self, call: Prepared) -> ChatCompletion:
+        return ChatCompletion(self._door.post_json(call, self.required))
 
-    def _run(
-        self, payload: dict[str, Any], options: CallOptions, chain: list[str]
-    ) -> ChatCompletion:
-        return ChatCompletion(
-            json_over_chain(self._calls, ROUTE, ("choices",), chain, payload, options)
-        )
-
-    def _prepare(
-        self, params: dict[str, Any], **options: Any
-    ) -> tuple[dict[str, Any], CallOptions, list[str]]:
-        """Check everything and build the body; nothing is sent if this raises."""
-        return prepare_call(self._calls, params, check_chat_params, **options)
+    def _check(self, body: Mapping[str, Any]) -> None:
+        check_chat_params(body)
 
 
 def _model_of(job: object) -> str | None:
@@ -319,8 +280,8 @@ class Chat:
 
     completions: Completions
 
-    def __init__(self, calls: CallPath) -> None:
-        self.completions = Completions(calls)
+    def __init__(self, door: Door) -> None:
+        self.completions = Completions(door)
 
     @property
     def with_raw_response(self) -> ChatWithRawResponse:

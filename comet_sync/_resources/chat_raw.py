@@ -5,7 +5,7 @@ checker knows that ``parse()`` of a streamed raw response is a :class:`Stream`."
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, overload
 
 from .._call.streaming import Stream
 from .._params import NOT_GIVEN, ChatCreateArgs, ChatParseArgs, NotGiven
@@ -22,8 +22,8 @@ from .structured import ParsedChatCompletion
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-    from .._client import CometClient
-    from .chat import Completions
+    from .chat import Chat, Completions
+    from .resource import Resource
 
 __all__ = [
     "ChatWithRawResponse",
@@ -35,6 +35,22 @@ __all__ = [
 ]
 
 M = TypeVar("M")
+
+
+class Resources(Protocol):
+    """A client's resources (a client's or a view's): what its raw views are made of."""
+
+    @property
+    def chat(self) -> Chat: ...
+
+    @property
+    def embeddings(self) -> Resource: ...
+
+    @property
+    def responses(self) -> Resource: ...
+
+    @property
+    def models(self) -> Resource: ...
 
 
 class CompletionsWithRawResponse:
@@ -140,7 +156,7 @@ class ClientWithRawResponse:
     """``client.with_raw_response``: ``.chat.completions``, ``.embeddings``, ``.responses``
     and ``.models``, their methods returning a :class:`RawResponse`."""
 
-    def __init__(self, client: CometClient) -> None:
+    def __init__(self, client: Resources) -> None:
         self.chat: ChatWithRawResponse = client.chat.with_raw_response
         self.embeddings: WithRawResponse = client.embeddings.with_raw_response
         self.responses: WithRawResponse = client.responses.with_raw_response
@@ -151,7 +167,7 @@ class ClientWithStreamingResponse:
     """``client.with_streaming_response``: the same resources, their methods returning a
     context manager that gives a :class:`RawResponse`."""
 
-    def __init__(self, client: CometClient) -> None:
+    def __init__(self, client: Resources) -> None:
         self.chat: ChatWithStreamingResponse = client.chat.with_streaming_response
         self.embeddings: WithStreamingResponse = client.embeddings.with_streaming_response
         self.responses: WithStreamingResponse = client.responses.with_streaming_response

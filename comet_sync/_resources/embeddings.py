@@ -2,41 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
 from .._config import TimeoutArg
 from .._exceptions import InvalidArgumentError
-from .._params import NOT_GIVEN, NotGiven, plain_params
-from .._records import RequestRecord
+from .._params import NOT_GIVEN, NotGiven
 from .._types import CreateEmbeddingResponse
-from .raw import WithRawResponse, WithStreamingResponse
-
-if TYPE_CHECKING:
-    from .._client import CallPath
+from .resource import Resource
 
 __all__ = ["Embeddings"]
 
-ROUTE = "/embeddings"
 
-
-class Embeddings:
+class Embeddings(Resource):
     """``client.embeddings``."""
 
-    def __init__(self, calls: CallPath) -> None:
-        self._calls = calls
-
-    @property
-    def with_raw_response(self) -> WithRawResponse:
-        """The same methods, returning a ``RawResponse`` (``.status_code``, ``.headers``,
-        ``.request_id``, ``.parse()``) as openai-python's ``with_raw_response`` does."""
-        return WithRawResponse(self)
-
-    @property
-    def with_streaming_response(self) -> WithStreamingResponse:
-        """The same methods as context managers giving a ``RawResponse`` (openai-python's
-        ``with_streaming_response``): the call is sent when the ``with`` block is entered."""
-        return WithStreamingResponse(self)
+    route: ClassVar[str] = "/embeddings"
+    required: ClassVar[tuple[str, ...]] = ("data",)
+    # An embedding from another model lives in another vector space: mixed into one index it
+    # matches nothing, silently. So a client-wide list or a "*" entry (written with chat
+    # models in mind) never moves an embedding; the call's own fallbacks, or an entry naming
+    # its model, do: the user chose those for it.
+    named_fallbacks_only: ClassVar[bool] = True
 
     def create(
         self,
@@ -49,48 +36,34 @@ class Embeddings:
         extra_headers: Mapping[str, str] | None = None,
         extra_query: Mapping[str, Any] | None = None,
         extra_body: Mapping[str, Any] | None = None,
+        fallbacks: Sequence[str] | None = None,
         **params: Any,
     ) -> CreateEmbeddingResponse:
-        """Embed a string or a list of them: ``.data[i].embedding``, ``.usage``.
+        """Embed a string or a list of them: ``.data[i].embedding``, ``.usage``. The options
+        are those of ``chat.completions.create``, ``fallbacks`` included.
 
         >>> client.embeddings.create(model="text-embedding-3-small", input="hello")
         """
-        payload = _embedding_payload(
-            {"model": model, "input": input, **params, **(extra_body or {})}
-        )
-        options = self._calls.options(
+        call = self._prepare(
+            {"model": model, "input": input, **params},
             timeout=timeout,
             max_retries=max_retries,
             total_timeout=total_timeout,
             extra_headers=extra_headers,
             extra_query=extra_query,
+            extra_body=extra_body,
+            fallbacks=fallbacks,
         )
-        return CreateEmbeddingResponse(
-            self._calls.json("POST", ROUTE, payload, options=options, required=("data",))
-        )
+        return CreateEmbeddingResponse(self._door.post_json(call, self.required))
 
-    def _create_raw(
-        self, params: dict[str, Any], *, sink: Callable[[RequestRecord], None]
-    ) -> dict[str, Any]:
-        """One call from a request body: the answer's raw JSON (for the batch engine)."""
-        payload = _embedding_payload(params)
-        options = self._calls.options()
-        return self._calls.json(
-            "POST", ROUTE, payload, options=options, required=("data",), sink=sink
-        )
-
-
-def _embedding_payload(params: dict[str, Any]) -> dict[str, Any]:
-    """The body, checked: nothing is sent if this raises."""
-    params = plain_params(params)
-    model, input = params.get("model"), params.get("input")
-    if not isinstance(model, str) or not model.strip():
-        raise InvalidArgumentError("model", f"expected a non-empty string, got {model!r}")
-    if isinstance(input, str):
-        if not input:
-            raise InvalidArgumentError("input", "must not be empty")
-    elif not isinstance(input, list) or not input:
-        raise InvalidArgumentError("input", "expected a string or a non-empty list")
-    elif not all(isinstance(item, (str, list)) for item in input):
-        raise InvalidArgumentError("input", "list items must be strings or token lists")
-    return params
+    def _check(self, body: Mapping[str, Any]) -> None:
+        model, input = body.get("model"), body.get("input")
+        if not isinstance(model, str) or not model.strip():
+            raise InvalidArgumentError("model", f"expected a non-empty string, got {model!r}")
+        if isinstance(input, str):
+            if not input:
+                raise InvalidArgumentError("input", "must not be empty")
+        elif not isinstance(input, list) or not input:
+            raise InvalidArgumentError("input", "expected a string or a non-empty list")
+        elif not all(isinstance(item, (str, list)) for item in input):
+            raise InvalidArgumentError("input", "list items must be strings or token lists")

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Hashable
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, ClassVar
 
 from cachetools import TTLCache
 
 from .._exceptions import InvalidArgumentError
 from .._types import Model
-from .raw import WithRawResponse, WithStreamingResponse
+from .resource import Resource
 
 if TYPE_CHECKING:
-    from .._client import CallPath
+    from .._call.door import Door
 
 __all__ = ["DEFAULT_MODELS_TTL", "ModelPage", "Models", "ModelsCache"]
 
@@ -59,35 +59,29 @@ class ModelsCache:
             self._entries[key] = models
 
 
-class Models:
-    """``client.models``: the model catalogue, cached per client and what it sends."""
+class Models(Resource):
+    """``client.models``: the model catalogue, cached per client and what it sends. Its
+    ``with_raw_response`` gives a list served from the cache with no head of its own: status
+    200, no headers."""
 
-    def __init__(self, calls: CallPath) -> None:
-        self._calls = calls
+    route: ClassVar[str] = "/models"
+    required: ClassVar[tuple[str, ...]] = ("data",)
 
-    @property
-    def with_raw_response(self) -> WithRawResponse:
-        """``list`` and ``retrieve`` returning a ``RawResponse`` (``.status_code``,
-        ``.headers``, ``.parse()``), as openai-python's. A list served from the cache has no
-        head of its own: status 200, no headers."""
-        return WithRawResponse(self)
-
-    @property
-    def with_streaming_response(self) -> WithStreamingResponse:
-        """``list`` and ``retrieve`` as context managers giving a ``RawResponse``."""
-        return WithStreamingResponse(self)
+    def __init__(self, door: Door, catalogues: Callable[[], ModelsCache]) -> None:
+        super().__init__(door)
+        # The client's cached catalogues, which its views share; asked for on each call, since
+        # a forked child builds its own.
+        self._catalogues = catalogues
 
     def list(self, *, refresh: bool = False) -> ModelPage:
         """Every model ``GET /models`` lists; from the cache unless ``refresh=True``. A list,
         which also has openai-python's ``.data``."""
-        cache, key = self._calls.models_cache, self._calls.sent_by_default()
+        cache, key = self._catalogues(), self._door.sent_by_default()
         if not refresh:
             cached = cache.get(key)
             if cached is not None:
                 return ModelPage(cached)
-        data = self._calls.json(
-            "GET", "/models", None, options=self._calls.options(), required=("data",)
-        )
+        data = self._door.get_json(self.route, self.required)
         items = data["data"] if isinstance(data["data"], list) else []
         models = [Model(item) for item in items if isinstance(item, dict) and "id" in item]
         cache.put(key, models)

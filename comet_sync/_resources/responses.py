@@ -6,45 +6,26 @@ as chat completions; only the body and the answer differ.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Callable, Literal, overload
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, overload
 
-from .._call.fallback import each_model, json_over_chain
 from .._call.streaming import ResponseStream
 from .._config import TimeoutArg
 from .._exceptions import InvalidArgumentError
-from .._params import NOT_GIVEN, NotGiven, ResponseCreateArgs, prepare_call
-from .._records import RequestRecord
+from .._params import NOT_GIVEN, NotGiven, ResponseCreateArgs
 from .._types import Response
-from .raw import WithRawResponse, WithStreamingResponse
+from .resource import Resource
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-    from .._client import CallPath
-    from .._config import CallOptions
-
-__all__ = ["ROUTE", "Responses"]
-
-ROUTE = "/responses"
+__all__ = ["Responses"]
 
 
-class Responses:
+class Responses(Resource):
     """``client.responses``. Shared by every thread of the client, like the client itself."""
 
-    def __init__(self, calls: CallPath) -> None:
-        self._calls = calls
-
-    @property
-    def with_raw_response(self) -> WithRawResponse:
-        """The same methods, returning a ``RawResponse`` (``.status_code``, ``.headers``,
-        ``.request_id``, ``.parse()``) as openai-python's ``with_raw_response`` does."""
-        return WithRawResponse(self)
-
-    @property
-    def with_streaming_response(self) -> WithStreamingResponse:
-        """The same methods as context managers giving a ``RawResponse`` (openai-python's
-        ``with_streaming_response``): the call is sent when the ``with`` block is entered."""
-        return WithStreamingResponse(self)
+    route: ClassVar[str] = "/responses"
+    required: ClassVar[tuple[str, ...]] = ("output",)
 
     @overload
     def create(
@@ -87,7 +68,7 @@ class Responses:
         """
         if stream:
             params["stream"] = True
-        payload, options, chain = self._prepare(
+        call = self._prepare(
             params,
             timeout=timeout,
             max_retries=max_retries,
@@ -97,34 +78,12 @@ class Responses:
             extra_body=extra_body,
             fallbacks=fallbacks,
         )
-        calls = self._calls
         if stream:
-            return each_model(
-                calls,
-                chain,
-                payload,
-                options,
-                lambda body, opts, fb: calls.stream(
-                    ROUTE, body, options=opts, fallback=fb, kind=ResponseStream
-                ),
-            )  # type: ignore[return-value]
-        return Response(json_over_chain(calls, ROUTE, ("output",), chain, payload, options))
+            return self._door.post_stream(call, ResponseStream)
+        return Response(self._door.post_json(call, self.required))
 
-    def _create_raw(
-        self, params: dict[str, Any], *, sink: Callable[[RequestRecord], None]
-    ) -> dict[str, Any]:
-        """One non-streamed call from a request body: the raw JSON (for the batch engine)."""
-        fallbacks = params.pop("fallbacks", None)
-        payload, options, chain = self._prepare(
-            params, streaming="a batch job", fallbacks=fallbacks
-        )
-        return json_over_chain(self._calls, ROUTE, ("output",), chain, payload, options, sink=sink)
-
-    def _prepare(
-        self, params: dict[str, Any], **options: Any
-    ) -> tuple[dict[str, Any], CallOptions, list[str]]:
-        """Check everything and build the body; nothing is sent if this raises."""
-        return prepare_call(self._calls, params, check_response_params, **options)
+    def _check(self, body: Mapping[str, Any]) -> None:
+        check_response_params(body)
 
 
 def check_response_params(params: Mapping[str, Any]) -> None:
