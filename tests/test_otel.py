@@ -513,6 +513,52 @@ def test_a_flask_request_span_is_the_parent_of_the_call_span(server, make_client
     assert f"{request.context.trace_id:032x}" in received.headers["traceparent"]
 
 
+def test_a_django_request_span_is_the_parent_of_the_call_span(otel) -> None:
+    """A Django view calling through the Django integration, served by a real threaded WSGI
+    server (the view runs on a server thread, not the test's), under OpenTelemetry's WSGI
+    middleware: the request span it opens is the parent of the call span, and the attempt's
+    traceparent carries that trace to the server."""
+    pytest.importorskip("django")
+    wsgi_otel = pytest.importorskip("opentelemetry.instrumentation.wsgi")
+    requests = pytest.importorskip("requests")
+    import os
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.djangoproj.settings")
+    import django
+    from django.conf import settings
+    from django.core.handlers.wsgi import WSGIHandler
+
+    from comet_sync.contrib.django import reset_client
+
+    from .test_web import serve
+
+    django.setup()
+    app = wsgi_otel.OpenTelemetryMiddleware(WSGIHandler(), tracer_provider=otel.tracer_provider)
+    with FakeCometServer() as fake:
+        previous = settings.COMETAPI_BASE_URL
+        settings.COMETAPI_BASE_URL = fake.base_url
+        reset_client()
+        try:
+            with serve(app) as url:
+                r = requests.get(url + "/ask?q=traced", timeout=30)
+        finally:
+            reset_client()
+            settings.COMETAPI_BASE_URL = previous
+        assert r.status_code == 200 and r.json() == {"answer": "echo: traced"}
+        (received,) = fake.received
+    (request,) = [s for s in otel.spans() if s.kind == trace.SpanKind.SERVER]
+    assert request.name.startswith("GET")  # (the WSGI middleware's span, whichever conventions)
+    (call,) = otel.calls()
+    assert call.name == "chat gpt-4o-mini"
+    assert call.parent is not None and call.parent.span_id == request.context.span_id
+    assert call.context.trace_id == request.context.trace_id
+    (attempt,) = otel.attempts(call)
+    assert received.headers["traceparent"].split("-")[1:3] == [
+        f"{request.context.trace_id:032x}",
+        f"{attempt.context.span_id:016x}",
+    ]
+
+
 def test_map_jobs_are_children_of_the_callers_span(server, make_client, otel) -> None:
     client = make_client()
     tracer = otel.tracer_provider.get_tracer("test")
