@@ -330,6 +330,67 @@ def test_tool_calls_with_content_capture(server, make_client, capture) -> None:
 # -- streams ---------------------------------------------------------------------------------
 
 
+def test_cached_and_reasoning_tokens_are_on_the_call_span(server, make_client, otel) -> None:
+    client = make_client()
+    server.respond_next(TOOL_ANSWER)  # (usage with prompt and completion token details)
+    client.chat.completions.create(model="gpt-4o-mini", messages=user("weather?"))
+    plain = {
+        "id": "chatcmpl-plain",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "gpt-4o-mini",
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}
+        ],
+        "usage": {
+            "prompt_tokens": 3,
+            "completion_tokens": 1,
+            "total_tokens": 4,
+            "prompt_tokens_details": {"cached_tokens": 0},
+            "completion_tokens_details": {"reasoning_tokens": 0},
+        },
+    }
+    server.respond_next(plain)  # (zeros: neither, as the conventions advise "non-zero")
+    client.chat.completions.create(model="gpt-4o-mini", messages=user("hi"))
+    detailed, bare = (gen_ai(c) for c in otel.calls())
+    assert detailed["gen_ai.usage.input_tokens"] == 12
+    assert detailed["gen_ai.usage.cache_read.input_tokens"] == 4
+    assert detailed["gen_ai.usage.output_tokens"] == 7
+    assert detailed["gen_ai.usage.reasoning.output_tokens"] == 3
+    assert "gen_ai.usage.cache_read.input_tokens" not in bare
+    assert "gen_ai.usage.reasoning.output_tokens" not in bare
+    # The Responses API names them input_tokens_details / output_tokens_details.
+    server.respond_next(
+        {
+            "id": "resp-details",
+            "object": "response",
+            "created_at": 1,
+            "model": "gpt-5",
+            "status": "completed",
+            "output": [
+                {
+                    "type": "message",
+                    "id": "msg-1",
+                    "status": "completed",
+                    "role": "assistant",
+                    "content": [{"type": "output_text", "text": "ok", "annotations": []}],
+                }
+            ],
+            "usage": {
+                "input_tokens": 20,
+                "input_tokens_details": {"cached_tokens": 16},
+                "output_tokens": 9,
+                "output_tokens_details": {"reasoning_tokens": 8},
+                "total_tokens": 29,
+            },
+        }
+    )
+    client.responses.create(model="gpt-5", input="think")
+    responses = gen_ai(otel.calls()[-1])
+    assert responses["gen_ai.usage.cache_read.input_tokens"] == 16
+    assert responses["gen_ai.usage.reasoning.output_tokens"] == 8
+
+
 def test_a_stream_span_ends_when_the_stream_ends(server, make_client, otel, fake_time) -> None:
     stream = make_client().chat.completions.create(
         model="gpt-4o-mini",
@@ -740,7 +801,13 @@ TOOL_ANSWER = {
             "finish_reason": "tool_calls",
         }
     ],
-    "usage": {"prompt_tokens": 12, "completion_tokens": 7, "total_tokens": 19},
+    "usage": {
+        "prompt_tokens": 12,
+        "completion_tokens": 7,
+        "total_tokens": 19,
+        "prompt_tokens_details": {"cached_tokens": 4, "audio_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 3, "audio_tokens": 0},
+    },
 }
 
 # The same user calls, each made through openai-python and through comet_sync: (name, the
@@ -810,6 +877,12 @@ ALLOWED = {
         # The last chunk with a choice says "stop"; the anchor's stream wrapper does not
         # carry finish reasons to the span in this version.
         "gen_ai.response.finish_reasons": "the anchor drops them on streams",
+    },
+    "tools": {
+        # Both named by the conventions; the anchor's 2.4b0 reads the usage details of the
+        # Responses API only, and sets no reasoning count at all.
+        "gen_ai.usage.cache_read.input_tokens": "the anchor reads no chat usage details",
+        "gen_ai.usage.reasoning.output_tokens": "the anchor sets no reasoning count",
     },
 }
 

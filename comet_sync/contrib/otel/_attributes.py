@@ -21,6 +21,8 @@ __all__ = [
     "request_attributes",
     "response_attributes",
     "server_of",
+    "usage_attributes",
+    "usage_detail_attributes",
 ]
 
 # What an attribute may hold (OpenTelemetry's AttributeValue, without importing it).
@@ -160,7 +162,9 @@ def response_attributes(op: Operation, answer: Mapping[str, Any]) -> Attributes:
         tier = answer.get("service_tier")
         if isinstance(tier, str):
             attrs["openai.response.service_tier"] = tier
-    attrs.update(usage_attributes(answer.get("usage")))
+    usage = answer.get("usage")
+    attrs.update(usage_attributes(usage))
+    attrs.update(usage_detail_attributes(usage))
     return attrs
 
 
@@ -177,6 +181,41 @@ def usage_attributes(usage: Any) -> dict[str, int]:
             value = usage.get(key)
             if isinstance(value, int) and not isinstance(value, bool):
                 found[name] = value
+                break
+    return found
+
+
+# Parts of the input and output counts the conventions name: (where either API puts them, the
+# field, the attribute). Both are parts of gen_ai.usage.input_tokens / output_tokens, as the
+# conventions define them, and set as they advise: "when available and non-zero" (OpenAI's chat
+# answers carry both details on every call, zeros for a model that neither caches nor reasons).
+_DETAILS = (
+    (
+        ("prompt_tokens_details", "input_tokens_details"),
+        "cached_tokens",
+        "gen_ai.usage.cache_read.input_tokens",
+    ),
+    (
+        ("completion_tokens_details", "output_tokens_details"),
+        "reasoning_tokens",
+        "gen_ai.usage.reasoning.output_tokens",
+    ),
+)
+
+
+def usage_detail_attributes(usage: Any) -> dict[str, int]:
+    """The cached input and reasoning output counts, from either API's usage details, when
+    not zero."""
+    if not isinstance(usage, Mapping):
+        return {}
+    found: dict[str, int] = {}
+    for keys, field, name in _DETAILS:
+        for key in keys:
+            details = usage.get(key)
+            if isinstance(details, Mapping):
+                value = details.get(field)
+                if isinstance(value, int) and not isinstance(value, bool) and value:
+                    found[name] = value
                 break
     return found
 
