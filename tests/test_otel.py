@@ -267,6 +267,59 @@ def test_a_failed_call_has_error_type_on_span_and_duration(server, make_client, 
     assert "gen_ai.client.token.usage" not in metrics  # no answer, no tokens
 
 
+def test_calls_of_one_model_share_nothing_they_should_not(server, make_client, otel) -> None:
+    """What calls of one model to one server have in common is built once and shared: each
+    call still has only its own parameters, and an error's attribute stays on its own
+    measurement."""
+    client = make_client(max_retries=0)
+    client.chat.completions.create(model="gpt-4o-mini", messages=user("a"), temperature=0.5)
+    client.chat.completions.create(model="gpt-4o-mini", messages=user("b"), seed=3)
+    server.fail(400, message="bad")
+    with pytest.raises(Exception):  # noqa: B017 (comet_sync's BadRequestError)
+        client.chat.completions.create(model="gpt-4o-mini", messages=user("c"))
+    client.chat.completions.create(model="gpt-4o-mini", messages=user("d"))
+    # An answer naming no model, like the failure's (no answer): measured apart from it.
+    server.respond_next(
+        {
+            "id": "chatcmpl-anonymous",
+            "object": "chat.completion",
+            "created": 1,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": "hi"},
+                    "finish_reason": "stop",
+                }
+            ],
+        }
+    )
+    client.chat.completions.create(model="gpt-4o-mini", messages=user("e"))
+    calls = otel.calls()
+    first, second, _, last, _ = (gen_ai(c) for c in calls)
+    assert first["gen_ai.request.temperature"] == 0.5 and "gen_ai.request.seed" not in first
+    assert second["gen_ai.request.seed"] == 3 and "gen_ai.request.temperature" not in second
+    assert "gen_ai.request.seed" not in last
+    assert "error.type" in calls[2].attributes
+    assert "error.type" not in calls[3].attributes
+    data = otel.reader.get_metrics_data()
+    assert data is not None
+    counts = {
+        tuple((point.attributes or {}).get(k) for k in ("gen_ai.response.model", "error.type")): (
+            point.count
+        )
+        for resource in data.resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+        if metric.name == "gen_ai.client.operation.duration"
+        for point in metric.data.data_points
+    }
+    assert counts == {
+        ("gpt-4o-mini", None): 3,
+        (None, "comet_sync.BadRequestError"): 1,
+        (None, None): 1,
+    }
+
+
 def test_tool_calls_with_content_capture(server, make_client, capture) -> None:
     call_body = {
         "id": "chatcmpl-tools",
