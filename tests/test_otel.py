@@ -267,6 +267,59 @@ def test_a_failed_call_has_error_type_on_span_and_duration(server, make_client, 
     assert "gen_ai.client.token.usage" not in metrics  # no answer, no tokens
 
 
+def test_calls_of_one_model_share_nothing_they_should_not(server, make_client, otel) -> None:
+    """What calls of one model to one server have in common is built once and shared: each
+    call still has only its own parameters, and an error's attribute stays on its own
+    measurement."""
+    client = make_client(max_retries=0)
+    client.chat.completions.create(model="gpt-4o-mini", messages=user("a"), temperature=0.5)
+    client.chat.completions.create(model="gpt-4o-mini", messages=user("b"), seed=3)
+    server.fail(400, message="bad")
+    with pytest.raises(Exception):  # noqa: B017 (comet_sync's BadRequestError)
+        client.chat.completions.create(model="gpt-4o-mini", messages=user("c"))
+    client.chat.completions.create(model="gpt-4o-mini", messages=user("d"))
+    # An answer naming no model, like the failure's (no answer): measured apart from it.
+    server.respond_next(
+        {
+            "id": "chatcmpl-anonymous",
+            "object": "chat.completion",
+            "created": 1,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": "hi"},
+                    "finish_reason": "stop",
+                }
+            ],
+        }
+    )
+    client.chat.completions.create(model="gpt-4o-mini", messages=user("e"))
+    calls = otel.calls()
+    first, second, _, last, _ = (gen_ai(c) for c in calls)
+    assert first["gen_ai.request.temperature"] == 0.5 and "gen_ai.request.seed" not in first
+    assert second["gen_ai.request.seed"] == 3 and "gen_ai.request.temperature" not in second
+    assert "gen_ai.request.seed" not in last
+    assert "error.type" in calls[2].attributes
+    assert "error.type" not in calls[3].attributes
+    data = otel.reader.get_metrics_data()
+    assert data is not None
+    counts = {
+        tuple((point.attributes or {}).get(k) for k in ("gen_ai.response.model", "error.type")): (
+            point.count
+        )
+        for resource in data.resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+        if metric.name == "gen_ai.client.operation.duration"
+        for point in metric.data.data_points
+    }
+    assert counts == {
+        ("gpt-4o-mini", None): 3,
+        (None, "comet_sync.BadRequestError"): 1,
+        (None, None): 1,
+    }
+
+
 def test_tool_calls_with_content_capture(server, make_client, capture) -> None:
     call_body = {
         "id": "chatcmpl-tools",
@@ -328,6 +381,67 @@ def test_tool_calls_with_content_capture(server, make_client, capture) -> None:
 
 
 # -- streams ---------------------------------------------------------------------------------
+
+
+def test_cached_and_reasoning_tokens_are_on_the_call_span(server, make_client, otel) -> None:
+    client = make_client()
+    server.respond_next(TOOL_ANSWER)  # (usage with prompt and completion token details)
+    client.chat.completions.create(model="gpt-4o-mini", messages=user("weather?"))
+    plain = {
+        "id": "chatcmpl-plain",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "gpt-4o-mini",
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}
+        ],
+        "usage": {
+            "prompt_tokens": 3,
+            "completion_tokens": 1,
+            "total_tokens": 4,
+            "prompt_tokens_details": {"cached_tokens": 0},
+            "completion_tokens_details": {"reasoning_tokens": 0},
+        },
+    }
+    server.respond_next(plain)  # (zeros: neither, as the conventions advise "non-zero")
+    client.chat.completions.create(model="gpt-4o-mini", messages=user("hi"))
+    detailed, bare = (gen_ai(c) for c in otel.calls())
+    assert detailed["gen_ai.usage.input_tokens"] == 12
+    assert detailed["gen_ai.usage.cache_read.input_tokens"] == 4
+    assert detailed["gen_ai.usage.output_tokens"] == 7
+    assert detailed["gen_ai.usage.reasoning.output_tokens"] == 3
+    assert "gen_ai.usage.cache_read.input_tokens" not in bare
+    assert "gen_ai.usage.reasoning.output_tokens" not in bare
+    # The Responses API names them input_tokens_details / output_tokens_details.
+    server.respond_next(
+        {
+            "id": "resp-details",
+            "object": "response",
+            "created_at": 1,
+            "model": "gpt-5",
+            "status": "completed",
+            "output": [
+                {
+                    "type": "message",
+                    "id": "msg-1",
+                    "status": "completed",
+                    "role": "assistant",
+                    "content": [{"type": "output_text", "text": "ok", "annotations": []}],
+                }
+            ],
+            "usage": {
+                "input_tokens": 20,
+                "input_tokens_details": {"cached_tokens": 16},
+                "output_tokens": 9,
+                "output_tokens_details": {"reasoning_tokens": 8},
+                "total_tokens": 29,
+            },
+        }
+    )
+    client.responses.create(model="gpt-5", input="think")
+    responses = gen_ai(otel.calls()[-1])
+    assert responses["gen_ai.usage.cache_read.input_tokens"] == 16
+    assert responses["gen_ai.usage.reasoning.output_tokens"] == 8
 
 
 def test_a_stream_span_ends_when_the_stream_ends(server, make_client, otel, fake_time) -> None:
@@ -513,6 +627,52 @@ def test_a_flask_request_span_is_the_parent_of_the_call_span(server, make_client
     assert f"{request.context.trace_id:032x}" in received.headers["traceparent"]
 
 
+def test_a_django_request_span_is_the_parent_of_the_call_span(otel) -> None:
+    """A Django view calling through the Django integration, served by a real threaded WSGI
+    server (the view runs on a server thread, not the test's), under OpenTelemetry's WSGI
+    middleware: the request span it opens is the parent of the call span, and the attempt's
+    traceparent carries that trace to the server."""
+    pytest.importorskip("django")
+    wsgi_otel = pytest.importorskip("opentelemetry.instrumentation.wsgi")
+    requests = pytest.importorskip("requests")
+    import os
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.djangoproj.settings")
+    import django
+    from django.conf import settings
+    from django.core.handlers.wsgi import WSGIHandler
+
+    from comet_sync.contrib.django import reset_client
+
+    from .test_web import serve
+
+    django.setup()
+    app = wsgi_otel.OpenTelemetryMiddleware(WSGIHandler(), tracer_provider=otel.tracer_provider)
+    with FakeCometServer() as fake:
+        previous = settings.COMETAPI_BASE_URL
+        settings.COMETAPI_BASE_URL = fake.base_url
+        reset_client()
+        try:
+            with serve(app) as url:
+                r = requests.get(url + "/ask?q=traced", timeout=30)
+        finally:
+            reset_client()
+            settings.COMETAPI_BASE_URL = previous
+        assert r.status_code == 200 and r.json() == {"answer": "echo: traced"}
+        (received,) = fake.received
+    (request,) = [s for s in otel.spans() if s.kind == trace.SpanKind.SERVER]
+    assert request.name.startswith("GET")  # (the WSGI middleware's span, whichever conventions)
+    (call,) = otel.calls()
+    assert call.name == "chat gpt-4o-mini"
+    assert call.parent is not None and call.parent.span_id == request.context.span_id
+    assert call.context.trace_id == request.context.trace_id
+    (attempt,) = otel.attempts(call)
+    assert received.headers["traceparent"].split("-")[1:3] == [
+        f"{request.context.trace_id:032x}",
+        f"{attempt.context.span_id:016x}",
+    ]
+
+
 def test_map_jobs_are_children_of_the_callers_span(server, make_client, otel) -> None:
     client = make_client()
     tracer = otel.tracer_provider.get_tracer("test")
@@ -694,7 +854,13 @@ TOOL_ANSWER = {
             "finish_reason": "tool_calls",
         }
     ],
-    "usage": {"prompt_tokens": 12, "completion_tokens": 7, "total_tokens": 19},
+    "usage": {
+        "prompt_tokens": 12,
+        "completion_tokens": 7,
+        "total_tokens": 19,
+        "prompt_tokens_details": {"cached_tokens": 4, "audio_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 3, "audio_tokens": 0},
+    },
 }
 
 # The same user calls, each made through openai-python and through comet_sync: (name, the
@@ -764,6 +930,12 @@ ALLOWED = {
         # The last chunk with a choice says "stop"; the anchor's stream wrapper does not
         # carry finish reasons to the span in this version.
         "gen_ai.response.finish_reasons": "the anchor drops them on streams",
+    },
+    "tools": {
+        # Both named by the conventions; the anchor's 2.4b0 reads the usage details of the
+        # Responses API only, and sets no reasoning count at all.
+        "gen_ai.usage.cache_read.input_tokens": "the anchor reads no chat usage details",
+        "gen_ai.usage.reasoning.output_tokens": "the anchor sets no reasoning count",
     },
 }
 

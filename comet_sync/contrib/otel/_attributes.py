@@ -17,10 +17,13 @@ from typing import Any, Union
 __all__ = [
     "Attributes",
     "Operation",
+    "call_attributes",
     "operation_of",
-    "request_attributes",
+    "request_parameters",
     "response_attributes",
     "server_of",
+    "usage_attributes",
+    "usage_detail_attributes",
 ]
 
 # What an attribute may hold (OpenTelemetry's AttributeValue, without importing it).
@@ -78,14 +81,40 @@ def _output_type(kind: Any) -> str | None:
     return "json" if kind in ("json_object", "json_schema") else kind
 
 
-def request_attributes(op: Operation, payload: Mapping[str, Any], stream: bool) -> Attributes:
-    """The attributes a call has from its start: what was asked."""
+def call_attributes(op: Operation, model: str | None) -> Attributes:
+    """The attributes every call of ``op`` on ``model`` starts with (the same for each: built
+    once per model, see ``_watch.Shape``)."""
     attrs: Attributes = {"gen_ai.operation.name": op.name}
-    model = payload.get("model")
-    if isinstance(model, str) and model:
+    if model:
         attrs["gen_ai.request.model"] = model
     if op.api_type is not None:
         attrs["openai.api.type"] = op.api_type
+    return attrs
+
+
+# A JSON object: ``dict`` first, which isinstance answers at once (the payloads and answers are
+# dicts), then any Mapping (an ABC check, slower).
+_MAPPING = (dict, Mapping)
+
+# The chat and Responses parameters the conventions name, numeric: the request's key, the
+# attribute.
+_NUMERIC = {
+    "temperature": "gen_ai.request.temperature",
+    "top_p": "gen_ai.request.top_p",
+    "presence_penalty": "gen_ai.request.presence_penalty",
+    "frequency_penalty": "gen_ai.request.frequency_penalty",
+    "seed": "gen_ai.request.seed",
+}
+# The most tokens the answer may have, whichever API's name the request used (the first found).
+_MAX_TOKENS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
+
+
+def request_parameters(
+    attrs: Attributes, op: Operation, payload: Mapping[str, Any], stream: bool
+) -> None:
+    """Adds to ``attrs`` what the request asks beyond its model (the conventions' request
+    parameters). One pass over the payload's keys (a chat request has a handful), not a
+    lookup per parameter the conventions name."""
     if op.name == "embeddings":
         fmt = payload.get("encoding_format")
         if isinstance(fmt, str):
@@ -93,40 +122,39 @@ def request_attributes(op: Operation, payload: Mapping[str, Any], stream: bool) 
         dims = _number(payload.get("dimensions"))
         if isinstance(dims, int):
             attrs["gen_ai.embeddings.dimension.count"] = dims
-        return attrs
+        return
     if stream:
         attrs["gen_ai.request.stream"] = True
-    for key, name in (
-        ("temperature", "gen_ai.request.temperature"),
-        ("top_p", "gen_ai.request.top_p"),
-        ("presence_penalty", "gen_ai.request.presence_penalty"),
-        ("frequency_penalty", "gen_ai.request.frequency_penalty"),
-        ("seed", "gen_ai.request.seed"),
-    ):
-        value = _number(payload.get(key))
-        if value is not None:
-            attrs[name] = value
-    # The most tokens the answer may have, whichever API's name the request used.
-    for key in ("max_tokens", "max_completion_tokens", "max_output_tokens"):
-        value = _number(payload.get(key))
-        if isinstance(value, int):
-            attrs["gen_ai.request.max_tokens"] = value
-            break
-    stop = payload.get("stop")
-    if isinstance(stop, str):
-        attrs["gen_ai.request.stop_sequences"] = [stop]
-    elif isinstance(stop, list) and all(isinstance(s, str) for s in stop):
-        attrs["gen_ai.request.stop_sequences"] = list(stop)
-    n = payload.get("n")
-    if isinstance(n, int) and not isinstance(n, bool) and n != 1:
-        attrs["gen_ai.request.choice.count"] = n
-    output = _output_type(_format_type(payload))
-    if output is not None:
-        attrs["gen_ai.output.type"] = output
-    tier = payload.get("service_tier")
-    if isinstance(tier, str):
-        attrs["openai.request.service_tier"] = tier
-    return attrs
+    limit = False
+    for key, value in payload.items():
+        name = _NUMERIC.get(key)
+        if name is not None:
+            number = _number(value)
+            if number is not None:
+                attrs[name] = number
+        elif key in _MAX_TOKENS:
+            limit = True
+        elif key == "stop":
+            if isinstance(value, str):
+                attrs["gen_ai.request.stop_sequences"] = [value]
+            elif isinstance(value, list) and all(isinstance(s, str) for s in value):
+                attrs["gen_ai.request.stop_sequences"] = list(value)
+        elif key == "n":
+            if isinstance(value, int) and not isinstance(value, bool) and value != 1:
+                attrs["gen_ai.request.choice.count"] = value
+        elif key == "service_tier":
+            if isinstance(value, str):
+                attrs["openai.request.service_tier"] = value
+        elif key == "response_format" or key == "text":
+            output = _output_type(_format_type(payload))
+            if output is not None:
+                attrs["gen_ai.output.type"] = output
+    if limit:
+        for key in _MAX_TOKENS:
+            value = _number(payload.get(key))
+            if isinstance(value, int):
+                attrs["gen_ai.request.max_tokens"] = value
+                break
 
 
 def _format_type(payload: Mapping[str, Any]) -> Any:
@@ -135,14 +163,16 @@ def _format_type(payload: Mapping[str, Any]) -> Any:
     fmt = payload.get("response_format")
     if fmt is None:
         text = payload.get("text")
-        fmt = text.get("format") if isinstance(text, Mapping) else None
-    if isinstance(fmt, Mapping):
+        fmt = text.get("format") if isinstance(text, _MAPPING) else None
+    if isinstance(fmt, _MAPPING):
         return fmt.get("type")
     return fmt
 
 
 def response_attributes(op: Operation, answer: Mapping[str, Any]) -> Attributes:
-    """The attributes an answer gives its call: who answered, why it stopped, what it cost."""
+    """The attributes an answer gives its call: who answered, why it stopped (what it cost is
+    :func:`usage_attributes` and :func:`usage_detail_attributes`, which the metrics read
+    too)."""
     attrs: Attributes = {}
     model = answer.get("model")
     if isinstance(model, str) and model:
@@ -160,13 +190,12 @@ def response_attributes(op: Operation, answer: Mapping[str, Any]) -> Attributes:
         tier = answer.get("service_tier")
         if isinstance(tier, str):
             attrs["openai.response.service_tier"] = tier
-    attrs.update(usage_attributes(answer.get("usage")))
     return attrs
 
 
 def usage_attributes(usage: Any) -> dict[str, int]:
     """``gen_ai.usage.*`` from either API's usage object."""
-    if not isinstance(usage, Mapping):
+    if not isinstance(usage, _MAPPING):
         return {}
     found: dict[str, int] = {}
     for keys, name in (
@@ -181,6 +210,41 @@ def usage_attributes(usage: Any) -> dict[str, int]:
     return found
 
 
+# Parts of the input and output counts the conventions name: (where either API puts them, the
+# field, the attribute). Both are parts of gen_ai.usage.input_tokens / output_tokens, as the
+# conventions define them, and set as they advise: "when available and non-zero" (OpenAI's chat
+# answers carry both details on every call, zeros for a model that neither caches nor reasons).
+_DETAILS = (
+    (
+        ("prompt_tokens_details", "input_tokens_details"),
+        "cached_tokens",
+        "gen_ai.usage.cache_read.input_tokens",
+    ),
+    (
+        ("completion_tokens_details", "output_tokens_details"),
+        "reasoning_tokens",
+        "gen_ai.usage.reasoning.output_tokens",
+    ),
+)
+
+
+def usage_detail_attributes(usage: Any) -> dict[str, int]:
+    """The cached input and reasoning output counts, from either API's usage details, when
+    not zero."""
+    if not isinstance(usage, _MAPPING):
+        return {}
+    found: dict[str, int] = {}
+    for keys, field, name in _DETAILS:
+        for key in keys:
+            details = usage.get(key)
+            if isinstance(details, _MAPPING):
+                value = details.get(field)
+                if isinstance(value, int) and not isinstance(value, bool) and value:
+                    found[name] = value
+                break
+    return found
+
+
 def _chat_reasons(answer: Mapping[str, Any]) -> list[str]:
     choices = answer.get("choices")
     if not isinstance(choices, list):
@@ -189,7 +253,7 @@ def _chat_reasons(answer: Mapping[str, Any]) -> list[str]:
     return [
         str(choice.get("finish_reason") or "error")
         for choice in choices
-        if isinstance(choice, Mapping)
+        if isinstance(choice, _MAPPING)
     ]
 
 
@@ -202,11 +266,11 @@ def _response_reasons(answer: Mapping[str, Any]) -> list[str]:
     if status == "completed":
         output = answer.get("output")
         calls = isinstance(output, list) and any(
-            isinstance(item, Mapping) and item.get("type") == "function_call" for item in output
+            isinstance(item, _MAPPING) and item.get("type") == "function_call" for item in output
         )
         return ["tool_calls" if calls else "stop"]
     if status == "incomplete":
         details = answer.get("incomplete_details")
-        reason = details.get("reason") if isinstance(details, Mapping) else None
+        reason = details.get("reason") if isinstance(details, _MAPPING) else None
         return [_INCOMPLETE.get(str(reason), str(reason or "incomplete"))]
     return [str(status)] if isinstance(status, str) else []

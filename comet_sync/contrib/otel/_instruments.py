@@ -111,12 +111,19 @@ class Paces:
         # limiter) is read outside it.
         self._lock = threading.Lock()
         self._limiters: weakref.WeakSet[LimiterProtocol] = weakref.WeakSet()
+        # The limiter watched last: a process's calls are mostly one client's, and comparing
+        # with it costs less than asking the set (which makes a weak reference to ask).
+        self._last: weakref.ref[LimiterProtocol] | None = None
 
     def watch(self, limiter: LimiterProtocol) -> None:
-        if limiter in self._limiters:  # (the usual case: read without the lock, then sure)
+        last = self._last
+        if last is not None and last() is limiter:
             return
-        with self._lock, contextlib.suppress(TypeError):  # (a limiter with no weak refs)
-            self._limiters.add(limiter)
+        if limiter not in self._limiters:  # (read without the lock, then sure)
+            with self._lock, contextlib.suppress(TypeError):  # (a limiter with no weak refs)
+                self._limiters.add(limiter)
+        with contextlib.suppress(TypeError):
+            self._last = weakref.ref(limiter)
 
     def observe(self, options: Any) -> Iterator[Any]:
         with self._lock:

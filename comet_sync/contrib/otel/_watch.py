@@ -25,11 +25,13 @@ from .._errors import require
 from ._attributes import (
     Attributes,
     Operation,
+    call_attributes,
     operation_of,
-    request_attributes,
+    request_parameters,
     response_attributes,
     server_of,
     usage_attributes,
+    usage_detail_attributes,
 )
 from ._content import input_messages, output_messages
 from ._instruments import Instruments
@@ -41,7 +43,7 @@ if TYPE_CHECKING:
 _trace = require("opentelemetry.trace", "otel")
 _propagate = require("opentelemetry.propagate", "otel")
 
-__all__ = ["CallSpan", "OtelObserver"]
+__all__ = ["CallSpan", "OtelObserver", "Shape"]
 
 logger = logging.getLogger("comet_sync")
 
@@ -55,6 +57,62 @@ _ERROR = _trace.StatusCode.ERROR
 HELD = 0.001
 
 
+# Shapes an observer keeps (one per route, model and base URL a process calls: a handful), and
+# response models a shape keeps the measurement attributes of. Past these, built per call.
+SHAPES = 256
+ANSWERING_MODELS = 16
+
+
+class Shape:
+    """What every call of one operation on one model to one server has in common: its span's
+    name and first attributes, its attempts', its measurements'. Built on the first such call
+    and shared by the next (read only: OpenTelemetry copies the attributes it is given)."""
+
+    __slots__ = ("_measures", "attempt", "base", "flight", "model", "name", "op", "start", "url")
+
+    def __init__(self, op: Operation, model: str | None, base_url: str, provider: str) -> None:
+        self.op = op
+        self.url = base_url + op.route
+        address, port = server_of(base_url)
+        server: Attributes = {}
+        if address:
+            server["server.address"] = address
+        if port is not None:
+            server["server.port"] = port
+        self.start = call_attributes(op, model)  # the call span's, before its parameters
+        self.start["gen_ai.provider.name"] = provider
+        self.start.update(server)
+        self.model: Attributes = {"gen_ai.request.model": model} if model else {}
+        # What every measurement of these calls carries (the conventions' attribute set).
+        self.base: Attributes = {
+            "gen_ai.operation.name": op.name,
+            "gen_ai.provider.name": provider,
+            **self.model,
+            **server,
+        }
+        self.flight = tuple(self.base.items())  # (its key among the calls in flight)
+        self.name = f"{op.name} {model}" if model else op.name
+        self.attempt: Attributes = {"http.request.method": "POST", "url.full": self.url, **server}
+        self._measures: dict[str | None, tuple[Attributes, Attributes, Attributes]] = {}
+
+    def measures(self, answered_by: str | None) -> tuple[Attributes, Attributes, Attributes]:
+        """The attributes of a call's duration, input tokens and output tokens, when the model
+        ``answered_by`` answered it."""
+        found = self._measures.get(answered_by)
+        if found is None:
+            metric = dict(self.base)
+            if answered_by:
+                metric["gen_ai.response.model"] = answered_by
+            found = (
+                metric,
+                {**metric, "gen_ai.token.type": "input"},
+                {**metric, "gen_ai.token.type": "output"},
+            )
+            if len(self._measures) < ANSWERING_MODELS:
+                self._measures[answered_by] = found
+        return found
+
+
 class OtelObserver:
     """Gives each GenAI call (chat, responses, embeddings) a :class:`CallSpan`; the model list
     and other routes are left alone."""
@@ -66,6 +124,9 @@ class OtelObserver:
         self.instruments = instruments
         self.provider = provider  # gen_ai.provider.name
         self.capture = capture  # message content on the spans
+        # Read and added to by every calling thread without a lock: a dict's get and set are
+        # atomic, and two threads building the same shape at once build equal ones.
+        self._shapes: dict[tuple[str, str | None, str], Shape] = {}
 
     def batch_run(self, source: str) -> AbstractContextManager[object]:
         """The run's root span, current while the run's results are read."""
@@ -81,11 +142,20 @@ class OtelObserver:
         limiter: LimiterProtocol,
         secret: str,
     ) -> CallSpan | None:
-        op = operation_of(route)
-        if op is None:
-            return None
+        model = payload.get("model")
+        if not isinstance(model, str) or not model:
+            model = None
+        key = (route, model, base_url)
+        shape = self._shapes.get(key)
+        if shape is None:
+            op = operation_of(route)
+            if op is None:
+                return None
+            shape = Shape(op, model, base_url, self.provider)
+            if len(self._shapes) < SHAPES:
+                self._shapes[key] = shape
         self.instruments.paces.watch(limiter)
-        return CallSpan(self, op, payload, base_url, stream, secret)
+        return CallSpan(self, shape, payload, stream, secret)
 
 
 def error_type(error: BaseException) -> str:
@@ -113,51 +183,27 @@ class CallSpan:
         "_attempt_end",
         "_attempt_status",
         "_attempts",
-        "_base",
         "_done",
-        "_flight",
-        "_model",
         "_observer",
-        "_op",
         "_queued",
         "_retries",
-        "_server",
+        "_shape",
         "_span",
         "_started",
-        "_url",
     )
 
     def __init__(
         self,
         observer: OtelObserver,
-        op: Operation,
+        shape: Shape,
         payload: Mapping[str, Any],
-        base_url: str,
         stream: bool,
         secret: str,
     ) -> None:
         self._observer = observer
-        self._op = op
-        self._url = base_url + op.route
-        attrs = request_attributes(op, payload, stream)
-        attrs["gen_ai.provider.name"] = observer.provider
-        address, port = server_of(base_url)
-        server: Attributes = {}
-        if address:
-            server["server.address"] = address
-        if port is not None:
-            server["server.port"] = port
-        self._server = server
-        attrs.update(server)
-        model = attrs.get("gen_ai.request.model")
-        self._model: Attributes = {"gen_ai.request.model": model} if model else {}
-        # What every measurement of this call carries (the conventions' attribute set).
-        self._base: Attributes = {
-            "gen_ai.operation.name": op.name,
-            "gen_ai.provider.name": observer.provider,
-            **self._model,
-            **server,
-        }
+        self._shape = shape
+        attrs = dict(shape.start)
+        request_parameters(attrs, shape.op, payload, stream)
         if observer.capture:
             messages = input_messages(payload)
             if messages is not None:
@@ -165,9 +211,7 @@ class CallSpan:
                 # scrubbed here, as answers are where they arrive.
                 messages = scrub(messages, secret)
                 attrs["gen_ai.input.messages"] = messages
-        self._flight = tuple(self._base.items())  # (its key among the calls in flight)
-        name = f"{op.name} {model}" if model else op.name
-        self._span = observer.tracer.start_span(name, kind=_CLIENT, attributes=attrs)
+        self._span = observer.tracer.start_span(shape.name, kind=_CLIENT, attributes=attrs)
         self._started = time.monotonic()  # for a call that ends without a record
         self._attempt: Any = None  # the attempt's span, until it is ended
         self._attempt_status: int | None = None
@@ -176,14 +220,14 @@ class CallSpan:
         self._queued = 0.0
         self._retries = 0
         self._done = False
-        observer.instruments.in_flight.add(self._flight, 1)
+        observer.instruments.in_flight.add(shape.flight, 1)
 
     # -- attempts ----------------------------------------------------------------------------
 
     def sending(self, headers: dict[str, str], resend_count: int, queued: float) -> None:
-        self._end_attempt(None)
-        attrs: Attributes = {"http.request.method": "POST", "url.full": self._url}
-        attrs.update(self._server)
+        if self._attempt is not None:
+            self._end_attempt(None)
+        attrs = dict(self._shape.attempt)
         if resend_count:  # the conventions set it on resends only
             attrs["http.request.resend_count"] = resend_count
         attrs["comet_sync.queue.wait"] = queued
@@ -207,7 +251,7 @@ class CallSpan:
         self._attempts += 1
         if queued >= HELD:  # (most attempts are sent at once: no measurement to aggregate)
             self._queued += queued
-            observer.instruments.queue_wait.record(queued, self._model)
+            observer.instruments.queue_wait.record(queued, self._shape.model)
 
     def off_wire(self, status: int | None) -> None:
         if self._attempt is None:
@@ -218,7 +262,7 @@ class CallSpan:
         if status is not None:
             self._attempt.set_attribute("http.response.status_code", status)
             if status == 429:
-                self._observer.instruments.throttled.add(1, self._model)
+                self._observer.instruments.throttled.add(1, self._shape.model)
 
     def _end_attempt(self, error: BaseException | None) -> None:
         span = self._attempt
@@ -249,7 +293,7 @@ class CallSpan:
             event["comet_sync.retry.retry_after"] = float(retry_after)
         self._span.add_event("comet_sync.retry", event)
         self._observer.instruments.retries.add(
-            1, {**self._model, "comet_sync.retry.reason": reason}
+            1, {**self._shape.model, "comet_sync.retry.reason": reason}
         )
 
     # -- the end -----------------------------------------------------------------------------
@@ -271,55 +315,62 @@ class CallSpan:
         span = self._span
         recording = span.is_recording()  # (sampled out: the measurements only)
         attrs: Attributes = {}
-        if answer is not None and recording:
-            attrs.update(response_attributes(self._op, answer))
-            if observer.capture and error is None:
-                reasons = attrs.get("gen_ai.response.finish_reasons")
-                messages = output_messages(answer, reasons if isinstance(reasons, list) else [])
-                if messages is not None:
-                    attrs["gen_ai.output.messages"] = messages
-        duration = time.monotonic() - self._started
+        usage: dict[str, int] = {}
+        answered_by = None
+        if answer is not None:
+            raw = answer.get("usage")
+            usage = usage_attributes(raw)  # (the span's, and the token histogram's)
+            model = answer.get("model")
+            if isinstance(model, str) and model:
+                answered_by = model
+            if recording:
+                attrs = response_attributes(self._shape.op, answer)
+                attrs.update(usage)
+                attrs.update(usage_detail_attributes(raw))
+                if observer.capture and error is None:
+                    reasons = attrs.get("gen_ai.response.finish_reasons")
+                    messages = output_messages(answer, reasons if isinstance(reasons, list) else [])
+                    if messages is not None:
+                        attrs["gen_ai.output.messages"] = messages
         if record is not None:
             duration = record.latency
             if recording:
-                attrs.update(self._facts(record))
-        metric = dict(self._base)
-        model = answer.get("model") if answer is not None else None
-        if isinstance(model, str) and model:
-            metric["gen_ai.response.model"] = model
+                self._facts(record, attrs)
+        else:
+            duration = time.monotonic() - self._started
+        metric, input_tokens, output_tokens = self._shape.measures(answered_by)
         if error is not None:
             kind = error_type(error)
             attrs["error.type"] = kind
-            metric["error.type"] = kind
+            metric = {**metric, "error.type": kind}
             span.set_status(_ERROR, f"{type(error).__name__}: {error}")
-        span.set_attributes(attrs)
+        if attrs:
+            span.set_attributes(attrs)
         span.end()
         instruments = observer.instruments
-        instruments.in_flight.add(self._flight, -1)
+        instruments.in_flight.add(self._shape.flight, -1)
         instruments.duration.record(duration, metric)
-        if error is None and answer is not None:
-            usage = usage_attributes(answer.get("usage"))
-            for key, kind in (
-                ("gen_ai.usage.input_tokens", "input"),
-                ("gen_ai.usage.output_tokens", "output"),
-            ):
-                if key in usage:
-                    instruments.tokens.record(usage[key], {**metric, "gen_ai.token.type": kind})
+        if error is None and usage:
+            count = usage.get("gen_ai.usage.input_tokens")
+            if count is not None:
+                instruments.tokens.record(count, input_tokens)
+            count = usage.get("gen_ai.usage.output_tokens")
+            if count is not None:
+                instruments.tokens.record(count, output_tokens)
 
-    def _facts(self, record: RequestRecord) -> Attributes:
-        """What only we know: attempts, retries, time queued in our limiter, a fallback, the
-        server's request id, time to the first chunk."""
-        facts: Attributes = {"comet_sync.attempts": record.attempts}
+    def _facts(self, record: RequestRecord, attrs: Attributes) -> None:
+        """Adds to ``attrs`` what only we know: attempts, retries, time queued in our limiter,
+        a fallback, the server's request id, time to the first chunk."""
+        attrs["comet_sync.attempts"] = record.attempts
         if self._retries:
-            facts["comet_sync.retries"] = self._retries
+            attrs["comet_sync.retries"] = self._retries
         if self._queued:
-            facts["comet_sync.queue.wait"] = self._queued
+            attrs["comet_sync.queue.wait"] = self._queued
         if record.first_chunk_latency is not None:
-            facts["gen_ai.response.time_to_first_chunk"] = record.first_chunk_latency
+            attrs["gen_ai.response.time_to_first_chunk"] = record.first_chunk_latency
         if record.fallback_from is not None:
-            facts["comet_sync.fallback.from"] = record.fallback_from
+            attrs["comet_sync.fallback.from"] = record.fallback_from
         if record.fallback_reason is not None:
-            facts["comet_sync.fallback.reason"] = record.fallback_reason
+            attrs["comet_sync.fallback.reason"] = record.fallback_reason
         if record.request_id is not None:
-            facts["comet_sync.request_id"] = record.request_id
-        return facts
+            attrs["comet_sync.request_id"] = record.request_id
