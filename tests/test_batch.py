@@ -109,6 +109,7 @@ def test_interrupt_then_resume_ends_with_every_id_once(server, tmp_path) -> None
     assert len(finished) == len(first)
 
     server.reset_stats()
+    server.configure(latency=0)  # the latency kept the first run going until the Ctrl-C
     again = cli(server, "batch", str(src), "-o", str(out), "--resume", "--no-progress")
     assert again.returncode == 0, again.stderr
     lines = read_output(out)
@@ -388,6 +389,7 @@ def test_resume_alone_reuses_the_runs_options(server, tmp_path) -> None:
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=30)
     assert "--model gpt-4o-mini" in stderr and "--output-format openai" in stderr
+    server.configure(latency=0)  # the latency kept the first run going until the Ctrl-C
     again = cli(server, "batch", "-o", str(out), "--resume", "--no-progress")
     assert again.returncode == 0, again.stderr
     lines = read_output(out)
