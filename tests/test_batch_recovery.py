@@ -76,14 +76,14 @@ def test_sigkill_behind_a_slow_head_repays_only_what_was_in_flight(
 def test_early_results_reach_the_writer_before_a_slow_head(server, client) -> None:
     from comet_sync import run_batch
 
-    server.delay_next(2.0)  # the head
+    server.delay_next(1.0)  # the head: the 19 behind it take milliseconds
     jobs = [{"custom_id": str(i), "model": "m", "messages": user(str(i))} for i in range(20)]
     early: list[str | None] = []
     ordered = [
         r.custom_id for r in run_batch(client, jobs, early=lambda r: early.append(r.custom_id))
     ]
     assert ordered == [str(i) for i in range(20)]  # still yielded in input order
-    (slow,) = [r for r in server.received if r.ended - r.started >= 1.5]
+    (slow,) = [r for r in server.received if r.ended - r.started >= 0.75]
     head = int(slow.body["messages"][0]["content"])
     assert str(head) not in early
     assert {str(i) for i in range(head + 1, 20)} <= set(early)  # all behind it, early
@@ -102,6 +102,7 @@ def test_a_second_run_on_a_busy_output_is_refused(server, tmp_path) -> None:
     second = cli(server, "batch", str(src), "-o", str(out), "--resume", "--no-progress")
     assert second.returncode == 2
     assert "another comet-sync batch" in second.stderr and str(first.pid) in second.stderr
+    server.configure(latency=0)  # the latency kept the first run busy until the refusal
     _, stderr = first.communicate(timeout=60)
     assert first.returncode == 0, stderr
     ids = [line["custom_id"] for line in read_output(out)]
