@@ -546,3 +546,38 @@ def test_a_file_size_limit_stops_the_run_cleanly_and_the_resume_finishes(server,
     assert again.returncode == 0, again.stderr
     ids = [line["custom_id"] for line in read_output(out)]
     assert sorted(ids) == sorted(f"id-{i}" for i in range(300))
+
+
+def test_a_journal_compacted_during_a_run_keeps_every_result_in_order(
+    server, tmp_path, monkeypatch
+) -> None:
+    """The journal is rewritten while a real ordered run goes on (faults retried ahead of
+    finished lines, so it never empties): the output still ends whole and in input order, and
+    the journal is gone. Only a run past COMPACT_AT (4096) journal lines compacts by itself, so
+    the threshold is lowered here rather than sending thousands of lines."""
+    from comet_sync._batch import journal as journal_module
+
+    monkeypatch.setattr(journal_module, "COMPACT_AT", 50)
+    src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    compactions: list[int] = []
+    real = journal_module.Journal._compact
+
+    def checked(self: journal_module.Journal) -> None:
+        real(self)
+        # What a crash now would leave: every result held for its turn, in the journal.
+        on_disk = {line for line, _, _ in journal_module.journal_records(str(out))}
+        assert on_disk == set(self._held), (sorted(self._held), sorted(on_disk))
+        compactions.append(len(on_disk))
+
+    monkeypatch.setattr(journal_module.Journal, "_compact", checked)
+    server.configure(error_every=7)  # retried faults: some line is nearly always pending
+    write_input(src, 400)
+    monkeypatch.setenv("COMETAPI_KEY", KEY)
+    monkeypatch.setenv("COMETAPI_BASE_URL", server.base_url)
+    code = _cli.main(["batch", str(src), "-o", str(out), "--concurrency", "8", "--no-progress"])
+    assert code == 0
+    assert compactions, compactions  # the journal was rewritten during the run
+    lines = read_output(out)
+    assert [line["custom_id"] for line in lines] == [f"id-{i}" for i in range(400)]
+    assert all("response" in line for line in lines)
+    assert not (tmp_path / "out.jsonl.journal").exists()
