@@ -54,17 +54,21 @@ def read_output(path: pathlib.Path) -> list[dict]:
 
 
 @pytest.mark.slow
-def test_ten_thousand_lines_through_429s_and_5xx(server, tmp_path) -> None:
-    server.configure(error_every=97, rps=4000, burst=40)
+def test_four_thousand_lines_through_429s_and_5xx(server, tmp_path) -> None:
+    # Four reordering windows (1024 each), in order through a fault every 39 requests: about a
+    # hundred, as 10,000 lines with one every 97 had, at 40% of the time. (The journal's
+    # compaction, which only that many lines reached by itself, has its own run in
+    # test_batch_recovery.)
+    server.configure(error_every=39, rps=4000, burst=40)
     src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
-    write_input(src, 10_000)
+    write_input(src, 4_000)
     result = cli(server, "batch", str(src), "-o", str(out), "--concurrency", "16", timeout=300)
     assert result.returncode in (0, 1), result.stderr
     lines = read_output(out)
-    assert len(lines) == 10_000
-    assert [line["custom_id"] for line in lines] == [f"id-{i}" for i in range(10_000)]  # order
+    assert len(lines) == 4_000
+    assert [line["custom_id"] for line in lines] == [f"id-{i}" for i in range(4_000)]  # order
     ok = [line for line in lines if "response" in line]
-    assert len(ok) >= 9_900  # injected faults are retried; a few may meet the retry budget
+    assert len(ok) >= 3_960  # injected faults are retried; a few may meet the retry budget
     assert lines[5]["metadata"] == {"n": 5}
     assert ok[0]["response"]["object"] == "chat.completion"
     assert all(line["attempts"] >= 1 for line in ok)
