@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import pathlib
 import subprocess
@@ -34,25 +35,31 @@ def run(args: list[str], timeout: float = 120) -> subprocess.CompletedProcess[st
     )
 
 
+@functools.cache
+def run_example(path: pathlib.Path) -> subprocess.CompletedProcess[str]:
+    """Each example is run once: the tests that read its output share the one run."""
+    return run([str(path)])
+
+
 def test_there_are_examples() -> None:
     assert len(EXAMPLES) >= 3
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
 def test_example_runs(path: pathlib.Path) -> None:
-    result = run([str(path)])
+    result = run_example(path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip()
     assert "Traceback" not in result.stderr
 
 
 def test_threaded_batch_loses_nothing() -> None:
-    result = run([str(ROOT / "examples" / "threaded_batch.py")])
+    result = run_example(ROOT / "examples" / "threaded_batch.py")
     assert "60 answered, 0 failed, 0 lost" in result.stdout
 
 
 def test_metrics_hook_prints_one_line_per_call() -> None:
-    result = run([str(ROOT / "examples" / "metrics_hook.py")])
+    result = run_example(ROOT / "examples" / "metrics_hook.py")
     lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
     assert len(lines) == 10
 

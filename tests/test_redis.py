@@ -72,7 +72,7 @@ class RedisProcess:
                     if c.recv(16).startswith(b"+PONG"):
                         return
             except OSError:
-                time.sleep(0.05)
+                time.sleep(0.005)  # it listens within milliseconds
         raise RuntimeError("redis-server did not start")
 
     @property

@@ -23,7 +23,10 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.djangoproj.settings")
 def serve(wsgi_app) -> Iterator[str]:
     """A real threaded WSGI server (werkzeug's) on loopback."""
     server = make_server("127.0.0.1", 0, wsgi_app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # A short poll: with werkzeug's default (0.5 s) each shutdown waited up to half a second.
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
+    )
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_port}"
