@@ -145,10 +145,10 @@ class RateFinder:
     length, are the server's rate — whatever kind of window, bucket or cap it keeps, and
     without any header. A run shorter than ``min_span`` is too short to measure: the very first
     429 halves what was sent (unless it carries a ``Retry-After`` and nothing sent before it
-    was accepted: that says nothing of a rate), and later ones wait for the run to grow. A lone 429 after a
-    quiet second is a probe that crept past the limit: the pace goes back to ``margin`` of the
-    pace refused. Each 429 is judged once per round trip, and only for a request paced after
-    the last change (an older one was spaced by a pace already answered).
+    was accepted: that says nothing of a rate), and later ones wait for the run to grow. A
+    lone 429 after a quiet second is a probe that crept past the limit: the pace goes back to
+    ``margin`` of the pace refused. Each 429 is judged once per round trip, and only for a
+    request paced after the last change (an older one was spaced by a pace already answered).
 
     While pacing holds callers back and nothing is refused, the rate grows: quickly
     (``recover`` of itself per second) up to ``margin`` of the last rate found, then, after a
