@@ -294,7 +294,7 @@ def test_a_short_retry_after_delays_only_its_own_request() -> None:
     before = ft.now
     lim.acquire("m").release(200)  # another caller is not paused
     assert ft.now == before
-    assert lim.state().cooling_down_for == 0.0
+    assert lim.state().held_for == 0.0
 
 
 def test_a_long_retry_after_delays_only_its_own_request_too() -> None:
@@ -616,7 +616,7 @@ def test_a_poisoned_retry_after_does_not_shut_the_client(server, make_client, fa
     server.fail(429, headers={"retry-after-ms": "inf"})
     client.chat.completions.create(model="m", messages=user("ms"))
     assert max(fake_time.sleeps) <= 10.0
-    assert client.metrics.snapshot().limiter.cooling_down_for == 0.0
+    assert client.metrics.snapshot().limiter.held_for == 0.0
 
 
 def test_a_callers_retries_are_honoured_one_call_at_a_time(server, make_client) -> None:
@@ -646,6 +646,27 @@ def test_state_per_model_in_the_snapshot(server, make_client) -> None:
     model = state.models["m"]
     assert model.rate == pytest.approx(2.0) and model.rate_source == "configured"
     assert model.retry_tokens == 500.0  # the quota starts full; a first success keeps it so
+
+
+def test_the_limiter_state_speaks_the_model_states_names_and_keeps_the_old_ones_a_release(
+    server, make_client
+) -> None:
+    """held_for, holds and deferred, as ModelState says; the old names still read the same
+    values, with a DeprecationWarning naming the new one."""
+    client = make_client()
+    server.fail(503)  # a deferral needs many failures; one retry is enough to read the names
+    client.chat.completions.create(model="m", messages=user("a"))
+    state = client.metrics.snapshot().limiter
+    assert state is not None and state.models is not None
+    assert state.held_for == max(m.held_for for m in state.models.values())
+    assert state.deferred == sum(m.deferred for m in state.models.values())
+    for old, new in (
+        ("cooling_down_for", "held_for"),
+        ("cooldowns", "holds"),
+        ("retries_refused", "deferred"),
+    ):
+        with pytest.warns(DeprecationWarning, match=f"LimiterState.{new}"):
+            assert getattr(state, old) == getattr(state, new)
 
 
 # -- what the rate headers' numbers show (pure, exact times) -----------------------------------

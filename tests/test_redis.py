@@ -156,7 +156,7 @@ def test_a_429_cuts_the_shared_limit_and_a_long_retry_after_pauses_everyone(
     for p in burst:  # one burst of 429s: one cut
         p.release(429, throttled=True, word=ServerWord(1e9, None, None, None))
     assert a.limit == 6
-    assert 0 < b.state().cooling_down_for <= 1.0
+    assert 0 < b.state().held_for <= 1.0
     started = time.monotonic()
     permit = b.acquire()  # another "process" waits out the pause, clamped to 1 s
     assert 0.9 <= time.monotonic() - started < 3.0
@@ -175,7 +175,7 @@ def test_a_short_retry_after_pauses_nobody_else(redis_server) -> None:
     started = time.monotonic()
     b.acquire().release(200)
     assert time.monotonic() - started < 0.5
-    assert b.state().cooling_down_for == 0.0
+    assert b.state().held_for == 0.0
 
 
 def worker(url: str, ns: str, base_url: str, jobs: int, queue) -> None:
@@ -475,7 +475,7 @@ def test_an_infinite_max_wait_honours_a_pause_for_as_long_as_it_lasts(redis_serv
     lim.acquire().release(429, throttled=True, word=ServerWord(5.0, None, None, None))
     with pytest.raises(LimiterTimeoutError, match="shared pause"):
         lim.acquire(timeout=1)
-    assert 4 < lim.state().cooling_down_for <= 5
+    assert 4 < lim.state().held_for <= 5
 
 
 def test_bad_arguments_raise_our_error(redis_server) -> None:

@@ -39,6 +39,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
+import warnings
 from collections import OrderedDict, deque
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -123,12 +124,37 @@ class LimiterState:
     learned_rate: float | None
     rpm: float | None
     tpm: float | None
-    cooling_down_for: float
-    cooldowns: int
+    held_for: float  # the longest hold on the server's word left on any model, 0 when none
+    holds: int  # holds begun
     cuts: int
     retry_tokens: float | None
-    retries_refused: int  # sends deferred by the throttle or the retry quota
+    deferred: int  # sends deferred by the throttle or the retry quota
     models: Mapping[str, ModelState] | None = None
+
+    # The names these had before they were aligned with ModelState's (issue 22): kept one
+    # release, with a DeprecationWarning, so a dashboard reading them keeps working meanwhile.
+    @property
+    def cooling_down_for(self) -> float:
+        _renamed("cooling_down_for", "held_for")
+        return self.held_for
+
+    @property
+    def cooldowns(self) -> int:
+        _renamed("cooldowns", "holds")
+        return self.holds
+
+    @property
+    def retries_refused(self) -> int:
+        _renamed("retries_refused", "deferred")
+        return self.deferred
+
+
+def _renamed(old: str, new: str) -> None:
+    warnings.warn(
+        f"LimiterState.{old} is deprecated: read LimiterState.{new} (the name ModelState uses)",
+        DeprecationWarning,
+        stacklevel=3,
+    )
 
 
 class PermitProtocol(Protocol):
@@ -805,14 +831,14 @@ class Limiter:
             else None,
             rpm=self._control.rpm if isinstance(self._control.rpm, (int, float)) else None,
             tpm=self._control.tpm if isinstance(self._control.tpm, (int, float)) else None,
-            cooling_down_for=max((m.held_for for m in models.values()), default=0.0),
-            cooldowns=sum(lane.holds for lane in self._lanes.values()),
+            held_for=max((m.held_for for m in models.values()), default=0.0),
+            holds=sum(lane.holds for lane in self._lanes.values()),
             cuts=sum(m.cuts for m in models.values()),
             retry_tokens=min(
                 (m.retry_tokens for m in models.values() if m.retry_tokens is not None),
                 default=None,
             ),
-            retries_refused=sum(m.deferred for m in models.values()),
+            deferred=sum(m.deferred for m in models.values()),
             models=models,
         )
 

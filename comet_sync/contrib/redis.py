@@ -292,11 +292,11 @@ class RedisLimiter:
             learned_rate=local.learned_rate,
             rpm=self.rpm,
             tpm=None,
-            cooling_down_for=max(cooling, local.cooling_down_for),
-            cooldowns=local.cooldowns,
+            held_for=max(cooling, local.held_for),
+            holds=local.holds,
             cuts=local.cuts,
             retry_tokens=local.retry_tokens,
-            retries_refused=local.retries_refused,
+            deferred=local.deferred,
             models=local.models,
         )
 
