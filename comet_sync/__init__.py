@@ -48,7 +48,7 @@ from ._messages import (
 )
 from ._metrics import Metrics, RouteStats, Snapshot, format_table
 from ._params import NOT_GIVEN, NotGiven
-from ._rate.limiter import LimiterProtocol, LimiterState, ModelState
+from ._rate.protocol import LimiterProtocol, LimiterState, ModelState
 from ._records import RequestRecord
 from ._resources.function_tools import pydantic_function_tool
 from ._resources.models import ModelPage

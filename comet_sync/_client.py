@@ -49,7 +49,8 @@ from ._http.transport import Transport
 from ._keyed import KeyedRuntimes
 from ._metrics import Metrics
 from ._params import NOT_GIVEN, NotGiven, check_query, is_not_given
-from ._rate.limiter import Limiter, LimiterProtocol
+from ._rate.limiter import Limiter
+from ._rate.protocol import LimiterProtocol
 from ._records import Recorder, RequestRecord
 from ._resources.beta import Beta
 from ._resources.chat import Chat

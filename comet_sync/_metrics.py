@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:
-    from ._rate.limiter import LimiterState
+    from ._rate.protocol import LimiterState
     from ._records import RequestRecord
 
 __all__ = ["Metrics", "RouteStats", "Snapshot", "format_table"]

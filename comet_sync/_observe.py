@@ -16,7 +16,7 @@ from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from ._rate.limiter import LimiterProtocol
+    from ._rate.protocol import LimiterProtocol
     from ._records import RequestRecord
 
 __all__ = ["OBSERVER", "CallWatch", "Observer", "set_observer"]

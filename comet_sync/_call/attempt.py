@@ -33,7 +33,7 @@ from .._http.error_map import (
 from .._http.headers import ServerWord, parse_server_word
 from .._http.sse import EventTooLargeError, iter_events
 from .._http.transport import Exchange, Transport
-from .._rate.limiter import LimiterProtocol, PermitProtocol
+from .._rate.protocol import LimiterProtocol, PermitProtocol
 from .._records import CallLog
 from .._resources.raw import raw_sink
 from .request import Request

@@ -14,7 +14,7 @@ from .._config import CallOptions
 from .._exceptions import NO_REQUEST, APIError, APITimeoutError
 from .._http.transport import Transport
 from .._observe import CallWatch
-from .._rate.limiter import LimiterProtocol
+from .._rate.protocol import LimiterProtocol
 from .._records import CallLog, Recorder, RequestRecord
 from .attempt import Attempts
 from .cache import ResponseCache

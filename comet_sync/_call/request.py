@@ -9,7 +9,7 @@ from typing import Any
 
 from .._config import CallOptions
 from .._exceptions import InvalidArgumentError, RequestSnapshot
-from .._rate.limiter import LimiterProtocol
+from .._rate.protocol import LimiterProtocol
 from .estimate import estimate_tokens
 
 __all__ = ["CLIENT_REQUEST_ID", "Request", "build_request"]

@@ -31,7 +31,7 @@ from .._http.error_map import (
 )
 from .._http.sse import Event, EventTooLargeError
 from .._http.transport import Exchange
-from .._rate.limiter import PermitProtocol as Permit
+from .._rate.protocol import PermitProtocol as Permit
 from .._types import ChatCompletion, ChatCompletionChunk, Response, ResponseStreamEvent
 
 __all__ = ["ResponseStream", "Stream"]

@@ -26,7 +26,8 @@ waits
 5. for a concurrency slot under the lane's limit and the client's ``max_concurrency``.
 
 The policies are in ``policies.py``; this module guards them and does the waiting. The seam a
-shared limiter implements (``contrib.redis``) is :class:`LimiterProtocol`.
+shared limiter implements (``contrib.redis``) is :class:`LimiterProtocol`, in ``protocol.py``
+with its contract.
 
 Thread safety: ``_lock`` guards every field of the limiter and of its lanes (their lines
 included) and their policy objects. It is held only for arithmetic: sleeps happen after it is
@@ -39,30 +40,19 @@ from __future__ import annotations
 import logging
 import math
 import threading
-import warnings
 from collections import OrderedDict, deque
-from collections.abc import Mapping
-from dataclasses import dataclass
 from types import TracebackType
-from typing import Protocol
 
 from .. import _cancel
 from .._clock import SYSTEM_CLOCK, Clock
 from .._config import RateControl
 from .._exceptions import LimiterTimeoutError
 from .._http.headers import ServerWord
-from .evidence import HeaderEvidence, LimitState
+from .evidence import HeaderEvidence
 from .policies import AdaptiveThrottle, Concurrency, Pacer, RateFinder, RetryQuota
+from .protocol import LimiterState, ModelState
 
-__all__ = [
-    "LONG_RETRY_AFTER",
-    "Limiter",
-    "LimiterProtocol",
-    "LimiterState",
-    "ModelState",
-    "Permit",
-    "PermitProtocol",
-]
+__all__ = ["LONG_RETRY_AFTER", "Limiter", "Permit"]
 
 logger = logging.getLogger("comet_sync")
 
@@ -81,126 +71,6 @@ DEFER_SECONDS = 0.25
 PACE_SLICE = 0.1
 # Lanes beyond this many, idle ones are forgotten (least recently used first).
 MAX_LANES = 256
-
-
-@dataclass(frozen=True)
-class ModelState:
-    """One model's rate control, for ``client.metrics.snapshot().limiter.models``.
-
-    ``rate`` is the pace in requests/s now in force and ``rate_source`` where it came from
-    (``"configured"``, ``"header"``, ``"learned"``; None: no pacing); ``tpm`` likewise for
-    tokens. ``noise_share`` is set when 429s were shown not to be about our rate.
-    """
-
-    concurrency_limit: int
-    in_flight: int
-    rate: float | None
-    rate_source: str | None
-    tpm: float | None
-    tpm_source: str | None
-    held_for: float  # seconds left of a hold on the server's word, 0 when none
-    throttled: int  # 429s answered
-    cuts: int  # times the pace or the concurrency limit was lowered
-    deferred: int  # sends held back by the throttle or the retry quota, then tried again
-    retry_tokens: float | None
-    noise_share: float | None
-    # What the rate headers told, per unit: the family, the window taken and whether the
-    # server's own numbers confirmed it (only a confirmed one paces).
-    limits: tuple[LimitState, ...] = ()
-    waiting: int = 0  # sends waiting their turn to be let out (held, paced or queued)
-
-
-@dataclass(frozen=True)
-class LimiterState:
-    """What the limiter is doing, for ``client.metrics.snapshot().limiter`` and dashboards.
-
-    The top-level figures add up the lanes: ``concurrency_limit`` is the lowest lane limit
-    (``max_concurrency`` when no model has been used), ``learned_rate`` the lowest learned pace.
-    """
-
-    max_concurrency: int
-    concurrency_limit: int
-    in_flight: int
-    learned_rate: float | None
-    rpm: float | None
-    tpm: float | None
-    held_for: float  # the longest hold on the server's word left on any model, 0 when none
-    holds: int  # holds begun
-    cuts: int
-    retry_tokens: float | None
-    deferred: int  # sends deferred by the throttle or the retry quota
-    models: Mapping[str, ModelState] | None = None
-
-    # The names these had before they were aligned with ModelState's (issue 22): kept one
-    # release, with a DeprecationWarning, so a dashboard reading them keeps working meanwhile.
-    @property
-    def cooling_down_for(self) -> float:
-        _renamed("cooling_down_for", "held_for")
-        return self.held_for
-
-    @property
-    def cooldowns(self) -> int:
-        _renamed("cooldowns", "holds")
-        return self.holds
-
-    @property
-    def retries_refused(self) -> int:
-        _renamed("retries_refused", "deferred")
-        return self.deferred
-
-
-def _renamed(old: str, new: str) -> None:
-    warnings.warn(
-        f"LimiterState.{old} is deprecated: read LimiterState.{new} (the name ModelState uses)",
-        DeprecationWarning,
-        stacklevel=3,
-    )
-
-
-class PermitProtocol(Protocol):
-    """One request's leave to be on the wire."""
-
-    @property
-    def held(self) -> bool: ...
-
-    def release(
-        self,
-        status: int | None = None,
-        *,
-        throttled: bool = False,
-        word: ServerWord | None = None,
-        total_tokens: int | None = None,
-    ) -> None: ...
-
-
-class LimiterProtocol(Protocol):
-    """What a client needs of a limiter: the local :class:`Limiter` and ``RedisLimiter``.
-
-    ``acquire`` waits until a request of ``model`` may be sent and returns its permit, or raises
-    :class:`LimiterTimeoutError` (naming what held it) when that would take longer than
-    ``timeout``. ``retry_cost`` is 0 for a first attempt and for a 429 retry (those pass the
-    pacing a 429 just tightened) and the quota's price for any other retry.
-    """
-
-    def bind(self, *, clock: Clock, max_hold: float) -> None: ...
-
-    def acquire(
-        self,
-        model: str | None = None,
-        *,
-        cost: float = 0.0,
-        timeout: float | None = None,
-        retry_cost: float = 0.0,
-    ) -> PermitProtocol: ...
-
-    def paces_tokens(self, model: str | None) -> bool: ...
-
-    @property
-    def in_use(self) -> int: ...
-
-    def state(self) -> LimiterState: ...
-
-    def after_fork(self) -> None: ...
 
 
 class _Lane:

@@ -57,7 +57,8 @@ from .._clock import Clock
 from .._config import RateControl
 from .._exceptions import CometError, InvalidArgumentError, LimiterTimeoutError
 from .._http.headers import ServerWord
-from .._rate.limiter import LONG_RETRY_AFTER, Limiter, LimiterProtocol, LimiterState, Permit
+from .._rate.limiter import LONG_RETRY_AFTER, Limiter, Permit
+from .._rate.protocol import LimiterProtocol, LimiterState
 from ._errors import require
 from ._redis_scripts import ACQUIRE, RELEASE, RENEW
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from .._errors import require
 
 if TYPE_CHECKING:
-    from ..._rate.limiter import LimiterProtocol
+    from ..._rate.protocol import LimiterProtocol
 
 _metrics = require("opentelemetry.metrics", "otel")
 

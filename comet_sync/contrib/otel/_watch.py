@@ -37,7 +37,7 @@ from ._content import input_messages, output_messages
 from ._instruments import Instruments
 
 if TYPE_CHECKING:
-    from ..._rate.limiter import LimiterProtocol
+    from ..._rate.protocol import LimiterProtocol
     from ..._records import RequestRecord
 
 _trace = require("opentelemetry.trace", "otel")
