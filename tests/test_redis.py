@@ -10,7 +10,6 @@ import logging
 import multiprocessing
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -24,6 +23,7 @@ from comet_sync import CometClient
 from comet_sync.testing import FakeCometServer
 
 from .conftest import user
+from .redis_process import RedisProcess, free_port
 
 if shutil.which("redis-server") is None:
     if os.environ.get("CI"):
@@ -38,50 +38,6 @@ from comet_sync.contrib.redis import LimiterUnavailableError, RedisLimiter
 
 # Spawns processes or runs real-time scenarios: `make test-fast` leaves it out.
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class RedisProcess:
-    def __init__(self, port: int | None = None) -> None:
-        self.port = port or free_port()
-        self.proc = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as c:
-                    c.sendall(b"PING\r\n")
-                    if c.recv(16).startswith(b"+PONG"):
-                        return
-            except OSError:
-                time.sleep(0.005)  # it listens within milliseconds
-        raise RuntimeError("redis-server did not start")
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def kill(self) -> None:
-        self.proc.kill()
-        self.proc.wait()
 
 
 @pytest.fixture

@@ -13,6 +13,8 @@ and ``contrib.redis.RedisLimiter``, shared by processes. The contract, beyond th
 * ``state()`` is a snapshot, safe to read from any thread while calls run.
 * ``after_fork()`` is called in a forked child before its first call: nothing of the parent's
   (threads, sockets, locks held) may be used there.
+
+``tests/test_limiter_contract.py`` runs the same checks against both.
 """
 
 from __future__ import annotations
