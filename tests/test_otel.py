@@ -320,32 +320,41 @@ def test_calls_of_one_model_share_nothing_they_should_not(server, make_client, o
     }
 
 
+# A chat answer that calls a tool, with usage details (cached and reasoning tokens).
+TOOL_ANSWER = {
+    "id": "chatcmpl-tools",
+    "object": "chat.completion",
+    "created": 1,
+    "model": "gpt-4o-mini-2024-07-18",
+    "choices": [
+        {
+            "index": 0,
+            "message": {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": "call_1",
+                        "type": "function",
+                        "function": {"name": "weather", "arguments": '{"city":"Paris"}'},
+                    }
+                ],
+            },
+            "finish_reason": "tool_calls",
+        }
+    ],
+    "usage": {
+        "prompt_tokens": 12,
+        "completion_tokens": 7,
+        "total_tokens": 19,
+        "prompt_tokens_details": {"cached_tokens": 4, "audio_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 3, "audio_tokens": 0},
+    },
+}
+
+
 def test_tool_calls_with_content_capture(server, make_client, capture) -> None:
-    call_body = {
-        "id": "chatcmpl-tools",
-        "object": "chat.completion",
-        "created": 1,
-        "model": "gpt-4o-mini-2024-07-18",
-        "choices": [
-            {
-                "index": 0,
-                "message": {
-                    "role": "assistant",
-                    "content": None,
-                    "tool_calls": [
-                        {
-                            "id": "call_1",
-                            "type": "function",
-                            "function": {"name": "weather", "arguments": '{"city": "Paris"}'},
-                        }
-                    ],
-                },
-                "finish_reason": "tool_calls",
-            }
-        ],
-        "usage": {"prompt_tokens": 12, "completion_tokens": 7, "total_tokens": 19},
-    }
-    server.respond_next(call_body)
+    server.respond_next(TOOL_ANSWER)
     tools = [{"type": "function", "function": {"name": "weather", "parameters": {}}}]
     make_client().chat.completions.create(
         model="gpt-4o-mini",
@@ -832,36 +841,6 @@ def test_the_entry_point_names_the_instrumentor() -> None:
 
 # -- against the anchor ----------------------------------------------------------------------
 
-TOOL_ANSWER = {
-    "id": "chatcmpl-tools",
-    "object": "chat.completion",
-    "created": 1,
-    "model": "gpt-4o-mini-2024-07-18",
-    "choices": [
-        {
-            "index": 0,
-            "message": {
-                "role": "assistant",
-                "content": None,
-                "tool_calls": [
-                    {
-                        "id": "call_1",
-                        "type": "function",
-                        "function": {"name": "weather", "arguments": '{"city":"Paris"}'},
-                    }
-                ],
-            },
-            "finish_reason": "tool_calls",
-        }
-    ],
-    "usage": {
-        "prompt_tokens": 12,
-        "completion_tokens": 7,
-        "total_tokens": 19,
-        "prompt_tokens_details": {"cached_tokens": 4, "audio_tokens": 0},
-        "completion_tokens_details": {"reasoning_tokens": 3, "audio_tokens": 0},
-    },
-}
 
 # The same user calls, each made through openai-python and through comet_sync: (name, the
 # resource's path, its keyword arguments, a canned answer or None for the fake server's own).
