@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 import math
 import random
 import threading
@@ -234,6 +235,56 @@ def test_a_429_without_a_retry_after_before_any_answer_still_halves() -> None:
         finder.on_sent(i * 0.001)
     assert finder.on_throttled(0.0, 0.002) is not None
     assert finder.rate is not None
+
+
+def _feed(
+    finder: RateFinder, sends: list[float], admit: Callable[[float], bool], rtt: float = 0.04
+) -> None:
+    """Send at the given times; a success is back after ``rtt``, a 429 at once."""
+    # (when, 0: an answer / 1: a send, sent at, accepted), taken in time order
+    events = [(t, 1, t, False) for t in sends]
+    heapq.heapify(events)
+    while events:
+        when, kind, sent_at, ok = heapq.heappop(events)
+        if kind == 1:
+            finder.on_sent(when)
+            ok = admit(when)
+            heapq.heappush(events, (when + (rtt if ok else 0.001), 0, when, ok))
+        elif ok:
+            finder.on_accepted(sent_at, when)
+            finder.on_success_paced(when)
+        else:
+            finder.on_throttled(sent_at, when, rtt)
+
+
+@pytest.mark.parametrize("asleep", [True, False])
+def test_a_measure_over_a_stretch_we_sent_nothing_is_provisional(asleep: bool) -> None:
+    """reqtok, groq: a burst fills a sliding window, every caller then sleeps out its
+    Retry-After and nothing is sent for 0.4 s, and the window's slots come back faster than
+    the pace takes them. The first whole-second measure read 17/s of a 25/s limit, and the
+    pace crept back at the slow probe's 5%/s: 10 s. A stretch in which we sent nothing says
+    nothing of what the server would have accepted then: the measure is a lower bound, to
+    be probed past at once. Sent throughout, the same count is the server's rate."""
+    finder = RateFinder()
+    burst = [i * 0.004 for i in range(25)]  # accepted
+    refused = [0.1 + i * 0.02 for i in range(25 if asleep else 45)]  # to 0.6 (or 1.0)
+    back = [1.0 + i * 0.02 for i in range(15)]  # accepted, 50/s
+    again = [1.3 + i * 0.02 for i in range(10)]  # refused
+    accepted = set(burst + back)
+    _feed(finder, burst + refused + back + again, lambda t: t in accepted)
+    measured = finder.rate
+    assert measured is not None and measured < 20  # a low first measure
+    # Then paced successes for two seconds (the server has room at this pace).
+    t = 1.6
+    for _ in range(40):
+        t += 0.05
+        finder.on_accepted(t - 0.04, t)
+        finder.on_success_paced(t)
+    if asleep:
+        assert finder.rate is not None and finder.rate > 1.3 * measured  # probed past it
+    else:
+        # Sent throughout: the measure stands; the slow probe waits for its hold.
+        assert finder.rate == pytest.approx(measured, rel=0.05)
 
 
 # -- retry quota and adaptive throttle ----------------------------------------------------------

@@ -322,7 +322,8 @@ class RateFinder:
             # Put to the test like a measured cut: a server that refuses a share of requests
             # whatever the pace would otherwise ratchet it down 3% a refusal, for ever.
             return self._set(target, now, test=True)
-        # A measure over less than a whole window may miss part of a server's window: pace
+        # A measure over less than a whole window may miss part of a server's window (and
+        # one across a stretch we sent nothing may miss what it would have accepted): pace
         # by it, but probe past it sooner and faster until a whole window confirms it.
         self.found = measured
         self._provisional = not whole
@@ -343,11 +344,25 @@ class RateFinder:
         start = max(first, self._measured_at, end - self.window)
         if end - start < self.min_span:
             return None  # too short a stretch: a few requests either way would swing it
-        window = [o for t, o in self._outcomes if start <= t <= end]
-        accepted = window.count(_OK)
+        answered = [(t, o) for t, o in self._outcomes if start <= t <= end]
+        accepted = sum(1 for _, o in answered if o == _OK)
         if accepted < self.min_samples // 2:
             return None
-        return accepted / (end - start), end - first >= self.window, 1.0 - accepted / len(window)
+        whole = end - first >= self.window and not self._gap(answered, start, end)
+        return accepted / (end - start), whole, 1.0 - accepted / len(answered)
+
+    def _gap(self, answered: list[tuple[float, int]], start: float, end: float) -> bool:
+        """Whether we sent nothing for a while in ``[start, end]``: longer than a tenth of the
+        window, and than three of our usual intervals there. Whatever the server would have
+        accepted then was not asked of it (callers asleep on a Retry-After), so a rate
+        measured across it is a lower bound: a sliding window's slots came back unasked."""
+        allowed = max(0.1 * self.window, 3.0 * (end - start) / len(answered))
+        last = start
+        for sent_at in sorted(t for t, _ in answered):  # kept in the order answers came
+            if sent_at - last > allowed:
+                return True
+            last = sent_at
+        return end - last > allowed
 
     def on_success_paced(self, now: float) -> float | None:
         """A success while this pace held callers back: the grown rate, or None."""
