@@ -92,6 +92,30 @@ class ConcurrencyCap:
         ranked = sorted(self._ok_levels)
         return ranked[int(len(ranked) * TYPICAL_SHARE)]
 
+    # -- the evidence alone: what a shared limit (contrib.redis) asks of this policy ----------
+
+    def note_success(self, at_send: int, sent_at: float, now: float) -> None:
+        """A success sent with ``at_send`` in flight: its level and its time on the wire."""
+        self._ok_levels.append(at_send)
+        rtt = now - sent_at
+        if self.round_trip == 0.0:
+            self.round_trip = rtt
+        else:
+            w = ROUND_TRIP_WEIGHT
+            self.round_trip = (1 - w) * self.round_trip + w * rtt
+
+    def judge(self, level: int) -> int | None:
+        """A 429 answered at ``level``: the typical level when it shows a concurrency cap (the
+        limit goes there, by :meth:`cut_to`), None when it is about rate or nothing is known
+        yet. Refused above the level nearly every success had, as most recent refusals were:
+        a cap (429s about rate come at every level)."""
+        typical = self.typical_level()
+        self._refused_levels.append(level)
+        above = sum(1 for refused in self._refused_levels if refused > typical)
+        if typical and level > typical and above >= CAP_SHARE * len(self._refused_levels):
+            return typical
+        return None
+
     @staticmethod
     def cut_to(limit: float, typical: int) -> float:
         """The cut rule: a cap's 429 brings ``limit`` down to the typical level of successes,
@@ -104,13 +128,7 @@ class ConcurrencyCap:
         """A success sent at ``sent_at`` with ``at_send`` in flight under a limit of
         ``limit_at_send``, answered at ``now`` with ``in_flight`` (itself included). True if
         the limit grew."""
-        self._ok_levels.append(at_send)
-        rtt = now - sent_at
-        if self.round_trip == 0.0:
-            self.round_trip = rtt
-        else:
-            w = ROUND_TRIP_WEIGHT
-            self.round_trip = (1 - w) * self.round_trip + w * rtt
+        self.note_success(at_send, sent_at, now)
         if not self.adaptive:
             return False
         return self.limit.on_success(self.level(at_send, in_flight), limit_at_send, sent_at, now)
@@ -120,11 +138,8 @@ class ConcurrencyCap:
         pace is then left alone); None when it is about rate (or nothing is known yet)."""
         if not self.adaptive:
             return None  # a fixed limit: 429s are the pacing's business alone
-        level = self.level(at_send, in_flight)
-        typical = self.typical_level()
-        self._refused_levels.append(level)
-        above = sum(1 for refused in self._refused_levels if refused > typical)
-        if not (typical and level > typical and above >= CAP_SHARE * len(self._refused_levels)):
+        typical = self.judge(self.level(at_send, in_flight))
+        if typical is None:
             return None
         before = self.effective
         if now - self.limit.cut_at >= self.round_trip:
