@@ -528,3 +528,40 @@ def test_decrease_is_accepted_and_ignored_with_a_warning(redis_server) -> None:
     with pytest.warns(DeprecationWarning, match="decrease"):
         lim = limiter(redis_server, uuid.uuid4().hex, decrease=0.5)
     assert lim.acquire(timeout=2) is not None
+
+
+# -- our errors, never a bare ValueError (issue 22, item 6) -------------------------------------
+
+BAD_ARGUMENTS = {
+    "max_concurrency a float": ("max_concurrency", 2.5),
+    "max_concurrency a bool": ("max_concurrency", True),
+    "max_concurrency text": ("max_concurrency", "4"),
+    "rpm zero": ("rpm", 0),
+    "rpm negative": ("rpm", -60),
+    "rpm NaN": ("rpm", float("nan")),
+    "rpm infinite": ("rpm", float("inf")),
+    "burst_seconds zero": ("burst_seconds", 0),
+    "lease_ttl under a millisecond": ("lease_ttl", 0.0001),
+    "lease_ttl infinite": ("lease_ttl", float("inf")),
+    "lease_ttl NaN": ("lease_ttl", float("nan")),
+    "socket_timeout negative": ("socket_timeout", -1.0),
+}
+
+
+@pytest.mark.parametrize("case", BAD_ARGUMENTS, ids=list(BAD_ARGUMENTS))
+def test_each_bad_argument_raises_our_error_naming_it(redis_server, case) -> None:
+    argument, value = BAD_ARGUMENTS[case]
+    with pytest.raises(InvalidArgumentError) as caught:
+        limiter(redis_server, uuid.uuid4().hex, **{argument: value})
+    assert caught.value.argument == argument
+
+
+@pytest.mark.parametrize(
+    "url", ["bogus://:s3cret-pass@localhost:6379/0", "redis://:s3cret-pass@localhost:port/0"]
+)
+def test_a_url_redis_cannot_read_raises_our_error_without_the_password(url) -> None:
+    with pytest.raises(InvalidArgumentError) as caught:
+        RedisLimiter.from_url(url, namespace="ns")
+    assert caught.value.argument == "url"
+    assert "s3cret" not in str(caught.value)
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__

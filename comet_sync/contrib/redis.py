@@ -50,6 +50,7 @@ A forked child gets a fresh connection pool, renewal thread and fallback.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import uuid
@@ -115,10 +116,21 @@ class RedisLimiter:
     ) -> None:
         if failure not in ("open", "closed"):
             raise InvalidArgumentError("failure", f"expected 'open' or 'closed', got {failure!r}")
-        if max_concurrency < 1:
+        if (
+            isinstance(max_concurrency, bool)
+            or not isinstance(max_concurrency, int)
+            or max_concurrency < 1
+        ):
             raise InvalidArgumentError(
                 "max_concurrency", f"expected an int >= 1, got {max_concurrency!r}"
             )
+        # Each is sent to Redis as whole milliseconds or divides one: a NaN, an infinity or a
+        # value under a millisecond would surface later, inside acquire or the renewer thread,
+        # as a ValueError or OverflowError, or as a lease that lapses at once.
+        if rpm is not None:
+            _seconds("rpm", rpm, "a finite number of requests per minute > 0", lowest=0.0)
+        _seconds("burst_seconds", burst_seconds, "a finite number of seconds > 0", lowest=0.0)
+        _seconds("lease_ttl", lease_ttl, "a finite number of seconds >= 0.001", lowest=0.001)
         self._redis = redis_client
         self.namespace = namespace
         self.max_concurrency = max_concurrency
@@ -154,9 +166,15 @@ class RedisLimiter:
         socket_timeout: float = DEFAULT_SOCKET_TIMEOUT,
         **kwargs: Any,
     ) -> RedisLimiter:
-        client = _redis.Redis.from_url(
-            url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout
-        )
+        _seconds("socket_timeout", socket_timeout, "a finite number of seconds > 0", lowest=0.0)
+        try:
+            client = _redis.Redis.from_url(
+                url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout
+            )
+        except ValueError as exc:
+            # redis-py's words name the part that is wrong (the scheme, the port), never the
+            # URL itself, which may carry a password.
+            raise InvalidArgumentError("url", f"not a Redis URL: {exc}") from None
         return cls(client, namespace=namespace, **kwargs)
 
     def _start_process_state(self) -> None:
@@ -212,8 +230,10 @@ class RedisLimiter:
         timeout: float | None = None,
         retry_cost: float = 0.0,
     ) -> _RedisPermit:
-        """This process's lane first (holds, throttle, pace), then a shared lease; raises
-        :class:`LimiterTimeoutError` if that would take longer than ``timeout``."""
+        """This process's lane first (holds, throttle, pace), then a shared lease. Raises
+        only comet_sync's errors: :class:`LimiterTimeoutError` if that would take longer than
+        ``timeout``, :class:`LimiterUnavailableError` (``failure="closed"``) if Redis did not
+        answer within it; no redis-py exception leaves here."""
         now = self._clock.monotonic
         started = now()
         local = self._local().acquire(model, cost=cost, timeout=timeout, retry_cost=retry_cost)
@@ -430,6 +450,19 @@ if TYPE_CHECKING:
     # mypy --strict checks here that RedisLimiter stays what a client accepts as limiter=.
     def _is_a_limiter(limiter: RedisLimiter) -> LimiterProtocol:
         return limiter
+
+
+def _seconds(argument: str, value: object, expected: str, *, lowest: float) -> None:
+    """Refuse ``value`` unless it is a finite real number above ``lowest`` (at least it when
+    ``lowest`` is not 0)."""
+    ok = (
+        not isinstance(value, bool)
+        and isinstance(value, (int, float))
+        and math.isfinite(value)
+        and (value > 0 if lowest == 0.0 else value >= lowest)
+    )
+    if not ok:
+        raise InvalidArgumentError(argument, f"expected {expected}, got {value!r}")
 
 
 def _ms(seconds: float) -> int:
