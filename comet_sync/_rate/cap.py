@@ -122,6 +122,8 @@ class ConcurrencyCap:
         never below 1 and never up."""
         return float(max(1, min(int(limit), typical)))
 
+    # -- the local limit: the evidence and the Concurrency arithmetic together --------------
+
     def on_success(
         self, at_send: int, in_flight: int, limit_at_send: int, sent_at: float, now: float
     ) -> bool:
