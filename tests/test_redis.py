@@ -32,8 +32,15 @@ if shutil.which("redis-server") is None:
         )
     pytest.skip("redis-server is not installed", allow_module_level=True)
 
-from comet_sync import Clock, InvalidArgumentError, LimiterTimeoutError, RateLimitError
+from comet_sync import (
+    Clock,
+    InvalidArgumentError,
+    LimiterTimeoutError,
+    RateControl,
+    RateLimitError,
+)
 from comet_sync._http.headers import ServerWord
+from comet_sync._rate.cap import ConcurrencyCap
 from comet_sync.contrib.redis import LimiterUnavailableError, RedisLimiter
 
 # Spawns processes or runs real-time scenarios: `make test-fast` leaves it out.
@@ -101,6 +108,14 @@ def bound(lim: RedisLimiter, max_hold: float) -> RedisLimiter:
     return lim
 
 
+def teach(lim: RedisLimiter, level: int, rounds: int = 5) -> None:
+    """Successes sent with 1 to ``level`` in flight, ``rounds`` times: the cap policy's typical
+    level is then ``level``."""
+    for _ in range(rounds):
+        for permit in [lim.acquire(timeout=2) for _ in range(level)]:
+            permit.release(200)
+
+
 def test_a_429_cuts_the_shared_limit_and_a_long_retry_after_pauses_everyone(
     redis_server,
 ) -> None:
@@ -108,16 +123,19 @@ def test_a_429_cuts_the_shared_limit_and_a_long_retry_after_pauses_everyone(
     # max_wait 1 s: the server's 1,000,000,000 s is clamped to it, locally and in Redis.
     a = bound(limiter(redis_server, ns, max_concurrency=10), 1.0)
     b = bound(limiter(redis_server, ns, max_concurrency=10), 1.0)
+    teach(a, 3)
     burst = [a.acquire() for _ in range(5)]
-    for p in burst:  # one burst of 429s: one cut
+    for p in burst[:3]:
+        p.release(200)
+    for p in burst[3:]:  # one burst of 429s above what succeeds: one cut, to the cap
         p.release(429, throttled=True, word=ServerWord(1e9, None, None, None))
-    assert a.limit == 6
+    assert a.limit == 3
     assert 0 < b.state().held_for <= 1.0
     started = time.monotonic()
     permit = b.acquire()  # another "process" waits out the pause, clamped to 1 s
     assert 0.9 <= time.monotonic() - started < 3.0
     permit.release(200)
-    assert b.limit == 6
+    assert b.limit == 3
     # A fresh process in the namespace later is not stopped for ever.
     fresh = bound(limiter(redis_server, ns, max_concurrency=10), 30.0)
     fresh.acquire(timeout=2.0).release(200)
@@ -269,14 +287,16 @@ def test_tampered_keys_are_repaired_or_ignored_and_the_configured_cap_wins(
         bound(limiter(redis_server, ns, max_concurrency=4, rpm=60_000, burst_seconds=1), 30.0)
         for _ in range(2)
     )
+    teach(a, 2)  # a's successes are sent with 1 or 2 in flight
     permits = [lim.acquire(timeout=2) for lim in (a, b, a, b)]
     assert all(p.lease is not None for p in permits)  # shared leases, not a fallback
     for lim in (a, b):  # a shared limit of 1,000 (or infinity) does not lift the cap of 4
         with pytest.raises(LimiterTimeoutError, match="shared slot"):
             lim.acquire(timeout=0.1)
-    permits[0].release(429, throttled=True, word=ServerWord(1.0, None, None, None))
-    assert a.limit == 2  # cut once, from the configured 4
-    for permit in permits[1:]:
+    # a's second, sent with 3 in flight, refused: a cap, cut from the configured 4 to 2.
+    permits[2].release(429, throttled=True, word=ServerWord(1.0, None, None, None))
+    assert a.limit == 2
+    for permit in permits[:2] + permits[3:]:
         permit.release(200)
     a.acquire(timeout=2).release(200)
 
@@ -439,3 +459,109 @@ def test_bad_arguments_raise_our_error(redis_server) -> None:
         limiter(redis_server, "ns", failure="maybe")
     with pytest.raises(InvalidArgumentError, match="max_concurrency"):
         limiter(redis_server, "ns", max_concurrency=0)
+
+
+# -- the shared limit is cut by the local limiter's rule (issue 22, item 6) ---------------------
+
+
+def test_the_shared_limit_after_repeated_429s_is_what_the_local_cap_policy_gives(
+    redis_server,
+) -> None:
+    ns = uuid.uuid4().hex
+    shared = bound(limiter(redis_server, ns, max_concurrency=10), 30.0)
+    local = ConcurrencyCap(10, initial=10)  # the local limiter's policy, on made-up times
+    t = 0.0
+
+    def send(count: int, refused_from: int) -> None:
+        """``count`` sends at once; those sent with ``refused_from`` or more in flight are
+        refused, as a server capping concurrency just under that does."""
+        nonlocal t
+        permits = [shared.acquire(timeout=2) for _ in range(count)]
+        for level, permit in enumerate(permits, 1):
+            if level >= refused_from:
+                permit.release(429, throttled=True, word=ServerWord(1.0, None, None, None))
+                local.on_throttled(level, level, t + 10.0)
+            else:
+                permit.release(200)
+                local.on_success(level, level, local.effective, t, t + 0.01)
+        t += 100.0
+
+    for _ in range(5):
+        send(2, refused_from=3)  # successes with 1 or 2 in flight: typical 2
+    send(5, refused_from=3)  # a burst refused above 2: one cut, to 2
+    send(2, refused_from=3)  # under the limit: nothing refused
+    send(2, refused_from=2)  # a 429 at a level successes had: about rate, no cut
+    assert local.effective == 2
+    # The old rule (x 0.6 per 429 sent after the last cut) gave 10 -> 6 -> 3.6 here.
+    assert shared.limit == local.effective
+
+
+def test_429s_about_rate_leave_the_shared_limit_to_pacing(redis_server) -> None:
+    ns = uuid.uuid4().hex
+    a = bound(limiter(redis_server, ns, max_concurrency=10), 30.0)
+    teach(a, 4)
+    for level in range(1, 5):  # refused at every level successes had: a rate, not a cap
+        burst = [a.acquire(timeout=2) for _ in range(level)]
+        burst[-1].release(429, throttled=True, word=ServerWord(1.0, None, None, None))
+        for permit in burst[:-1]:
+            permit.release(200)
+    assert a.limit == 10
+    fresh = bound(limiter(redis_server, ns, max_concurrency=10), 30.0)
+    fresh.acquire(timeout=2).release(200)
+    assert fresh.limit == 10
+
+
+def test_without_adaptive_control_the_shared_limit_is_never_cut(redis_server) -> None:
+    ns = uuid.uuid4().hex
+    fixed = RateControl(adaptive=False)
+    a = bound(limiter(redis_server, ns, max_concurrency=10, rate_control=fixed), 30.0)
+    teach(a, 2)
+    burst = [a.acquire(timeout=2) for _ in range(5)]
+    for permit in burst[2:]:  # refused above 2: a cap, were the limit adaptive
+        permit.release(429, throttled=True, word=ServerWord(1.0, None, None, None))
+    for permit in burst[:2]:
+        permit.release(200)
+    assert a.limit == 10
+
+
+def test_decrease_is_accepted_and_ignored_with_a_warning(redis_server) -> None:
+    with pytest.warns(DeprecationWarning, match="decrease"):
+        lim = limiter(redis_server, uuid.uuid4().hex, decrease=0.5)
+    assert lim.acquire(timeout=2) is not None
+
+
+# -- our errors, never a bare ValueError (issue 22, item 6) -------------------------------------
+
+BAD_ARGUMENTS = {
+    "max_concurrency a float": ("max_concurrency", 2.5),
+    "max_concurrency a bool": ("max_concurrency", True),
+    "max_concurrency text": ("max_concurrency", "4"),
+    "rpm zero": ("rpm", 0),
+    "rpm negative": ("rpm", -60),
+    "rpm NaN": ("rpm", float("nan")),
+    "rpm infinite": ("rpm", float("inf")),
+    "burst_seconds zero": ("burst_seconds", 0),
+    "lease_ttl under a millisecond": ("lease_ttl", 0.0001),
+    "lease_ttl infinite": ("lease_ttl", float("inf")),
+    "lease_ttl NaN": ("lease_ttl", float("nan")),
+    "socket_timeout negative": ("socket_timeout", -1.0),
+}
+
+
+@pytest.mark.parametrize("case", BAD_ARGUMENTS, ids=list(BAD_ARGUMENTS))
+def test_each_bad_argument_raises_our_error_naming_it(redis_server, case) -> None:
+    argument, value = BAD_ARGUMENTS[case]
+    with pytest.raises(InvalidArgumentError) as caught:
+        limiter(redis_server, uuid.uuid4().hex, **{argument: value})
+    assert caught.value.argument == argument
+
+
+@pytest.mark.parametrize(
+    "url", ["bogus://:s3cret-pass@localhost:6379/0", "redis://:s3cret-pass@localhost:port/0"]
+)
+def test_a_url_redis_cannot_read_raises_our_error_without_the_password(url) -> None:
+    with pytest.raises(InvalidArgumentError) as caught:
+        RedisLimiter.from_url(url, namespace="ns")
+    assert caught.value.argument == "url"
+    assert "s3cret" not in str(caught.value)
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__

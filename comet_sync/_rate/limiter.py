@@ -25,7 +25,8 @@ waits
    found from 429s;
 5. for a concurrency slot under the lane's limit and the client's ``max_concurrency``.
 
-The policies are in ``policies.py``; this module guards them and does the waiting. The seam a
+The policies are in ``policies.py``, whether 429s mean a concurrency cap (and the cut that
+follows) in ``cap.py``; this module guards them and does the waiting. The seam a
 shared limiter implements (``contrib.redis``) is :class:`LimiterProtocol`, in ``protocol.py``
 with its contract.
 
@@ -48,8 +49,9 @@ from .._clock import SYSTEM_CLOCK, Clock
 from .._config import RateControl
 from .._exceptions import LimiterTimeoutError
 from .._http.headers import ServerWord
+from .cap import ConcurrencyCap
 from .evidence import HeaderEvidence
-from .policies import AdaptiveThrottle, Concurrency, Pacer, RateFinder, RetryQuota
+from .policies import AdaptiveThrottle, Pacer, RateFinder, RetryQuota
 from .protocol import LimiterState, ModelState
 
 __all__ = ["LONG_RETRY_AFTER", "Limiter", "Permit"]
@@ -78,8 +80,8 @@ class _Lane:
 
     def __init__(self, control: RateControl, model: str | None, ceiling: int, now: float) -> None:
         self.in_use = 0
-        self.concurrency = Concurrency(
-            ceiling, initial=control.initial_concurrency if control.adaptive else ceiling
+        self.cap = ConcurrencyCap(
+            ceiling, initial=control.initial_concurrency, adaptive=control.adaptive
         )
         self.finder = RateFinder() if control.adaptive else None
         self.learned: Pacer | None = None
@@ -96,19 +98,9 @@ class _Lane:
         self.pace_version = 0  # moves on whenever the pace is lowered or a hold begins
         self.quota = RetryQuota(now=now) if control.throttle_retries else None
         self.throttle = AdaptiveThrottle(now=now) if control.throttle_retries else None
-        self.round_trip = 0.0  # a success's time on the wire, smoothed
-        self.ok_levels: deque[int] = deque(maxlen=100)  # in flight when recent successes left
-        self.refused_levels: deque[int] = deque(maxlen=20)  # likewise for recent 429s
         self.throttled = 0
         self.cuts = 0
         self.deferred = 0
-
-    def typical_level(self) -> int:
-        """The in-flight level 90% of recent successes were sent at or under (0: unknown)."""
-        if len(self.ok_levels) < 10:
-            return 0
-        ranked = sorted(self.ok_levels)
-        return ranked[int(len(ranked) * 0.9)]
 
     def pacers(self, cost: float) -> tuple[tuple[Pacer | None, float], ...]:
         return (
@@ -298,7 +290,7 @@ class Limiter:
             model,
             sent_at=now,
             level=lane.in_use,
-            limit=lane.concurrency.effective,
+            limit=lane.cap.effective,
             paced=paced,
             cost=cost,
             retry_cost=retry_cost,
@@ -407,7 +399,7 @@ class Limiter:
             scope.raise_if_stopped()
         raise LimiterTimeoutError(
             f"the call's time budget ended while it waited for a concurrency slot "
-            f"({self._in_use} in flight, model limit {lane.concurrency.effective})",
+            f"({self._in_use} in flight, model limit {lane.cap.effective})",
             held_by="a concurrency slot",
         )
 
@@ -425,7 +417,7 @@ class Limiter:
         return scope
 
     def _fits(self, lane: _Lane) -> bool:
-        return self._in_use < self._max and lane.in_use < lane.concurrency.effective
+        return self._in_use < self._max and lane.in_use < lane.cap.effective
 
     def _grant_locked(self) -> None:
         if not self._queue:
@@ -473,9 +465,7 @@ class Limiter:
         with self._lock:
             now = self._clock()
             lane = self._lane(permit.model, now)
-            # The lane was full if it was when this request left or when its answer came back:
-            # requests taken one by one see 1, 2, 3 at send, yet all filled the limit together.
-            level = max(permit.level, lane.in_use)
+            in_flight = lane.in_use  # this request's answer included (see ConcurrencyCap.level)
             self._in_use -= 1
             lane.in_use -= 1
             ok = status is not None and 200 <= status < 300
@@ -490,9 +480,9 @@ class Limiter:
                     self._note(evidence.admitted(permit.sent_at, units, now), permit, messages)
                 self._follow(lane, now)
             if throttled:
-                self._on_throttled(lane, permit, level, word, now, messages)
+                self._on_throttled(lane, permit, in_flight, word, now, messages)
             elif ok:
-                self._on_success(lane, permit, level, now)
+                self._on_success(lane, permit, in_flight, now)
             if total_tokens is not None:
                 for pacer in (lane.tpm, lane.told_tokens):
                     if pacer is not None:
@@ -579,7 +569,7 @@ class Limiter:
         self,
         lane: _Lane,
         permit: Permit,
-        level: int,
+        in_flight: int,
         word: ServerWord | None,
         now: float,
         messages: list[tuple[str, tuple[object, ...]]],
@@ -587,31 +577,26 @@ class Limiter:
         lane.throttled += 1
         if lane.finder is None:
             return
-        typical = lane.typical_level()
-        lane.refused_levels.append(level)
-        above = sum(1 for refused in lane.refused_levels if refused > typical)
-        if typical and level > typical and above >= 0.7 * len(lane.refused_levels):
-            # Refused above the level nearly every success had, as most recent refusals were:
-            # a concurrency cap, not a rate (429s about rate come at every level).
-            # Step under it, once per round trip (429s come back at once, the step's effect
-            # after a round trip), and leave the pace alone.
-            if now - lane.concurrency.cut_at >= lane.round_trip:
-                before = lane.concurrency.effective
-                if lane.concurrency.cut(typical + 1, now):
-                    lane.cuts += 1
-                    messages.append(
-                        (
-                            "model %s: 429 with %d in flight: concurrency limit %d -> %d",
-                            (permit.model, level, before, lane.concurrency.effective),
-                        )
+        # A concurrency cap or a rate? The cap policy judges (cap.py); a cap's 429 leaves the
+        # pace alone.
+        cut = lane.cap.on_throttled(permit.level, in_flight, now)
+        if cut is not None:
+            if cut.fell:
+                lane.cuts += 1
+                level = lane.cap.level(permit.level, in_flight)
+                messages.append(
+                    (
+                        "model %s: 429 with %d in flight: concurrency limit %d -> %d",
+                        (permit.model, level, cut.before, cut.after),
                     )
+                )
             return
         # A send that took its pace before a cut and waited for a slot goes back through the
         # pace (see acquire), so its send time says which pace spaced it.
         rate = lane.finder.on_throttled(
             permit.sent_at,
             now,
-            lane.round_trip,
+            lane.cap.round_trip,
             told=lane.told is not None or lane.rpm is not None,
             retry_after=word.retry_after if word is not None else None,
         )
@@ -636,15 +621,11 @@ class Limiter:
         lane.pace_version += 1
         messages.append(("model %s: 429: pacing at %.3g requests/s", (permit.model, rate)))
 
-    def _on_success(self, lane: _Lane, permit: Permit, level: int, now: float) -> None:
-        lane.ok_levels.append(permit.level)
-        rtt = now - permit.sent_at
-        lane.round_trip = rtt if lane.round_trip == 0.0 else 0.875 * lane.round_trip + 0.125 * rtt
+    def _on_success(self, lane: _Lane, permit: Permit, in_flight: int, now: float) -> None:
+        lane.cap.on_success(permit.level, in_flight, permit.limit, permit.sent_at, now)
         if lane.quota is not None:
             # A retry that healed gets its price back; a first success adds one.
             lane.quota.deposit(permit.retry_cost or 1.0, now)
-        if self._control.adaptive:
-            lane.concurrency.on_success(level, permit.limit, permit.sent_at, now)
         if lane.finder is not None:
             lane.finder.on_accepted(permit.sent_at, now)
             if permit.paced and lane.learned is not None:
@@ -673,7 +654,7 @@ class Limiter:
                 rate, source = lane.rate()
                 tpm, tpm_source = lane.tokens()
                 models[key or ""] = ModelState(
-                    concurrency_limit=lane.concurrency.effective,
+                    concurrency_limit=lane.cap.effective,
                     in_flight=lane.in_use,
                     rate=rate,
                     rate_source=source,

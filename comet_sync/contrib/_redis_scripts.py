@@ -88,7 +88,8 @@ return {1, n + 1, now, limit, 0}
 
 # KEYS: leases, limit, lastcut, cooldown
 # ARGV: lease id, outcome (0 other, 1 success, 2 throttled), sent at ms, retry after ms,
-#       decrease, max concurrency, in flight at send, longest pause ms, adaptive state ttl ms
+#       cut to (0: no cut; the cap policy's answer, _rate/cap.py), max concurrency,
+#       in flight at send, longest pause ms, adaptive state ttl ms
 # Returns the shared limit, as this client sees it.
 RELEASE = (
     _PRELUDE
@@ -109,8 +110,11 @@ if outcome == 2 then
   -- A cut in the future is none of ours: it would stop every cut after it.
   local last = number_at(KEYS[3], 0, now) or 0
   -- strictly after: a request sent in the millisecond of the last cut belongs to its burst
-  if tonumber(ARGV[3]) > last then
-    limit = math.max(1, limit * tonumber(ARGV[5]))
+  local cut = tonumber(ARGV[5])
+  if cut > 0 and tonumber(ARGV[3]) > last then
+    -- Where to is the cap policy's rule, stated once in Python (cap.py); here only "never up":
+    -- another process may have cut lower meanwhile.
+    limit = math.min(limit, cut)
     redis.call('SET', KEYS[2], limit, 'PX', ttl)
     redis.call('SET', KEYS[3], now, 'PX', ttl)
   end

@@ -14,12 +14,15 @@ Every client built with the same namespace shares:
   lapsed while its call ran would be granted twice);
 * **a rate limit** (``rpm``): GCRA, checked and reserved in the same atomic script, on Redis's
   clock (``TIME``), never the hosts';
-* **adaptive state**: a 429 anywhere cuts the shared limit (once per window: a 429 on a request
-  sent before the last cut is not news) and successes grow it back; each client reads it as at
-  most its own ``max_concurrency``, and an unused namespace forgets it after
-  ``ADAPTIVE_STATE_TTL``. A long ``Retry-After`` (``LONG_RETRY_AFTER`` or more, clamped to the
-  client's ``max_wait``) pauses every process, each for at most its own ``max_wait``: a pause
-  delays calls, and it fails only those whose budget is shorter than that.
+* **adaptive state**: a 429 that shows a concurrency cap cuts the shared limit by the local
+  limiter's rule (``_rate/cap.py``, judged on the shared in-flight levels this process's
+  requests were sent at: down to the level its successes typically had; a 429 about rate is
+  left to each process's pacing), once per burst (a 429 on a request sent before the last cut
+  is not news), and successes grow it back; each client reads it as at most its own
+  ``max_concurrency``, and an unused namespace forgets it after ``ADAPTIVE_STATE_TTL``. A
+  long ``Retry-After`` (``LONG_RETRY_AFTER`` or more, clamped to the client's ``max_wait``)
+  pauses every process, each for at most its own ``max_wait``: a pause delays calls, and it
+  fails only those whose budget is shorter than that.
 
 Each process also keeps its own local :class:`~comet_sync._rate.limiter.Limiter` in front of the
 shared lease: the per-model lanes (holds on the server's word, the pace found from 429s or
@@ -47,9 +50,11 @@ A forked child gets a fresh connection pool, renewal thread and fallback.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import uuid
+import warnings
 from typing import TYPE_CHECKING, Any
 
 from .._cancel import interruptible_sleep
@@ -57,6 +62,7 @@ from .._clock import Clock
 from .._config import RateControl
 from .._exceptions import CometError, InvalidArgumentError, LimiterTimeoutError
 from .._http.headers import ServerWord
+from .._rate.cap import ConcurrencyCap
 from .._rate.limiter import LONG_RETRY_AFTER, Limiter, Permit
 from .._rate.protocol import LimiterProtocol, LimiterState
 from ._errors import require
@@ -79,7 +85,6 @@ FULL_RETRY_INTERVAL = 0.02
 # it the moment it is back.
 UNAVAILABLE_FIRST_WAIT = 0.1
 UNAVAILABLE_MAX_WAIT = 1.0
-DEFAULT_DECREASE = 0.6
 # Longer waits are sent to Redis as this many ms: max_wait may be infinite, Redis's arguments
 # may not (a pause of 31 years is honoured as long as one of infinity).
 LONGEST_MS = 10**12
@@ -105,16 +110,27 @@ class RedisLimiter:
         rpm: float | None = None,
         burst_seconds: float = 0.1,
         lease_ttl: float = DEFAULT_LEASE_TTL,
-        decrease: float = DEFAULT_DECREASE,
+        decrease: float | None = None,
         failure: str = "open",
         rate_control: RateControl | None = None,
     ) -> None:
         if failure not in ("open", "closed"):
             raise InvalidArgumentError("failure", f"expected 'open' or 'closed', got {failure!r}")
-        if max_concurrency < 1:
+        if (
+            isinstance(max_concurrency, bool)
+            or not isinstance(max_concurrency, int)
+            or max_concurrency < 1
+        ):
             raise InvalidArgumentError(
                 "max_concurrency", f"expected an int >= 1, got {max_concurrency!r}"
             )
+        # Each is sent to Redis as whole milliseconds or divides one: a NaN, an infinity or a
+        # value under a millisecond would surface later, inside acquire or the renewer thread,
+        # as a ValueError or OverflowError, or as a lease that lapses at once.
+        if rpm is not None:
+            _seconds("rpm", rpm, "a finite number of requests per minute > 0", lowest=0.0)
+        _seconds("burst_seconds", burst_seconds, "a finite number of seconds > 0", lowest=0.0)
+        _seconds("lease_ttl", lease_ttl, "a finite number of seconds >= 0.001", lowest=0.001)
         self._redis = redis_client
         self.namespace = namespace
         self.max_concurrency = max_concurrency
@@ -122,7 +138,16 @@ class RedisLimiter:
         self._interval_ms = int(60_000 / rpm) if rpm else 0
         self._burst_ms = int(max(1.0, (rpm or 0) / 60 * burst_seconds) * self._interval_ms)
         self.lease_ttl = lease_ttl
-        self.decrease = decrease
+        if decrease is not None:
+            # The shared limit was cut to limit x decrease on any 429; it is now cut by the
+            # local limiter's rule (issue 22), which has no factor. Accepted one release.
+            warnings.warn(
+                "RedisLimiter(decrease=) is ignored: a 429 that shows a concurrency cap cuts "
+                "the shared limit by the same rule as the local limiter (to the in-flight "
+                "level successes typically had)",
+                DeprecationWarning,
+                stacklevel=2,
+            )
         self.failure = failure
         self._control = rate_control or RateControl()
         # Until the client binds its own (see bind): the system's, with a sleep close() wakes.
@@ -141,17 +166,26 @@ class RedisLimiter:
         socket_timeout: float = DEFAULT_SOCKET_TIMEOUT,
         **kwargs: Any,
     ) -> RedisLimiter:
-        client = _redis.Redis.from_url(
-            url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout
-        )
+        _seconds("socket_timeout", socket_timeout, "a finite number of seconds > 0", lowest=0.0)
+        try:
+            client = _redis.Redis.from_url(
+                url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout
+            )
+        except ValueError as exc:
+            # redis-py's words name the part that is wrong (the scheme, the port), never the
+            # URL itself, which may carry a password.
+            raise InvalidArgumentError("url", f"not a Redis URL: {exc}") from None
         return cls(client, namespace=namespace, **kwargs)
 
     def _start_process_state(self) -> None:
         self._acquire_script = self._redis.register_script(ACQUIRE)
         self._release_script = self._redis.register_script(RELEASE)
         self._renew_script = self._redis.register_script(RENEW)
-        self._lock = threading.Lock()  # guards _held, _fallback, _down
+        self._lock = threading.Lock()  # guards _held, _fallback, _down, _cap
         self._held: dict[str, float] = {}
+        # This process's evidence about the shared limit: the shared levels its requests were
+        # sent at, judged as the local limiter judges a lane's (its own limit is unused).
+        self._cap = ConcurrencyCap(self.max_concurrency, initial=self.max_concurrency)
         self._fallback: Limiter | None = None
         self._down = False
         self._pause = _SharedPause()
@@ -196,8 +230,10 @@ class RedisLimiter:
         timeout: float | None = None,
         retry_cost: float = 0.0,
     ) -> _RedisPermit:
-        """This process's lane first (holds, throttle, pace), then a shared lease; raises
-        :class:`LimiterTimeoutError` if that would take longer than ``timeout``."""
+        """This process's lane first (holds, throttle, pace), then a shared lease. Raises
+        only comet_sync's errors: :class:`LimiterTimeoutError` if that would take longer than
+        ``timeout``, :class:`LimiterUnavailableError` (``failure="closed"``) if Redis did not
+        answer within it; no redis-py exception leaves here."""
         now = self._clock.monotonic
         started = now()
         local = self._local().acquire(model, cost=cost, timeout=timeout, retry_cost=retry_cost)
@@ -308,9 +344,20 @@ class RedisLimiter:
     ) -> None:
         if permit.lease is None:
             return  # Redis was down when it was sent: only the local limiter held it
+        ok = status is not None and 200 <= status < 300
+        cut_to = 0  # no cut
         with self._lock:
             self._held.pop(permit.lease, None)
-        outcome = 2 if throttled else (1 if status is not None and 200 <= status < 300 else 0)
+            # The shared level at send stands for the level answered at too: the count when
+            # the answer came is not known here without another round trip to Redis.
+            if throttled and self._control.adaptive:
+                typical = self._cap.judge(permit.in_flight)
+                if typical is not None:
+                    cut_to = int(ConcurrencyCap.cut_to(self.max_concurrency, typical))
+            elif ok:
+                now = self._clock.monotonic()
+                self._cap.note_success(permit.in_flight, permit.local.sent_at, now)
+        outcome = 2 if throttled else (1 if ok else 0)
         # Only a long Retry-After pauses every process; a short one delays its own request.
         pause = retry_after if retry_after is not None and retry_after >= LONG_RETRY_AFTER else 0
         try:
@@ -321,7 +368,7 @@ class RedisLimiter:
                     outcome,
                     permit.sent_at_ms,
                     _ms(pause),
-                    self.decrease,
+                    cut_to,
                     self.max_concurrency,
                     permit.in_flight,
                     _ms(self._max_hold),
@@ -403,6 +450,19 @@ if TYPE_CHECKING:
     # mypy --strict checks here that RedisLimiter stays what a client accepts as limiter=.
     def _is_a_limiter(limiter: RedisLimiter) -> LimiterProtocol:
         return limiter
+
+
+def _seconds(argument: str, value: object, expected: str, *, lowest: float) -> None:
+    """Refuse ``value`` unless it is a finite real number above ``lowest`` (at least it when
+    ``lowest`` is not 0)."""
+    ok = (
+        not isinstance(value, bool)
+        and isinstance(value, (int, float))
+        and math.isfinite(value)
+        and (value > 0 if lowest == 0.0 else value >= lowest)
+    )
+    if not ok:
+        raise InvalidArgumentError(argument, f"expected {expected}, got {value!r}")
 
 
 def _ms(seconds: float) -> int:
