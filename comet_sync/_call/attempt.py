@@ -33,7 +33,7 @@ from .._http.error_map import (
 from .._http.headers import ServerWord, parse_server_word
 from .._http.sse import EventTooLargeError, iter_events
 from .._http.transport import Exchange, Transport
-from .._rate.protocol import LimiterProtocol, PermitProtocol
+from .._rate.protocol import LimiterProtocol, PermitProtocol, takes_scope
 from .._records import CallLog
 from .._resources.raw import raw_sink
 from .request import Request
@@ -57,6 +57,9 @@ class Attempts:
         self._transport = transport
         self._limiter = limiter
         self._clock = clock
+        # The scope goes to the limiter as an argument; a limiter written before acquire took
+        # one is called without it (it cannot watch a stop; its timeout still bounds it).
+        self._scoped = takes_scope(limiter)
 
     def json(
         self,
@@ -153,9 +156,18 @@ class Attempts:
         # Raises LimiterTimeoutError, never retried, when our own limits would hold this
         # attempt past the call's budget.
         try:
-            permit = self._limiter.acquire(
-                req.model, cost=req.cost, timeout=remaining, retry_cost=_retry_cost(call)
-            )
+            if self._scoped:
+                permit = self._limiter.acquire(
+                    req.model,
+                    cost=req.cost,
+                    timeout=remaining,
+                    retry_cost=_retry_cost(call),
+                    scope=scope,
+                )
+            else:
+                permit = self._limiter.acquire(
+                    req.model, cost=req.cost, timeout=remaining, retry_cost=_retry_cost(call)
+                )
         except LimiterTimeoutError as exc:
             last = call.last_error
             if isinstance(last, APIError):
