@@ -9,7 +9,7 @@ permit back, with what the answer said about the server's limits.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from typing import Callable
 
 from .._cancel import Scope
 from .._clock import Clock
@@ -35,7 +35,7 @@ from .._http.sse import EventTooLargeError, iter_events
 from .._http.transport import Exchange, Transport
 from .._rate.protocol import LimiterProtocol, PermitProtocol, takes_scope
 from .._records import CallLog
-from .._resources.raw import raw_sink
+from .call import Answer
 from .request import Request
 from .retry import RetryingCall, is_retryable
 from .streaming import Stream
@@ -69,7 +69,8 @@ class Attempts:
         log: CallLog,
         scope: Scope,
         required: tuple[str, ...],
-    ) -> dict[str, Any]:
+    ) -> Answer:
+        """The decoded body of a 2xx answer, with its head."""
         permit, exchange, word = self._send(req, options, call, log, scope)
         try:
             # Reading the body is part of the request: it stays under the permit.
@@ -81,13 +82,12 @@ class Attempts:
             _give_back(exchange, permit)
             raise
         exchange.close()
-        self._show_head(exchange)
         usage = data.get("usage")
         total = usage.get("total_tokens") if isinstance(usage, dict) else None
         permit.release(
             exchange.status_code, word=word, total_tokens=total if isinstance(total, int) else None
         )
-        return data
+        return Answer(data, exchange)
 
     def stream(
         self,
@@ -120,7 +120,6 @@ class Attempts:
             log.off_wire(self._clock.monotonic())
             _give_back(exchange, permit)
             raise
-        self._show_head(exchange)
         return kind(
             exchange=exchange,
             permit=permit,
@@ -132,11 +131,6 @@ class Attempts:
             finish=finish,
             request=req.snapshot,
         )
-
-    def _show_head(self, exchange: Exchange) -> None:
-        sink = raw_sink.get()
-        if sink is not None:  # a with_raw_response call wants the answer's head
-            sink(exchange.snapshot(""))
 
     def _send(
         self,

@@ -18,6 +18,7 @@ from .._rate.protocol import LimiterProtocol
 from .._records import CallLog, Recorder, RequestRecord
 from .attempt import Attempts
 from .cache import ResponseCache
+from .call import Answer
 from .request import Request, build_request
 from .retry import RetryingCall, RetryLoop, attempts
 from .streaming import Stream
@@ -67,10 +68,10 @@ class CallRunner:
         required: tuple[str, ...],
         sink: Callable[[RequestRecord], None] | None = None,
         fallback: tuple[str, str] | None = None,
-    ) -> dict[str, Any]:
-        """Send one request with retries; the decoded JSON answer, through the response cache
-        when there is one (POSTs only). ``sink`` also receives the call's record; ``fallback``
-        (the model left, and why) goes into it."""
+    ) -> Answer:
+        """Send one request with retries; the decoded JSON answer with its head, through the
+        response cache when there is one (POSTs only). ``sink`` also receives the call's
+        record; ``fallback`` (the model left, and why) goes into it."""
         observer = _observe.OBSERVER
         watch = None
         if observer is not None and payload is not None:
@@ -98,11 +99,13 @@ class CallRunner:
         sink: Callable[[RequestRecord], None] | None,
         fallback: tuple[str, str] | None,
         watch: CallWatch | None,
-    ) -> dict[str, Any]:
+    ) -> Answer:
         """A POST through the response cache: made here, or the answer of an identical call
-        (made earlier, or by another thread now)."""
+        (made earlier, or by another thread now: no head of its own)."""
         assert self._cache is not None
         started = self._clock.monotonic()
+        # The cache keeps bodies only; the head of an answer this thread fetched is its own.
+        fetched: list[Answer] = []
 
         def lead() -> dict[str, Any]:
             # A caller that waited on another's flight and now leads has only what is left
@@ -117,7 +120,9 @@ class CallRunner:
                         "an identical call on another thread"
                     )
                 own = options.with_retry(options.retry.replace(total_timeout=budget - spent))
-            return self._json(method, route, payload, own, required, sink, fallback, watch)
+            answer = self._json(method, route, payload, own, required, sink, fallback, watch)
+            fetched.append(answer)
+            return answer.data
 
         try:
             data, hit = self._cache.get_or_call(
@@ -144,7 +149,8 @@ class CallRunner:
                 watch=watch,
                 answer=data,
             )
-        return data  # type: ignore[no-any-return]
+            return Answer(data)
+        return fetched[-1] if fetched else Answer(data)
 
     def _json(
         self,
@@ -156,12 +162,12 @@ class CallRunner:
         sink: Callable[[RequestRecord], None] | None,
         fallback: tuple[str, str] | None,
         watch: CallWatch | None,
-    ) -> dict[str, Any]:
+    ) -> Answer:
         req = self._request(method, route, payload, options, "application/json")
         start = self._clock.monotonic()
         log = CallLog(route, req.model, start, sink=sink, fallback=fallback, watch=watch)
         call = RetryingCall(options.retry, self._clock, start, subject=req, watch=watch)
-        result: dict[str, Any] | None = None
+        result: Answer | None = None
         error: BaseException | None = None
         try:
             with _cancel.entered(self._scope) as scope:
@@ -175,12 +181,13 @@ class CallRunner:
             _failed(exc, req, call, log)
             raise
         finally:
-            usage = result.get("usage") if result is not None else None
+            data = result.data if result is not None else None
+            usage = data.get("usage") if data is not None else None
             self._recorder.finish(
                 log,
                 error=error,
                 usage=usage if isinstance(usage, dict) else None,
-                answer=result,
+                answer=data,
             )
 
     def open_stream(
