@@ -11,9 +11,7 @@ from __future__ import annotations
 import math
 from typing import Callable
 
-from .._cancel import Scope
 from .._clock import Clock
-from .._config import CallOptions
 from .._exceptions import (
     APIConnectionError,
     APIError,
@@ -34,8 +32,7 @@ from .._http.headers import ServerWord, parse_server_word
 from .._http.sse import EventTooLargeError, iter_events
 from .._http.transport import Exchange, Transport
 from .._rate.protocol import LimiterProtocol, PermitProtocol, takes_scope
-from .._records import CallLog
-from .call import Answer
+from .call import Answer, Call
 from .request import Request
 from .retry import RetryingCall, is_retryable
 from .streaming import Stream
@@ -61,20 +58,13 @@ class Attempts:
         # one is called without it (it cannot watch a stop; its timeout still bounds it).
         self._scoped = takes_scope(limiter)
 
-    def json(
-        self,
-        req: Request,
-        options: CallOptions,
-        call: RetryingCall,
-        log: CallLog,
-        scope: Scope,
-        required: tuple[str, ...],
-    ) -> Answer:
+    def json(self, call: Call, required: tuple[str, ...]) -> Answer:
         """The decoded body of a 2xx answer, with its head."""
-        permit, exchange, word = self._send(req, options, call, log, scope)
+        req, log = call.request, call.log
+        permit, exchange, word = self._send(call)
         try:
             # Reading the body is part of the request: it stays under the permit.
-            body = exchange.read_body(options.max_response_bytes)
+            body = exchange.read_body(call.options.max_response_bytes)
             log.off_wire(self._clock.monotonic())
             data = json_body(exchange, body, route=req.route, required=required)
         except BaseException:
@@ -89,18 +79,10 @@ class Attempts:
         )
         return Answer(data, exchange)
 
-    def stream(
-        self,
-        req: Request,
-        options: CallOptions,
-        call: RetryingCall,
-        log: CallLog,
-        scope: Scope,
-        kind: type[Stream],
-        finish: Callable[..., None],
-    ) -> Stream:
+    def stream(self, call: Call, kind: type[Stream], finish: Callable[..., None]) -> Stream:
         """A stream whose first event has arrived; retries are possible only until then."""
-        permit, exchange, _ = self._send(req, options, call, log, scope)
+        req, log, options = call.request, call.log, call.options
+        permit, exchange, _ = self._send(call)
         idle = _or_inf(options.timeout.read)
         try:
             ctype = exchange.headers.get("content-type", "")
@@ -132,19 +114,14 @@ class Attempts:
             request=req.snapshot,
         )
 
-    def _send(
-        self,
-        req: Request,
-        options: CallOptions,
-        call: RetryingCall,
-        log: CallLog,
-        scope: Scope,
-    ) -> tuple[PermitProtocol, Exchange, ServerWord]:
+    def _send(self, call: Call) -> tuple[PermitProtocol, Exchange, ServerWord]:
         """Take a permit and send; a 2xx answer (body unread) with the permit still held, or
         raise with it released."""
+        req, options, retry, log = call.request, call.options, call.retry, call.log
+        scope = call.scope
         # After close(), a stopped map or an interrupt, nothing new leaves the process.
         scope.raise_if_stopped()
-        remaining = _left_to_send(call, req)
+        remaining = _left_to_send(retry, req)
         watch = log.watch
         asked = self._clock.monotonic() if watch is not None else 0.0
         # Raises LimiterTimeoutError, never retried, when our own limits would hold this
@@ -155,15 +132,15 @@ class Attempts:
                     req.model,
                     cost=req.cost,
                     timeout=remaining,
-                    retry_cost=_retry_cost(call),
+                    retry_cost=_retry_cost(retry),
                     scope=scope,
                 )
             else:
                 permit = self._limiter.acquire(
-                    req.model, cost=req.cost, timeout=remaining, retry_cost=_retry_cost(call)
+                    req.model, cost=req.cost, timeout=remaining, retry_cost=_retry_cost(retry)
                 )
         except LimiterTimeoutError as exc:
-            last = call.last_error
+            last = retry.last_error
             if isinstance(last, APIError):
                 # A retry our own caution held past the budget: the server's error is the news.
                 last.giveup_reason = f"the retry was not sent: {exc}"
@@ -174,7 +151,7 @@ class Attempts:
             # the attempt gets what is left after the wait, never what there was before it (16
             # threads on 8 slots took twice their total_timeout). Not sent: not an attempt.
             scope.raise_if_stopped()
-            remaining = _left_to_send(call, req)
+            remaining = _left_to_send(retry, req)
         except BaseException:
             permit.release()
             raise
@@ -193,7 +170,7 @@ class Attempts:
             if watch is not None:
                 # This attempt's own headers, for the trace context of this attempt.
                 headers = dict(headers)
-                watch.sending(headers, call.tries - 1, self._clock.monotonic() - asked)
+                watch.sending(headers, retry.tries - 1, self._clock.monotonic() - asked)
             # The attempt, its body included, may not outlive the call's budget.
             log.on_wire(self._clock.monotonic())
             exchange = self._transport.send(
@@ -242,9 +219,9 @@ def _give_back(exchange: Exchange, permit: PermitProtocol) -> None:
     permit.release(exchange.status_code)
 
 
-def _left_to_send(call: RetryingCall, req: Request) -> float | None:
+def _left_to_send(retry: RetryingCall, req: Request) -> float | None:
     """Seconds of the call's budget left for an attempt (None: no budget)."""
-    remaining = call.remaining()
+    remaining = retry.remaining()
     if remaining is not None and remaining <= MIN_ATTEMPT_SECONDS:
         # Nothing left to send with (a caller that waited on another's identical call or for
         # a slot, a clock that moved): a timeout, never a socket timeout of 0 (which urllib3
@@ -259,9 +236,9 @@ def _or_inf(seconds: float | None) -> float:
     return math.inf if seconds is None else seconds
 
 
-def _retry_cost(call: RetryingCall) -> float:
+def _retry_cost(retry: RetryingCall) -> float:
     """What the next attempt pays from the retry quota (AWS SDK standard mode's prices)."""
-    exc = call.last_error
+    exc = retry.last_error
     if exc is None:
         return 0.0  # a first attempt
     if isinstance(exc, APIStatusError) and exc.status_code == 429:

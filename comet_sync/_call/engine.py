@@ -1,6 +1,8 @@
 """One logical call, put together: the request built once (``request.py``), attempts made
-(``attempt.py``) inside backoff's retry loop (``retry.py``), the record written once
-(``_records.py``), and the response cache in front of JSON calls (``cache.py``).
+(``attempt.py``) inside backoff's retry loop (``retry.py``), each handed the one
+:class:`~comet_sync._call.call.Call` that holds what they share, the record written once
+(``_records.py``), and the response cache in front of JSON calls (``cache.py``). A JSON call
+returns its body with its answer's head (:class:`~comet_sync._call.call.Answer`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from .._rate.protocol import LimiterProtocol
 from .._records import CallLog, Recorder, RequestRecord
 from .attempt import Attempts
 from .cache import ResponseCache
-from .call import Answer
+from .call import Answer, Call
 from .request import Request, build_request
 from .retry import RetryingCall, RetryLoop, attempts
 from .streaming import Stream
@@ -166,19 +168,17 @@ class CallRunner:
         req = self._request(method, route, payload, options, "application/json")
         start = self._clock.monotonic()
         log = CallLog(route, req.model, start, sink=sink, fallback=fallback, watch=watch)
-        call = RetryingCall(options.retry, self._clock, start, subject=req, watch=watch)
+        retry = RetryingCall(options.retry, self._clock, start, subject=req, watch=watch)
         result: Answer | None = None
         error: BaseException | None = None
         try:
             with _cancel.entered(self._scope) as scope:
-                result = self._loop.run(
-                    call,
-                    lambda: self._attempts.json(req, options, call, log, scope, required),
-                )
+                call = Call(req, options, retry, log, scope)
+                result = self._loop.run(retry, lambda: self._attempts.json(call, required))
             return result
         except BaseException as exc:  # KeyboardInterrupt mid-call still gets its record
             error = exc
-            _failed(exc, req, call, log)
+            _failed(exc, req, log)
             raise
         finally:
             data = result.data if result is not None else None
@@ -215,19 +215,18 @@ class CallRunner:
             raise
         start = self._clock.monotonic()
         log = CallLog(route, req.model, start, fallback=fallback, watch=watch)
-        call = RetryingCall(options.retry, self._clock, start, subject=req, watch=watch)
+        retry = RetryingCall(options.retry, self._clock, start, subject=req, watch=watch)
 
         def finish(**outcome: Any) -> None:
+            # The stream outlives this method: it writes the call's record when it ends.
             self._recorder.finish(log, **outcome)
 
         try:
             with _cancel.entered(self._scope) as scope:
-                return self._loop.run(
-                    call,
-                    lambda: self._attempts.stream(req, options, call, log, scope, kind, finish),
-                )
+                call = Call(req, options, retry, log, scope)
+                return self._loop.run(retry, lambda: self._attempts.stream(call, kind, finish))
         except BaseException as exc:
-            _failed(exc, req, call, log)
+            _failed(exc, req, log)
             self._recorder.finish(log, error=exc)
             raise
 
@@ -267,7 +266,7 @@ def _log_retry(call: RetryingCall, exc: BaseException, wait: float) -> None:
         )
 
 
-def _failed(exc: BaseException, req: Request, call: RetryingCall, log: CallLog) -> None:
+def _failed(exc: BaseException, req: Request, log: CallLog) -> None:
     """A call that raised: its error names the request (openai-python's ``e.request``) and
     says how many attempts were sent (not those our own limiter held back), and a give-up is
     logged."""
