@@ -45,11 +45,13 @@ class Call:
         log: CallLog,
         scope: Scope,
     ) -> None:
-        self.request = request  # as every attempt sends it
-        self.options = options  # timeouts, retry settings, size limits
-        self.retry = retry  # the retry loop's state: attempts made, the last error, budget
-        self.log = log  # the record being written: statuses, time on the wire
-        self.scope = scope  # what stops it: the client's, or its map's
+        self.request: Request = request  # as every attempt sends it
+        self.options: CallOptions = options  # timeouts, retry settings, size limits
+        self.retry: RetryingCall = (
+            retry  # the retry loop's state: attempts made, the last error, budget
+        )
+        self.log: CallLog = log  # the record being written: statuses, time on the wire
+        self.scope: Scope = scope  # what stops it: the client's, or its map's
 
     def __repr__(self) -> str:
         req = self.request
@@ -68,10 +70,10 @@ class Answer:
     __slots__ = ("_exchange", "data")
 
     def __init__(self, data: dict[str, Any], exchange: Exchange | None = None) -> None:
-        self.data = data
+        self.data: dict[str, Any] = data
         # The (closed) exchange the answer came in; its head is taken only when asked for, so
         # a call nobody asks the head of pays nothing for it.
-        self._exchange = exchange
+        self._exchange: Exchange | None = exchange
 
     @property
     def head(self) -> ResponseSnapshot | None:
