@@ -8,6 +8,10 @@ and ``contrib.redis.RedisLimiter``, shared by processes. The contract, beyond th
   lock across the wait) or raises :class:`~comet_sync.LimiterTimeoutError` naming what held it
   when that would take longer than ``timeout``; a deferral by the throttle or the retry quota
   never lasts past ``max_wait`` (then ``outage=True``).
+* A wait for a slot or a turn inside ``acquire`` ends when the ``scope`` it was given stops
+  (``close()``, a stopped ``map``), raising what ``scope.raise_if_stopped()`` raises, and
+  takes no slot. (A timed sleep, for a hold or the pace, is the bound clock's: the client's
+  default sleep is cut short by a stop too.)
 * Every permit is released exactly once, with what came back (status, whether it was a 429,
   the server's rate headers, the tokens used), from any thread; a second release is a no-op.
 * ``state()`` is a snapshot, safe to read from any thread while calls run.
