@@ -11,8 +11,9 @@ A :class:`Scope` is a set of calls that can be stopped together: a client's call
 
 Scopes nest: stopping or abandoning a client stops and abandons every ``map`` of it. The scope
 a call belongs to travels in a context variable, so a job submitted to an executor carries its
-``map``'s scope, and code deep in the call path (the limiter, a retry's sleep) can ask it
-without every function passing it along.
+``map``'s scope into the engine; from there the call hands it on as an argument (to the
+limiter's ``acquire``, to the transport). The client's sleep (:func:`interruptible_sleep`,
+behind an injectable ``Clock.sleep(seconds)`` that has no room for it) still reads it here.
 
 Thread safety: ``_lock`` guards the callbacks and children; callbacks run outside it, on the
 thread that stops the scope. A stopped scope never starts again.

@@ -160,3 +160,19 @@ def test_a_waiter_that_times_out_names_its_request(server) -> None:
         leader.join()
     request = caught.value.request
     assert (request.method, request.url) == ("POST", f"{server.base_url}/chat/completions")
+
+
+def test_a_raw_call_has_the_head_of_the_answer_it_fetched_and_none_from_the_cache(
+    server, make_client
+) -> None:
+    """The engine returns each answer with its head; the cache keeps bodies only, so the
+    call that went to the server has the server's head and a hit has none of its own."""
+    client = make_client(cache=ResponseCache())
+    raw = client.chat.completions.with_raw_response.create
+    fetched = raw(model="m", messages=user("h"), temperature=0)
+    hit = raw(model="m", messages=user("h"), temperature=0)
+    assert server.stats().attempts["h"] == 1
+    assert fetched.http_response is not None and fetched.request_id
+    assert fetched.headers["content-type"].startswith("application/json")
+    assert hit.http_response is None and hit.status_code == 200 and dict(hit.headers) == {}
+    assert hit.parse() == fetched.parse()

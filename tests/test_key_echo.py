@@ -4,8 +4,8 @@ sockets, and every channel through which the client could pass it on.
 The key may never reach: ``str``/``repr`` of anything the client returns or raises, a pickled
 exception, an exception's attributes (``body``, ``code``, ``type``, ``param``, ``request_id``,
 its snapshot's headers, reason and text), a chained transport exception, ``on_request`` records,
-the metrics, the log at DEBUG, a pickled or deep-copied answer, and the CLI's stdout, stderr,
-output and state files.
+the metrics, the log at DEBUG, a pickled or deep-copied answer, the call object handed to each
+attempt, and the CLI's stdout, stderr, output and state files.
 """
 
 from __future__ import annotations
@@ -537,3 +537,40 @@ def test_a_json_answer_not_in_utf8_is_refused_without_quoting_the_key(encoding: 
         return True
 
     assert _leaks(list(_everything(_one_failed_call(handle)))) == []
+
+
+def test_the_call_object_and_its_request_never_show_or_pickle_the_key() -> None:
+    """What one call hands to each attempt (``_call.call.Call``) holds the request, whose
+    ``Authorization`` header is the key: its repr and str name the call, never the header,
+    and neither it nor the request can be pickled or copied (a pickle would hold the key)."""
+    from comet_sync import Clock, RateControl
+    from comet_sync._call.call import Call
+    from comet_sync._call.request import build_request
+    from comet_sync._call.retry import RetryingCall
+    from comet_sync._cancel import Scope
+    from comet_sync._config import CallOptions, RetryConfig, Timeout
+    from comet_sync._rate.limiter import Limiter
+    from comet_sync._records import CallLog
+
+    options = CallOptions(Timeout(), RetryConfig())
+    req = build_request(
+        "POST",
+        "http://127.0.0.1:9/v1",
+        "/chat/completions",
+        {"model": "m", "messages": [{"role": "user", "content": "hi"}]},
+        options,
+        auth_header=f"Bearer {SECRET}",
+        secret=SECRET,
+        accept="application/json",
+        limiter=Limiter(1, RateControl()),
+    )
+    assert req.headers["Authorization"] == f"Bearer {SECRET}"  # the key is in there
+    retry = RetryingCall(options.retry, Clock(), 0.0, subject=req)
+    call = Call(req, options, retry, CallLog(req.route, req.model, 0.0), Scope())
+    for shown in (repr(call), str(call), repr(req), str(req)):
+        assert SECRET not in shown and "/chat/completions" in shown
+    for held in (call, req):
+        for attempt in (pickle.dumps, copy.copy, copy.deepcopy):
+            with pytest.raises(TypeError) as caught:
+                attempt(held)
+            assert SECRET not in str(caught.value)

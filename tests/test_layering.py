@@ -52,7 +52,6 @@ LAYERS: dict[str, int] = {
 KNOWN_UPWARD: dict[tuple[str, str], str] = {
     ("_metrics", "_rate"): "the snapshot carries the limiter's state (LimiterState, typing)",
     ("_observe", "_rate"): "an observer is handed the limiter to read its state (typing)",
-    ("_call", "_resources"): "the raw-response head leaves through _resources.raw's sink",
 }
 
 

@@ -3,8 +3,9 @@ the process-local ``Limiter`` and ``contrib.redis.RedisLimiter`` on a real redis
 
 What is asserted is what a client relies on whichever limiter it is given: a permit when
 there is room, a ``LimiterTimeoutError`` naming what held the send when there is none within
-the timeout, one release per permit (a second is a no-op) from any thread, and a state that
-counts what is in flight and can be read while calls run.
+the timeout, one release per permit (a second is a no-op) from any thread, a wait that ends
+when the asking call's stop scope (given as ``scope=``) stops, and a state that counts what is
+in flight and can be read while calls run.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from comet_sync import Clock, LimiterTimeoutError
+from comet_sync import ClientClosedError, Clock, LimiterTimeoutError
+from comet_sync._cancel import Scope
 from comet_sync._config import RateControl
 from comet_sync._rate.limiter import Limiter
 from comet_sync._rate.protocol import LimiterProtocol, LimiterState
@@ -92,3 +94,29 @@ def test_the_state_is_read_while_a_permit_is_out_and_names_the_model(
     assert state.models is not None and "m" in state.models
     assert state.held_for == 0.0 and state.deferred == 0
     assert one_slot.paces_tokens("m") is False  # nothing told, nothing configured
+
+
+def test_a_wait_ends_when_the_scope_given_stops(one_slot: LimiterProtocol) -> None:
+    """``close()`` or a stopped ``map`` reaches a send held by the limiter through the scope
+    handed to ``acquire``, not through anything the waiting thread happens to carry."""
+    permit = one_slot.acquire("m")
+    scope = Scope(what="the test's map")
+    outcome: list[BaseException] = []
+
+    def wait() -> None:
+        try:
+            one_slot.acquire("m", timeout=20.0, scope=scope).release(200)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    # Whether the stop comes before the wait begins or during it, the send must not wait out
+    # its 20 s: a scope stopped first wakes the wait at once (on_stop runs the callback).
+    scope.stop()
+    waiter.join(timeout=5.0)  # far under the 20 s the limiter would otherwise hold it
+    assert not waiter.is_alive()
+    assert len(outcome) == 1 and isinstance(outcome[0], ClientClosedError)
+    assert "the test's map" in str(outcome[0])
+    permit.release(200)
+    one_slot.acquire("m", timeout=1.0).release(200)  # the stopped waiter took no slot

@@ -1061,3 +1061,39 @@ def test_close_waits_one_grace_for_every_key_at_once(server, make_client) -> Non
     assert 1.0 <= took < 2.0, took  # one grace for all three, not one each
     assert len(errors) == 3
     assert all(isinstance(e, comet_sync.ClientClosedError) for e in errors)
+
+
+def test_a_limiter_written_before_acquire_took_a_scope_still_serves(server, make_client) -> None:
+    """``scope=`` was added to ``LimiterProtocol.acquire`` with a default: a user's limiter
+    with the old signature is called without it, and its calls go through."""
+    from comet_sync._rate.limiter import Limiter
+
+    class OldLimiter:
+        def __init__(self) -> None:
+            self.inner = Limiter(4, comet_sync.RateControl())
+            self.asked = 0
+
+        def bind(self, *, clock: comet_sync.Clock, max_hold: float) -> None:
+            self.inner.bind(clock=clock, max_hold=max_hold)
+
+        def acquire(self, model=None, *, cost=0.0, timeout=None, retry_cost=0.0):
+            self.asked += 1
+            return self.inner.acquire(model, cost=cost, timeout=timeout, retry_cost=retry_cost)
+
+        def paces_tokens(self, model: str | None) -> bool:
+            return False
+
+        @property
+        def in_use(self) -> int:
+            return self.inner.in_use
+
+        def state(self) -> comet_sync.LimiterState:
+            return self.inner.state()
+
+        def after_fork(self) -> None:
+            pass
+
+    old = OldLimiter()
+    client = make_client(limiter=old)
+    reply = client.chat.completions.create(model="gpt-4o-mini", messages=user("hi"))
+    assert reply.choices and old.asked == 1

@@ -9,11 +9,9 @@ permit back, with what the answer said about the server's limits.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from typing import Callable
 
-from .._cancel import Scope
 from .._clock import Clock
-from .._config import CallOptions
 from .._exceptions import (
     APIConnectionError,
     APIError,
@@ -33,9 +31,8 @@ from .._http.error_map import (
 from .._http.headers import ServerWord, parse_server_word
 from .._http.sse import EventTooLargeError, iter_events
 from .._http.transport import Exchange, Transport
-from .._rate.protocol import LimiterProtocol, PermitProtocol
-from .._records import CallLog
-from .._resources.raw import raw_sink
+from .._rate.protocol import LimiterProtocol, PermitProtocol, takes_scope
+from .call import Answer, Call
 from .request import Request
 from .retry import RetryingCall, is_retryable
 from .streaming import Stream
@@ -57,20 +54,17 @@ class Attempts:
         self._transport = transport
         self._limiter = limiter
         self._clock = clock
+        # The scope goes to the limiter as an argument; a limiter written before acquire took
+        # one is called without it (it cannot watch a stop; its timeout still bounds it).
+        self._scoped = takes_scope(limiter)
 
-    def json(
-        self,
-        req: Request,
-        options: CallOptions,
-        call: RetryingCall,
-        log: CallLog,
-        scope: Scope,
-        required: tuple[str, ...],
-    ) -> dict[str, Any]:
-        permit, exchange, word = self._send(req, options, call, log, scope)
+    def json(self, call: Call, required: tuple[str, ...]) -> Answer:
+        """The decoded body of a 2xx answer, with its head."""
+        req, log = call.request, call.log
+        permit, exchange, word = self._send(call)
         try:
             # Reading the body is part of the request: it stays under the permit.
-            body = exchange.read_body(options.max_response_bytes)
+            body = exchange.read_body(call.options.max_response_bytes)
             log.off_wire(self._clock.monotonic())
             data = json_body(exchange, body, route=req.route, required=required)
         except BaseException:
@@ -78,26 +72,17 @@ class Attempts:
             _give_back(exchange, permit)
             raise
         exchange.close()
-        self._show_head(exchange)
         usage = data.get("usage")
         total = usage.get("total_tokens") if isinstance(usage, dict) else None
         permit.release(
             exchange.status_code, word=word, total_tokens=total if isinstance(total, int) else None
         )
-        return data
+        return Answer(data, exchange)
 
-    def stream(
-        self,
-        req: Request,
-        options: CallOptions,
-        call: RetryingCall,
-        log: CallLog,
-        scope: Scope,
-        kind: type[Stream],
-        finish: Callable[..., None],
-    ) -> Stream:
+    def stream(self, call: Call, kind: type[Stream], finish: Callable[..., None]) -> Stream:
         """A stream whose first event has arrived; retries are possible only until then."""
-        permit, exchange, _ = self._send(req, options, call, log, scope)
+        req, log, options = call.request, call.log, call.options
+        permit, exchange, _ = self._send(call)
         idle = _or_inf(options.timeout.read)
         try:
             ctype = exchange.headers.get("content-type", "")
@@ -117,7 +102,6 @@ class Attempts:
             log.off_wire(self._clock.monotonic())
             _give_back(exchange, permit)
             raise
-        self._show_head(exchange)
         return kind(
             exchange=exchange,
             permit=permit,
@@ -130,34 +114,33 @@ class Attempts:
             request=req.snapshot,
         )
 
-    def _show_head(self, exchange: Exchange) -> None:
-        sink = raw_sink.get()
-        if sink is not None:  # a with_raw_response call wants the answer's head
-            sink(exchange.snapshot(""))
-
-    def _send(
-        self,
-        req: Request,
-        options: CallOptions,
-        call: RetryingCall,
-        log: CallLog,
-        scope: Scope,
-    ) -> tuple[PermitProtocol, Exchange, ServerWord]:
+    def _send(self, call: Call) -> tuple[PermitProtocol, Exchange, ServerWord]:
         """Take a permit and send; a 2xx answer (body unread) with the permit still held, or
         raise with it released."""
+        req, options, retry, log = call.request, call.options, call.retry, call.log
+        scope = call.scope
         # After close(), a stopped map or an interrupt, nothing new leaves the process.
         scope.raise_if_stopped()
-        remaining = _left_to_send(call, req)
+        remaining = _left_to_send(retry, req)
         watch = log.watch
         asked = self._clock.monotonic() if watch is not None else 0.0
         # Raises LimiterTimeoutError, never retried, when our own limits would hold this
         # attempt past the call's budget.
         try:
-            permit = self._limiter.acquire(
-                req.model, cost=req.cost, timeout=remaining, retry_cost=_retry_cost(call)
-            )
+            if self._scoped:
+                permit = self._limiter.acquire(
+                    req.model,
+                    cost=req.cost,
+                    timeout=remaining,
+                    retry_cost=_retry_cost(retry),
+                    scope=scope,
+                )
+            else:
+                permit = self._limiter.acquire(
+                    req.model, cost=req.cost, timeout=remaining, retry_cost=_retry_cost(retry)
+                )
         except LimiterTimeoutError as exc:
-            last = call.last_error
+            last = retry.last_error
             if isinstance(last, APIError):
                 # A retry our own caution held past the budget: the server's error is the news.
                 last.giveup_reason = f"the retry was not sent: {exc}"
@@ -168,7 +151,7 @@ class Attempts:
             # the attempt gets what is left after the wait, never what there was before it (16
             # threads on 8 slots took twice their total_timeout). Not sent: not an attempt.
             scope.raise_if_stopped()
-            remaining = _left_to_send(call, req)
+            remaining = _left_to_send(retry, req)
         except BaseException:
             permit.release()
             raise
@@ -187,7 +170,7 @@ class Attempts:
             if watch is not None:
                 # This attempt's own headers, for the trace context of this attempt.
                 headers = dict(headers)
-                watch.sending(headers, call.tries - 1, self._clock.monotonic() - asked)
+                watch.sending(headers, retry.tries - 1, self._clock.monotonic() - asked)
             # The attempt, its body included, may not outlive the call's budget.
             log.on_wire(self._clock.monotonic())
             exchange = self._transport.send(
@@ -236,9 +219,9 @@ def _give_back(exchange: Exchange, permit: PermitProtocol) -> None:
     permit.release(exchange.status_code)
 
 
-def _left_to_send(call: RetryingCall, req: Request) -> float | None:
+def _left_to_send(retry: RetryingCall, req: Request) -> float | None:
     """Seconds of the call's budget left for an attempt (None: no budget)."""
-    remaining = call.remaining()
+    remaining = retry.remaining()
     if remaining is not None and remaining <= MIN_ATTEMPT_SECONDS:
         # Nothing left to send with (a caller that waited on another's identical call or for
         # a slot, a clock that moved): a timeout, never a socket timeout of 0 (which urllib3
@@ -253,9 +236,9 @@ def _or_inf(seconds: float | None) -> float:
     return math.inf if seconds is None else seconds
 
 
-def _retry_cost(call: RetryingCall) -> float:
+def _retry_cost(retry: RetryingCall) -> float:
     """What the next attempt pays from the retry quota (AWS SDK standard mode's prices)."""
-    exc = call.last_error
+    exc = retry.last_error
     if exc is None:
         return 0.0  # a first attempt
     if isinstance(exc, APIStatusError) and exc.status_code == 429:

@@ -3,7 +3,9 @@ openai-python's resources have ``_post``: a call is prepared once (body checked,
 built, the models it tries chosen), then posted over its model chain, as JSON or as a stream.
 
 A door belongs to one client or ``with_options`` view and holds that one's defaults, so every
-resource built on it uses them. What it runs on (the engine, the executors, the scope) it
+resource built on it uses them. The engine returns each answer with its head; a door made for
+a ``with_raw_response`` call (:meth:`Door.capturing`) hands that head to the raw view, and
+every other door drops it. What it runs on (the engine, the executors, the scope) it
 reaches through :class:`Runtime`, looked up on every call: a forked child rebuilds all of it.
 """
 
@@ -18,9 +20,10 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol, TypeVar, cast
 from .. import _cancel
 from .._clock import Clock
 from .._config import CallOptions, RetryConfig, Timeout, TimeoutArg, check_headers
-from .._exceptions import APIError, APITimeoutError, InvalidArgumentError
+from .._exceptions import APIError, APITimeoutError, InvalidArgumentError, ResponseSnapshot
 from .._params import NOT_GIVEN, NotGiven, check_query, is_not_given, plain_params
 from .._records import RequestRecord
+from .call import Answer
 from .deadline import time_left
 from .engine import CallRunner
 from .fallback import Fallbacks, chain_of, fallback_reason
@@ -90,9 +93,20 @@ class Door:
     """The way in to the engine for one client or view's resources. Shared by every thread
     (holds no per-call state)."""
 
-    def __init__(self, runtime: Runtime, defaults: CallDefaults) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        defaults: CallDefaults,
+        on_head: Callable[[ResponseSnapshot], None] | None = None,
+    ) -> None:
         self.runtime = runtime
         self._defaults = defaults
+        self._on_head = on_head  # given each answer's head (a raw view's door only)
+
+    def capturing(self, on_head: Callable[[ResponseSnapshot], None]) -> Door:
+        """This door, handing the head of each answer it gets to ``on_head`` (for one
+        ``with_raw_response`` call; an answer from the response cache has none)."""
+        return Door(self.runtime, self._defaults, on_head)
 
     def check_open(self) -> None:
         self.runtime.check_open()
@@ -144,7 +158,7 @@ class Door:
     ) -> dict[str, Any]:
         """The raw JSON answer of the first model of the call's chain that answers (through
         the response cache when there is one); ``sink`` also gets each model's record."""
-        return self._over_chain(
+        answer = self._over_chain(
             call,
             lambda body, options, fallback: self.runtime.runner.request_json(
                 "POST",
@@ -156,11 +170,12 @@ class Door:
                 fallback=fallback,
             ),
         )
+        return self._opened(answer)
 
     def post_stream(self, call: Prepared, kind: type[S]) -> S:
         """The call's stream, opened on the first model of its chain that sends a first event
         (fallbacks happen only before that)."""
-        return self._over_chain(
+        stream = self._over_chain(
             call,
             lambda body, options, fallback: cast(
                 S,
@@ -169,12 +184,25 @@ class Door:
                 ),
             ),
         )
+        if self._on_head is not None:
+            self._on_head(stream.response)
+        return stream
 
     def get_json(self, route: str, required: tuple[str, ...]) -> dict[str, Any]:
         """A GET with the default options (no body, no model, so no fallbacks)."""
-        return self.runtime.runner.request_json(
-            "GET", route, None, options=self.options(), required=required
+        return self._opened(
+            self.runtime.runner.request_json(
+                "GET", route, None, options=self.options(), required=required
+            )
         )
+
+    def _opened(self, answer: Answer) -> dict[str, Any]:
+        """The body of an answer; its head to a raw view that wants it."""
+        if self._on_head is not None:
+            head = answer.head
+            if head is not None:
+                self._on_head(head)
+        return answer.data
 
     def sent_by_default(self) -> Hashable:
         """What every call through this door sends besides its body and the key (default

@@ -1,6 +1,8 @@
 """One logical call, put together: the request built once (``request.py``), attempts made
-(``attempt.py``) inside backoff's retry loop (``retry.py``), the record written once
-(``_records.py``), and the response cache in front of JSON calls (``cache.py``).
+(``attempt.py``) inside backoff's retry loop (``retry.py``), each handed the one
+:class:`~comet_sync._call.call.Call` that holds what they share, the record written once
+(``_records.py``), and the response cache in front of JSON calls (``cache.py``). A JSON call
+returns its body with its answer's head (:class:`~comet_sync._call.call.Answer`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from .._rate.protocol import LimiterProtocol
 from .._records import CallLog, Recorder, RequestRecord
 from .attempt import Attempts
 from .cache import ResponseCache
+from .call import Answer, Call
 from .request import Request, build_request
 from .retry import RetryingCall, RetryLoop, attempts
 from .streaming import Stream
@@ -67,10 +70,10 @@ class CallRunner:
         required: tuple[str, ...],
         sink: Callable[[RequestRecord], None] | None = None,
         fallback: tuple[str, str] | None = None,
-    ) -> dict[str, Any]:
-        """Send one request with retries; the decoded JSON answer, through the response cache
-        when there is one (POSTs only). ``sink`` also receives the call's record; ``fallback``
-        (the model left, and why) goes into it."""
+    ) -> Answer:
+        """Send one request with retries; the decoded JSON answer with its head, through the
+        response cache when there is one (POSTs only). ``sink`` also receives the call's
+        record; ``fallback`` (the model left, and why) goes into it."""
         observer = _observe.OBSERVER
         watch = None
         if observer is not None and payload is not None:
@@ -98,11 +101,13 @@ class CallRunner:
         sink: Callable[[RequestRecord], None] | None,
         fallback: tuple[str, str] | None,
         watch: CallWatch | None,
-    ) -> dict[str, Any]:
+    ) -> Answer:
         """A POST through the response cache: made here, or the answer of an identical call
-        (made earlier, or by another thread now)."""
+        (made earlier, or by another thread now: no head of its own)."""
         assert self._cache is not None
         started = self._clock.monotonic()
+        # The cache keeps bodies only; the head of an answer this thread fetched is its own.
+        fetched: list[Answer] = []
 
         def lead() -> dict[str, Any]:
             # A caller that waited on another's flight and now leads has only what is left
@@ -117,7 +122,9 @@ class CallRunner:
                         "an identical call on another thread"
                     )
                 own = options.with_retry(options.retry.replace(total_timeout=budget - spent))
-            return self._json(method, route, payload, own, required, sink, fallback, watch)
+            answer = self._json(method, route, payload, own, required, sink, fallback, watch)
+            fetched.append(answer)
+            return answer.data
 
         try:
             data, hit = self._cache.get_or_call(
@@ -144,7 +151,8 @@ class CallRunner:
                 watch=watch,
                 answer=data,
             )
-        return data  # type: ignore[no-any-return]
+            return Answer(data)
+        return fetched[-1] if fetched else Answer(data)
 
     def _json(
         self,
@@ -156,31 +164,30 @@ class CallRunner:
         sink: Callable[[RequestRecord], None] | None,
         fallback: tuple[str, str] | None,
         watch: CallWatch | None,
-    ) -> dict[str, Any]:
+    ) -> Answer:
         req = self._request(method, route, payload, options, "application/json")
         start = self._clock.monotonic()
         log = CallLog(route, req.model, start, sink=sink, fallback=fallback, watch=watch)
-        call = RetryingCall(options.retry, self._clock, start, subject=req, watch=watch)
-        result: dict[str, Any] | None = None
+        retry = RetryingCall(options.retry, self._clock, start, subject=req, watch=watch)
+        result: Answer | None = None
         error: BaseException | None = None
         try:
             with _cancel.entered(self._scope) as scope:
-                result = self._loop.run(
-                    call,
-                    lambda: self._attempts.json(req, options, call, log, scope, required),
-                )
+                call = Call(req, options, retry, log, scope)
+                result = self._loop.run(retry, lambda: self._attempts.json(call, required))
             return result
         except BaseException as exc:  # KeyboardInterrupt mid-call still gets its record
             error = exc
-            _failed(exc, req, call, log)
+            _failed(exc, req, log)
             raise
         finally:
-            usage = result.get("usage") if result is not None else None
+            data = result.data if result is not None else None
+            usage = data.get("usage") if data is not None else None
             self._recorder.finish(
                 log,
                 error=error,
                 usage=usage if isinstance(usage, dict) else None,
-                answer=result,
+                answer=data,
             )
 
     def open_stream(
@@ -208,19 +215,18 @@ class CallRunner:
             raise
         start = self._clock.monotonic()
         log = CallLog(route, req.model, start, fallback=fallback, watch=watch)
-        call = RetryingCall(options.retry, self._clock, start, subject=req, watch=watch)
+        retry = RetryingCall(options.retry, self._clock, start, subject=req, watch=watch)
 
         def finish(**outcome: Any) -> None:
+            # The stream outlives this method: it writes the call's record when it ends.
             self._recorder.finish(log, **outcome)
 
         try:
             with _cancel.entered(self._scope) as scope:
-                return self._loop.run(
-                    call,
-                    lambda: self._attempts.stream(req, options, call, log, scope, kind, finish),
-                )
+                call = Call(req, options, retry, log, scope)
+                return self._loop.run(retry, lambda: self._attempts.stream(call, kind, finish))
         except BaseException as exc:
-            _failed(exc, req, call, log)
+            _failed(exc, req, log)
             self._recorder.finish(log, error=exc)
             raise
 
@@ -260,7 +266,7 @@ def _log_retry(call: RetryingCall, exc: BaseException, wait: float) -> None:
         )
 
 
-def _failed(exc: BaseException, req: Request, call: RetryingCall, log: CallLog) -> None:
+def _failed(exc: BaseException, req: Request, log: CallLog) -> None:
     """A call that raised: its error names the request (openai-python's ``e.request``) and
     says how many attempts were sent (not those our own limiter held back), and a give-up is
     logged."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import urllib.parse
 import uuid
-from typing import Any
+from typing import Any, NoReturn, SupportsIndex
 
 from .._config import CallOptions
 from .._exceptions import InvalidArgumentError, RequestSnapshot
@@ -44,6 +44,12 @@ class Request:
         self.cost = cost  # estimated tokens, for a limiter pacing this model's tokens
         # What an exception of this call keeps of it (``exc.request``): method and URL only.
         self.snapshot = snapshot
+
+    def __repr__(self) -> str:  # never the headers: Authorization holds the key
+        return f"<Request {self.method} {self.route} model={self.model!r}>"
+
+    def __reduce_ex__(self, protocol: SupportsIndex) -> NoReturn:
+        raise TypeError("a request carries the API key in its headers: it is never pickled")
 
 
 def build_request(

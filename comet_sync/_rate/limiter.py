@@ -170,9 +170,11 @@ class Limiter:
         cost: float = 0.0,
         timeout: float | None = None,
         retry_cost: float = 0.0,
+        scope: _cancel.Scope | None = None,
     ) -> Permit:
         """Wait until a request of ``model`` may be sent; raise :class:`LimiterTimeoutError`
-        if that would take longer than ``timeout``. ``cost`` is its estimated tokens."""
+        if that would take longer than ``timeout``. ``cost`` is its estimated tokens; a stop
+        of ``scope`` (the asking call's) ends a wait for a turn or a slot."""
         permit = self._try_now(model, cost, retry_cost)
         if permit is not None:
             return permit
@@ -180,12 +182,12 @@ class Limiter:
         # The throttle and the retry quota first, each send on its own: in an outage they
         # defer sends at random, which in a line would defer everyone behind too.
         self._wait_throttle(model, retry_cost, deadline)
-        turn = self._join_line(model, deadline)
+        turn = self._join_line(model, deadline, scope)
         try:
             while True:
                 self._wait_hold(model, deadline)
                 paced, version = self._wait_pacing(model, cost, deadline)
-                queued = self._take_slot(model, deadline)
+                queued = self._take_slot(model, deadline, scope)
                 with self._lock:
                     now = self._clock()
                     lane = self._lane(model, now)
@@ -202,7 +204,9 @@ class Limiter:
             with self._lock:
                 self._leave_line_locked(turn)
 
-    def _join_line(self, model: str | None, deadline: float | None) -> _Turn:
+    def _join_line(
+        self, model: str | None, deadline: float | None, scope: _cancel.Scope | None
+    ) -> _Turn:
         """Wait until every earlier send of the model that waited has left: held and paced
         sends leave first come, first served (without a line, whoever woke first after a
         hold went, and with 1 s holds one call waited 54.9 s while the median waited 5.1 s).
@@ -213,7 +217,7 @@ class Limiter:
             lane.line.append(turn)
             if lane.line[0] is turn:
                 return turn
-        scope = self._wait_for(turn.event, deadline)
+        self._wait_for(turn.event, deadline, scope)
         with self._lock:
             if lane.line and lane.line[0] is turn:
                 return turn
@@ -378,7 +382,9 @@ class Limiter:
             )
         self._sleep(when - now)
 
-    def _take_slot(self, model: str | None, deadline: float | None) -> bool:
+    def _take_slot(
+        self, model: str | None, deadline: float | None, scope: _cancel.Scope | None
+    ) -> bool:
         """Take a slot under the lane's limit and the client's; True if the send queued."""
         with self._lock:
             lane = self._lane(model, self._clock())
@@ -390,7 +396,7 @@ class Limiter:
             self._queue.append(waiter)
         # Slots are handed out by _grant_locked, first come first served within a lane: a
         # thread that releases a slot and at once asks again cannot jump the queue.
-        scope = self._wait_for(waiter.event, deadline)
+        self._wait_for(waiter.event, deadline, scope)
         with self._lock:
             if waiter.granted:
                 return True
@@ -403,18 +409,18 @@ class Limiter:
             held_by="a concurrency slot",
         )
 
-    def _wait_for(self, event: threading.Event, deadline: float | None) -> _cancel.Scope | None:
+    def _wait_for(
+        self, event: threading.Event, deadline: float | None, scope: _cancel.Scope | None
+    ) -> None:
         """Wait until ``event`` is set, the deadline passes, or the call's stop scope stops
-        (close() or a stopped map: a call that may not send must not wait). Returns the scope,
-        for the caller to raise from if it stopped."""
+        (close() or a stopped map: a call that may not send must not wait); the caller
+        raises from the scope if it stopped."""
         remaining = None if deadline is None else max(deadline - self._clock(), 0.0)
-        scope = _cancel.current()
         if scope is None:
             event.wait(remaining)
         else:
             with scope.on_stop(event.set):
                 event.wait(remaining)
-        return scope
 
     def _fits(self, lane: _Lane) -> bool:
         return self._in_use < self._max and lane.in_use < lane.cap.effective

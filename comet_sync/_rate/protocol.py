@@ -8,6 +8,10 @@ and ``contrib.redis.RedisLimiter``, shared by processes. The contract, beyond th
   lock across the wait) or raises :class:`~comet_sync.LimiterTimeoutError` naming what held it
   when that would take longer than ``timeout``; a deferral by the throttle or the retry quota
   never lasts past ``max_wait`` (then ``outage=True``).
+* A wait for a slot or a turn inside ``acquire`` ends when the ``scope`` it was given stops
+  (``close()``, a stopped ``map``), raising what ``scope.raise_if_stopped()`` raises, and
+  takes no slot. (A timed sleep, for a hold or the pace, is the bound clock's: the client's
+  default sleep is cut short by a stop too.)
 * Every permit is released exactly once, with what came back (status, whether it was a 429,
   the server's rate headers, the tokens used), from any thread; a second release is a no-op.
 * ``state()`` is a snapshot, safe to read from any thread while calls run.
@@ -19,16 +23,18 @@ and ``contrib.redis.RedisLimiter``, shared by processes. The contract, beyond th
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from .._cancel import Scope
 from .._clock import Clock
 from .._http.headers import ServerWord
 from .evidence import LimitState
 
-__all__ = ["LimiterProtocol", "LimiterState", "ModelState", "PermitProtocol"]
+__all__ = ["LimiterProtocol", "LimiterState", "ModelState", "PermitProtocol", "takes_scope"]
 
 
 @dataclass(frozen=True)
@@ -128,6 +134,12 @@ class LimiterProtocol(Protocol):
     :class:`LimiterTimeoutError` (naming what held it) when that would take longer than
     ``timeout``. ``retry_cost`` is 0 for a first attempt and for a 429 retry (those pass the
     pacing a 429 just tightened) and the quota's price for any other retry.
+
+    ``scope`` is the stop scope of the call asking (its client's, or its ``map``'s): while
+    it waits, a limiter wakes when the scope stops (``scope.on_stop``) and raises what
+    ``scope.raise_if_stopped()`` raises, so ``close()`` never waits on a held send. None: no
+    call asks (nothing to watch). A keyword with a default, so a limiter written before it
+    existed still fits: the client passes it only to an ``acquire`` that takes it.
     """
 
     def bind(self, *, clock: Clock, max_hold: float) -> None: ...
@@ -139,6 +151,7 @@ class LimiterProtocol(Protocol):
         cost: float = 0.0,
         timeout: float | None = None,
         retry_cost: float = 0.0,
+        scope: Scope | None = None,
     ) -> PermitProtocol: ...
 
     def paces_tokens(self, model: str | None) -> bool: ...
@@ -149,3 +162,13 @@ class LimiterProtocol(Protocol):
     def state(self) -> LimiterState: ...
 
     def after_fork(self) -> None: ...
+
+
+def takes_scope(limiter: LimiterProtocol) -> bool:
+    """Whether ``limiter.acquire`` takes ``scope=`` (a keyword added to the protocol later;
+    a limiter a user wrote before it is still called, without it). Asked once per client."""
+    try:
+        params = inspect.signature(limiter.acquire).parameters
+    except (TypeError, ValueError):  # no signature to read (a C callable): assume the old one
+        return False
+    return "scope" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())

@@ -75,7 +75,7 @@ class CompletionsWithRawResponse:
     ) -> RawResponse[ChatCompletion | Stream]: ...
 
     def create(self, **params: Any) -> RawResponse[Any]:
-        return call_with_head(self._completions.create, **params)
+        return call_with_head(self._completions, "create", **params)
 
     @overload
     def parse(
@@ -91,7 +91,7 @@ class CompletionsWithRawResponse:
     ) -> RawResponse[ParsedChatCompletion[None]]: ...
 
     def parse(self, **params: Any) -> RawResponse[Any]:
-        return call_with_head(self._completions.parse, **params)
+        return call_with_head(self._completions, "parse", **params)
 
 
 class CompletionsWithStreamingResponse:
@@ -117,7 +117,7 @@ class CompletionsWithStreamingResponse:
     ) -> ResponseContextManager[ChatCompletion | Stream]: ...
 
     def create(self, **params: Any) -> ResponseContextManager[Any]:
-        return ResponseContextManager(lambda: call_with_head(self._completions.create, **params))
+        return ResponseContextManager(lambda: call_with_head(self._completions, "create", **params))
 
     @overload
     def parse(
@@ -133,7 +133,7 @@ class CompletionsWithStreamingResponse:
     ) -> ResponseContextManager[ParsedChatCompletion[None]]: ...
 
     def parse(self, **params: Any) -> ResponseContextManager[Any]:
-        return ResponseContextManager(lambda: call_with_head(self._completions.parse, **params))
+        return ResponseContextManager(lambda: call_with_head(self._completions, "parse", **params))
 
 
 class ChatWithRawResponse:

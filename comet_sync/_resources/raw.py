@@ -3,15 +3,13 @@ to its parsed body, as openai-python gives them
 (``client.chat.completions.with_raw_response.create(...)``, or
 ``with client.chat.completions.with_streaming_response.create(...) as response``).
 
-The call runs exactly as it would without them; the answer's head is handed out of the call
-path through a context variable that the runner fills when a 2xx arrives, so no layer in
-between has to carry it.
+The call runs exactly as it would without them, on a copy of the resource whose door hands the
+head of the answer (which the engine returns with the body) to the raw view.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from contextvars import ContextVar
 from types import TracebackType
 from typing import Any, Callable, Generic, TypeVar
 
@@ -24,15 +22,9 @@ __all__ = [
     "WithRawResponse",
     "WithStreamingResponse",
     "call_with_head",
-    "raw_sink",
 ]
 
 T = TypeVar("T")
-
-# Set while a with_raw_response call runs: receives the head of each 2xx answer.
-raw_sink: ContextVar[Callable[[ResponseSnapshot], None] | None] = ContextVar(
-    "comet_sync_raw_sink", default=None
-)
 
 
 class RawResponse(Generic[T]):
@@ -74,16 +66,12 @@ class RawResponse(Generic[T]):
         return f"<RawResponse {self.status_code} request_id={self.request_id!r}>"
 
 
-def call_with_head(method: Callable[..., T], *args: Any, **kwargs: Any) -> RawResponse[T]:
-    """Run ``method`` as it is, catching the head of the 2xx answer it got."""
+def call_with_head(resource: Any, name: str, *args: Any, **kwargs: Any) -> RawResponse[Any]:
+    """Run ``resource``'s method ``name`` as it is, with the head of the 2xx answer it got
+    (the last one: a call that falls back gets an answer from its last model only)."""
     heads: list[ResponseSnapshot] = []
-    token = raw_sink.set(heads.append)
-    try:
-        parsed = method(*args, **kwargs)
-    finally:
-        raw_sink.reset(token)
-    head = heads[-1] if heads else parsed.response if isinstance(parsed, Stream) else None
-    return RawResponse(head, parsed)
+    parsed = getattr(resource._capturing(heads.append), name)(*args, **kwargs)
+    return RawResponse(heads[-1] if heads else None, parsed)
 
 
 class ResponseContextManager(Generic[T]):
@@ -118,10 +106,10 @@ class WithRawResponse:
         self._resource = resource
 
     def __getattr__(self, name: str) -> Any:
-        method = _public_method(self._resource, name)
+        _public_method(self._resource, name)
 
         def call(*args: Any, **kwargs: Any) -> RawResponse[Any]:
-            return call_with_head(method, *args, **kwargs)
+            return call_with_head(self._resource, name, *args, **kwargs)
 
         return call
 
@@ -133,10 +121,12 @@ class WithStreamingResponse:
         self._resource = resource
 
     def __getattr__(self, name: str) -> Any:
-        method = _public_method(self._resource, name)
+        _public_method(self._resource, name)
 
         def call(*args: Any, **kwargs: Any) -> ResponseContextManager[Any]:
-            return ResponseContextManager(lambda: call_with_head(method, *args, **kwargs))
+            return ResponseContextManager(
+                lambda: call_with_head(self._resource, name, *args, **kwargs)
+            )
 
         return call
 

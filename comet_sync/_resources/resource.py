@@ -3,10 +3,11 @@ its client's door, the raw-response views of its methods, and the preparing of a
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, TypeVar
 
-from .._exceptions import CometError
+from .._exceptions import CometError, ResponseSnapshot
 from .._params import CALL_OPTION_NAMES
 from .raw import WithRawResponse, WithStreamingResponse
 
@@ -18,6 +19,8 @@ if TYPE_CHECKING:
     from .._records import RequestRecord
 
 __all__ = ["Resource"]
+
+R = TypeVar("R", bound="Resource")
 
 
 class Resource:
@@ -44,6 +47,14 @@ class Resource:
         """The same methods as context managers giving a ``RawResponse`` (openai-python's
         ``with_streaming_response``): the call is sent when the ``with`` block is entered."""
         return WithStreamingResponse(self)
+
+    def _capturing(self: R, on_head: Callable[[ResponseSnapshot], None]) -> R:
+        """This resource on a door that hands ``on_head`` the head of each answer: what a
+        ``with_raw_response`` call runs on, so the head comes back up the way the answer
+        does (everything else, a catalogue cache included, is shared with this one)."""
+        twin = copy.copy(self)
+        twin._door = self._door.capturing(on_head)
+        return twin
 
     def _check(self, body: Mapping[str, Any]) -> None:
         """Refuse a body this resource cannot send (raising ``InvalidArgumentError``)."""

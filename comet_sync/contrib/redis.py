@@ -57,7 +57,7 @@ import uuid
 import warnings
 from typing import TYPE_CHECKING, Any
 
-from .._cancel import interruptible_sleep
+from .._cancel import Scope, interruptible_sleep
 from .._clock import Clock
 from .._config import RateControl
 from .._exceptions import CometError, InvalidArgumentError, LimiterTimeoutError
@@ -229,22 +229,26 @@ class RedisLimiter:
         cost: float = 0.0,
         timeout: float | None = None,
         retry_cost: float = 0.0,
+        scope: Scope | None = None,
     ) -> _RedisPermit:
         """This process's lane first (holds, throttle, pace), then a shared lease. Raises
         only comet_sync's errors: :class:`LimiterTimeoutError` if that would take longer than
         ``timeout``, :class:`LimiterUnavailableError` (``failure="closed"``) if Redis did not
-        answer within it; no redis-py exception leaves here."""
+        answer within it, and what a stopped ``scope`` raises once it stops; no redis-py
+        exception leaves here."""
         now = self._clock.monotonic
         started = now()
-        local = self._local().acquire(model, cost=cost, timeout=timeout, retry_cost=retry_cost)
+        local = self._local().acquire(
+            model, cost=cost, timeout=timeout, retry_cost=retry_cost, scope=scope
+        )
         remaining = None if timeout is None else max(0.0, timeout - (now() - started))
         try:
-            return self._lease(local, remaining)
+            return self._lease(local, remaining, scope)
         except BaseException:
             local.release()
             raise
 
-    def _lease(self, local: Permit, timeout: float | None) -> _RedisPermit:
+    def _lease(self, local: Permit, timeout: float | None, scope: Scope | None) -> _RedisPermit:
         clock = self._clock
         started = clock.monotonic()
         deadline = None if timeout is None else started + timeout
@@ -281,7 +285,7 @@ class RedisLimiter:
                         f"{_what_failed(exc)} for {clock.monotonic() - started:.3g}s, all this "
                         f"call's budget allowed"
                     ) from exc
-                clock.sleep(wait)
+                _sleep(clock, wait, scope)
                 continue
             self._recovered()
             if granted:
@@ -312,7 +316,7 @@ class RedisLimiter:
                     f"(Redis namespace {self.namespace!r})",
                     held_by=held,
                 )
-            clock.sleep(wait)
+            _sleep(clock, wait, scope)
 
     def state(self) -> LimiterState:
         local = self._local().state()
@@ -463,6 +467,14 @@ def _seconds(argument: str, value: object, expected: str, *, lowest: float) -> N
     )
     if not ok:
         raise InvalidArgumentError(argument, f"expected {expected}, got {value!r}")
+
+
+def _sleep(clock: Clock, seconds: float, scope: Scope | None) -> None:
+    """A wait between asks of Redis, on the client's clock; a call whose scope stopped
+    meanwhile asks no more (the clock's sleep may not watch the scope: an injected one)."""
+    clock.sleep(seconds)
+    if scope is not None:
+        scope.raise_if_stopped()
 
 
 def _ms(seconds: float) -> int:
