@@ -38,12 +38,16 @@ from typing import TYPE_CHECKING, Any, Callable
 from .. import _cancel
 from .._exceptions import APIError, APIStatusError, ClientClosedError, CometError
 from .._fanout import FanOut, window_for
+from .._resources.chat import Completions
+from .._resources.embeddings import Embeddings
+from .._resources.responses import Responses
 
 if TYPE_CHECKING:
     from .._client import CometClient
     from .._resources.resource import Resource
 
 __all__ = [
+    "BATCH_ROUTES",
     "CHAT_ROUTE",
     "EMBEDDINGS_ROUTE",
     "RESPONSES_ROUTE",
@@ -53,9 +57,11 @@ __all__ = [
     "run_batch",
 ]
 
-CHAT_ROUTE = "/chat/completions"
-EMBEDDINGS_ROUTE = "/embeddings"
-RESPONSES_ROUTE = "/responses"
+# The routes a batch line may name: the resources' own (each declares its route once).
+CHAT_ROUTE = Completions.route
+EMBEDDINGS_ROUTE = Embeddings.route
+RESPONSES_ROUTE = Responses.route
+BATCH_ROUTES = (CHAT_ROUTE, EMBEDDINGS_ROUTE, RESPONSES_ROUTE)
 
 
 @dataclass(frozen=True)
@@ -288,12 +294,7 @@ def _run_job(client: CometClient, job: BatchJob, scope: _cancel.Scope) -> BatchR
             0,
             0.0,
         )
-    if job.route == EMBEDDINGS_ROUTE:
-        resource: Resource = client.embeddings
-    elif job.route == RESPONSES_ROUTE:
-        resource = client.responses
-    else:
-        resource = client.chat.completions
+    resource = _resource_for(client, job.route)
     try:
         with _cancel.entered(scope):
             scope.raise_if_stopped()
@@ -323,6 +324,14 @@ def _run_job(client: CometClient, job: BatchJob, scope: _cancel.Scope) -> BatchR
         request_id=rec.request_id,
         status_code=rec.status,
     )
+
+
+def _resource_for(client: CometClient, route: str) -> Resource:
+    """The client's resource that serves ``route`` (chat for any other: a job's default)."""
+    for resource in (client.embeddings, client.responses):
+        if resource.route == route:
+            return resource
+    return client.chat.completions
 
 
 def _failed(

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from itertools import chain
 from typing import IO, Any, Callable
 
-from .engine import CHAT_ROUTE, EMBEDDINGS_ROUTE, RESPONSES_ROUTE, BatchJob, BatchResult
+from .engine import BATCH_ROUTES, CHAT_ROUTE, BatchJob, BatchResult
 from .journal import discard_journal, journal_records
 from .ledger import InputChanged, InputLedger, changed_lines
 from .lines import MAX_LINE, TooLong, decode_line, read_lines
@@ -56,15 +56,8 @@ __all__ = [
 ]
 
 FORMATS = ("comet", "openai")
-# OpenAI's batch URLs, with or without the version prefix.
-_ROUTES = {
-    "/v1/chat/completions": CHAT_ROUTE,
-    "/chat/completions": CHAT_ROUTE,
-    "/v1/embeddings": EMBEDDINGS_ROUTE,
-    "/embeddings": EMBEDDINGS_ROUTE,
-    "/v1/responses": RESPONSES_ROUTE,
-    "/responses": RESPONSES_ROUTE,
-}
+# OpenAI's batch URLs, with or without the version prefix, to the routes they name.
+_ROUTES = {prefix + route: route for route in BATCH_ROUTES for prefix in ("/v1", "")}
 # Error kinds that may heal by sending again (--retry-errors resends them on resume).
 RETRYABLE_ERRORS = frozenset(
     {
@@ -215,10 +208,8 @@ def _job_of(raw: bytes | TooLong, number: int, default_model: str | None) -> Bat
         if str(raw.get("method", "POST")).upper() != "POST":
             problem = f"line {number}: method {raw.get('method')!r} is not POST"
         elif route_or_none is None:
-            problem = (
-                f"line {number}: url {raw.get('url')!r} is not one of "
-                "/v1/chat/completions, /v1/embeddings, /v1/responses"
-            )
+            urls = ", ".join("/v1" + route for route in BATCH_ROUTES)
+            problem = f"line {number}: url {raw.get('url')!r} is not one of {urls}"
         elif not isinstance(body, dict):
             problem = f"line {number}: body is not a JSON object"
         if problem is not None or route_or_none is None:
