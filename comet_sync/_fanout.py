@@ -203,15 +203,14 @@ class FanOut(Iterator["Future[Any]"], Generic[T]):
             future.add_done_callback(partial(_completed, self._completed, slot))
 
     def _launch_queued(self, ahead: int) -> None:
-        if not any(self._queued.values()):
-            return
-        self._reap([future for future in self._running if future.done()])
         for k, slots in self._queued.items():
             while slots and self._per_key.get(k, 0) < ahead:
                 self._launch(slots[0])
                 slots.popleft()  # (only once submitted: a submit that raises keeps the job)
 
     def _reap(self, done: Iterable[Future[Any]]) -> None:
+        """Count the futures seen done off their key's submitted ones (each seen once: by a
+        wait, the early queue, or when taken)."""
         for future in done:
             if future in self._running:
                 self._per_key[self._running.pop(future)] -= 1
@@ -241,7 +240,8 @@ class FanOut(Iterator["Future[Any]"], Generic[T]):
                 # Keep the workers busy while the head is slow: wake as others finish, to
                 # submit what waits for them.
                 watched.extend(self._running)
-            wait(watched, return_when=FIRST_COMPLETED, timeout=self._poll)
+            done, _ = wait(watched, return_when=FIRST_COMPLETED, timeout=self._poll)
+            self._reap(done)
             return None
         self._in_order.popleft()
         return self._take(head)
@@ -264,6 +264,8 @@ class FanOut(Iterator["Future[Any]"], Generic[T]):
             if slot.taken:
                 continue
             slot.seen = True
+            if self._ahead is not None and slot.future is not None:
+                self._reap([slot.future])
             if slot is head:
                 continue
             if self._early is not None and slot.future is not None:
