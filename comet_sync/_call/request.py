@@ -13,7 +13,7 @@ from .._http.transport import CLIENT_REQUEST_ID
 from .._rate.protocol import LimiterProtocol
 from .estimate import estimate_tokens
 
-__all__ = ["CLIENT_REQUEST_ID", "Request", "build_request"]
+__all__ = ["Request", "build_request"]
 
 
 class Request:
