@@ -61,6 +61,7 @@ __all__ = [
     "InternalServerError",
     "InvalidArgumentError",
     "LimiterTimeoutError",
+    "LimiterUnavailableError",
     "NotFoundError",
     "PermissionDeniedError",
     "RateLimitError",
@@ -309,6 +310,12 @@ class LimiterTimeoutError(APITimeoutError):
         # Held by the throttle or the retry quota past max_wait: the model looks down, which
         # a fallback model may not be.
         self.outage = outage
+
+
+class LimiterUnavailableError(CometError):
+    """``failure="closed"`` and Redis did not answer: the call was not sent. (Raised by
+    ``comet_sync.contrib.redis.RedisLimiter``, imported from there; defined here, with the
+    other errors, so the retry policy can speak of it.)"""
 
 
 class APIResponseValidationError(APIError):

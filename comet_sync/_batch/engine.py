@@ -19,29 +19,35 @@ turn. A writer saves it there, so a crash does not lose what waits behind a slow
 The JSONL side (reading input lines, resuming from an output file) is in ``jsonl.py``; the
 command line in ``_cli.py``.
 
+The window, the two orders and stopping are the one fan-out's, ``_fanout.FanOut`` (``map``
+drives it too); a run adds the jobs themselves, their scope, and what a finished job means.
+
 Thread safety: a run is consumed by one thread; ``stop``/``abandon`` may come from any thread
-or a signal handler. ``_lock`` guards the list of submitted futures (read by ``stop``).
+or a signal handler.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
-from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
-from concurrent.futures import FIRST_COMPLETED, Future, wait
+from concurrent.futures import Future
 from dataclasses import dataclass, field
-from functools import partial
 from typing import TYPE_CHECKING, Any, Callable
 
 from .. import _cancel
 from .._exceptions import APIError, APIStatusError, ClientClosedError, CometError
+from .._fanout import FanOut, window_for
+from .._resources.chat import Completions
+from .._resources.embeddings import Embeddings
+from .._resources.responses import Responses
 
 if TYPE_CHECKING:
     from .._client import CometClient
     from .._resources.resource import Resource
 
 __all__ = [
+    "BATCH_ROUTES",
     "CHAT_ROUTE",
     "EMBEDDINGS_ROUTE",
     "RESPONSES_ROUTE",
@@ -51,13 +57,11 @@ __all__ = [
     "run_batch",
 ]
 
-# Results are a few kilobytes: a thousand of them waiting for a slow head of line is cheap.
-DEFAULT_WINDOW = 1024
-# How often a run watches a ``stop`` event it was given (a call to stop() needs no polling).
-STOP_POLL_SECONDS = 0.1
-CHAT_ROUTE = "/chat/completions"
-EMBEDDINGS_ROUTE = "/embeddings"
-RESPONSES_ROUTE = "/responses"
+# The routes a batch line may name: the resources' own (each declares its route once).
+CHAT_ROUTE = Completions.route
+EMBEDDINGS_ROUTE = Embeddings.route
+RESPONSES_ROUTE = Responses.route
+BATCH_ROUTES = (CHAT_ROUTE, EMBEDDINGS_ROUTE, RESPONSES_ROUTE)
 
 
 @dataclass(frozen=True)
@@ -111,18 +115,10 @@ class BatchResult:
         return out
 
 
-class _Slot:
-    __slots__ = ("future", "job", "seen", "taken")
-
-    def __init__(self, job: BatchJob, future: Future[BatchResult | None]) -> None:
-        self.job = job
-        self.future = future
-        self.taken = False
-        self.seen = False  # taken off the completion queue (with ``early``, in input order)
-
-
 class BatchRun(Iterator[BatchResult]):
-    """The iterator ``run_batch`` returns; see the module docstring for stopping."""
+    """The iterator ``run_batch`` returns; see the module docstring for stopping. The window,
+    the orders and stopping are the one fan-out's (``_fanout.FanOut``); a run adds the jobs'
+    scope (stopping it stops their requests) and reads each future as a result or none."""
 
     def __init__(
         self,
@@ -136,36 +132,42 @@ class BatchRun(Iterator[BatchResult]):
     ) -> None:
         self._client = client
         self._early = early
-        self._source = enumerate(jobs, start=1)
-        self._ordered = ordered
-        self._window = window
-        self._stop_event = stop
         self._scope = client._door.runtime.scope("the batch")
-        self._lock = threading.Lock()
-        self._in_order: deque[_Slot] = deque()  # input order, while ordered
-        self._completed: queue.SimpleQueue[_Slot | None] = queue.SimpleQueue()
-        self._open = 0  # slots not yet taken
-        self._futures: set[Future[Any]] = set()
-        self._exhausted = False
-        self._stopped = False
-        # Completed by stop(), so a consumer waiting on the head of the line wakes at once.
-        self._stop_future: Future[None] = Future()
+        self._fan: FanOut[BatchJob] = FanOut(
+            self._submit,
+            (
+                raw if isinstance(raw, BatchJob) else _job_from_dict(raw, position)
+                for position, raw in enumerate(jobs, start=1)
+            ),
+            window=window,
+            ordered=ordered,
+            early=self._report_early if early is not None else None,
+            stop_event=stop,
+            on_stop=self._scope.stop,
+        )
+
+    def _submit(self, job: BatchJob) -> Future[BatchResult | None]:
+        if job.problem is not None or job.skipped is not None:
+            # Nothing to send: answered here, without a worker.
+            future: Future[BatchResult | None] = Future()
+            future.set_result(_run_job(self._client, job, self._scope))
+            return future
+        model = job.body.get("model")
+        # Each model's jobs on its own executor: one model's pace holds up no other's.
+        return self._client._door.runtime.submit(
+            model if isinstance(model, str) else None, _run_job, self._client, job, self._scope
+        )
+
+    def _report_early(self, future: Future[Any]) -> None:
+        result = _result_of(future)
+        if result is not None and self._early is not None:
+            self._early(result)
 
     # -- stopping (any thread) -----------------------------------------------------------------
 
     def stop(self) -> None:
         """No new job, no new request; finished and in-flight results still come, unordered."""
-        with self._lock:
-            first = not self._stopped
-            self._stopped = True
-            futures = list(self._futures)
-        if not first:
-            return
-        self._scope.stop()
-        for future in futures:
-            future.cancel()  # only those not started; their slots come back without a result
-        self._completed.put(None)  # wake a consumer waiting for completions
-        self._stop_future.set_result(None)  # and one waiting on the head of the line
+        self._fan.stop()  # (which stops the scope first, then cancels what has not started)
 
     def abandon(self) -> None:
         """Stop, and cut the calls on the wire: they end without a result at once."""
@@ -174,26 +176,32 @@ class BatchRun(Iterator[BatchResult]):
 
     @property
     def stopped(self) -> bool:
-        return self._stopped
+        return self._fan.stopped
 
     def finished(self) -> list[BatchResult]:
         """The results finished and not yet yielded, without waiting for any other (input
         order is given up from here on)."""
-        self._give_up_order()
         out: list[BatchResult] = []
-        while True:
-            try:
-                slot = self._completed.get_nowait()
-            except queue.Empty:
-                return out
-            result = self._take(slot) if slot is not None else None
+        for future in self._fan.finished():
+            result = _result_of(future)
             if result is not None:
                 out.append(result)
+        return out
 
     def close(self) -> None:
         """Abandon what is left (the consumer is done with the run)."""
-        if self._open or not self._exhausted:
+        if not self._fan.done:
             self.abandon()
+
+    # The fan-out's submitted futures and completion queue, as a run had them before it drove
+    # the shared fan-out: tests watch them to see that a long run keeps no slot it yielded.
+    @property
+    def _futures(self) -> set[Future[Any]]:
+        return self._fan._futures
+
+    @property
+    def _completed(self) -> queue.SimpleQueue[Any]:
+        return self._fan._completed
 
     # -- iteration ------------------------------------------------------------------------------
 
@@ -202,133 +210,19 @@ class BatchRun(Iterator[BatchResult]):
 
     def __next__(self) -> BatchResult:
         while True:
-            self._watch_stop_event()
-            self._fill()
-            if self._open == 0:
-                raise StopIteration
-            if self._ordered and not self._stopped and self._in_order:
-                result = self._next_in_order()
-            else:
-                result = self._next_completed()
+            result = _result_of(next(self._fan))
             if result is not None:
                 return result
 
-    def _next_in_order(self) -> BatchResult | None:
-        while self._in_order and self._in_order[0].taken:
-            self._in_order.popleft()
-        head = self._in_order[0]
-        if self._early is not None:
-            self._report_early(head, wait_for_one=not head.future.done())
-            if not head.future.done():
-                return None
-        elif not head.future.done():
-            watched: list[Future[Any]] = [head.future, self._stop_future]
-            wait(
-                watched,
-                return_when=FIRST_COMPLETED,
-                timeout=STOP_POLL_SECONDS if self._stop_event is not None else None,
-            )
-            return None
-        self._in_order.popleft()
-        return self._take(head)
 
-    def _report_early(self, head: _Slot, *, wait_for_one: bool) -> None:
-        """Take every completion off the queue (first waiting for one, if told), handing each
-        to ``early`` unless it is the head's. Drained each time, not only while the head is
-        slow: the queue also gets the slots taken in their turn, and must not keep them."""
-        while True:
-            try:
-                if wait_for_one:
-                    slot = self._completed.get(
-                        timeout=STOP_POLL_SECONDS if self._stop_event is not None else None
-                    )
-                else:
-                    slot = self._completed.get_nowait()
-            except queue.Empty:
-                return
-            wait_for_one = False
-            if slot is None:
-                return  # stopped: the caller looks at the state again
-            if slot.taken:
-                continue
-            slot.seen = True
-            if slot is head:
-                continue
-            result = None if slot.future.cancelled() else slot.future.result()
-            if result is not None and self._early is not None:
-                self._early(result)
-
-    def _next_completed(self) -> BatchResult | None:
-        self._give_up_order()
-        try:
-            slot = self._completed.get(
-                timeout=STOP_POLL_SECONDS if self._stop_event is not None else None
-            )
-        except queue.Empty:
-            return None
-        return self._take(slot) if slot is not None else None
-
-    def _give_up_order(self) -> None:
-        """From now on results come as they complete (after a stop, or for finished())."""
-        self._ordered = False
-        while self._in_order:
-            slot = self._in_order.popleft()
-            if slot.taken:
-                continue
-            if self._early is None:
-                slot.future.add_done_callback(partial(_completed, self._completed, slot))
-            elif slot.seen:
-                self._completed.put(slot)  # already off the queue once, not yet yielded
-
-    def _take(self, slot: _Slot) -> BatchResult | None:
-        if slot.taken:
-            return None
-        slot.taken = True
-        self._open -= 1
-        with self._lock:
-            self._futures.discard(slot.future)
-        if slot.future.cancelled():
-            return None
-        return slot.future.result()  # _run_job turns every failure into a result or None
-
-    def _watch_stop_event(self) -> None:
-        if self._stop_event is not None and self._stop_event.is_set() and not self._stopped:
-            self.stop()
-
-    def _fill(self) -> None:
-        while not self._exhausted and not self._stopped and self._open < self._window:
-            try:
-                position, raw = next(self._source)
-            except StopIteration:
-                self._exhausted = True
-                return
-            job = raw if isinstance(raw, BatchJob) else _job_from_dict(raw, position)
-            if job.problem is not None or job.skipped is not None:
-                # Nothing to send: answered here, without a worker.
-                future: Future[BatchResult | None] = Future()
-                future.set_result(_run_job(self._client, job, self._scope))
-            else:
-                model = job.body.get("model")
-                # Each model's jobs on its own executor: one model's pace holds up no other's.
-                future = self._client._door.runtime.submit(
-                    model if isinstance(model, str) else None,
-                    _run_job,
-                    self._client,
-                    job,
-                    self._scope,
-                )
-            slot = _Slot(job, future)
-            self._open += 1
-            with self._lock:
-                self._futures.add(future)
-            if self._ordered:
-                self._in_order.append(slot)
-            if not self._ordered or self._early is not None:
-                future.add_done_callback(partial(_completed, self._completed, slot))
-
-
-def _completed(done: queue.SimpleQueue[_Slot | None], slot: _Slot, _: Future[Any]) -> None:
-    done.put(slot)
+def _result_of(future: Future[Any]) -> BatchResult | None:
+    """A finished job's result; None for one cancelled by a stop before it started, or
+    stopped on its way (a resumed run sends it). _run_job turns every failure into a result
+    or None, so the future holds no exception."""
+    if future.cancelled():
+        return None
+    result: BatchResult | None = future.result()
+    return result
 
 
 def run_batch(
@@ -353,7 +247,7 @@ def run_batch(
     >>> for result in run_batch(client, jobs, ordered=False):
     ...     print(result.custom_id, result.ok)
     """
-    size = window if window is not None else max(DEFAULT_WINDOW, 4 * client.config.max_workers)
+    size = window if window is not None else window_for(client.config.max_workers)
     if size < 1:
         raise ValueError("window must be >= 1")
     client._door.check_open()
@@ -400,12 +294,7 @@ def _run_job(client: CometClient, job: BatchJob, scope: _cancel.Scope) -> BatchR
             0,
             0.0,
         )
-    if job.route == EMBEDDINGS_ROUTE:
-        resource: Resource = client.embeddings
-    elif job.route == RESPONSES_ROUTE:
-        resource = client.responses
-    else:
-        resource = client.chat.completions
+    resource = _resource_for(client, job.route)
     try:
         with _cancel.entered(scope):
             scope.raise_if_stopped()
@@ -435,6 +324,14 @@ def _run_job(client: CometClient, job: BatchJob, scope: _cancel.Scope) -> BatchR
         request_id=rec.request_id,
         status_code=rec.status,
     )
+
+
+def _resource_for(client: CometClient, route: str) -> Resource:
+    """The client's resource that serves ``route`` (chat for any other: a job's default)."""
+    for resource in (client.embeddings, client.responses):
+        if resource.route == route:
+            return resource
+    return client.chat.completions
 
 
 def _failed(

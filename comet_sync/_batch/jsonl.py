@@ -35,7 +35,11 @@ from dataclasses import dataclass, field
 from itertools import chain
 from typing import IO, Any, Callable
 
-from .engine import CHAT_ROUTE, EMBEDDINGS_ROUTE, RESPONSES_ROUTE, BatchJob, BatchResult
+from .. import _exceptions
+from .._call.retry import may_heal_later
+from .._exceptions import APIStatusError, CometError, ResponseSnapshot
+from .._http.error_map import error_object, openai_fields, status_error_class
+from .engine import BATCH_ROUTES, CHAT_ROUTE, BatchJob, BatchResult
 from .journal import discard_journal, journal_records
 from .ledger import InputChanged, InputLedger, changed_lines
 from .lines import MAX_LINE, TooLong, decode_line, read_lines
@@ -56,27 +60,15 @@ __all__ = [
 ]
 
 FORMATS = ("comet", "openai")
-# OpenAI's batch URLs, with or without the version prefix.
-_ROUTES = {
-    "/v1/chat/completions": CHAT_ROUTE,
-    "/chat/completions": CHAT_ROUTE,
-    "/v1/embeddings": EMBEDDINGS_ROUTE,
-    "/embeddings": EMBEDDINGS_ROUTE,
-    "/v1/responses": RESPONSES_ROUTE,
-    "/responses": RESPONSES_ROUTE,
+# OpenAI's batch URLs, with or without the version prefix, to the routes they name.
+_ROUTES = {prefix + route: route for route in BATCH_ROUTES for prefix in ("/v1", "")}
+# The error classes an output line may name (its "type", or "code" in OpenAI's format), to
+# rebuild the error it records and ask the retry policy about it.
+_ERROR_CLASSES: dict[str, type[CometError]] = {
+    name: value
+    for name, value in vars(_exceptions).items()
+    if isinstance(value, type) and issubclass(value, CometError)
 }
-# Error kinds that may heal by sending again (--retry-errors resends them on resume).
-RETRYABLE_ERRORS = frozenset(
-    {
-        "RateLimitError",
-        "InternalServerError",
-        "APIConnectionError",
-        "APITimeoutError",
-        "LimiterTimeoutError",
-        "LimiterUnavailableError",
-    }
-)
-RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504, 524})
 
 
 class DigestSet:
@@ -215,10 +207,8 @@ def _job_of(raw: bytes | TooLong, number: int, default_model: str | None) -> Bat
         if str(raw.get("method", "POST")).upper() != "POST":
             problem = f"line {number}: method {raw.get('method')!r} is not POST"
         elif route_or_none is None:
-            problem = (
-                f"line {number}: url {raw.get('url')!r} is not one of "
-                "/v1/chat/completions, /v1/embeddings, /v1/responses"
-            )
+            urls = ", ".join("/v1" + route for route in BATCH_ROUTES)
+            problem = f"line {number}: url {raw.get('url')!r} is not one of {urls}"
         elif not isinstance(body, dict):
             problem = f"line {number}: body is not a JSON object"
         if problem is not None or route_or_none is None:
@@ -485,14 +475,46 @@ def _id_of(record: dict[str, Any]) -> str | None:
 
 
 def is_retryable_error(record: dict[str, Any]) -> bool:
-    """Whether an output line (either format) is an error that sending again may heal."""
-    error = record.get("error")
-    if isinstance(error, dict):
-        kind = error.get("type") or error.get("code")
-        if kind in RETRYABLE_ERRORS or error.get("status") in RETRYABLE_STATUSES:
-            return True
+    """Whether an output line (either format) is an error that sending again may heal: the
+    retry policy's word (``may_heal_later``) on the error the line records."""
+    exc = error_of_record(record)
+    return exc is not None and may_heal_later(exc)
+
+
+def error_of_record(record: dict[str, Any]) -> CometError | None:
+    """The error an output line records, rebuilt as far as the line tells (its class, status,
+    error code and message: what the retry policy reads); None for a line that is no error
+    or names no error of ours."""
     response = record.get("response")
-    return isinstance(response, dict) and response.get("status_code") in RETRYABLE_STATUSES
+    error = record.get("error")
+    if isinstance(response, dict):  # OpenAI's format: an HTTP error is a response
+        status = response.get("status_code")
+        if isinstance(status, int) and status >= 300:
+            return _status_error(status, response.get("body"), None)
+    if not isinstance(error, dict):
+        return None
+    status = error.get("status")
+    if isinstance(status, int):  # comet's format: the status, the message, the body
+        return _status_error(status, error.get("body"), error.get("message"))
+    cls = _ERROR_CLASSES.get(str(error.get("type") or error.get("code")))
+    if cls is None or issubclass(cls, APIStatusError):
+        return None  # (an answer's error without its status: no line we write)
+    # Built as unpickling builds it (no constructor: each wants its own arguments): what the
+    # policy asks of an error that is no answer is its class.
+    exc = cls.__new__(cls)
+    exc.args = (str(error.get("message") or ""),)
+    return exc
+
+
+def _status_error(status: int, document: Any, message: Any) -> APIStatusError:
+    code, _, _ = openai_fields(error_object(document))
+    if not isinstance(message, str):
+        body = error_object(document)
+        message = str(body.get("message") or "") if isinstance(body, dict) else ""
+    snapshot = ResponseSnapshot(status_code=status, reason="", headers={}, url="", text="")
+    return status_error_class(status)(
+        message, response=snapshot, status_code=status, code=code, document=document
+    )
 
 
 def _drop_lines(path: str, drop: Callable[[dict[str, Any]], bool]) -> int:

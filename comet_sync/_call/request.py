@@ -9,14 +9,11 @@ from typing import Any, NoReturn, SupportsIndex
 
 from .._config import CallOptions
 from .._exceptions import InvalidArgumentError, RequestSnapshot
+from .._http.transport import CLIENT_REQUEST_ID
 from .._rate.protocol import LimiterProtocol
 from .estimate import estimate_tokens
 
-__all__ = ["CLIENT_REQUEST_ID", "Request", "build_request"]
-
-# Our name for each call, sent with it (OpenAI's header name; Azure's variant below). A server
-# or proxy that echoes it lets the transport check that an answer is this call's own.
-CLIENT_REQUEST_ID = "X-Client-Request-Id"
+__all__ = ["Request", "build_request"]
 
 
 class Request:
@@ -70,7 +67,7 @@ def build_request(
         body = _encode(payload)
         headers["Content-Type"] = "application/json"
     headers.update(options.extra_headers)
-    if not any(name.lower() == "x-client-request-id" for name in options.extra_headers):
+    if not any(name.lower() == CLIENT_REQUEST_ID.lower() for name in options.extra_headers):
         headers[CLIENT_REQUEST_ID] = uuid.uuid4().hex
     model = payload.get("model") if payload is not None else None
     name = model if isinstance(model, str) else None

@@ -51,6 +51,7 @@ from .._exceptions import (
     APIError,
     APIStatusError,
     LimiterTimeoutError,
+    LimiterUnavailableError,
     TLSError,
 )
 from .._observe import CallWatch
@@ -61,6 +62,7 @@ __all__ = [
     "RetryingCall",
     "attempts",
     "is_retryable",
+    "may_heal_later",
     "retry_waits",
 ]
 
@@ -94,6 +96,19 @@ def is_retryable(exc: BaseException) -> bool:
     if status == 503 and exc.code == "model_not_found":
         return False
     return not (status == 429 and is_quota_exhausted(exc))
+
+
+def may_heal_later(exc: BaseException) -> bool:
+    """Whether the same request, sent again on a later run (a batch resumed with
+    ``--retry-errors``), may succeed: what :func:`is_retryable` says, and what it refuses only
+    for the moment of the call. Our own limiter's refusal (its budget spent, its store not
+    answering: nothing was sent) binds one run, not the next; and a spent quota or balance
+    is topped up between runs, not by waiting within one."""
+    if isinstance(exc, (LimiterTimeoutError, LimiterUnavailableError)):
+        return True
+    if isinstance(exc, APIStatusError) and exc.status_code == 429 and is_quota_exhausted(exc):
+        return True
+    return is_retryable(exc)
 
 
 def is_quota_exhausted(exc: APIStatusError) -> bool:

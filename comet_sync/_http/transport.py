@@ -73,7 +73,11 @@ from .error_map import (
     unasked_encoding,
 )
 
-__all__ = ["Attempt", "Exchange", "Transport"]
+__all__ = ["CLIENT_REQUEST_ID", "Attempt", "Exchange", "Transport"]
+
+# Our name for each call, sent with it (OpenAI's header name). A server or proxy that echoes it
+# lets the transport check that an answer is this call's own.
+CLIENT_REQUEST_ID = "X-Client-Request-Id"
 
 # The pool holds one connection per in-flight request and a few spare, so reaching the
 # concurrency limit never makes urllib3 discard a connection ("Connection pool is full").
@@ -426,8 +430,8 @@ class Transport:
             # not kept as the context either.
             raise failure[0] from failure[1]
         exchange = Exchange(response, attempt, what, self._secret)
-        sent_id = prepared.headers.get("x-client-request-id")
-        echoed = exchange.headers.get("x-client-request-id")
+        sent_id = prepared.headers.get(CLIENT_REQUEST_ID)  # (both case-insensitive)
+        echoed = exchange.headers.get(CLIENT_REQUEST_ID)
         # requests joins a header sent twice with ", ": each copy must be ours.
         if (
             isinstance(sent_id, str)

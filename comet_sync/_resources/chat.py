@@ -11,7 +11,7 @@ from .. import _cancel
 from .._call.streaming import Stream
 from .._config import TimeoutArg
 from .._exceptions import InvalidArgumentError
-from .._fanout import ordered_map
+from .._fanout import ordered_map, window_for
 from .._params import NOT_GIVEN, ChatCreateArgs, ChatParseArgs, NotGiven
 from .._types import ChatCompletion
 from .._validation import check_chat_params
@@ -33,11 +33,6 @@ if TYPE_CHECKING:
 __all__ = ["Chat", "Completions"]
 
 M = TypeVar("M")
-# Results wait in input order behind the oldest unfinished job, which may be in a backoff of
-# tens of seconds (five retries of 1, 2, 4, 8, 16 s windows): the window must be wide enough
-# for the workers to stay busy meanwhile. A result is a few KB, so 1,024 of them cost little;
-# with 64 a single unlucky job stalled every worker for seconds at a time.
-DEFAULT_MAP_WINDOW = 1024
 
 
 class Completions(Resource):
@@ -231,7 +226,7 @@ class Completions(Resource):
         """
         runtime = self._door.runtime
         runtime.check_open()
-        size = window if window is not None else max(DEFAULT_MAP_WINDOW, 4 * runtime.max_workers)
+        size = window if window is not None else window_for(runtime.max_workers)
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise InvalidArgumentError("window", f"expected an int >= 1, got {window!r}")
         context = contextvars.copy_context()

@@ -15,6 +15,7 @@ from typing import Any, Callable, Generic, TypeVar
 
 from .._call.streaming import Stream
 from .._exceptions import ResponseSnapshot
+from .._http.error_map import request_id_of
 
 __all__ = [
     "RawResponse",
@@ -47,11 +48,7 @@ class RawResponse(Generic[T]):
 
     @property
     def request_id(self) -> str | None:
-        for name in ("x-request-id", "x-oneapi-request-id", "request-id"):
-            value = self.headers.get(name)
-            if value:
-                return value
-        return None
+        return request_id_of(self.headers)
 
     def parse(self) -> T:
         return self._parsed

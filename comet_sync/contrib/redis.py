@@ -60,7 +60,7 @@ from typing import TYPE_CHECKING, Any
 from .._cancel import Scope, interruptible_sleep
 from .._clock import Clock
 from .._config import RateControl
-from .._exceptions import CometError, InvalidArgumentError, LimiterTimeoutError
+from .._exceptions import InvalidArgumentError, LimiterTimeoutError, LimiterUnavailableError
 from .._http.headers import ServerWord
 from .._rate.cap import ConcurrencyCap
 from .._rate.limiter import LONG_RETRY_AFTER, Limiter, Permit
@@ -92,10 +92,6 @@ LONGEST_MS = 10**12
 # for this long: a namespace back in use starts again from max_concurrency, as a new process
 # does.
 ADAPTIVE_STATE_TTL = 600.0
-
-
-class LimiterUnavailableError(CometError):
-    """``failure="closed"`` and Redis did not answer: the call was not sent."""
 
 
 class RedisLimiter:

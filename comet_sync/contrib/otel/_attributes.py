@@ -14,6 +14,10 @@ import urllib.parse
 from collections.abc import Mapping
 from typing import Any, Union
 
+from ..._resources.chat import Completions
+from ..._resources.embeddings import Embeddings
+from ..._resources.responses import Responses
+
 __all__ = [
     "Attributes",
     "Operation",
@@ -45,9 +49,10 @@ class Operation:
 _OPERATIONS = {
     op.route: op
     for op in (
-        Operation("/chat/completions", "chat", "chat_completions"),
-        Operation("/responses", "chat", "responses"),
-        Operation("/embeddings", "embeddings", None),
+        # (the routes the resources declare, read from them)
+        Operation(Completions.route, "chat", "chat_completions"),
+        Operation(Responses.route, "chat", "responses"),
+        Operation(Embeddings.route, "embeddings", None),
     )
 }
 
