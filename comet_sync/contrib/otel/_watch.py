@@ -287,10 +287,19 @@ class CallSpan:
         # The span ends when we learn whether the attempt failed (a retry, or the call's end).
         self._attempt_end = time.time_ns()
         self._attempt_status = status
-        if status is not None:
+        if status is None:
+            return
+        if status < 400:
             self._attempt.set_attribute("http.response.status_code", status)
-            if status == 429:
-                self._observer.instruments.throttled.add(1, self._shape.model)
+            return
+        # A refused attempt failed whatever follows: said now, in one call (each call to a
+        # span takes its lock), the status as its error.type (the HTTP conventions' way).
+        self._attempt.set_attributes(
+            {"http.response.status_code": status, "error.type": str(status)}
+        )
+        self._attempt.set_status(_ERROR)
+        if status == 429:
+            self._observer.instruments.throttled.add(1, self._shape.model)
 
     def _end_attempt(self, error: BaseException | None) -> None:
         span = self._attempt
@@ -298,10 +307,8 @@ class CallSpan:
             return
         self._attempt = None
         status = self._attempt_status
-        if status is not None and status >= 400:
-            span.set_attribute("error.type", str(status))  # (the HTTP conventions' way)
-            span.set_status(_ERROR)
-        elif error is not None:  # no answer, or one that could not be read
+        if error is not None and (status is None or status < 400):
+            # No answer, or one that could not be read (a refusal said so when it came).
             span.set_attribute("error.type", error_type(error))
             span.set_status(_ERROR)
         span.end(end_time=self._attempt_end)
