@@ -1337,6 +1337,28 @@ def test_a_call_sampled_out_is_still_measured_and_still_propagates(server, make_
     assert duration[0]["gen_ai.response.model"] == "gpt-4o-mini"
 
 
+@needs_events
+def test_a_call_sampled_out_still_has_its_event(server, make_client, monkeypatch) -> None:
+    """The event has its own pipeline, as the reference has it: a call whose span is sampled
+    out still ends in its event, whole (the answer's attributes and the messages)."""
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+
+    monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "event_only")
+    telemetry = Telemetry()
+    telemetry.tracer_provider = TracerProvider(sampler=ALWAYS_OFF)
+    CometSyncInstrumentor().instrument(**telemetry.providers())
+    try:
+        make_client().chat.completions.create(model="gpt-4o-mini", messages=user("a"))
+    finally:
+        CometSyncInstrumentor().uninstrument()
+    (event,) = telemetry.events()
+    assert event.event_name == DETAILS
+    assert event.trace_id != 0 and int(event.trace_flags) & 1 == 0  # the trace, not sampled
+    details = plain(event.attributes)
+    assert details["gen_ai.response.id"] == "chatcmpl-fake-00000001"
+    assert details["gen_ai.output.messages"][0]["parts"] == [{"type": "text", "content": "echo: a"}]
+
+
 def test_a_propagator_that_raises_costs_the_header_not_the_call(server, make_client, otel) -> None:
     from opentelemetry import propagate
     from opentelemetry.propagators.textmap import TextMapPropagator
