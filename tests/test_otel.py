@@ -752,6 +752,30 @@ def test_a_cut_stream_ends_its_span_with_the_error(server, make_client, otel) ->
     assert attempt.attributes["error.type"] == "comet_sync.APIConnectionError"
 
 
+def test_a_cut_stream_keeps_what_came_as_its_output(server, make_client, capture) -> None:
+    """Content captured: a stream cut after its first chunk records what came, its reason
+    "error" (no finish reason came), as the reference instrumentation records it."""
+    server.fail(200, passthrough=True, stream_cut_after=1)
+    stream = make_client().chat.completions.create(
+        model="gpt-4o-mini", messages=user("one two three"), stream=True
+    )
+    came = []
+    with pytest.raises(APIConnectionError):
+        for chunk in stream:
+            came.append(chunk.choices[0].delta.content or "")
+    (call,) = capture.calls()
+    assert call.attributes["error.type"] == "comet_sync.APIConnectionError"
+    _, output = span_messages(call)
+    assert "".join(came)  # (something came before the cut)
+    assert output == [
+        {
+            "role": "assistant",
+            "parts": [{"type": "text", "content": "".join(came)}],
+            "finish_reason": "error",
+        }
+    ]
+
+
 # -- embeddings and responses ----------------------------------------------------------------
 
 
@@ -1273,6 +1297,15 @@ def test_the_call_spans_match_the_reference_openai_instrumentation(
         assert their_sets == our_sets, metric
 
 
+# Where the content differs from the anchor's, outside these calls (none differs in them):
+# - "true" puts content on the span here (its meaning before the modes); the anchor's current
+#   version reads it as no content, with a warning.
+# - The variables are read when instrument() runs here; the anchor reads the mode again on
+#   each call (so a change after instrument() moves its content, not ours).
+# - A message whose content is a list of parts: its text parts are kept here; the anchor keeps
+#   only a list of plain strings, and drops parts written as {"type": "text", ...}.
+# - The Responses API: instrumented here (the same event and messages); the anchor does not
+#   instrument it.
 @needs_events
 def test_the_content_matches_the_reference_openai_instrumentation(make_client, monkeypatch) -> None:
     """The same calls with content on the spans and in events (``span_and_event``, a mode both

@@ -364,7 +364,7 @@ class CallSpan:
                 attrs = response_attributes(self._shape.op, answer)
                 attrs.update(usage)
                 attrs.update(usage_detail_attributes(raw))
-                if observer.capture.content and error is None:
+                if observer.capture.content:  # (a cut stream: what came, as the reference)
                     reasons = attrs.get("gen_ai.response.finish_reasons")
                     output = output_messages(answer, reasons if isinstance(reasons, list) else [])
                     if output is not None:
