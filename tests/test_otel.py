@@ -1302,8 +1302,8 @@ def test_the_call_spans_match_the_reference_openai_instrumentation(
 #   version reads it as no content, with a warning.
 # - The variables are read when instrument() runs here; the anchor reads the mode again on
 #   each call (so a change after instrument() moves its content, not ours).
-# - A message whose content is a list of parts: its text parts are kept here; the anchor keeps
-#   only a list of plain strings, and drops parts written as {"type": "text", ...}.
+# - A message whose content is a list of parts: each text part is kept here; the anchor keeps a
+#   list of plain strings as one text (its str()), and drops parts written {"type": "text"}.
 # - The Responses API: instrumented here (the same event and messages); the anchor does not
 #   instrument it.
 @needs_events
