@@ -48,7 +48,7 @@ __all__ = ["CometSyncInstrumentor"]
 
 SCOPE = "comet_sync.contrib.otel"
 
-logger = logging.getLogger("comet_sync")
+_logger = logging.getLogger("comet_sync")
 
 
 class CometSyncInstrumentor(BaseInstrumentor):
@@ -89,7 +89,7 @@ def _event_logger(capture: Capture, provider: Any) -> Any:
         return None
     names = inspect.signature(_logs.LogRecord.__init__).parameters
     if "event_name" not in names or "context" not in names:
-        logger.warning(
+        _logger.warning(
             "GenAI events need opentelemetry-api 1.35 or later (a log record with an event "
             "name); none will be emitted"
         )
