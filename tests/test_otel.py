@@ -4,6 +4,7 @@ fake server on loopback, fake time (so every wait on a span is an exact figure).
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import subprocess
 import sys
@@ -16,7 +17,9 @@ import pytest
 pytest.importorskip("opentelemetry.sdk.trace")
 pytest.importorskip("opentelemetry.instrumentation.instrumentor")
 
-from opentelemetry import trace
+from opentelemetry import _logs, trace
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -24,6 +27,13 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
     InMemorySpanExporter,
 )
+
+try:
+    from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter
+except ImportError:  # (its name before SDK 1.39)
+    from opentelemetry.sdk._logs.export import (
+        InMemoryLogExporter as InMemoryLogRecordExporter,
+    )
 
 from comet_sync import APIConnectionError, CometClient, ResponseCache
 from comet_sync.contrib.otel import CometSyncInstrumentor
@@ -41,9 +51,24 @@ class Telemetry:
         self.tracer_provider.add_span_processor(SimpleSpanProcessor(self.exporter))
         self.reader = InMemoryMetricReader()
         self.meter_provider = MeterProvider(metric_readers=[self.reader])
+        self.log_exporter = InMemoryLogRecordExporter()
+        self.logger_provider = LoggerProvider()
+        self.logger_provider.add_log_record_processor(SimpleLogRecordProcessor(self.log_exporter))
+
+    def providers(self) -> dict[str, Any]:
+        """What ``instrument()`` is given, to export here."""
+        return {
+            "tracer_provider": self.tracer_provider,
+            "meter_provider": self.meter_provider,
+            "logger_provider": self.logger_provider,
+        }
 
     def spans(self) -> list[ReadableSpan]:
         return list(self.exporter.get_finished_spans())
+
+    def events(self) -> list[Any]:
+        """The log records emitted (the GenAI events), in order: the API's records."""
+        return [data.log_record for data in self.log_exporter.get_finished_logs()]
 
     def calls(self) -> list[ReadableSpan]:
         """The call spans (not the attempts', nor the tests' own), in the order they ended."""
@@ -75,27 +100,36 @@ class Telemetry:
 @pytest.fixture
 def otel(monkeypatch: pytest.MonkeyPatch) -> Iterator[Telemetry]:
     monkeypatch.delenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", raising=False)
+    monkeypatch.delenv("OTEL_INSTRUMENTATION_GENAI_EMIT_EVENT", raising=False)
     telemetry = Telemetry()
     instrumentor = CometSyncInstrumentor()
-    instrumentor.instrument(
-        tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider
-    )
+    instrumentor.instrument(**telemetry.providers())
     try:
         yield telemetry
     finally:
         instrumentor.uninstrument()
 
 
+def reinstrument(telemetry: Telemetry, content: str, emit_event: str | None = None) -> None:
+    """Instrumented again, with the content mode (and event switch) the environment gives."""
+    CometSyncInstrumentor().uninstrument()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", content)
+        if emit_event is not None:
+            mp.setenv("OTEL_INSTRUMENTATION_GENAI_EMIT_EVENT", emit_event)
+        CometSyncInstrumentor().instrument(**telemetry.providers())
+
+
 @pytest.fixture
 def capture(otel: Telemetry) -> Iterator[Telemetry]:
     """Instrumented with message content on, as the environment variable asks."""
-    CometSyncInstrumentor().uninstrument()
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "true")
-        CometSyncInstrumentor().instrument(
-            tracer_provider=otel.tracer_provider, meter_provider=otel.meter_provider
-        )
+    reinstrument(otel, "true")
     yield otel
+
+
+# Events are log records with an event name and a context: opentelemetry-api 1.35 or later.
+EVENTS = "event_name" in inspect.signature(_logs.LogRecord.__init__).parameters
+needs_events = pytest.mark.skipif(not EVENTS, reason="opentelemetry-api without event names")
 
 
 def gen_ai(span: ReadableSpan) -> dict[str, Any]:
@@ -389,6 +423,213 @@ def test_tool_calls_with_content_capture(server, make_client, capture) -> None:
     ]
 
 
+# -- message content: on the span, in an event, only when asked -------------------------------
+
+TOOLS = [{"type": "function", "function": {"name": "weather", "parameters": {}}}]
+# A conversation that went through a tool: every kind of input part there is.
+TOOL_TURN = [
+    {"role": "system", "content": "be brief"},
+    {"role": "user", "content": "weather in Paris?"},
+    {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {
+                "id": "call_0",
+                "type": "function",
+                "function": {"name": "weather", "arguments": '{"city": "Paris"}'},
+            }
+        ],
+    },
+    {"role": "tool", "tool_call_id": "call_0", "content": "sunny"},
+]
+TOOL_TURN_SENT = [
+    {"role": "system", "parts": [{"type": "text", "content": "be brief"}]},
+    {"role": "user", "parts": [{"type": "text", "content": "weather in Paris?"}]},
+    {
+        "role": "assistant",
+        "parts": [
+            {"type": "tool_call", "id": "call_0", "name": "weather", "arguments": {"city": "Paris"}}
+        ],
+    },
+    {
+        "role": "tool",
+        "parts": [{"type": "tool_call_response", "id": "call_0", "response": "sunny"}],
+    },
+]
+DETAILS = "gen_ai.client.inference.operation.details"
+MESSAGES = ("gen_ai.input.messages", "gen_ai.output.messages")
+
+
+def _chat_calls(client: CometClient, server: FakeCometServer) -> list[tuple[Any, Any]]:
+    """A plain chat call (after a tool), a streamed one, one answered with a tool call, and an
+    embeddings call (no chat: no event): each chat call's (input, output) as the conventions
+    write them."""
+    reply = client.chat.completions.create(model="gpt-4o-mini", messages=TOOL_TURN)
+    with client.chat.completions.create(
+        model="gpt-4o-mini",
+        messages=user("one two"),
+        stream=True,
+        stream_options={"include_usage": True},
+    ) as stream:
+        streamed = "".join(stream.text_deltas())
+    server.respond_next(TOOL_ANSWER)
+    client.chat.completions.create(model="gpt-4o-mini", messages=user("weather?"), tools=TOOLS)
+    client.embeddings.create(model="text-embedding-3-small", input="a")
+
+    def said(text: str | None) -> list[dict[str, Any]]:
+        parts = [{"type": "text", "content": text}]
+        return [{"role": "assistant", "parts": parts, "finish_reason": "stop"}]
+
+    return [
+        (TOOL_TURN_SENT, said(reply.choices[0].message.content)),
+        ([{"role": "user", "parts": [{"type": "text", "content": "one two"}]}], said(streamed)),
+        (
+            [{"role": "user", "parts": [{"type": "text", "content": "weather?"}]}],
+            [
+                {
+                    "role": "assistant",
+                    "parts": [
+                        {
+                            "type": "tool_call",
+                            "id": "call_1",
+                            "name": "weather",
+                            "arguments": {"city": "Paris"},
+                        }
+                    ],
+                    "finish_reason": "tool_calls",
+                }
+            ],
+        ),
+    ]
+
+
+def plain(value: Any) -> Any:
+    """An exported value with the SDK's tuples back as lists, to compare with JSON."""
+    if isinstance(value, (tuple, list)):
+        return [plain(v) for v in value]
+    if isinstance(value, dict) or hasattr(value, "items"):
+        return {k: plain(v) for k, v in value.items()}
+    return value
+
+
+def span_messages(span: ReadableSpan) -> list[Any]:
+    """The span's input and output messages, decoded (None where absent)."""
+    attrs = span.attributes or {}
+    return [json.loads(attrs[k]) if k in attrs else None for k in MESSAGES]
+
+
+@pytest.mark.parametrize("mode", [None, "false", "no_content", "spans please"])
+def test_no_content_and_no_event_unless_asked(server, make_client, otel, mode) -> None:
+    if mode is not None:
+        reinstrument(otel, mode)
+    _chat_calls(make_client(), server)
+    calls = otel.calls()
+    assert len(calls) == 4
+    assert all(span_messages(call) == [None, None] for call in calls)
+    assert otel.events() == []
+
+
+@needs_events
+def test_event_only_gives_each_chat_call_one_event_with_its_messages(
+    server, make_client, otel
+) -> None:
+    reinstrument(otel, "event_only")
+    expected = _chat_calls(make_client(), server)
+    calls = otel.calls()
+    events = otel.events()
+    assert [call.name for call in calls][-1] == "embeddings text-embedding-3-small"
+    assert len(events) == 3  # the chat calls', in the order they ended
+    for call, event, (sent, answered) in zip(calls, events, expected):
+        assert event.event_name == DETAILS
+        assert event.body is None
+        # In the call span's context: the event is found from the span, and the span from it.
+        assert (event.trace_id, event.span_id) == (call.context.trace_id, call.context.span_id)
+        details = plain(event.attributes)
+        assert [details.pop(k) for k in MESSAGES] == [sent, answered]
+        # The rest is what the span carries; the messages are not on the span.
+        assert details == plain(call.attributes)
+        assert span_messages(call) == [None, None]
+
+
+@needs_events
+def test_span_and_event_carry_the_same_messages(server, make_client, otel) -> None:
+    reinstrument(otel, "span_and_event")
+    expected = _chat_calls(make_client(), server)
+    calls, events = otel.calls(), otel.events()
+    assert len(events) == 3
+    for call, event, (sent, answered) in zip(calls, events, expected):
+        assert span_messages(call) == [sent, answered]
+        assert [plain(event.attributes[k]) for k in MESSAGES] == [sent, answered]
+
+
+@needs_events
+def test_the_event_switch_overrides_the_mode(server, make_client, otel) -> None:
+    # Asked for the events alone: each chat call's, without a message in it or on its span.
+    reinstrument(otel, "", emit_event="true")
+    _chat_calls(make_client(), server)
+    calls, events = otel.calls(), otel.events()
+    assert len(events) == 3
+    for call, event in zip(calls, events):
+        assert not set(MESSAGES) & set(event.attributes)
+        assert plain(event.attributes) == plain(call.attributes)
+    # Content on spans and events, the events turned off: the spans only.
+    otel.exporter.clear()
+    otel.log_exporter.clear()
+    reinstrument(otel, "span_and_event", emit_event="false")
+    _chat_calls(make_client(), server)
+    assert otel.events() == []
+    assert all(span_messages(call) != [None, None] for call in otel.calls()[:3])
+    # The span's mode makes no events either; turned on, they carry no message.
+    otel.exporter.clear()
+    reinstrument(otel, "span_only")
+    _chat_calls(make_client(), server)
+    assert otel.events() == []
+    assert all(span_messages(call) != [None, None] for call in otel.calls()[:3])
+    reinstrument(otel, "span_only", emit_event="true")
+    _chat_calls(make_client(), server)
+    assert len(otel.events()) == 3
+    assert not any(set(MESSAGES) & set(event.attributes) for event in otel.events())
+
+
+@needs_events
+def test_events_go_to_the_global_logger_provider_unless_given_one() -> None:
+    """As the reference instrumentation does: instrument() with no providers sends the events
+    through whatever logger provider the application set (here in a process of its own: the
+    global provider can be set once)."""
+    code = textwrap.dedent(
+        """
+        import os
+        os.environ["OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"] = "event_only"
+        from opentelemetry import _logs
+        from opentelemetry.sdk._logs import LoggerProvider
+        from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
+        try:
+            from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter as Exporter
+        except ImportError:
+            from opentelemetry.sdk._logs.export import InMemoryLogExporter as Exporter
+        from comet_sync import CometClient
+        from comet_sync.contrib.otel import CometSyncInstrumentor
+        from comet_sync.testing import FakeCometServer
+        exporter = Exporter()
+        provider = LoggerProvider()
+        provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
+        _logs.set_logger_provider(provider)
+        CometSyncInstrumentor().instrument()
+        with FakeCometServer() as server:
+            with CometClient(api_key="k", base_url=server.base_url) as client:
+                client.chat.completions.create(
+                    model="m", messages=[{"role": "user", "content": "a"}]
+                )
+        print([data.log_record.event_name for data in exporter.get_finished_logs()])
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.strip() == f"[{DETAILS!r}]"
+
+
 # -- streams ---------------------------------------------------------------------------------
 
 
@@ -509,6 +750,30 @@ def test_a_cut_stream_ends_its_span_with_the_error(server, make_client, otel) ->
     assert call.status.status_code == trace.StatusCode.ERROR
     (attempt,) = otel.attempts(call)
     assert attempt.attributes["error.type"] == "comet_sync.APIConnectionError"
+
+
+def test_a_cut_stream_keeps_what_came_as_its_output(server, make_client, capture) -> None:
+    """Content captured: a stream cut after its first chunk records what came, its reason
+    "error" (no finish reason came), as the reference instrumentation records it."""
+    server.fail(200, passthrough=True, stream_cut_after=1)
+    stream = make_client().chat.completions.create(
+        model="gpt-4o-mini", messages=user("one two three"), stream=True
+    )
+    came = []
+    with pytest.raises(APIConnectionError):
+        for chunk in stream:
+            came.append(chunk.choices[0].delta.content or "")
+    (call,) = capture.calls()
+    assert call.attributes["error.type"] == "comet_sync.APIConnectionError"
+    _, output = span_messages(call)
+    assert "".join(came)  # (something came before the cut)
+    assert output == [
+        {
+            "role": "assistant",
+            "parts": [{"type": "text", "content": "".join(came)}],
+            "finish_reason": "error",
+        }
+    ]
 
 
 # -- embeddings and responses ----------------------------------------------------------------
@@ -728,13 +993,16 @@ def test_the_cli_batch_is_one_trace_with_a_root_span(otel, tmp_path, capsys) -> 
 
 def _exported_text(telemetry: Telemetry) -> str:
     spans = [span.to_json() for span in telemetry.spans()]
+    logs = [data.to_json() for data in telemetry.log_exporter.get_finished_logs()]
     data = telemetry.reader.get_metrics_data()
-    return "\n".join([*spans, data.to_json() if data else ""])
+    return "\n".join([*spans, *logs, data.to_json() if data else ""])
 
 
 def test_the_key_is_in_no_span_event_attribute_or_metric(capture) -> None:
-    """A server that echoes the key everywhere it can; content capture on, so that answers
-    land on the spans too: the key must be nowhere in what is exported."""
+    """A server that echoes the key everywhere it can; content capture on, on the spans and in
+    the GenAI events, so that answers land there too: the key must be nowhere in what is
+    exported."""
+    reinstrument(capture, "span_and_event")
     from .hostile import hostile
     from .test_key_echo import FORMS, _echo, _messages
     from .test_key_echo import SECRET as ECHO_SECRET
@@ -765,16 +1033,38 @@ def test_the_key_is_in_no_span_event_attribute_or_metric(capture) -> None:
             client.close()
     text = _exported_text(capture)
     assert len(capture.calls()) == 6
+    if EVENTS:  # (the search looks at them too)
+        assert len(capture.events()) == 6
     assert "***" in text  # the scrubbed echoes are there: the search looks at the answers
     assert [form for form in FORMS if form in text] == []
 
 
 def test_a_prompt_that_quotes_the_key_is_captured_without_it(server, make_client, capture) -> None:
     """An attack run: with content capture on, a prompt quoting the key put it in
-    gen_ai.input.messages unscrubbed (answers were scrubbed)."""
+    gen_ai.input.messages unscrubbed (answers were scrubbed). On the span and in the event."""
+    reinstrument(capture, "span_and_event")
     make_client().chat.completions.create(model="m", messages=user(f"my key is {SECRET}"))
     text = _exported_text(capture)
-    assert "my key is ***" in text and SECRET not in text
+    assert text.count("my key is ***") >= 2 and SECRET not in text
+
+
+def test_a_tool_call_that_spells_the_key_in_escapes_is_captured_without_it(
+    server, make_client, capture
+) -> None:
+    """A tool call's arguments are JSON text, decoded for the content: an escape in them may
+    spell the key that the client's scrub of the answer could not see."""
+    reinstrument(capture, "span_and_event")
+    spelled = "".join(f"\\u{ord(c):04x}" for c in SECRET)
+    answer = json.loads(json.dumps(TOOL_ANSWER))
+    answer["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"] = (
+        '{"city": "' + spelled + '"}'
+    )
+    server.respond_next(answer)
+    make_client().chat.completions.create(model="m", messages=user("weather?"), tools=TOOLS)
+    (call,) = capture.calls()
+    _, output = span_messages(call)
+    assert output[0]["parts"][0]["arguments"] == {"city": "***"}
+    assert SECRET not in _exported_text(capture)
 
 
 def test_the_fake_servers_key_is_nowhere_either(server, make_client, capture) -> None:
@@ -795,9 +1085,7 @@ def test_uninstrumented_calls_make_no_spans_and_send_no_traceparent(
     assert otel.spans() == []
     (received,) = server.received
     assert "traceparent" not in received.headers
-    CometSyncInstrumentor().instrument(
-        tracer_provider=otel.tracer_provider, meter_provider=otel.meter_provider
-    )
+    CometSyncInstrumentor().instrument(**otel.providers())
     make_client().chat.completions.create(model="gpt-4o-mini", messages=user("b"))
     assert len(otel.calls()) == 1
 
@@ -880,9 +1168,15 @@ ANCHOR_CALLS: list[tuple[str, str, dict[str, Any], dict[str, Any] | None]] = [
         {
             "model": "gpt-4o-mini",
             "messages": user("weather in Paris?"),
-            "tools": [{"type": "function", "function": {"name": "weather", "parameters": {}}}],
+            "tools": TOOLS,
         },
         TOOL_ANSWER,
+    ),
+    (
+        "tool_turn",
+        "chat.completions",
+        {"model": "gpt-4o-mini", "messages": TOOL_TURN, "tools": TOOLS},
+        None,
     ),
     (
         "embeddings",
@@ -934,17 +1228,15 @@ def _make_calls(target: Any, server: FakeCometServer, consume: bool) -> None:
                 answer.close()
 
 
-def test_the_call_spans_match_the_reference_openai_instrumentation(make_client) -> None:
-    """openai-python instrumented by opentelemetry-instrumentation-openai-v2, and comet_sync,
-    make the same calls (each against a fresh fake server, so the answers' ids match): the
-    call spans carry the same gen_ai.* names and values, but for what ALLOWED lists."""
+def _both(make_client: Any) -> tuple[Telemetry, Telemetry]:
+    """The calls of ANCHOR_CALLS made through openai-python instrumented by the anchor, then
+    through comet_sync (each against a fresh fake server, so the answers' ids match): what
+    each exported."""
     openai = pytest.importorskip("openai")
     anchor = pytest.importorskip("opentelemetry.instrumentation.openai_v2")
     theirs, ours = Telemetry(), Telemetry()
     instrumentor = anchor.OpenAIInstrumentor()
-    instrumentor.instrument(
-        tracer_provider=theirs.tracer_provider, meter_provider=theirs.meter_provider
-    )
+    instrumentor.instrument(**theirs.providers())
     try:
         with FakeCometServer() as server:
             client = openai.OpenAI(api_key=SECRET, base_url=server.base_url, max_retries=0)
@@ -952,9 +1244,7 @@ def test_the_call_spans_match_the_reference_openai_instrumentation(make_client) 
             client.close()
     finally:
         instrumentor.uninstrument()
-    CometSyncInstrumentor().instrument(
-        tracer_provider=ours.tracer_provider, meter_provider=ours.meter_provider
-    )
+    CometSyncInstrumentor().instrument(**ours.providers())
     try:
         with contextlib.ExitStack() as stack:  # (no parenthesized with on Python 3.9)
             server = stack.enter_context(FakeCometServer())
@@ -963,14 +1253,35 @@ def test_the_call_spans_match_the_reference_openai_instrumentation(make_client) 
             _make_calls(ours_client, server, consume=False)
     finally:
         CometSyncInstrumentor().uninstrument()
-    their_spans, our_spans = theirs.spans(), ours.calls()
-    assert [s.name for s in their_spans] == [s.name for s in our_spans]
+    return theirs, ours
+
+
+def _differences(theirs: list[dict[str, Any]], ours: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per call of ANCHOR_CALLS (the first ones, as many as given), the attributes whose
+    values differ: (theirs, ours)."""
+    assert len(theirs) == len(ours)
     differences: dict[str, dict[str, tuple[Any, Any]]] = {}
-    for (name, *_), their, our in zip(ANCHOR_CALLS, their_spans, our_spans):
-        a, b = gen_ai(their), gen_ai(our)
+    for (name, *_), a, b in zip(ANCHOR_CALLS, theirs, ours):
         found = {k: (a.get(k), b.get(k)) for k in a.keys() | b.keys() if a.get(k) != b.get(k)}
         if found:
             differences[name] = found
+    return differences
+
+
+def test_the_call_spans_match_the_reference_openai_instrumentation(
+    make_client, monkeypatch
+) -> None:
+    """openai-python instrumented by opentelemetry-instrumentation-openai-v2, and comet_sync,
+    make the same calls: the call spans carry the same gen_ai.* names and values, but for
+    what ALLOWED lists."""
+    monkeypatch.delenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", raising=False)
+    monkeypatch.delenv("OTEL_INSTRUMENTATION_GENAI_EMIT_EVENT", raising=False)
+    theirs, ours = _both(make_client)
+    their_spans, our_spans = theirs.spans(), ours.calls()
+    assert [s.name for s in their_spans] == [s.name for s in our_spans]
+    differences = _differences(
+        [gen_ai(span) for span in their_spans], [gen_ai(span) for span in our_spans]
+    )
     assert {name: sorted(found) for name, found in differences.items()} == {
         name: sorted(allowed) for name, allowed in ALLOWED.items()
     }
@@ -984,6 +1295,46 @@ def test_the_call_spans_match_the_reference_openai_instrumentation(make_client) 
         their_sets = sorted(set(_metric_keys(theirs, metric)))
         our_sets = sorted(set(_metric_keys(ours, metric)))
         assert their_sets == our_sets, metric
+
+
+# Where the content differs from the anchor's, outside these calls (none differs in them):
+# - "true" puts content on the span here (its meaning before the modes); the anchor's current
+#   version reads it as no content, with a warning.
+# - The variables are read when instrument() runs here; the anchor reads the mode again on
+#   each call (so a change after instrument() moves its content, not ours).
+# - A message whose content is a list of parts: each text part is kept here; the anchor keeps a
+#   list of plain strings as one text (its str()), and drops parts written {"type": "text"}.
+# - The Responses API: instrumented here (the same event and messages); the anchor does not
+#   instrument it.
+@needs_events
+def test_the_content_matches_the_reference_openai_instrumentation(make_client, monkeypatch) -> None:
+    """The same calls with content on the spans and in events (``span_and_event``, a mode both
+    read alike; the reference reads the variable on each call, so it stays set): the same
+    messages on each call span, and one event per chat call, the same on both sides: its
+    name, its gen_ai.* attributes (but for the span's ALLOWED differences, which the event
+    carries too) and its messages, structured."""
+    monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "span_and_event")
+    monkeypatch.delenv("OTEL_INSTRUMENTATION_GENAI_EMIT_EVENT", raising=False)
+    theirs, ours = _both(make_client)
+    their_spans, our_spans = theirs.spans(), ours.calls()
+    assert [span_messages(span) for span in their_spans] == [
+        span_messages(span) for span in our_spans
+    ]
+    chats = [name for name, path, *_ in ANCHOR_CALLS if path == "chat.completions"]
+    assert all(span_messages(span) != [None, None] for span in our_spans[: len(chats)])
+    their_events, our_events = theirs.events(), ours.events()
+    assert [e.event_name for e in their_events] == [e.event_name for e in our_events]
+    assert [e.event_name for e in our_events] == [DETAILS] * len(chats)
+
+    def details(event: Any) -> dict[str, Any]:
+        return {k: plain(v) for k, v in event.attributes.items() if k.startswith("gen_ai.")}
+
+    differences = _differences([details(e) for e in their_events], [details(e) for e in our_events])
+    assert {name: sorted(found) for name, found in differences.items()} == {
+        name: sorted(allowed) for name, allowed in ALLOWED.items() if name in chats
+    }
+    assert all(theirs_ is None for found in differences.values() for theirs_, _ in found.values())
+    assert all(set(MESSAGES) <= set(details(e)) for e in our_events)
 
 
 def _metric_keys(telemetry: Telemetry, name: str) -> list[tuple[str, ...]]:
@@ -1017,6 +1368,28 @@ def test_a_call_sampled_out_is_still_measured_and_still_propagates(server, make_
     assert flags & 1 == 0  # the trace goes on, marked not sampled
     (duration,) = telemetry.metrics()["gen_ai.client.operation.duration"]
     assert duration[0]["gen_ai.response.model"] == "gpt-4o-mini"
+
+
+@needs_events
+def test_a_call_sampled_out_still_has_its_event(server, make_client, monkeypatch) -> None:
+    """The event has its own pipeline, as the reference has it: a call whose span is sampled
+    out still ends in its event, whole (the answer's attributes and the messages)."""
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+
+    monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "event_only")
+    telemetry = Telemetry()
+    telemetry.tracer_provider = TracerProvider(sampler=ALWAYS_OFF)
+    CometSyncInstrumentor().instrument(**telemetry.providers())
+    try:
+        make_client().chat.completions.create(model="gpt-4o-mini", messages=user("a"))
+    finally:
+        CometSyncInstrumentor().uninstrument()
+    (event,) = telemetry.events()
+    assert event.event_name == DETAILS
+    assert event.trace_id != 0 and int(event.trace_flags) & 1 == 0  # the trace, not sampled
+    details = plain(event.attributes)
+    assert details["gen_ai.response.id"] == "chatcmpl-fake-00000001"
+    assert details["gen_ai.output.messages"][0]["parts"] == [{"type": "text", "content": "echo: a"}]
 
 
 def test_a_propagator_that_raises_costs_the_header_not_the_call(server, make_client, otel) -> None:

@@ -5,7 +5,9 @@ Spans: one per logical call (``chat {model}``, kind CLIENT), started when the ca
 the caller's context (a Flask or Django request's span, a batch's), and ended when the call
 ends: a stream's when the stream ends, is closed or cut. Under it, one span per HTTP attempt
 (``POST``), whose context goes out in that attempt's ``traceparent``. Retries are events on
-the call's span, with their wait and reason.
+the call's span, with their wait and reason. When asked (see ``_content``), a chat call's end is
+also a ``gen_ai.client.inference.operation.details`` event: a log record in the call span's
+context carrying the span's attributes, and the messages as structured values.
 
 No locks: a watch is touched by one thread at a time (the call's; a stream's end runs once,
 after the attempts, on whichever thread ends it), and OpenTelemetry's spans and instruments
@@ -20,7 +22,7 @@ from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, cast
 
-from ..._exceptions import scrub
+from ..._exceptions import scrub_json
 from .._errors import require
 from ._attributes import (
     Attributes,
@@ -33,7 +35,7 @@ from ._attributes import (
     usage_attributes,
     usage_detail_attributes,
 )
-from ._content import input_messages, output_messages
+from ._content import Capture, dumps, input_messages, output_messages
 from ._instruments import Instruments
 
 if TYPE_CHECKING:
@@ -42,6 +44,7 @@ if TYPE_CHECKING:
 
 _trace = require("opentelemetry.trace", "otel")
 _propagate = require("opentelemetry.propagate", "otel")
+_logs = require("opentelemetry._logs", "otel")
 
 __all__ = ["CallSpan", "OtelObserver", "Shape"]
 
@@ -49,6 +52,11 @@ logger = logging.getLogger("comet_sync")
 
 _CLIENT = _trace.SpanKind.CLIENT
 _ERROR = _trace.StatusCode.ERROR
+
+INPUT = "gen_ai.input.messages"
+OUTPUT = "gen_ai.output.messages"
+# The conventions' event for an inference call's details (the messages among them).
+DETAILS = "gen_ai.client.inference.operation.details"
 
 
 # Time between asking our limiter and being let out that counts as held: below it, the wait
@@ -118,12 +126,19 @@ class OtelObserver:
     and other routes are left alone."""
 
     def __init__(
-        self, tracer: Any, instruments: Instruments, *, provider: str, capture: bool
+        self,
+        tracer: Any,
+        instruments: Instruments,
+        *,
+        provider: str,
+        capture: Capture,
+        events: Any = None,
     ) -> None:
         self.tracer = tracer
         self.instruments = instruments
         self.provider = provider  # gen_ai.provider.name
-        self.capture = capture  # message content on the spans
+        self.capture = capture  # message content, and whether chat calls end in an event
+        self.events = events  # the logger the events go through (None: no events)
         # Read and added to by every calling thread without a lock: a dict's get and set are
         # atomic, and two threads building the same shape at once build equal ones.
         self._shapes: dict[tuple[str, str | None, str], Shape] = {}
@@ -184,9 +199,12 @@ class CallSpan:
         "_attempt_status",
         "_attempts",
         "_done",
+        "_input",
         "_observer",
+        "_opening",
         "_queued",
         "_retries",
+        "_secret",
         "_shape",
         "_span",
         "_started",
@@ -204,13 +222,23 @@ class CallSpan:
         self._shape = shape
         attrs = dict(shape.start)
         request_parameters(attrs, shape.op, payload, stream)
-        if observer.capture:
+        capture = observer.capture
+        self._input: list[Any] | None = None  # the messages sent, when content is captured
+        # Only while content is captured, to scrub what is: a prompt may quote the key (a user
+        # pasting a config into a chat), and a tool call's arguments are decoded here. Never
+        # recorded, and gone with the call.
+        self._secret = secret if capture.content else ""
+        if capture.content:
             messages = input_messages(payload)
             if messages is not None:
-                # A prompt may quote the key (a user pasting a config into a chat): it is
-                # scrubbed here, as answers are where they arrive.
-                messages = scrub(messages, secret)
-                attrs["gen_ai.input.messages"] = messages
+                self._input = scrub_json(messages, secret)
+                if capture.span:
+                    attrs[INPUT] = dumps(self._input)
+        # The span's first attributes, kept for the event a chat call ends with (the SDK
+        # copied them; this dict is not changed after).
+        self._opening: Attributes | None = None
+        if capture.event and shape.op.name == "chat":
+            self._opening = attrs
         self._span = observer.tracer.start_span(shape.name, kind=_CLIENT, attributes=attrs)
         self._started = time.monotonic()  # for a call that ends without a record
         self._attempt: Any = None  # the attempt's span, until it is ended
@@ -259,10 +287,19 @@ class CallSpan:
         # The span ends when we learn whether the attempt failed (a retry, or the call's end).
         self._attempt_end = time.time_ns()
         self._attempt_status = status
-        if status is not None:
+        if status is None:
+            return
+        if status < 400:
             self._attempt.set_attribute("http.response.status_code", status)
-            if status == 429:
-                self._observer.instruments.throttled.add(1, self._shape.model)
+            return
+        # A refused attempt failed whatever follows: said now, in one call (each call to a
+        # span takes its lock), the status as its error.type (the HTTP conventions' way).
+        self._attempt.set_attributes(
+            {"http.response.status_code": status, "error.type": str(status)}
+        )
+        self._attempt.set_status(_ERROR)
+        if status == 429:
+            self._observer.instruments.throttled.add(1, self._shape.model)
 
     def _end_attempt(self, error: BaseException | None) -> None:
         span = self._attempt
@@ -270,10 +307,8 @@ class CallSpan:
             return
         self._attempt = None
         status = self._attempt_status
-        if status is not None and status >= 400:
-            span.set_attribute("error.type", str(status))  # (the HTTP conventions' way)
-            span.set_status(_ERROR)
-        elif error is not None:  # no answer, or one that could not be read
+        if error is not None and (status is None or status < 400):
+            # No answer, or one that could not be read (a refusal said so when it came).
             span.set_attribute("error.type", error_type(error))
             span.set_status(_ERROR)
         span.end(end_time=self._attempt_end)
@@ -313,10 +348,12 @@ class CallSpan:
         self._end_attempt(error)
         observer = self._observer
         span = self._span
-        recording = span.is_recording()  # (sampled out: the measurements only)
+        # Sampled out: the measurements only (and the event, which has its own pipeline).
+        recording = span.is_recording() or self._opening is not None
         attrs: Attributes = {}
         usage: dict[str, int] = {}
         answered_by = None
+        output: list[Any] | None = None
         if answer is not None:
             raw = answer.get("usage")
             usage = usage_attributes(raw)  # (the span's, and the token histogram's)
@@ -327,11 +364,13 @@ class CallSpan:
                 attrs = response_attributes(self._shape.op, answer)
                 attrs.update(usage)
                 attrs.update(usage_detail_attributes(raw))
-                if observer.capture and error is None:
+                if observer.capture.content:  # (a cut stream: what came, as the reference)
                     reasons = attrs.get("gen_ai.response.finish_reasons")
-                    messages = output_messages(answer, reasons if isinstance(reasons, list) else [])
-                    if messages is not None:
-                        attrs["gen_ai.output.messages"] = messages
+                    output = output_messages(answer, reasons if isinstance(reasons, list) else [])
+                    if output is not None:
+                        output = scrub_json(output, self._secret)
+                        if observer.capture.span:
+                            attrs[OUTPUT] = dumps(output)
         if record is not None:
             duration = record.latency
             if recording:
@@ -357,6 +396,31 @@ class CallSpan:
             count = usage.get("gen_ai.usage.output_tokens")
             if count is not None:
                 instruments.tokens.record(count, output_tokens)
+        if self._opening is not None:
+            self._event(attrs, output)
+
+    def _event(self, closing: Attributes, output: list[Any] | None) -> None:
+        """The call's details event: what its span carries, in the span's context, with the
+        messages as structured values when content goes to events (none, else)."""
+        observer = self._observer
+        details: dict[str, Any] = {**(self._opening or {}), **closing}
+        details.pop(INPUT, None)
+        details.pop(OUTPUT, None)
+        if observer.capture.event_content:
+            if self._input is not None:
+                details[INPUT] = self._input
+            if output is not None:
+                details[OUTPUT] = output
+        try:
+            observer.events.emit(
+                _logs.LogRecord(
+                    event_name=DETAILS,
+                    attributes=details,
+                    context=_trace.set_span_in_context(self._span),
+                )
+            )
+        except Exception:  # a log pipeline that raises costs the event, never the call
+            logger.warning("the call's GenAI event could not be emitted", exc_info=True)
 
     def _facts(self, record: RequestRecord, attrs: Attributes) -> None:
         """Adds to ``attrs`` what only we know: attempts, retries, time queued in our limiter,
