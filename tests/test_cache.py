@@ -153,8 +153,10 @@ def test_a_waiter_that_times_out_names_its_request(server) -> None:
             target=client.chat.completions.create, kwargs={"model": "m", "messages": user("x")}
         )
         leader.start()
-        while server.stats().requests == 0:
-            time.sleep(0.01)  # the leader's request has arrived: a flight to wait on
+        deadline = time.monotonic() + 10
+        while server.stats().requests == 0:  # until the leader's request is a flight to wait on
+            assert time.monotonic() < deadline, "the leader's request never arrived"
+            time.sleep(0.01)
         with pytest.raises(APITimeoutError, match="identical call") as caught:
             client.chat.completions.create(model="m", messages=user("x"), total_timeout=0.2)
         leader.join()
