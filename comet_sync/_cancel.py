@@ -67,12 +67,8 @@ class Scope:
             if self.stopped.is_set():
                 return
             self.stopped.set()
-            callbacks = list(self._on_stop.values())
-            children = list(self._children)
-        for callback in callbacks:
-            callback()
-        for child in children:
-            child.stop()
+            callbacks, children = list(self._on_stop.values()), list(self._children)
+        _spread(callbacks, children, Scope.stop)
 
     def abandon(self) -> None:
         """Stop, and cut the calls on the wire."""
@@ -81,12 +77,8 @@ class Scope:
             if self.abandoned:
                 return
             self.abandoned = True
-            callbacks = list(self._on_abandon.values())
-            children = list(self._children)
-        for callback in callbacks:
-            callback()
-        for child in children:
-            child.abandon()
+            callbacks, children = list(self._on_abandon.values()), list(self._children)
+        _spread(callbacks, children, Scope.abandon)
 
     def raise_if_stopped(self) -> None:
         if self.stopped.is_set():
@@ -123,6 +115,17 @@ class Scope:
     def _remove(self, table: dict[int, Callable[[], None]], key: int) -> None:
         with self._lock:
             table.pop(key, None)
+
+
+def _spread(
+    callbacks: list[Callable[[], None]], children: list[Scope], then: Callable[[Scope], None]
+) -> None:
+    """How a stop and an abandon spread, alike: this scope's callbacks first, then each child
+    (``then``). Called outside the lock: a callback may register or unregister another."""
+    for callback in callbacks:
+        callback()
+    for child in children:
+        then(child)
 
 
 _CURRENT: ContextVar[Scope | None] = ContextVar("comet_sync_scope", default=None)

@@ -124,11 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds in-flight calls get after Ctrl-C (default 30)",
     )
     batch.add_argument("--no-progress", action="store_true", help="no progress line")
-    batch.add_argument(
-        "--fake",
-        action="store_true",
-        help="send to the embedded fake server (no key needed: try it offline)",
-    )
+    _add_fake(batch, "send to")
 
     chat = sub.add_parser(
         "chat",
@@ -139,11 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--model", default=DEFAULT_CHAT_MODEL, help=f"default {DEFAULT_CHAT_MODEL}")
     chat.add_argument("--system", help="a system message")
     chat.add_argument("--no-stream", action="store_true", help="wait for the whole answer")
-    chat.add_argument(
-        "--fake",
-        action="store_true",
-        help="ask the embedded fake server (no key needed: try it offline)",
-    )
+    _add_fake(chat, "ask")
 
     demo = sub.add_parser(
         "demo",
@@ -704,6 +696,16 @@ class _Progress:
 
 
 # -- argument types ----------------------------------------------------------------------------
+
+
+def _add_fake(parser: argparse.ArgumentParser, verb: str) -> None:
+    """``--fake``, written once for every command that can run against the embedded server
+    (``_connection`` is what it switches)."""
+    parser.add_argument(
+        "--fake",
+        action="store_true",
+        help=f"{verb} the embedded fake server (no key needed: try it offline)",
+    )
 
 
 def _positive_int(text: str) -> int:

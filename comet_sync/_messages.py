@@ -30,31 +30,25 @@ __all__ = [
 ContentPart = Mapping[str, Any]
 
 
-class _System(TypedDict):
+class _Named(TypedDict, total=False):
+    name: str
+
+
+class _Said(_Named):
+    # What a system, developer and user message say, written once for the three.
+    content: str | Sequence[ContentPart]
+
+
+class ChatCompletionSystemMessageParam(_Said):
     role: Literal["system"]
-    content: str | Sequence[ContentPart]
 
 
-class ChatCompletionSystemMessageParam(_System, total=False):
-    name: str
-
-
-class _Developer(TypedDict):
+class ChatCompletionDeveloperMessageParam(_Said):
     role: Literal["developer"]
-    content: str | Sequence[ContentPart]
 
 
-class ChatCompletionDeveloperMessageParam(_Developer, total=False):
-    name: str
-
-
-class _User(TypedDict):
+class ChatCompletionUserMessageParam(_Said):
     role: Literal["user"]
-    content: str | Sequence[ContentPart]
-
-
-class ChatCompletionUserMessageParam(_User, total=False):
-    name: str
 
 
 class _Assistant(TypedDict):

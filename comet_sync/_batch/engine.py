@@ -276,16 +276,7 @@ def _run_job(client: CometClient, job: BatchJob, scope: _cancel.Scope) -> BatchR
     result: a resumed run sends it)."""
     model = job.body.get("model") if isinstance(job.body.get("model"), str) else None
     if job.skipped is not None:
-        return BatchResult(
-            custom_id=job.custom_id,
-            metadata=job.metadata,
-            line=job.line,
-            response=None,
-            error=None,
-            attempts=0,
-            latency=0.0,
-            skipped=job.skipped,
-        )
+        return _result(job, None, 0, 0.0, None, None, skipped=job.skipped)
     if job.problem is not None:
         return _failed(
             job,
@@ -312,18 +303,7 @@ def _run_job(client: CometClient, job: BatchJob, scope: _cancel.Scope) -> BatchR
             rec.latency if rec else 0.0,
         )
     assert rec is not None  # an answer always comes with its record
-    return BatchResult(
-        custom_id=job.custom_id,
-        metadata=job.metadata,
-        line=job.line,
-        response=answer,
-        error=None,
-        attempts=rec.attempts,
-        latency=rec.latency,
-        model=model,
-        request_id=rec.request_id,
-        status_code=rec.status,
-    )
+    return _result(job, model, rec.attempts, rec.latency, rec.request_id, rec.status, answer)
 
 
 def _resource_for(client: CometClient, route: str) -> Resource:
@@ -337,17 +317,37 @@ def _resource_for(client: CometClient, route: str) -> Resource:
 def _failed(
     job: BatchJob, model: str | None, error: dict[str, Any], attempts: int, latency: float
 ) -> BatchResult:
+    return _result(
+        job, model, attempts, latency, error.get("request_id"), error.get("status"), error=error
+    )
+
+
+def _result(
+    job: BatchJob,
+    model: str | None,
+    attempts: int,
+    latency: float,
+    request_id: str | None,
+    status_code: int | None,
+    response: dict[str, Any] | None = None,
+    *,
+    error: dict[str, Any] | None = None,
+    skipped: str | None = None,
+) -> BatchResult:
+    """A job's result, in one place for its three ends (answered, failed, skipped): what it
+    copies from the job is copied alike."""
     return BatchResult(
         custom_id=job.custom_id,
         metadata=job.metadata,
         line=job.line,
-        response=None,
+        response=response,
         error=error,
         attempts=attempts,
         latency=latency,
         model=model,
-        request_id=error.get("request_id"),
-        status_code=error.get("status"),
+        request_id=request_id,
+        status_code=status_code,
+        skipped=skipped,
     )
 
 

@@ -8,6 +8,7 @@ returns its body with its answer's head (:class:`~comet_sync._call.call.Answer`)
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 from .. import _cancel, _observe
@@ -28,6 +29,21 @@ from .streaming import Stream
 __all__ = ["CallRunner"]
 
 logger = logging.getLogger("comet_sync")
+
+
+@dataclass(frozen=True)
+class _JsonAsk:
+    """A JSON call's arguments as ``request_json`` took them, handed on whole to the cache
+    path and to the call itself rather than as the same eight parameters twice more."""
+
+    method: str
+    route: str
+    payload: dict[str, Any] | None
+    options: CallOptions
+    required: tuple[str, ...]
+    sink: Callable[[RequestRecord], None] | None
+    fallback: tuple[str, str] | None
+    watch: CallWatch | None
 
 
 class CallRunner:
@@ -80,10 +96,11 @@ class CallRunner:
             watch = observer.call_started(
                 route, payload, self._base_url, False, self._limiter, self._secret
             )
+        ask = _JsonAsk(method, route, payload, options, required, sink, fallback, watch)
         try:
             if self._cache is None or payload is None:
-                return self._json(method, route, payload, options, required, sink, fallback, watch)
-            return self._cached(method, route, payload, options, required, sink, fallback, watch)
+                return self._json(ask)
+            return self._cached(ask, payload)
         except BaseException as exc:
             # Failed with no record (a body that cannot be sent, a wait on another thread's
             # identical call): the watch still ends. After a record, this is ignored.
@@ -91,20 +108,12 @@ class CallRunner:
                 watch.finished(None, None, exc)
             raise
 
-    def _cached(
-        self,
-        method: str,
-        route: str,
-        payload: dict[str, Any],
-        options: CallOptions,
-        required: tuple[str, ...],
-        sink: Callable[[RequestRecord], None] | None,
-        fallback: tuple[str, str] | None,
-        watch: CallWatch | None,
-    ) -> Answer:
+    def _cached(self, ask: _JsonAsk, payload: dict[str, Any]) -> Answer:
         """A POST through the response cache: made here, or the answer of an identical call
-        (made earlier, or by another thread now: no head of its own)."""
+        (made earlier, or by another thread now: no head of its own). ``payload`` is
+        ``ask.payload``, known here not to be None."""
         assert self._cache is not None
+        options, route = ask.options, ask.route
         started = self._clock.monotonic()
         # The cache keeps bodies only; the head of an answer this thread fetched is its own.
         fetched: list[Answer] = []
@@ -122,7 +131,7 @@ class CallRunner:
                         "an identical call on another thread"
                     )
                 own = options.with_retry(options.retry.replace(total_timeout=budget - spent))
-            answer = self._json(method, route, payload, own, required, sink, fallback, watch)
+            answer = self._json(replace(ask, options=own))
             fetched.append(answer)
             return answer.data
 
@@ -138,7 +147,7 @@ class CallRunner:
             if exc.request is NO_REQUEST:
                 # It timed out waiting on another thread's call and sent nothing of its own:
                 # its error names the request all the same, as every call's error does.
-                req = self._request(method, route, payload, options, "application/json")
+                req = self._request(ask.method, route, payload, options, "application/json")
                 exc.request = req.snapshot
             raise
         if hit:
@@ -147,34 +156,27 @@ class CallRunner:
                 route,
                 model if isinstance(model, str) else None,
                 started,
-                sink,
-                watch=watch,
+                ask.sink,
+                watch=ask.watch,
                 answer=data,
             )
             return Answer(data)
         return fetched[-1] if fetched else Answer(data)
 
-    def _json(
-        self,
-        method: str,
-        route: str,
-        payload: dict[str, Any] | None,
-        options: CallOptions,
-        required: tuple[str, ...],
-        sink: Callable[[RequestRecord], None] | None,
-        fallback: tuple[str, str] | None,
-        watch: CallWatch | None,
-    ) -> Answer:
-        req = self._request(method, route, payload, options, "application/json")
+    def _json(self, ask: _JsonAsk) -> Answer:
+        options, watch = ask.options, ask.watch
+        req = self._request(ask.method, ask.route, ask.payload, options, "application/json")
         start = self._clock.monotonic()
-        log = CallLog(route, req.model, start, sink=sink, fallback=fallback, watch=watch)
+        log = CallLog(
+            ask.route, req.model, start, sink=ask.sink, fallback=ask.fallback, watch=watch
+        )
         retry = RetryingCall(options.retry, self._clock, start, subject=req, watch=watch)
         result: Answer | None = None
         error: BaseException | None = None
         try:
             with _cancel.entered(self._scope) as scope:
                 call = Call(req, options, retry, log, scope)
-                result = self._loop.run(retry, lambda: self._attempts.json(call, required))
+                result = self._loop.run(retry, lambda: self._attempts.json(call, ask.required))
             return result
         except BaseException as exc:  # KeyboardInterrupt mid-call still gets its record
             error = exc

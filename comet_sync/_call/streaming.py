@@ -149,10 +149,7 @@ class Stream:
                 raise StopIteration
             payload = self._parse(event)
         except CometError as exc:  # an API error, or the client closed under it
-            ended = self._ended_by(exc)
-            if ended is exc:
-                raise
-            raise ended from exc
+            self._raise_ended(exc)
         self._ending.chunks += 1
         # The accumulator reads the decoded JSON itself, never a copy: a chunk is read-only.
         usage = payload.get("usage")
@@ -161,12 +158,15 @@ class Stream:
         self._accumulator.add(payload)
         return ChatCompletionChunk(payload)
 
-    def _ended_by(self, exc: CometError) -> CometError:
-        """End the stream on ``exc``; the exception to raise: a broken or silent connection
-        says how far the stream got (a timeout stays a timeout), any other error as it is."""
-        exc = self._named(stream_cut(self._route, self._ending.chunks, exc))
-        self._end(exc)
-        return exc
+    def _raise_ended(self, exc: CometError) -> NoReturn:
+        """End the stream on ``exc`` and raise: a broken or silent connection says how far the
+        stream got (a timeout stays a timeout), chained to ``exc``; any other error as it is.
+        One place for both streams' ``__next__``, so they end alike."""
+        ended = self._named(stream_cut(self._route, self._ending.chunks, exc))
+        self._end(ended)
+        if ended is exc:
+            raise exc
+        raise ended from exc
 
     def _named(self, exc: CometError) -> CometError:
         """``exc`` naming this stream's request (openai-python's ``e.request``), as every
@@ -380,10 +380,7 @@ class ResponseStream(Stream):
                 failure = response.get("error") if isinstance(response, dict) else None
                 raise self._error_event(failure or {"message": "the response failed"})
         except CometError as exc:  # an API error, or the client closed under it
-            ended = self._ended_by(exc)
-            if ended is exc:
-                raise
-            raise ended from exc
+            self._raise_ended(exc)
         self._ending.chunks += 1
         item = ResponseStreamEvent(payload)
         if kind in self._FINAL:

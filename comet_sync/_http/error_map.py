@@ -280,12 +280,21 @@ def crossed_answer(
     what: str, sent: str, echoed: str, snapshot: ResponseSnapshot, status: int
 ) -> APIResponseValidationError:
     """An answer that names another request than the one sent (``X-Client-Request-Id``)."""
-    return APIResponseValidationError(
-        f"{what}: the answer belongs to another request (it names client request id "
-        f"{echoed!r}, this request was {sent!r}); its connection was closed",
-        response=snapshot,
-        status_code=status,
+    return _invalid_answer(
+        what,
+        f"the answer belongs to another request (it names client request id {echoed!r}, "
+        f"this request was {sent!r}); its connection was closed",
+        snapshot,
+        status,
     )
+
+
+def _invalid_answer(
+    what: str, problem: str, snapshot: ResponseSnapshot, status: int
+) -> APIResponseValidationError:
+    """An answer the transport refuses: one wording (``what: problem``) and the answer's
+    head kept, for every such refusal."""
+    return APIResponseValidationError(f"{what}: {problem}", response=snapshot, status_code=status)
 
 
 def send_error(
@@ -413,31 +422,30 @@ def _nested(exc: BaseException) -> Iterator[BaseException]:
 def body_too_large(
     what: str, limit: int, snapshot: ResponseSnapshot, status: int
 ) -> APIResponseValidationError:
-    return APIResponseValidationError(
-        f"{what}: the answer's body is larger than max_response_bytes={limit} "
+    return _invalid_answer(
+        what,
+        f"the answer's body is larger than max_response_bytes={limit} "
         "(raise it on the client if such answers are expected)",
-        response=snapshot,
-        status_code=status,
+        snapshot,
+        status,
     )
 
 
 def unasked_encoding(
     what: str, name: str, accepted: str, snapshot: ResponseSnapshot, status: int
 ) -> APIResponseValidationError:
-    return APIResponseValidationError(
-        f"{what}: the answer is encoded as {name!r}, which was not asked for "
-        f"(Accept-Encoding: {accepted})",
-        response=snapshot,
-        status_code=status,
+    return _invalid_answer(
+        what,
+        f"the answer is encoded as {name!r}, which was not asked for (Accept-Encoding: {accepted})",
+        snapshot,
+        status,
     )
 
 
 def corrupt_body(
     what: str, exc: BaseException, snapshot: ResponseSnapshot, status: int
 ) -> APIResponseValidationError:
-    return APIResponseValidationError(
-        f"{what}: the compressed body is corrupt ({exc})", response=snapshot, status_code=status
-    )
+    return _invalid_answer(what, f"the compressed body is corrupt ({exc})", snapshot, status)
 
 
 # -- streams ----------------------------------------------------------------------------------

@@ -96,36 +96,37 @@ class ResponseContextManager(Generic[T]):
             self._response.close()
 
 
-class WithRawResponse:
+class _MethodView:
+    """A resource's public methods, each sending through ``call_with_head`` and handing the
+    send to ``_wrap`` (the one thing the two views below do differently)."""
+
+    def __init__(self, resource: Any) -> None:
+        self._resource = resource
+
+    def __getattr__(self, name: str) -> Any:
+        _public_method(self._resource, name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return self._wrap(lambda: call_with_head(self._resource, name, *args, **kwargs))
+
+        return call
+
+    def _wrap(self, send: Callable[[], RawResponse[Any]]) -> Any:
+        raise NotImplementedError
+
+
+class WithRawResponse(_MethodView):
     """A resource's methods, returning :class:`RawResponse` instead of the parsed object."""
 
-    def __init__(self, resource: Any) -> None:
-        self._resource = resource
-
-    def __getattr__(self, name: str) -> Any:
-        _public_method(self._resource, name)
-
-        def call(*args: Any, **kwargs: Any) -> RawResponse[Any]:
-            return call_with_head(self._resource, name, *args, **kwargs)
-
-        return call
+    def _wrap(self, send: Callable[[], RawResponse[Any]]) -> RawResponse[Any]:
+        return send()
 
 
-class WithStreamingResponse:
+class WithStreamingResponse(_MethodView):
     """A resource's methods, returning a :class:`ResponseContextManager`."""
 
-    def __init__(self, resource: Any) -> None:
-        self._resource = resource
-
-    def __getattr__(self, name: str) -> Any:
-        _public_method(self._resource, name)
-
-        def call(*args: Any, **kwargs: Any) -> ResponseContextManager[Any]:
-            return ResponseContextManager(
-                lambda: call_with_head(self._resource, name, *args, **kwargs)
-            )
-
-        return call
+    def _wrap(self, send: Callable[[], RawResponse[Any]]) -> ResponseContextManager[Any]:
+        return ResponseContextManager(send)
 
 
 def _public_method(resource: Any, name: str) -> Callable[..., Any]:

@@ -20,7 +20,7 @@ import threading
 from types import FrameType
 from typing import IO, Any, Callable
 
-from ._server import DEFAULT_MODELS, FakeCometServer
+from ._server import DEFAULT_MODELS, LIVE_KNOBS, FakeCometServer
 
 __all__ = ["add_server_arguments", "main", "serve", "server_from_arguments"]
 
@@ -28,6 +28,9 @@ __all__ = ["add_server_arguments", "main", "serve", "server_from_arguments"]
 # wait without a timeout is not woken by Ctrl-C on Windows.)
 POLL_SECONDS = 0.2
 EXIT_USAGE = 2
+# The options add_server_arguments declares, each under the name of the FakeCometServer
+# argument it sets: passed through as they are (only the key is read another way).
+_KNOBS = ("host", "port", "models", *sorted(LIVE_KNOBS - {"api_key"}))
 
 
 def add_server_arguments(parser: argparse.ArgumentParser) -> None:
@@ -87,21 +90,7 @@ def server_from_arguments(
         api_key = os.environ.get(args.api_key_env)
         if not api_key:
             parser.error(f"--api-key-env: the variable {args.api_key_env} is not set")
-    return FakeCometServer(
-        host=args.host,
-        port=args.port,
-        models=args.models,
-        latency=args.latency,
-        max_in_flight=args.max_in_flight,
-        rps=args.rps,
-        burst=args.burst,
-        retry_after=args.retry_after,
-        outage=args.outage,
-        error_every=args.error_every,
-        stream_chunks=args.stream_chunks,
-        stream_delay=args.stream_delay,
-        api_key=api_key,
-    )
+    return FakeCometServer(api_key=api_key, **{name: getattr(args, name) for name in _KNOBS})
 
 
 def serve(server: FakeCometServer, *, out: IO[str], err: IO[str]) -> int:

@@ -73,6 +73,24 @@ class ServerStats:
     attempts: dict[str, int]  # by the last user message's text
 
 
+# The knobs configure() may change on a running server (host, port and models are fixed when
+# it starts); the command line's options pass these on by the same names.
+LIVE_KNOBS = frozenset(
+    {
+        "latency",
+        "max_in_flight",
+        "rps",
+        "burst",
+        "retry_after",
+        "outage",
+        "stream_chunks",
+        "stream_delay",
+        "error_every",
+        "api_key",
+    }
+)
+
+
 class FakeCometServer:
     """A CometAPI look-alike on ``127.0.0.1`` (port 0: the OS picks a free one).
 
@@ -189,19 +207,7 @@ class FakeCometServer:
 
     def configure(self, **knobs: Any) -> None:
         """Change knobs while running, e.g. ``configure(rps=20)`` to drop the rate limit."""
-        allowed = {
-            "latency",
-            "max_in_flight",
-            "rps",
-            "burst",
-            "retry_after",
-            "outage",
-            "stream_chunks",
-            "stream_delay",
-            "error_every",
-            "api_key",
-        }
-        unknown = set(knobs) - allowed
+        unknown = set(knobs) - LIVE_KNOBS
         if unknown:
             raise TypeError(f"unknown knob(s): {', '.join(sorted(unknown))}")
         with self._lock:
