@@ -386,6 +386,17 @@ TOOL_ANSWER = {
     },
 }
 
+# TOOL_ANSWER's message as the conventions capture it (gen_ai.output.messages).
+TOOL_ANSWER_SAID = [
+    {
+        "role": "assistant",
+        "parts": [
+            {"type": "tool_call", "id": "call_1", "name": "weather", "arguments": {"city": "Paris"}}
+        ],
+        "finish_reason": "tool_calls",
+    }
+]
+
 
 def test_tool_calls_with_content_capture(server, make_client, capture) -> None:
     server.respond_next(TOOL_ANSWER)
@@ -407,20 +418,7 @@ def test_tool_calls_with_content_capture(server, make_client, capture) -> None:
         {"role": "system", "parts": [{"type": "text", "content": "be brief"}]},
         {"role": "user", "parts": [{"type": "text", "content": "weather in Paris?"}]},
     ]
-    assert json.loads(attrs["gen_ai.output.messages"]) == [
-        {
-            "role": "assistant",
-            "parts": [
-                {
-                    "type": "tool_call",
-                    "id": "call_1",
-                    "name": "weather",
-                    "arguments": {"city": "Paris"},
-                }
-            ],
-            "finish_reason": "tool_calls",
-        }
-    ]
+    assert json.loads(attrs["gen_ai.output.messages"]) == TOOL_ANSWER_SAID
 
 
 # -- message content: on the span, in an event, only when asked -------------------------------
@@ -486,20 +484,7 @@ def _chat_calls(client: CometClient, server: FakeCometServer) -> list[tuple[Any,
         ([{"role": "user", "parts": [{"type": "text", "content": "one two"}]}], said(streamed)),
         (
             [{"role": "user", "parts": [{"type": "text", "content": "weather?"}]}],
-            [
-                {
-                    "role": "assistant",
-                    "parts": [
-                        {
-                            "type": "tool_call",
-                            "id": "call_1",
-                            "name": "weather",
-                            "arguments": {"city": "Paris"},
-                        }
-                    ],
-                    "finish_reason": "tool_calls",
-                }
-            ],
+            TOOL_ANSWER_SAID,
         ),
     ]
 
