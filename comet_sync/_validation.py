@@ -7,6 +7,7 @@ checked here, with an error that names the argument.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,12 +21,17 @@ _ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "functio
 def check_chat_params(params: Mapping[str, Any]) -> None:
     model = params.get("model")
     if model is None:
-        raise InvalidArgumentError("model", "is required (e.g. model='gpt-4o-mini')")
+        raise InvalidArgumentError(
+            "model", "is required (e.g. model='gpt-4o-mini')" + _misspelled("model", params)
+        )
     if not isinstance(model, str) or not model.strip():
         raise InvalidArgumentError("model", f"expected a non-empty string, got {model!r}")
     messages = params.get("messages")
     if messages is None:
-        raise InvalidArgumentError("messages", "is required: a list of {'role', 'content'} dicts")
+        raise InvalidArgumentError(
+            "messages",
+            "is required: a list of {'role', 'content'} dicts" + _misspelled("messages", params),
+        )
     if isinstance(messages, (str, bytes, Mapping)) or not isinstance(messages, (list, tuple)):
         raise InvalidArgumentError(
             "messages", f"expected a list of dicts, got {type(messages).__name__}"
@@ -54,3 +60,11 @@ def check_chat_params(params: Mapping[str, Any]) -> None:
     stream = params.get("stream")
     if stream is not None and not isinstance(stream, bool):
         raise InvalidArgumentError("stream", f"expected True or False, got {stream!r}")
+
+
+def _misspelled(name: str, params: Mapping[str, Any]) -> str:
+    """A hint naming a given key that looks like ``name``: unknown parameters pass through to
+    the API, so a misspelled required one is seen only as missing."""
+    keys = [key for key in params if isinstance(key, str)]
+    close = difflib.get_close_matches(name, keys, n=1, cutoff=0.75)
+    return f"; got {close[0]!r}: a misspelling of {name!r}?" if close else ""

@@ -64,6 +64,23 @@ def test_bad_arguments_fail_before_sending(server, client, kwargs, argument) -> 
 
 
 @pytest.mark.parametrize(
+    "kwargs, missing, typo",
+    [
+        ({"modle": "m", "messages": [{"role": "user", "content": "x"}]}, "model", "modle"),
+        ({"model": "m", "mesages": [{"role": "user", "content": "x"}]}, "messages", "mesages"),
+    ],
+)
+def test_a_misspelled_required_argument_is_named(server, client, kwargs, missing, typo) -> None:
+    """Unknown parameters pass through to the API, so a misspelling is only seen when it
+    leaves a required one missing: the error says which key the user probably meant."""
+    with pytest.raises(InvalidArgumentError) as info:
+        client.chat.completions.create(**kwargs)
+    assert info.value.argument == missing
+    assert repr(typo) in str(info.value)
+    assert server.stats().requests == 0
+
+
+@pytest.mark.parametrize(
     ("kwargs", "argument"),
     [
         ({"max_concurrency": 0}, "max_concurrency"),
