@@ -154,6 +154,10 @@ def build_parser() -> argparse.ArgumentParser:
         "Ctrl-C or SIGTERM stops it.",
     )
     add_server_arguments(fake)
+    # Errors found after parsing speak as the subcommand's own parser does ("usage: comet-sync
+    # batch ...", "comet-sync batch: error: ..."), as argparse's own errors for it do.
+    for command in (batch, fake):
+        command.set_defaults(command_parser=command)
     return parser
 
 
@@ -164,11 +168,11 @@ def main(argv: list[str] | None = None) -> int:
         logging.basicConfig(level=logging.DEBUG, format="%(asctime)s %(name)s %(message)s")
     try:
         if args.command == "batch":
-            return _batch(args, parser)
+            return _batch(args, args.command_parser)
         if args.command == "chat":
             return _chat(args)
         if args.command == "fake-server":
-            server = server_from_arguments(parser, args)
+            server = server_from_arguments(args.command_parser, args)
             return serve(server, out=sys.stdout, err=sys.stderr)
         return run_demo(args.calls, sys.stdout)
     except CometError as exc:

@@ -574,3 +574,16 @@ def test_digest_set_is_exact_across_merges(monkeypatch) -> None:
     assert len(digests) == len(reference)
     assert all(key in digests for key in reference)
     assert not any(rng.getrandbits(64) in digests for _ in range(2000))
+
+
+def test_a_batch_error_found_after_parsing_speaks_as_the_batch_command(server, tmp_path) -> None:
+    """'answers.jsonl exists' printed the top-level usage ("usage: comet-sync [-h] ...") and
+    "comet-sync: error:", unlike the batch command's own argument errors."""
+    src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    write_input(src, 1)
+    out.write_text("")
+    result = cli(server, "batch", str(src), "-o", str(out), "--no-progress")
+    assert result.returncode == 2
+    assert "comet-sync batch: error:" in result.stderr and "exists" in result.stderr
+    assert "usage: comet-sync batch" in result.stderr
+    assert server.stats().requests == 0
