@@ -42,6 +42,9 @@ Scenarios (jobs; ideal time; told):
                (comet clients submit() futures); ideal 10 s; told rpm={"model-a": 600}.
                Extra: model-b's wall (its last completion) / its wall run alone with the same
                client just before.
+  keywide      TokenBucket(60/s, burst 8) for the key, whatever the model, no headers; 300
+               jobs over three models in turn; ideal 5 s; told rpm 1200 (rpm is per model: the
+               key's budget split over its three models is all a user can tell today).
   coldstart    no limit, 1.0 s latency, 400 jobs, comet max_concurrency=64; ideal 400/64 s.
 
 Columns: wall s; wall / ideal; 429s the server sent / jobs; lost (failed) jobs; attempts the
@@ -274,6 +277,10 @@ def token_job(name: str, i: int) -> Job:
 
 def two_models_job(name: str, i: int) -> Job:
     return chat(f"{name}-{i}", model="model-a" if i % 2 == 0 else "model-b")
+
+
+def three_models_job(name: str, i: int) -> Job:
+    return chat(f"{name}-{i}", model=("model-a", "model-b", "model-c")[i % 3])
 
 
 def flat(rate: float) -> Callable[[Run], list[tuple[float, float]]]:
@@ -609,6 +616,16 @@ SCENARIOS = [
         limit=flat(10),
         limit_label="model-a's limit",
         alone=lambda job: job["model"] == "model-b",
+    ),
+    Scenario(
+        "keywide",  # one budget for the key, whatever the model (a gateway's per-key limit)
+        300,
+        server(lambda: [TokenBucket(60, 8)]),
+        lambda n: n / 60,
+        # rpm applies to each model: a key's budget can only be told split over its models.
+        told={"rpm": 1200},
+        job=three_models_job,
+        limit=flat(60),
     ),
     Scenario(
         "coldstart",
