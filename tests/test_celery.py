@@ -77,10 +77,13 @@ def test_a_server_wait_longer_than_max_wait_requeues_with_jitter_upward(
     assert requeue_after(exc, max_wait=10.0, left=8.0, random=lambda: 0.0) == 10.0
 
 
-def test_permanent_errors_and_waits_the_server_did_not_ask_for_are_not_requeued(
+def test_permanent_errors_and_failures_without_a_server_wait_are_not_requeued(
     server: FakeCometServer, make_client: Callable[..., CometClient]
 ) -> None:
     server.fail(400)
+    assert requeue_after(_error(make_client), max_wait=1.0, left=None) is None
+    # A dropped connection, after the client's own retries: no wait was asked for.
+    server.reset_next(times=6)
     assert requeue_after(_error(make_client), max_wait=1.0, left=None) is None
     # Spent quota: a 429 that no wait heals, even with a Retry-After.
     server.fail(429, code="insufficient_quota", headers={"Retry-After": "60"})
