@@ -103,6 +103,42 @@ def test_celery_autoretry_on_top_is_refused() -> None:
         twice.name  # noqa: B018  (a lazy app builds the task class on first use)
 
 
+def test_outside_a_worker_client_refuses_and_eager_mode_reads_django_settings(
+    server: FakeCometServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("django")
+    from celery import Celery
+
+    from comet_sync.contrib.celery import client, setup
+
+    monkeypatch.setenv("DJANGO_SETTINGS_MODULE", "tests.djangoproj.settings")
+    app = Celery("eager", set_as_current=False)
+    app.conf.comet_sync = {"max_wait": 2.0}
+
+    @app.task(base=CometTask, bind=True, shared=False, soft_time_limit=10)
+    def ask(self: Any, text: str) -> Any:
+        reply = client().chat.completions.create(model="m", messages=user(text))
+        return reply.choices[0].message.content
+
+    setup(app, base_url=server.base_url, redis=False)
+    try:
+        # This test process is no worker: no client here...
+        with pytest.raises(RuntimeError, match="Celery worker"):
+            client()
+        # ... but eager mode runs tasks here, so it builds one.
+        app.conf.task_always_eager = True
+        built = client()
+        assert built.config.max_concurrency == 4  # Django's COMET_SYNC
+        assert built.config.retry.max_wait == 2.0  # the Celery config wins over Django's 30
+        assert built.config.base_url.startswith(server.base_url)  # setup() wins over both
+        assert ask.delay("hi").get() == "echo: hi"
+        (request,) = server.received
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        assert headers["authorization"] == "Bearer django-test-key-0123456789"  # Django's key
+    finally:
+        setup(app, redis=False)  # closes the client built here
+
+
 # -- real workers -----------------------------------------------------------------------------
 
 
@@ -159,7 +195,7 @@ def workers() -> Iterator[Workers]:
         "COMET_TEST_SHARED_CAP": str(SHARED_CAP),
     }
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"},
         **settings,
         "COMETAPI_KEY": SECRET,
         "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),

@@ -14,6 +14,7 @@ from __future__ import annotations
 import inspect
 import logging
 import os
+import sys
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -76,9 +77,11 @@ def setup(app: Any, **settings: Any) -> None:
 
     Settings are ``CometClient``'s keyword arguments (but ``limiter``) plus ``redis``: the
     shared limiter, a dict of ``RedisLimiter`` options with ``url`` (default: the app's broker
-    URL) and ``namespace`` (default ``comet_sync:<app name>``), or False for none. They come
-    from ``app.conf.comet_sync`` (read when a worker builds its client), and the keyword
-    arguments given here win over it, key by key. ``max_wait`` defaults to 5 s.
+    URL) and ``namespace`` (default ``comet_sync:<app name>``), or False for none. Read when
+    a worker builds its client, key by key from the first that has it: the keyword arguments
+    given here, ``app.conf.comet_sync``, Django's settings (``COMET_SYNC``, ``COMETAPI_KEY``,
+    ``COMETAPI_BASE_URL``; a ``limiter`` there is left to the web processes). ``max_wait``
+    defaults to 5 s.
     """
     _check(settings, "setup()")
     global _connected
@@ -141,11 +144,35 @@ def max_wait() -> float:
 
 
 def _settings(app: Any, overrides: Mapping[str, Any]) -> dict[str, Any]:
-    configured = app.conf.get(CONF_KEY) if app is not None else None
-    merged = dict(configured or {})
-    _check(merged, f"app.conf.{CONF_KEY}")
+    """Key by key, the first that has it: setup()'s keyword arguments, the Celery config,
+    Django's settings (``COMET_SYNC``, ``COMETAPI_KEY``, ``COMETAPI_BASE_URL``, as the Django
+    integration reads them)."""
+    merged = _django_settings()
+    configured = dict((app.conf.get(CONF_KEY) if app is not None else None) or {})
+    _check(configured, f"app.conf.{CONF_KEY}")
+    merged.update(configured)
     merged.update(overrides)
     return merged
+
+
+def _django_settings() -> dict[str, Any]:
+    # Only in a Django project (its Celery module sets DJANGO_SETTINGS_MODULE first); Django
+    # is never imported otherwise.
+    if not os.environ.get("DJANGO_SETTINGS_MODULE") and "django.conf" not in sys.modules:
+        return {}
+    try:
+        from django.conf import settings
+    except ImportError:
+        return {}
+    if not (settings.configured or os.environ.get("DJANGO_SETTINGS_MODULE")):
+        return {}
+    from ..django import client_settings
+
+    options = client_settings()
+    # A limiter built for the web processes is theirs: a worker builds its own after the fork.
+    options.pop("limiter", None)
+    _check(options, "Django's COMET_SYNC")
+    return options
 
 
 def _build(app: Any, overrides: Mapping[str, Any]) -> CometClient:
