@@ -9,6 +9,7 @@ requeue) are checked first, on errors from real calls with fake time.
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import signal
@@ -224,6 +225,9 @@ def workers() -> Iterator[Workers]:
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
+        # Results a test kept (in an exception's traceback, say) unsubscribe from Redis when
+        # collected: collect them while it still answers.
+        gc.collect()
         server.stop()
         redis.kill()
         for k, v in saved.items():
@@ -285,7 +289,7 @@ def test_a_long_retry_after_requeues_the_task_instead_of_sleeping_in_it(
 
     server = workers.server
     server.reset_stats()
-    wait = 2.0  # the workers' max_wait is 1 s
+    wait = 3.0  # the workers' max_wait is 1 s
     server.fail(429, headers={"Retry-After": f"{wait:g}"})
     result = ask.delay("later")
     # The worker gave the task back at once, not after sleeping the server's wait...
