@@ -140,6 +140,20 @@ def test_outside_a_worker_client_refuses_and_eager_mode_reads_django_settings(
         setup(app, redis=False)  # closes the client built here
 
 
+def test_the_example_app_answers(server: FakeCometServer) -> None:
+    from comet_sync.contrib.celery import setup
+    from examples.celery_app import tasks
+
+    # Eager (in this process), without its Redis: the example's own code, its task and setup.
+    tasks.app.conf.task_always_eager = True
+    setup(tasks.app, api_key=SECRET, base_url=server.base_url, redis=False)
+    try:
+        assert tasks.app.tasks[tasks.TASK].delay("hi").get() == "echo: hi"
+    finally:
+        tasks.app.conf.task_always_eager = False
+        setup(tasks.app, redis=False)  # closes the client built here
+
+
 # -- real workers -----------------------------------------------------------------------------
 
 
