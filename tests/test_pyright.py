@@ -30,6 +30,15 @@ if PYRIGHT is None or shutil.which("node") is None:
 
 # The README's bar: what a user's checker infers of our public names, nearly all of it.
 MIN_COMPLETENESS = 98.0
+# Public classes whose base class is an optional library's (Django's AppConfig,
+# OpenTelemetry's BaseInstrumentor, Celery's Task).
+THIRD_PARTY_BASES = frozenset(
+    {
+        "comet_sync.contrib.django.apps.CometSyncConfig",
+        "comet_sync.contrib.otel.CometSyncInstrumentor",
+        "comet_sync.contrib.celery.CometTask",
+    }
+)
 
 
 def _pyright(*args: str, cwd: Path, env: dict[str, str] | None = None) -> dict:  # type: ignore[type-arg]
@@ -69,12 +78,12 @@ def test_the_installed_package_is_nearly_completely_typed(tmp_path: Path) -> Non
     env["PATH"] = f"{env_dir / 'bin'}{os.pathsep}{env['PATH']}"
     report = _pyright("--verifytypes", "comet_sync", "--ignoreexternal", cwd=tmp_path, env=env)
     completeness = report["typeCompleteness"]
-    score = 100.0 * completeness["completenessScore"]
-    unknown = [
-        symbol["name"]
-        for symbol in completeness["symbols"]
-        if symbol["isExported"] and not symbol["isTypeKnown"]
-    ]
+    exported = [symbol for symbol in completeness["symbols"] if symbol["isExported"]]
+    unknown = [symbol["name"] for symbol in exported if not symbol["isTypeKnown"]]
+    # Scored without the classes that subclass an optional integration's own class: the bare
+    # venv has none of those libraries, so no annotation of ours makes them known here.
+    scored = [symbol for symbol in exported if symbol["name"] not in THIRD_PARTY_BASES]
+    score = 100.0 * sum(symbol["isTypeKnown"] for symbol in scored) / len(scored)
     assert score >= MIN_COMPLETENESS, (score, unknown[:20])
 
 

@@ -35,7 +35,14 @@ from .._errors import error_response, require
 
 require("django", "django")
 
-__all__ = ["CometSyncMiddleware", "get_client", "metrics_view", "reset_client", "settings_dict"]
+__all__ = [
+    "CometSyncMiddleware",
+    "client_settings",
+    "get_client",
+    "metrics_view",
+    "reset_client",
+    "settings_dict",
+]
 
 _FRAMEWORK_KEYS = ("view_deadline", "error_handling")
 _lock = threading.Lock()  # guards _client
@@ -49,6 +56,22 @@ def settings_dict() -> dict[str, Any]:
     return dict(getattr(settings, "COMET_SYNC", {}) or {})
 
 
+def client_settings() -> dict[str, Any]:
+    """``CometClient``'s keyword arguments from the settings: ``COMET_SYNC`` without the
+    middleware's own keys, and ``COMETAPI_KEY`` / ``COMETAPI_BASE_URL`` unless it gives them.
+    (The Celery integration reads them too.)"""
+    from django.conf import settings
+
+    kwargs = {k: v for k, v in settings_dict().items() if k not in _FRAMEWORK_KEYS}
+    key = getattr(settings, "COMETAPI_KEY", None)
+    if key and "api_key" not in kwargs:
+        kwargs["api_key"] = key
+    base_url = getattr(settings, "COMETAPI_BASE_URL", None)
+    if base_url and "base_url" not in kwargs:
+        kwargs["base_url"] = base_url
+    return kwargs
+
+
 def get_client() -> CometClient:
     """The process's client, created on first use (thread-safe) from the settings."""
     global _client, _pid
@@ -57,16 +80,7 @@ def get_client() -> CometClient:
         return client
     with _lock:
         if _client is None or _pid != os.getpid():
-            from django.conf import settings
-
-            kwargs = {k: v for k, v in settings_dict().items() if k not in _FRAMEWORK_KEYS}
-            key = getattr(settings, "COMETAPI_KEY", None)
-            if key and "api_key" not in kwargs:
-                kwargs["api_key"] = key
-            base_url = getattr(settings, "COMETAPI_BASE_URL", None)
-            if base_url and "base_url" not in kwargs:
-                kwargs["base_url"] = base_url
-            _client = CometClient(**kwargs)
+            _client = CometClient(**client_settings())
             _pid = os.getpid()
             atexit.register(_client.close)
         return _client

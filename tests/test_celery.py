@@ -1,0 +1,348 @@
+"""comet_sync.contrib.celery with real parts: two real ``celery worker`` processes (prefork with
+2 children, and a threads pool) on a real redis-server broker, calling the fake server running
+in this process. The app they run is ``tests/celery_app.py``.
+
+The workers start once for the module; each test scripts the fake server, sends tasks and
+reads their state and results from the Redis result store. The pure rules (the budget, when to
+requeue) are checked first, on errors from real calls with fake time.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+pytest.importorskip("celery")
+
+from comet_sync import (
+    APIError,
+    APITimeoutError,
+    BadRequestError,
+    CometClient,
+    RateLimitError,
+)
+from comet_sync.contrib.celery import CometTask, requeue_after, task_budget
+from comet_sync.testing import FakeCometServer
+
+from .conftest import SECRET, user
+from .redis_process import RedisProcess
+
+ROOT = Path(__file__).resolve().parent.parent
+# The workers' shared cap on requests in flight (RedisLimiter max_concurrency), and their slots.
+SHARED_CAP = 2
+PREFORK_CHILDREN = 2
+THREADS = 4
+
+
+# -- the rules, without workers ----------------------------------------------------------------
+
+
+def test_the_budget_ends_a_margin_before_the_tighter_limit() -> None:
+    assert task_budget(None, None) is None
+    assert task_budget(60, None) == 59.0
+    assert task_budget(None, 30) == 29.0
+    assert task_budget(60, 30) == 29.0
+    # A short limit keeps four fifths of itself: the margin is at most a fifth.
+    assert task_budget(2.5, None) == 2.0
+    assert task_budget(10, None, margin=3) == 8.0
+
+
+def _error(make_client: Callable[..., CometClient]) -> APIError:
+    client = make_client(max_wait=5.0)
+    with pytest.raises(APIError) as caught:
+        client.chat.completions.create(model="m", messages=user("hi"))
+    return caught.value
+
+
+def test_a_server_wait_longer_than_max_wait_requeues_with_jitter_upward(
+    server: FakeCometServer, make_client: Callable[..., CometClient]
+) -> None:
+    server.fail(429, headers={"Retry-After": "10"})
+    exc = _error(make_client)
+    assert isinstance(exc, RateLimitError) and exc.attempts == 1  # not slept in the call
+    assert requeue_after(exc, max_wait=5.0, left=None, random=lambda: 0.0) == 10.0
+    assert requeue_after(exc, max_wait=5.0, left=None, random=lambda: 0.5) == 10.5
+    # A wait the client sleeps itself is not requeued: one layer per wait.
+    assert requeue_after(exc, max_wait=10.0, left=None) is None
+    # ... unless the task has no time left for it.
+    assert requeue_after(exc, max_wait=10.0, left=8.0, random=lambda: 0.0) == 10.0
+
+
+def test_permanent_errors_and_failures_without_a_server_wait_are_not_requeued(
+    server: FakeCometServer, make_client: Callable[..., CometClient]
+) -> None:
+    server.fail(400)
+    assert requeue_after(_error(make_client), max_wait=1.0, left=None) is None
+    # A dropped connection, after the client's own retries: no wait was asked for.
+    server.reset_next(times=6)
+    assert requeue_after(_error(make_client), max_wait=1.0, left=None) is None
+    # Spent quota: a 429 that no wait heals, even with a Retry-After.
+    server.fail(429, code="insufficient_quota", headers={"Retry-After": "60"})
+    assert requeue_after(_error(make_client), max_wait=1.0, left=None) is None
+
+
+def test_celery_autoretry_on_top_is_refused() -> None:
+    from celery import Celery
+
+    app = Celery("refuses", set_as_current=False)
+
+    with pytest.raises(TypeError, match="autoretry_for"):
+
+        @app.task(base=CometTask, bind=True, autoretry_for=(Exception,), shared=False)
+        def twice(self: Any) -> None: ...
+
+        twice.name  # noqa: B018  (a lazy app builds the task class on first use)
+
+
+def test_outside_a_worker_client_refuses_and_eager_mode_reads_django_settings(
+    server: FakeCometServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("django")
+    from celery import Celery
+
+    from comet_sync.contrib.celery import client, setup
+
+    monkeypatch.setenv("DJANGO_SETTINGS_MODULE", "tests.djangoproj.settings")
+    app = Celery("eager", set_as_current=False)
+    app.conf.comet_sync = {"max_wait": 2.0}
+
+    @app.task(base=CometTask, bind=True, shared=False, soft_time_limit=10)
+    def ask(self: Any, text: str) -> Any:
+        reply = client().chat.completions.create(model="m", messages=user(text))
+        return reply.choices[0].message.content
+
+    setup(app, base_url=server.base_url, redis=False)
+    try:
+        # This test process is no worker: no client here...
+        with pytest.raises(RuntimeError, match="Celery worker"):
+            client()
+        # ... but eager mode runs tasks here, so it builds one.
+        app.conf.task_always_eager = True
+        built = client()
+        assert built.config.max_concurrency == 4  # Django's COMET_SYNC
+        assert built.config.retry.max_wait == 2.0  # the Celery config wins over Django's 30
+        assert built.config.base_url.startswith(server.base_url)  # setup() wins over both
+        assert ask.delay("hi").get() == "echo: hi"
+        (request,) = server.received
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        assert headers["authorization"] == "Bearer django-test-key-0123456789"  # Django's key
+    finally:
+        setup(app, redis=False)  # closes the client built here
+
+
+def test_the_example_app_answers(server: FakeCometServer) -> None:
+    from comet_sync.contrib.celery import setup
+    from examples.celery_app import tasks
+
+    # Eager (in this process), without its Redis: the example's own code, its task and setup.
+    tasks.app.conf.task_always_eager = True
+    setup(tasks.app, api_key=SECRET, base_url=server.base_url, redis=False)
+    try:
+        assert tasks.app.tasks[tasks.TASK].delay("hi").get() == "echo: hi"
+    finally:
+        tasks.app.conf.task_always_eager = False
+        setup(tasks.app, redis=False)  # closes the client built here
+
+
+# -- real workers -----------------------------------------------------------------------------
+
+
+class Workers:
+    def __init__(self, app: Any, server: FakeCometServer, procs: list[subprocess.Popen[bytes]]):
+        self.app = app
+        self.server = server
+        self.procs = procs
+
+
+def _worker(pool: str, concurrency: int, name: str, queues: str, env: dict[str, str]) -> Any:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "tests.celery_app",
+            "worker",
+            "-P",
+            pool,
+            "-c",
+            str(concurrency),
+            "-n",
+            f"{name}@%h",
+            "-Q",
+            queues,
+            "-O",
+            "fair",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "--loglevel",
+            "ERROR",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+    )
+
+
+@pytest.fixture(scope="module")
+def workers() -> Iterator[Workers]:
+    if shutil.which("redis-server") is None:
+        if os.environ.get("CI"):
+            pytest.fail("redis-server is missing on CI", pytrace=False)
+        pytest.skip("redis-server is not installed")
+    redis = RedisProcess()
+    server = FakeCometServer().start()
+    settings = {
+        "COMET_TEST_BROKER": redis.url,
+        "COMET_TEST_BACKEND": redis.url[: -len("0")] + "1",
+        "COMET_TEST_BASE_URL": server.base_url,
+        "COMET_TEST_SHARED_CAP": str(SHARED_CAP),
+    }
+    env = {
+        **{k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"},
+        **settings,
+        "COMETAPI_KEY": SECRET,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+    saved = {k: os.environ.get(k) for k in settings}
+    os.environ.update(settings)  # read by tests.celery_app when this process imports it
+    sys.modules.pop("tests.celery_app", None)
+    from tests import celery_app
+
+    procs = [
+        _worker("prefork", PREFORK_CHILDREN, "pre", "celery,prefork", env),
+        _worker("threads", THREADS, "thr", "celery", env),
+    ]
+    try:
+        end = time.monotonic() + 30
+        while len(celery_app.app.control.ping(timeout=0.3)) < len(procs):
+            if time.monotonic() > end or any(p.poll() is not None for p in procs):
+                pytest.fail("the celery workers did not start")
+        yield Workers(celery_app.app, server, procs)
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGTERM)  # warm shutdown: closes each process's client
+        for p in procs:
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        # Results a test kept (in an exception's traceback, say) unsubscribe from Redis when
+        # collected: collect them while it still answers.
+        gc.collect()
+        server.stop()
+        redis.kill()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _wait_for(result: Any, state: str, timeout: float) -> float:
+    """Seconds until ``result`` reached ``state`` (polled), failing after ``timeout``."""
+    start = time.monotonic()
+    while result.state != state:
+        if time.monotonic() - start > timeout:
+            pytest.fail(f"task state {result.state}, not {state}, after {timeout}s")
+        time.sleep(0.01)
+    return time.monotonic() - start
+
+
+@pytest.mark.slow
+def test_each_worker_process_has_its_own_client_and_all_share_one_cap(workers: Workers) -> None:
+    from tests.celery_app import ask
+
+    server = workers.server
+    server.reset_stats()
+    server.configure(latency=0.2)
+    try:
+        sent = [ask.delay(f"q{i}") for i in range(16)]
+        results = [r.get(timeout=30) for r in sent]
+    finally:
+        server.configure(latency=0.0)
+    assert {r["answer"] for r in results} == {f"echo: q{i}" for i in range(16)}
+    prefork = [r for r in results if r["hostname"].startswith("pre@")]
+    threads = [r for r in results if r["hostname"].startswith("thr@")]
+    # The prefork worker's children each built their own client (after the fork)...
+    assert len({r["pid"] for r in prefork}) == PREFORK_CHILDREN
+    assert {p.pid for p in workers.procs}.isdisjoint(r["pid"] for r in prefork)
+    # ... and the threads worker's threads share one, in the worker's own process.
+    assert len({r["pid"] for r in threads}) == 1
+    assert len({r["client"] for r in threads}) == 1
+    assert len({r["thread"] for r in threads}) > 1
+    # Six slots across two workers, one cap of two in flight on Redis, counted at the server.
+    assert server.stats().max_in_flight == SHARED_CAP
+
+
+@pytest.mark.slow
+def test_a_forked_child_builds_its_own_client(workers: Workers) -> None:
+    from tests.celery_app import fork_check
+
+    result = fork_check.apply_async(queue="prefork").get(timeout=30)
+    assert result["exit"] == 0, "3: the child got its parent's client; 4: its call failed"
+
+
+@pytest.mark.slow
+def test_a_long_retry_after_requeues_the_task_instead_of_sleeping_in_it(
+    workers: Workers,
+) -> None:
+    from tests.celery_app import ask
+
+    server = workers.server
+    server.reset_stats()
+    wait = 3.0  # the workers' max_wait is 1 s
+    server.fail(429, headers={"Retry-After": f"{wait:g}"})
+    result = ask.delay("later")
+    # The worker gave the task back at once, not after sleeping the server's wait...
+    assert _wait_for(result, "RETRY", timeout=wait) < wait
+    value = result.get(timeout=30)
+    assert value["retries"] == 1 and value["answer"] == "echo: later"
+    # ... and it was sent again only once that wait had passed (the countdown).
+    first, second = server.received[-2:]
+    assert (first.status, second.status) == (429, 200)
+    assert second.started - first.started >= wait
+    assert server.stats().requests == 2
+
+
+@pytest.mark.slow
+def test_a_permanent_error_fails_the_task_at_once(workers: Workers) -> None:
+    from tests.celery_app import ask
+
+    server = workers.server
+    server.reset_stats()
+    server.fail(400)
+    result = ask.delay("bad")
+    with pytest.raises(BadRequestError):
+        result.get(timeout=30)
+    assert result.state == "FAILURE"
+    assert server.stats().requests == 1
+
+
+@pytest.mark.slow
+def test_the_soft_time_limit_bounds_the_call(workers: Workers) -> None:
+    from tests.celery_app import ask
+
+    server = workers.server
+    server.reset_stats()
+    soft = 2.5  # the calls' budget: 2.0 s
+    server.delay_next(5 * soft)
+    start = time.monotonic()
+    # Prefork: the pool that enforces soft_time_limit (raising SoftTimeLimitExceeded).
+    result = ask.apply_async(("slow",), soft_time_limit=soft, queue="prefork")
+    with pytest.raises(APITimeoutError):  # ours, not Celery's SoftTimeLimitExceeded
+        result.get(timeout=30)
+    assert time.monotonic() - start < 5 * soft
+    assert server.stats().requests == 1
