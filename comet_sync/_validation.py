@@ -13,9 +13,16 @@ from typing import Any
 
 from ._exceptions import InvalidArgumentError
 
-__all__ = ["check_chat_params"]
+__all__ = ["check_chat_params", "check_stream"]
 
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
+
+
+def check_stream(stream: object) -> None:
+    """``stream`` picks the return type (a stream or an answer): a truthy string such as
+    ``"yes"`` or ``"false"`` would pick one by accident."""
+    if stream is not None and not isinstance(stream, bool):
+        raise InvalidArgumentError("stream", f"expected True or False, got {stream!r}")
 
 
 def check_chat_params(params: Mapping[str, Any]) -> None:

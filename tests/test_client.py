@@ -63,6 +63,18 @@ def test_bad_arguments_fail_before_sending(server, client, kwargs, argument) -> 
     assert server.stats().requests == 0
 
 
+@pytest.mark.parametrize("stream", ["yes", "false", 1])
+def test_stream_must_be_true_or_false(server, client, stream) -> None:
+    """stream picks what create returns: "false" (truthy) streamed by accident."""
+    with pytest.raises(InvalidArgumentError) as info:
+        client.chat.completions.create(model="m", messages=user("x"), stream=stream)
+    assert info.value.argument == "stream"
+    with pytest.raises(InvalidArgumentError) as info:
+        client.responses.create(model="m", input="x", stream=stream)
+    assert info.value.argument == "stream"
+    assert server.stats().requests == 0
+
+
 @pytest.mark.parametrize(
     "kwargs, missing, typo",
     [

@@ -14,7 +14,7 @@ from .._exceptions import InvalidArgumentError
 from .._fanout import ordered_map, window_for
 from .._params import NOT_GIVEN, ChatCreateArgs, ChatParseArgs, NotGiven
 from .._types import ChatCompletion
-from .._validation import check_chat_params
+from .._validation import check_chat_params, check_stream
 from .chat_raw import (
     ChatWithRawResponse,
     ChatWithStreamingResponse,
@@ -106,6 +106,7 @@ class Completions(Resource):
         causes); the client's ``fallbacks`` apply when none are given. The record of a call
         made on a fallback says which model it left and why.
         """
+        check_stream(stream)
         if stream:
             params["stream"] = True
         call = self._prepare(

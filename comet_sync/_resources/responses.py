@@ -13,6 +13,7 @@ from .._config import TimeoutArg
 from .._exceptions import InvalidArgumentError
 from .._params import NOT_GIVEN, NotGiven, ResponseCreateArgs
 from .._types import Response
+from .._validation import check_stream
 from .resource import Resource
 
 if TYPE_CHECKING:
@@ -66,6 +67,7 @@ class Responses(Resource):
         With ``stream=True`` it returns a :class:`ResponseStream` of typed events once the
         first has arrived (retries and fallbacks happen only before that).
         """
+        check_stream(stream)
         if stream:
             params["stream"] = True
         call = self._prepare(
