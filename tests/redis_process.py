@@ -2,9 +2,25 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
 import subprocess
 import time
+
+import pytest
+
+
+def require_redis_server(*, module: bool = False) -> None:
+    """Skip without a redis-server on the PATH, but fail on CI: .ci/run installs it, and the
+    shared-limiter tests must run there."""
+    if shutil.which("redis-server") is not None:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(
+            "redis-server is missing on CI: .ci/run should have installed it", pytrace=False
+        )
+    pytest.skip("redis-server is not installed", allow_module_level=module)
 
 
 def free_port() -> int:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import gc
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -35,7 +34,7 @@ from comet_sync.contrib.celery import CometTask, requeue_after, task_budget
 from comet_sync.testing import FakeCometServer
 
 from .conftest import SECRET, user
-from .redis_process import RedisProcess
+from .redis_process import RedisProcess, require_redis_server
 
 ROOT = Path(__file__).resolve().parent.parent
 # The workers' shared cap on requests in flight (RedisLimiter max_concurrency), and their slots.
@@ -197,10 +196,7 @@ def _worker(pool: str, concurrency: int, name: str, queues: str, env: dict[str, 
 
 @pytest.fixture(scope="module")
 def workers() -> Iterator[Workers]:
-    if shutil.which("redis-server") is None:
-        if os.environ.get("CI"):
-            pytest.fail("redis-server is missing on CI", pytrace=False)
-        pytest.skip("redis-server is not installed")
+    require_redis_server()
     redis = RedisProcess()
     server = FakeCometServer().start()
     settings = {

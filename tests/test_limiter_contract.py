@@ -10,8 +10,6 @@ in flight and can be read while calls run.
 
 from __future__ import annotations
 
-import os
-import shutil
 import threading
 import uuid
 from collections.abc import Iterator
@@ -24,7 +22,7 @@ from comet_sync._config import RateControl
 from comet_sync._rate.limiter import Limiter
 from comet_sync._rate.protocol import LimiterProtocol, LimiterState
 
-from .redis_process import RedisProcess
+from .redis_process import RedisProcess, require_redis_server
 
 
 def _local() -> Iterator[LimiterProtocol]:
@@ -32,10 +30,7 @@ def _local() -> Iterator[LimiterProtocol]:
 
 
 def _redis() -> Iterator[LimiterProtocol]:
-    if shutil.which("redis-server") is None:
-        if os.environ.get("CI"):
-            pytest.fail("redis-server is missing on CI", pytrace=False)
-        pytest.skip("redis-server is not installed")
+    require_redis_server()
     from comet_sync.contrib.redis import RedisLimiter
 
     server = RedisProcess()

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -19,21 +18,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from comet_sync import CometClient
-from comet_sync.testing import FakeCometServer
-
-from .conftest import user
-from .redis_process import RedisProcess, free_port
-
-if shutil.which("redis-server") is None:
-    if os.environ.get("CI"):
-        pytest.fail(
-            "redis-server is missing on CI: .ci/run should have installed it", pytrace=False
-        )
-    pytest.skip("redis-server is not installed", allow_module_level=True)
-
 from comet_sync import (
     Clock,
+    CometClient,
     InvalidArgumentError,
     LimiterTimeoutError,
     RateControl,
@@ -42,6 +29,12 @@ from comet_sync import (
 from comet_sync._http.headers import ServerWord
 from comet_sync._rate.cap import ConcurrencyCap
 from comet_sync.contrib.redis import LimiterUnavailableError, RedisLimiter
+from comet_sync.testing import FakeCometServer
+
+from .conftest import user
+from .redis_process import RedisProcess, free_port, require_redis_server
+
+require_redis_server(module=True)
 
 # Spawns processes or runs real-time scenarios: `make test-fast` leaves it out.
 pytestmark = pytest.mark.slow
