@@ -6,7 +6,8 @@
   A. the server allows 4 requests in flight, 50 ms each (ideal: 400 / 4 x 0.05 s = 5 s);
   B. the server allows 50 requests/s, 20 ms each (ideal: 400 / 50 = 8 s).
 Per-process: each process's own adaptive limiter, not told the limit (max_concurrency=8).
-Redis: one RedisLimiter namespace told the cluster limit (4 in flight, or rpm=3000).
+Redis: one RedisLimiter namespace told the cluster limit (4 in flight, or rpm=3000), and for B
+also not told: the pace one process finds from 429s paces them all (shared in Redis).
 Printed: wall / ideal, 429s / jobs, failed jobs, the most requests the server saw in flight,
 and the p99 of an uncontended Redis acquire on loopback (target <= 2 ms).
 """
@@ -107,6 +108,12 @@ def main() -> None:
         )
         b = {"rps": 50, "burst": 5, "latency": 0.02}
         run(b, None, 8.0, "B 50 req/s, per-process limiters")
+        run(
+            b,
+            {"url": url, "namespace": uuid.uuid4().hex, "max_concurrency": 8},
+            8.0,
+            "B 50 req/s, Redis, not told (shared pace)",
+        )
         run(
             b,
             {"url": url, "namespace": uuid.uuid4().hex, "max_concurrency": 8, "rpm": 3000},

@@ -238,9 +238,14 @@ def test_a_429_without_a_retry_after_before_any_answer_still_halves() -> None:
 
 
 def _feed(
-    finder: RateFinder, sends: list[float], admit: Callable[[float], bool], rtt: float = 0.04
+    finder: RateFinder,
+    sends: list[float],
+    admit: Callable[[float], bool],
+    rtt: float = 0.04,
+    scale: float = 1.0,
 ) -> None:
-    """Send at the given times; a success is back after ``rtt``, a 429 at once."""
+    """Send at the given times; a success is back after ``rtt``, a 429 at once. ``scale``:
+    the whole quota's sends per one of these (other processes sharing the pace)."""
     # (when, 0: an answer / 1: a send, sent at, accepted), taken in time order
     events = [(t, 1, t, False) for t in sends]
     heapq.heapify(events)
@@ -254,7 +259,33 @@ def _feed(
             finder.on_accepted(sent_at, when)
             finder.on_success_paced(when)
         else:
-            finder.on_throttled(sent_at, when, rtt)
+            finder.on_throttled(sent_at, when, rtt, scale=scale)
+
+
+def test_a_process_sharing_the_quota_finds_the_quotas_rate_not_its_share() -> None:
+    """Issue 24: one of three processes sharing a pace sees a third of what the server
+    accepts; scaled by the quota's sends per one of its own, its measure is the server's."""
+    sends = [i * 0.01 for i in range(150)]  # 100/s of our own; 20 a second accepted
+    accepted = {t for t in sends if round(t * 100) % 100 < 20}
+    alone, shared = RateFinder(), RateFinder()
+    _feed(alone, sends, lambda t: t in accepted)
+    _feed(shared, sends, lambda t: t in accepted, scale=3.0)
+    assert alone.found is not None and shared.found is not None
+    assert alone.found == pytest.approx(20, rel=0.15)
+    assert shared.found == pytest.approx(3 * alone.found)
+    assert shared.rate == pytest.approx(3 * (alone.rate or 0))
+
+
+def test_an_adopted_pace_is_probed_past_slowly() -> None:
+    finder = RateFinder()
+    finder.adopt(30.0, now=10.0)
+    assert finder.rate == 30.0
+    # Found elsewhere: not a first guess grown back fast (x3/s), a rate probed past (5%/s).
+    assert finder.on_success_paced(11.0) == pytest.approx(30.0 * 1.05)
+    # Another process cut it: taken as it is, and probed past from there.
+    finder.adopt(20.0, now=12.0)
+    assert finder.rate == 20.0
+    assert finder.on_success_paced(12.5) == pytest.approx(20.0 * 1.025)
 
 
 @pytest.mark.parametrize("asleep", [True, False])

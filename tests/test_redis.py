@@ -558,3 +558,107 @@ def test_a_url_redis_cannot_read_raises_our_error_without_the_password(url) -> N
     assert caught.value.argument == "url"
     assert "s3cret" not in str(caught.value)
     assert caught.value.__cause__ is None and caught.value.__suppress_context__
+
+
+# -- the shared pace (issue 24) -----------------------------------------------------------------
+
+
+def _client(redis_server: RedisProcess, ns: str, base_url: str) -> CometClient:
+    return CometClient(
+        api_key="redis-test-key-0123456789",
+        base_url=base_url,
+        limiter=limiter(redis_server, ns, max_concurrency=8),
+        max_concurrency=8,
+        max_workers=8,
+        max_retries=20,
+    )
+
+
+def _run(client: CometClient, tag: str, jobs: int) -> list[object]:
+    batch = ({"model": "m", "messages": user(f"{tag}-{i}")} for i in range(jobs))
+    return list(client.chat.completions.map(batch, return_exceptions=True))
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_a_pace_found_by_one_process_paces_another_from_its_first_request(
+    redis_server: RedisProcess, shared: bool
+) -> None:
+    """One client finds a server's 20 requests/s; another on the same namespace (another
+    process, or host) starts with 8 threads and sends at that pace from its first request:
+    none of its calls is refused. On a namespace of its own it pays for its own 429s."""
+    ns = uuid.uuid4().hex
+    with FakeCometServer(rps=20, burst=4, latency=0.01) as fake:
+        with _client(redis_server, ns, fake.base_url) as first:
+            assert not any(isinstance(r, BaseException) for r in _run(first, "a", 60))
+            learned = first.metrics.snapshot().limiter.models["m"].rate  # type: ignore[index]
+            # (Up to 30/s, 10 sends spaced by it fit the bucket of 4 refilled at 20/s.)
+            assert learned is not None and 10 < learned < 30
+        refused_before = fake.stats().statuses.get(429, 0)
+        time.sleep(0.2)  # the server's bucket refills: what follows is the newcomer's doing
+        with _client(redis_server, ns if shared else uuid.uuid4().hex, fake.base_url) as second:
+            assert not any(isinstance(r, BaseException) for r in _run(second, "b", 10))
+            state = second.metrics.snapshot().limiter.models["m"]  # type: ignore[index]
+        refused = fake.stats().statuses.get(429, 0) - refused_before
+    if shared:
+        assert refused == 0
+        assert state.rate_source == "learned" and state.rate is not None
+        assert state.rate == pytest.approx(learned, rel=0.3)
+    else:
+        assert refused > 0
+
+
+def test_a_pace_grown_elsewhere_meanwhile_is_taken_not_grown_twice(
+    redis_server: RedisProcess,
+) -> None:
+    ns = uuid.uuid4().hex
+    a = bound(limiter(redis_server, ns), 30.0)
+    b = bound(limiter(redis_server, ns), 30.0)
+    a._pace.publish("m", 20.0, measured=True)
+    b.acquire("m", timeout=2).release(200)  # b sees 20 and paces by it
+    assert b.state().models["m"].rate == pytest.approx(20.0)  # type: ignore[index]
+    a._pace.publish("m", 21.0, measured=False)  # a grew it from the 20 it wrote
+    b._pace.publish("m", 21.0, measured=False)  # b grew the same 20: not again on top
+    assert float(a._redis.get(f"{ns}:pace:m")) == 21.0
+    b._pace.publish("m", 15.0, measured=True)  # a measure replaces whatever is there
+    assert float(a._redis.get(f"{ns}:pace:m")) == 15.0
+    a.acquire("m", timeout=2).release(200)
+    assert a.state().models["m"].rate == pytest.approx(15.0, rel=0.05)  # type: ignore[index]
+
+
+def test_the_share_is_read_off_the_namespaces_send_numbers() -> None:
+    from comet_sync.contrib._redis_pace import SharedPaceBoard
+
+    now = [0.0]
+    board = SharedPaceBoard(
+        None,
+        namespace="ns",
+        script=None,
+        ttl=600.0,
+        told=False,
+        monotonic=lambda: now[0],
+        adopt=lambda model, rate: None,
+        on_error=lambda exc: None,
+    )
+    assert board.scale("m") == 1.0  # nothing sent: ours alone
+    for number in (10, 13, 16, 19):  # every third of the namespace's sends is ours
+        now[0] += 0.1
+        board.granted("m", number)
+    assert board.scale("m") == pytest.approx(10 / 4)
+    assert board.scale("other") == 1.0
+    now[0] += 2.0  # our sends of over a second ago say nothing of the share now
+    board.granted("m", 40)
+    assert board.scale("m") == 1.0
+
+
+def test_a_first_429s_guess_slows_only_its_own_process(redis_server: RedisProcess) -> None:
+    """The first 429, with nothing measured yet, halves what this process sent: a guess of its
+    own. Shared, it slowed every process on the quota (a told rpm over 4 processes ran 1.2 to
+    1.5x slower on one stray 429); only a pace a measure backs is shared."""
+    ns = uuid.uuid4().hex
+    a = bound(limiter(redis_server, ns, max_concurrency=10), 30.0)
+    burst = [a.acquire("m", timeout=2) for _ in range(6)]
+    for permit in burst[:-1]:
+        permit.release(200)
+    burst[-1].release(429, throttled=True)
+    assert a.state().models["m"].rate is not None  # type: ignore[index]  (paced here)
+    assert a._redis.get(f"{ns}:pace:m") is None  # and nowhere else

@@ -225,12 +225,16 @@ class RateFinder:
         round_trip: float = 0.0,
         told: bool = False,
         retry_after: float | None = None,
+        scale: float = 1.0,
     ) -> float | None:
         """A 429 for a request sent at ``sent_at``: the new pace, or None if unchanged
         (``math.inf``: stop pacing).
         ``round_trip`` is how long a success takes: a change is judged after one. ``told``:
         the server or the user gave a rate, so a lone refusal is jitter, not news.
-        ``retry_after``: the wait the server asked of this request, if it asked one."""
+        ``retry_after``: the wait the server asked of this request, if it asked one.
+        ``scale``: how many requests the whole quota sent per one of ours lately (processes
+        sharing a pace, ``contrib.redis``): what we saw accepted and sent is our share of
+        what the server did, and the pace found is the quota's."""
         self._outcomes.append((sent_at, _THROTTLED))
         self._trim(now)
         self._round_trip = round_trip
@@ -277,7 +281,9 @@ class RateFinder:
                 return None  # the last cut's verdict is not in yet: wait for it
         self._probe_at = now + self.hold
         measure = self._accepted_rate(now, round_trip)
-        sent = self._send_rate(now)
+        if measure is not None:
+            measure = (measure[0] * scale, measure[1], measure[2])
+        sent = self._send_rate(now) * scale
         # What we were really sending: the pace, unless something else (a concurrency limit,
         # too few callers) kept the sends well under it.
         pace = sent if self.rate is None or sent < 0.9 * self.rate else self.rate
@@ -389,6 +395,16 @@ class RateFinder:
         else:
             return None
         return self.rate
+
+    def adopt(self, rate: float, now: float) -> None:
+        """Pace at ``rate``, a pace another process sharing the quota found or grew to: it
+        grows from there (probing, as past a rate of its own found), and a 429 of a request sent
+        before a lower pace is old news."""
+        if self.rate is None or rate < self.rate:
+            self._changed_at = now
+        self.rate = rate
+        self.found = rate / self.margin
+        self._grown_at = now
 
     # -- internals ---------------------------------------------------------------------------
 

@@ -34,7 +34,14 @@ from .._clock import Clock
 from .._http.headers import ServerWord
 from .evidence import LimitState
 
-__all__ = ["LimiterProtocol", "LimiterState", "ModelState", "PermitProtocol", "takes_scope"]
+__all__ = [
+    "LimiterProtocol",
+    "LimiterState",
+    "ModelState",
+    "PermitProtocol",
+    "SharedPace",
+    "takes_scope",
+]
 
 
 @dataclass(frozen=True)
@@ -162,6 +169,32 @@ class LimiterProtocol(Protocol):
     def state(self) -> LimiterState: ...
 
     def after_fork(self) -> None: ...
+
+
+class SharedPace(Protocol):
+    """Where a local :class:`~comet_sync._rate.limiter.Limiter` meets a pace shared by the
+    processes of one quota (``contrib.redis``): the local limiter finds and grows the pace from
+    its own answers, in the quota's units, and hands it over; the shared side spaces every
+    process's sends by it and tells the local limiter of a pace another process set
+    (``Limiter.adopt_pace``).
+    """
+
+    @property
+    def told(self) -> bool:
+        """Whether the shared side also paces by a rate the user told (a lone 429 is then
+        jitter at its edge, as under a local ``rpm``)."""
+        ...
+
+    def scale(self, model: str | None) -> float:
+        """How many requests the whole quota sent per one of ours lately (1.0: ours alone).
+        Called under the local limiter's lock: no I/O."""
+        ...
+
+    def publish(self, model: str | None, rate: float | None, *, measured: bool) -> None:
+        """The pace the local limiter now keeps (None: none). ``measured``: found from 429s,
+        news that replaces any pace; else grown by probing, which yields to a pace another
+        process set meanwhile. Called with no lock held."""
+        ...
 
 
 def takes_scope(limiter: LimiterProtocol) -> bool:

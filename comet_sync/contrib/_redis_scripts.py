@@ -16,7 +16,7 @@ and its slot be granted a second time.
 
 from __future__ import annotations
 
-__all__ = ["ACQUIRE", "RELEASE", "RENEW"]
+__all__ = ["ACQUIRE", "PUBLISH_PACE", "RELEASE", "RENEW"]
 
 # Defines `now` (Redis's clock, ms), `owned` and `number_at`.
 _PRELUDE = """
@@ -48,10 +48,13 @@ local function number_at(key, lowest, highest)
 end
 """
 
-# KEYS: leases, limit, lastcut, cooldown, tat
+# KEYS: leases, limit, lastcut, cooldown, tat, and the model's pace, pace schedule, send count
+#       (contrib/_redis_pace.py)
 # ARGV: lease id, lease ttl ms, max concurrency, rpm interval ms (0: none), burst ms,
-#       longest pause ms, end of a pause this client no longer honours (0: none)
-# Returns {granted, in flight or wait ms (-1: full), now, limit, end of the pause waited for}
+#       longest pause ms, end of a pause this client no longer honours (0: none),
+#       adaptive state ttl ms
+# Returns {granted, in flight or wait ms (-1: full), now, limit, end of the pause waited for,
+#          the model's shared pace (requests/s, as text; "0": none), the send's number}
 ACQUIRE = (
     _PRELUDE
     + """
@@ -65,24 +68,47 @@ if cool and cool > now then
     -- would stop every process that ever starts. It lasts the longest pause we honour.
     redis.call('PEXPIRE', KEYS[4], math.max(1, math.min(cool - now, tonumber(ARGV[6]))))
   end
-  if cool ~= tonumber(ARGV[7]) then return {0, cool - now, now, 0, cool} end
+  if cool ~= tonumber(ARGV[7]) then return {0, cool - now, now, 0, cool, '0', 0} end
 end
 local max = tonumber(ARGV[3])
 local limit = math.floor(math.min(number_at(KEYS[2], 1, FINITE) or max, max))
 local n = redis.call('ZCARD', KEYS[1])
-if n >= limit then return {0, -1, now, 0, 0} end
+if n >= limit then return {0, -1, now, 0, 0, '0', 0} end
 local interval = tonumber(ARGV[4])
+local wait = 0
+local tat
 if interval > 0 then
   local burst = tonumber(ARGV[5])
   -- No booking of ours reaches further ahead than a burst: a schedule beyond it is none of ours.
-  local tat = math.max(number_at(KEYS[5], -FINITE, now + burst) or now, now)
-  local allow = tat + interval - burst
-  if allow > now then return {0, allow - now, now, 0, 0} end
+  tat = math.max(number_at(KEYS[5], -FINITE, now + burst) or now, now)
+  wait = math.max(wait, tat + interval - burst - now)
+end
+-- The model's pace, shared: no burst (a found pace never bursts), and no interval longer than
+-- the longest pause (max_wait): a pace written by anyone else is clamped to what we would set.
+local pace = number_at(KEYS[6], 0, FINITE)
+local step, ptat
+if pace and pace > 0 then
+  step = math.min(1000 / pace, tonumber(ARGV[6]))
+  ptat = math.max(number_at(KEYS[7], -FINITE, now + step) or now, now)
+  wait = math.max(wait, ptat - now)
+else
+  pace = 0
+end
+if wait > 0 then return {0, math.ceil(wait), now, 0, 0, tostring(pace), 0} end
+if tat then
   redis.call('SET', KEYS[5], tat + interval, 'PX', math.ceil(tat + interval - now) + 1000)
+end
+local ttl = tonumber(ARGV[8])
+if ptat then
+  redis.call('SET', KEYS[7], ptat + step, 'PX', math.ceil(ptat + step - now) + 1000)
+  redis.call('PEXPIRE', KEYS[6], ttl)  -- in use: not forgotten
 end
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
 redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 2)
-return {1, n + 1, now, limit, 0}
+number_at(KEYS[8], 0, FINITE)  -- a count that is not one of ours is deleted first
+local number = redis.call('INCR', KEYS[8])
+redis.call('PEXPIRE', KEYS[8], ttl)
+return {1, n + 1, now, limit, 0, tostring(pace), number}
 """
 )
 
@@ -128,6 +154,24 @@ end
 redis.call('PEXPIRE', KEYS[2], ttl)
 redis.call('PEXPIRE', KEYS[3], ttl)
 return tostring(limit)
+"""
+)
+
+# KEYS: a model's pace (contrib/_redis_pace.py)
+# ARGV: the pace (requests/s), the pace it grew from (0: measured, it replaces any; -1: grown
+#       from none seen, so only where there is none), adaptive state ttl ms
+# Returns the pace now in force, as text: another process's, if it moved the one we grew from.
+PUBLISH_PACE = (
+    _PRELUDE
+    + """
+local base = tonumber(ARGV[2])
+local current = number_at(KEYS[1], 0, FINITE)
+if base ~= 0 and current and math.abs(current - base) > 0.01 * math.abs(base) then
+  redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]))
+  return tostring(current)
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', tonumber(ARGV[3]))
+return ARGV[1]
 """
 )
 

@@ -24,10 +24,15 @@ Every client built with the same namespace shares:
   pauses every process, each for at most its own ``max_wait``: a pause delays calls, and it
   fails only those whose budget is shorter than that.
 
+* **the pace found from 429s, per model** (``_redis_pace.py``): found by any process in the
+  quota's units (its share of the sends scaled up), it spaces every process's sends of the
+  model (GCRA on Redis's clock, beside ``rpm``); a process that starts later is paced by it
+  from its first request.
+
 Each process also keeps its own local :class:`~comet_sync._rate.limiter.Limiter` in front of the
-shared lease: the per-model lanes (holds on the server's word, the pace found from 429s or
-told by headers, the retry quota and the adaptive throttle) act per process, so a learned or
-told pace is not yet shared across processes; the concurrency cap, ``rpm`` and pauses are.
+shared lease: the per-model lanes (holds on the server's word, paces told by rate headers,
+the retry quota and the adaptive throttle) act per process; the concurrency cap, ``rpm``,
+pauses and the found pace are shared.
 
 The namespace's keys are not trusted: what the scripts (``_redis_scripts``) find there that we
 never write is deleted or ignored, and every key they write has a TTL.
@@ -66,7 +71,8 @@ from .._rate.cap import ConcurrencyCap
 from .._rate.limiter import LONG_RETRY_AFTER, Limiter, Permit
 from .._rate.protocol import LimiterProtocol, LimiterState
 from ._errors import require
-from ._redis_scripts import ACQUIRE, RELEASE, RENEW
+from ._redis_pace import SharedPaceBoard
+from ._redis_scripts import ACQUIRE, PUBLISH_PACE, RELEASE, RENEW
 
 _redis = require("redis", "redis")
 
@@ -177,6 +183,16 @@ class RedisLimiter:
         self._acquire_script = self._redis.register_script(ACQUIRE)
         self._release_script = self._redis.register_script(RELEASE)
         self._renew_script = self._redis.register_script(RENEW)
+        self._pace = SharedPaceBoard(
+            self._redis,
+            namespace=self.namespace,
+            script=self._redis.register_script(PUBLISH_PACE),
+            ttl=ADAPTIVE_STATE_TTL,
+            told=self.rpm is not None,
+            monotonic=lambda: self._clock.monotonic(),
+            adopt=lambda model, rate: self._local().adopt_pace(model, rate),
+            on_error=self._unavailable,
+        )
         self._lock = threading.Lock()  # guards _held, _fallback, _down, _cap
         self._held: dict[str, float] = {}
         # This process's evidence about the shared limit: the shared levels its requests were
@@ -251,10 +267,12 @@ class RedisLimiter:
         lease = uuid.uuid4().hex
         unavailable = 0
         max_hold_ms = _ms(self._max_hold)
+        keys = self._keys + self._pace.keys(local.model)
+        paced = False  # the shared pace made this send wait
         while True:
             try:
-                granted, value, now_ms, limit, pause_end = self._acquire_script(
-                    keys=self._keys,
+                granted, value, now_ms, limit, pause_end, pace, number = self._acquire_script(
+                    keys=keys,
                     args=[
                         lease,
                         int(self.lease_ttl * 1000),
@@ -263,6 +281,7 @@ class RedisLimiter:
                         self._burst_ms,
                         max_hold_ms,
                         self._pause.passed(),
+                        int(ADAPTIVE_STATE_TTL * 1000),
                     ],
                 )
             except _redis.exceptions.RedisError as exc:
@@ -284,10 +303,17 @@ class RedisLimiter:
                 _sleep(clock, wait, scope)
                 continue
             self._recovered()
+            shared_pace = float(pace)
+            if self._pace.taken(local.model, shared_pace):
+                # Another process's pace: ours from now on (this send already waited for it).
+                self._local().adopt_pace(local.model, shared_pace)
             if granted:
                 self._shared_limit = int(limit)
                 with self._lock:
                     self._held[lease] = clock.monotonic()
+                self._pace.granted(local.model, int(number))
+                if paced:
+                    local.paced = True  # the pace held it back: a success grows the pace
                 return _RedisPermit(
                     self, lease, local, sent_at_ms=int(now_ms), in_flight=int(value)
                 )
@@ -305,7 +331,8 @@ class RedisLimiter:
                 held = "a shared slot"
             else:
                 wait = value / 1000 * (1 + 0.1 * clock.random())
-                held = "the shared rpm"
+                held = "the shared pace" if shared_pace > 0 else "the shared rpm"
+                paced = shared_pace > 0
             if deadline is not None and clock.monotonic() + wait > deadline:
                 raise LimiterTimeoutError(
                     f"the call's time budget ended while it waited for {held} "
@@ -415,6 +442,7 @@ class RedisLimiter:
                     self._control,
                     clock=self._clock,
                     max_hold=self._max_hold,
+                    shared=self._pace,
                 )
             return self._fallback
 
