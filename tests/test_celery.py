@@ -218,7 +218,7 @@ def workers() -> Iterator[Workers]:
 
     procs = [
         _worker("prefork", PREFORK_CHILDREN, "pre", "celery,prefork", env),
-        _worker("threads", THREADS, "thr", "celery", env),
+        _worker("threads", THREADS, "thr", "celery,threads", env),
     ]
     try:
         end = time.monotonic() + 30
@@ -281,6 +281,31 @@ def test_each_worker_process_has_its_own_client_and_all_share_one_cap(workers: W
     assert len({r["thread"] for r in threads}) > 1
     # Six slots across two workers, one cap of two in flight on Redis, counted at the server.
     assert server.stats().max_in_flight == SHARED_CAP
+
+
+@pytest.mark.slow
+def test_a_pace_one_worker_found_paces_the_others_from_their_first_request(
+    workers: Workers,
+) -> None:
+    """The threads worker finds the server's 20 requests/s from its 429s; the prefork
+    worker's children, which have not sent to it, then send at that pace from their first
+    request (a pace in Redis beside the shared cap): none of theirs is refused."""
+    from tests.celery_app import ask
+
+    server = workers.server
+    server.reset_stats()
+    server.configure(rps=20, burst=4)
+    try:
+        first = [ask.apply_async((f"t{i}",), queue="threads") for i in range(40)]
+        assert all(r.get(timeout=30)["hostname"].startswith("thr@") for r in first)
+        assert server.stats().statuses.get(429, 0) > 0  # it found the rate the hard way
+        time.sleep(0.3)  # the server's bucket refills: what follows is the others' doing
+        refused_before = server.stats().statuses.get(429, 0)
+        then = [ask.apply_async((f"p{i}",), queue="prefork") for i in range(10)]
+        assert all(r.get(timeout=30)["hostname"].startswith("pre@") for r in then)
+        assert server.stats().statuses.get(429, 0) == refused_before
+    finally:
+        server.configure(rps=None, burst=None)
 
 
 @pytest.mark.slow
