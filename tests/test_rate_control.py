@@ -392,6 +392,39 @@ def test_a_long_retry_after_delays_only_its_own_request_too() -> None:
     assert ft.now == before
 
 
+@pytest.mark.parametrize("retry_after", [0.95, 1.0])
+def test_the_first_refusal_after_a_burst_holds_until_a_precise_retry_after(
+    retry_after: float,
+) -> None:
+    """reqtok (a sliding window of 25/s, retry-after-ms): 32 callers' first burst fills the
+    window, and until it slides every next request was refused (47 of 300 jobs' 429s came in
+    the first 2 s). A first refusal after successes, with a wait given finer than seconds,
+    says when the server has room and how much it took: the model holds until then, paced at
+    that much over that span. Once. A whole-second Retry-After may be 0.02 s rounded up
+    (a token bucket's): neither held nor measured by, as before."""
+    ft = FakeTime()
+    lim = make_limiter(ft, RateControl(initial_concurrency=32), limit=32)
+    burst = [lim.acquire("m") for _ in range(25)]
+    ft.advance(0.05)
+    for permit in burst:
+        permit.release(200)
+    refused = lim.acquire("m")
+    refused.release(429, throttled=True, word=ServerWord(retry_after, None, None, None))
+    model = lim.state().models["m"]
+    if retry_after == 1.0:
+        assert model.held_for == 0.0
+        assert model.rate == pytest.approx(26 / 0.25 * 0.5)  # half what was sent
+        return
+    assert model.held_for == pytest.approx(0.95)
+    assert model.rate == pytest.approx(25 / (0.05 + 0.95) * 0.97)
+    # Not a second time: the lane has a pace now.
+    ft.advance(1.0)
+    again = lim.acquire("m")
+    ft.advance(0.3)
+    again.release(429, throttled=True, word=ServerWord(0.5, None, None, None))
+    assert lim.state().models["m"].held_for == 0.0
+
+
 def _quota(limit: float, remaining: float, reset: float) -> ServerWord:
     return ServerWord(None, Quota(limit, remaining, reset, 60.0), None, "openai")
 

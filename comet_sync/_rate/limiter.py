@@ -51,7 +51,7 @@ from .._exceptions import LimiterTimeoutError
 from .._http.headers import ServerWord
 from .cap import ConcurrencyCap
 from .evidence import HeaderEvidence
-from .policies import AdaptiveThrottle, Pacer, RateFinder, RetryQuota
+from .policies import AdaptiveThrottle, Pacer, RateFinder, RetryQuota, precise
 from .protocol import LimiterState, ModelState, SharedPace
 
 __all__ = ["LONG_RETRY_AFTER", "Limiter", "Permit"]
@@ -609,6 +609,7 @@ class Limiter:
                     )
                 )
             return
+        cold = lane.learned is None and lane.finder.found is None
         # A send that took its pace before a cut and waited for a slot goes back through the
         # pace (see acquire), so its send time says which pace spaced it.
         rate = lane.finder.on_throttled(
@@ -634,6 +635,14 @@ class Limiter:
             )
             return
         rate = max(rate, 1.0 / self._max_hold)  # no pace interval longer than a hold may be
+        retry_after = word.retry_after if word is not None else None
+        if cold and precise(retry_after):
+            assert retry_after is not None
+            # The first pace, on a refusal after successes: the server's budget is spent until
+            # its Retry-After, and nothing else is known yet. Sent meanwhile, every caller's
+            # next request was refused (a sliding window full for a second: 25 of 300 jobs).
+            # Once: a lane paced since (or noise found) is not cold.
+            self._hold(lane, now, retry_after, permit.model, messages)
         if lane.learned is None:
             lane.learned = Pacer(rate, burst=1.0)  # a learned rate never bursts
         else:

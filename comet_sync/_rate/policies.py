@@ -302,6 +302,20 @@ class RateFinder:
                 # nothing else damps them before a first answer is in - a concurrency cap
                 # answered 3% of jobs with 429s with it, 30% without.)
                 return None
+            if precise(retry_after):
+                # The server took what it accepted since our first success and has no room
+                # until the Retry-After: that many over that span is the best measure there
+                # is. On a sliding window it is the limit (25 of 25/s), where half what we had
+                # sent was 4x it. (A Retry-After in whole seconds may be 0.02 s rounded up:
+                # over its span a token bucket's 60/s read as 8/s.)
+                assert retry_after is not None
+                oks = [t for t, o in self._outcomes if o == _OK]
+                span = now + retry_after - min(oks)
+                if span > 0 and len(oks) / span < pace * 0.5:
+                    self.found = len(oks) / span
+                    self._provisional = True  # a lower bound: probed past, as one
+                    self._measured_at = now
+                    return self._set(max(self.floor, self.found * self.margin), now, test=False)
             return self._set(max(self.floor, pace * 0.5), now, test=False)
         if measure is None and self._period != sent_at:
             return None  # refusals keep coming, but too little to measure yet: wait for it
@@ -479,6 +493,12 @@ class RateFinder:
         horizon = now - max(self.window, self.quiet) * 4
         while self._outcomes and self._outcomes[0][0] < horizon:
             self._outcomes.popleft()
+
+
+def precise(retry_after: float | None) -> bool:
+    """Whether a server's wait is given finer than whole seconds (``retry-after-ms``, a
+    fraction): only then does it say when the server has room again, not just roughly."""
+    return retry_after is not None and retry_after > 0 and retry_after != int(retry_after)
 
 
 def _noise_band(share: float) -> float:
