@@ -73,7 +73,6 @@ from benchmarks.servers import LimitServer, SlidingWindow, TokenBucket  # noqa: 
 RATE = 50.0  # requests/s the server allows
 LATENCY = 0.02
 KEY = "bench-key-0123456789"
-KILL_AT = 0.4  # of the jobs accepted by the server
 VISIBILITY_TIMEOUT = 10.0  # must exceed any task's run: a live worker's task would run twice
 SETTLE = 0.5
 # kombu's Redis transport: the queue's list, and the hash of messages taken, not acknowledged.
@@ -112,7 +111,7 @@ class Live:
     t0: float
 
 
-# Called once KILL_AT of the jobs have been accepted; returns notes for the report.
+# Called once, mid-run; returns notes for the report.
 Hook = Callable[[Live], dict[str, Any]]
 
 
@@ -122,6 +121,7 @@ class Config:
     workers: list[WorkerSpec]
     acks_late: bool = False
     hook: Hook | None = None
+    hook_at: float = 0.4  # the hook is called once this share of the jobs has been accepted
 
 
 def kill_one(live: Live) -> dict[str, Any]:
@@ -341,7 +341,7 @@ def run(bench: Bench, config: Config, scenario: Scenario, n: int) -> Result:
                 live = Live(fleet, server, broker, marks, t0)
                 watch = threading.Thread(
                     target=_call_hook,
-                    args=(config.hook, live, n, done, result.notes),
+                    args=(config.hook, live, config.hook_at * n, done, result.notes),
                     daemon=True,
                 )
                 watch.start()
@@ -368,10 +368,10 @@ def run(bench: Bench, config: Config, scenario: Scenario, n: int) -> Result:
 
 
 def _call_hook(
-    hook: Hook, live: Live, n: int, done: threading.Event, notes: dict[str, Any]
+    hook: Hook, live: Live, accepted: float, done: threading.Event, notes: dict[str, Any]
 ) -> None:
     while not done.is_set():
-        if live.server.stats().statuses.get(200, 0) >= KILL_AT * n:
+        if live.server.stats().statuses.get(200, 0) >= accepted:
             notes.update(hook(live))
             return
         time.sleep(0.02)
