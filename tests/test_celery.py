@@ -10,11 +10,14 @@ requeue) are checked first, on errors from real calls with fake time.
 from __future__ import annotations
 
 import gc
+import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Callable
@@ -41,6 +44,9 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED_CAP = 2
 PREFORK_CHILDREN = 2
 THREADS = 4
+# The shared slots' lease: a killed process's slots come back after it (the batch test kills
+# one while it holds some).
+LEASE_TTL = 1.5
 
 
 # -- the rules, without workers ----------------------------------------------------------------
@@ -204,6 +210,7 @@ def workers() -> Iterator[Workers]:
         "COMET_TEST_BACKEND": redis.url[: -len("0")] + "1",
         "COMET_TEST_BASE_URL": server.base_url,
         "COMET_TEST_SHARED_CAP": str(SHARED_CAP),
+        "COMET_TEST_LEASE_TTL": str(LEASE_TTL),
     }
     env = {
         **{k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"},
@@ -342,3 +349,182 @@ def test_the_soft_time_limit_bounds_the_call(workers: Workers) -> None:
         result.get(timeout=30)
     assert time.monotonic() - start < 5 * soft
     assert server.stats().requests == 1
+
+
+# -- batches on the workers ---------------------------------------------------------------------
+
+
+def _batch_input(path: Path, count: int, tag: str) -> None:
+    """``count`` lines, each with a prompt of its own, so the server counts requests per line."""
+    with path.open("w") as f:
+        for i in range(count):
+            job = {"custom_id": f"{tag}{i}", "model": "m", "messages": user(f"{tag} {i}")}
+            f.write(json.dumps(job) + "\n")
+
+
+def _sent_per_prompt(server: FakeCometServer, tag: str) -> Counter[str]:
+    return Counter(
+        str(r.body["messages"][0]["content"])
+        for r in server.received
+        if isinstance(r.body, dict) and str(r.body["messages"][0]["content"]).startswith(tag)
+    )
+
+
+def _answers(out: Path) -> Counter[str]:
+    """custom_id -> how many answer lines the output holds for it (checked to be the echo)."""
+    seen: Counter[str] = Counter()
+    for raw in out.read_text().splitlines():
+        line = json.loads(raw)
+        assert line.get("error") is None, line
+        content = line["response"]["choices"][0]["message"]["content"]
+        tag, number = line["custom_id"][0], line["custom_id"][1:]
+        assert content == f"echo: {tag} {number}"
+        seen[line["custom_id"]] += 1
+    return seen
+
+
+class _Watchdog:
+    """Interrupts the batch running in the main thread (as Ctrl-C would) if it has not ended
+    in ``seconds``: a lost chunk would otherwise hang the test instead of failing it."""
+
+    def __init__(self, seconds: float) -> None:
+        self.fired = False
+        self._timer = threading.Timer(seconds, self._fire)
+        self._timer.daemon = True
+
+    def _fire(self) -> None:
+        self.fired = True
+        os.kill(os.getpid(), signal.SIGINT)
+
+    def __enter__(self) -> _Watchdog:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
+
+
+def _chunk_runner_pid(app: Any) -> int | None:
+    """The pid of a prefork child running a chunk task now (asked of the workers)."""
+    from comet_sync.contrib.celery._chunk import CHUNK_TASK
+
+    active = app.control.inspect(timeout=1.0, limit=2).active() or {}
+    for host, tasks in active.items():
+        if host.startswith("pre@"):
+            for task in tasks:
+                if task.get("name") == CHUNK_TASK and task.get("worker_pid"):
+                    return int(task["worker_pid"])
+    return None
+
+
+@pytest.mark.slow
+def test_a_batch_on_two_workers_loses_nothing_when_one_process_is_killed(
+    workers: Workers, tmp_path: Path
+) -> None:
+    from comet_sync.contrib.celery import run_batch_on
+
+    server = workers.server
+    count = 2000
+    src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    _batch_input(src, count, "k")
+    killed: dict[str, Any] = {}
+
+    def kill_mid_run() -> None:
+        end = time.monotonic() + 30
+        while time.monotonic() < end:
+            if server.stats().requests >= count // 4:
+                pid = _chunk_runner_pid(workers.app)
+                if pid is not None:
+                    killed["at"] = time.monotonic()
+                    killed["done"] = server.stats().requests
+                    os.kill(pid, signal.SIGKILL)  # a prefork child, mid-chunk
+                    return
+            time.sleep(0.02)
+
+    server.reset_stats()
+    server.configure(latency=0.002)
+    killer = threading.Thread(target=kill_mid_run, daemon=True)
+    try:
+        with _Watchdog(45) as watchdog:
+            killer.start()
+            code = run_batch_on(workers.app, str(src), str(out), chunk_size=50, grace=2)
+        killer.join(timeout=5)
+    finally:
+        server.configure(latency=0.0)
+    assert not watchdog.fired, "the batch did not end: a chunk was lost"
+    assert "at" in killed and killed["done"] < count, "no chunk runner was killed mid-run"
+    assert code == 0
+    # Every line answered, exactly once, in input order.
+    answers = _answers(out)
+    assert answers == Counter({f"k{i}": 1 for i in range(count)})
+    ids = [json.loads(raw)["custom_id"] for raw in out.read_text().splitlines()]
+    assert ids == [f"k{i}" for i in range(count)]
+    # Sent again: only what the killed process had on the wire (a shared cap of SHARED_CAP
+    # in flight across every worker), each first sent before the kill.
+    sent = _sent_per_prompt(server, "k")
+    again = {prompt for prompt, n in sent.items() if n > 1}
+    assert sum(sent[p] - 1 for p in again) <= SHARED_CAP, sent.most_common(5)
+    firsts = {}
+    for r in server.received:
+        if isinstance(r.body, dict):
+            firsts.setdefault(str(r.body["messages"][0]["content"]), r.started)
+    assert all(firsts[p] < killed["at"] for p in again)
+
+
+@pytest.mark.slow
+def test_a_resumed_coordinator_takes_what_the_workers_finished_without_it(
+    workers: Workers, tmp_path: Path
+) -> None:
+    from comet_sync.contrib.celery import run_batch_on
+
+    server = workers.server
+    count = 1500
+    src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    _batch_input(src, count, "r")
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+    server.reset_stats()
+    server.configure(latency=0.002)
+    try:
+        coordinator = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "comet_sync",
+                "batch",
+                str(src),
+                "-o",
+                str(out),
+                "--celery",
+                "tests.celery_app:app",
+                "--chunk-size",
+                "20",
+                "--no-progress",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        end = time.monotonic() + 30
+        while not out.exists() or len(out.read_bytes().splitlines()) < 200:
+            assert time.monotonic() < end and coordinator.poll() is None
+            time.sleep(0.01)
+        coordinator.kill()  # SIGKILL: no goodbye to the workers, whose chunks run on
+        coordinator.wait()
+        written = len(out.read_bytes().splitlines())
+        with _Watchdog(60) as watchdog:
+            code = run_batch_on(workers.app, None, str(out), resume=True, grace=2)
+    finally:
+        server.configure(latency=0.0)
+    assert not watchdog.fired
+    assert code == 0
+    assert written < count // 2  # most lines were finished by the workers, or sent, after
+    assert _answers(out) == Counter({f"r{i}": 1 for i in range(count)})
+    # The resume sent none of what the workers had finished: at most the calls on the wire
+    # when it silenced its predecessor's chunks were sent twice.
+    sent = _sent_per_prompt(server, "r")
+    assert len(sent) == count
+    assert sum(n - 1 for n in sent.values()) <= SHARED_CAP, sent.most_common(5)
