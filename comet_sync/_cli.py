@@ -348,7 +348,7 @@ def _batch(
     if args.retry_errors and not args.resume:
         parser.error("--retry-errors goes with --resume")
     if celery_app is not None:
-        args.celery = CELERY_FROM_PYTHON
+        args.celery = _spec_of(celery_app)
     if args.chunk_size is not None and args.celery is None and not args.resume:
         parser.error("--chunk-size goes with --celery")
     # One output, one name: through a link, a second run took a lock of its own and both wrote
@@ -447,6 +447,22 @@ def _batch(
         return _run(args, options, backend, _Files(source, out, ledger), resumed, total)
 
 
+def _spec_of(app: Any) -> str:
+    """``module:name`` of an app given to run_batch_on, found among the imported modules, so
+    that the command line can resume its run; else a mark that it cannot."""
+    found = []
+    for module_name, module in list(sys.modules.items()):
+        if module is None or module_name == "__main__":
+            continue
+        for name, value in list(getattr(module, "__dict__", {}).items()):
+            if value is app and not name.startswith("_"):
+                found.append((name not in ("app", "celery"), module_name, name))
+    if not found:
+        return CELERY_FROM_PYTHON
+    _, module_name, name = min(found)
+    return f"{module_name}:{name}"
+
+
 def _celery_backend(
     args: argparse.Namespace,
     options: dict[str, Any],
@@ -465,7 +481,7 @@ def _celery_backend(
     from .contrib.celery._coordinator import CeleryBackend, check_app, load_app
 
     if app is not None:
-        app = check_app(app, "the app")
+        app = check_app(app, "the app", argument="app")
     elif options["celery"] == CELERY_FROM_PYTHON:
         parser.error(
             f"{args.output} was started on Celery from Python: resume it with --celery "

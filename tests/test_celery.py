@@ -109,6 +109,49 @@ def test_celery_autoretry_on_top_is_refused() -> None:
         twice.name  # noqa: B018  (a lazy app builds the task class on first use)
 
 
+def test_a_celery_batch_with_wrong_arguments_sends_nothing_and_names_them(
+    server: FakeCometServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from celery import Celery
+
+    from comet_sync import InvalidArgumentError, _cli
+    from comet_sync.contrib.celery import run_batch_on, setup
+
+    src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    _batch_input(src, 3, "w")
+
+    def refused(app: Any) -> InvalidArgumentError:
+        with pytest.raises(InvalidArgumentError) as caught:
+            run_batch_on(app, str(src), str(out))
+        return caught.value
+
+    # A module:app that does not import.
+    assert _cli.main(["batch", str(src), "-o", str(out), "--celery", "no_such_module:app"]) == 2
+    assert "--celery: cannot import no_such_module" in capsys.readouterr().err
+    # An app whose module never called setup(app): its workers have no chunk task.
+    bare = Celery("bare", set_as_current=False, broker="redis://127.0.0.1:1/0")
+    error = refused(bare)
+    assert error.argument == "app" and "setup(app)" in str(error)
+    # A broker that is not Redis, and no Redis given for the run's state.
+    amqp = Celery("amqp", set_as_current=False, broker="amqp://127.0.0.1:1//")
+    setup(amqp, redis=False)
+    assert refused(amqp).argument == "redis"
+    # A Redis that does not answer.
+    gone = Celery("gone", set_as_current=False, broker="redis://127.0.0.1:1/0")
+    setup(gone, redis=False)
+    error = refused(gone)
+    assert error.argument == "--celery" and "cannot reach the app's Redis" in str(error)
+    # The client's own limits are the workers' settings with --celery.
+    with pytest.raises(SystemExit) as usage:
+        _cli.main(["batch", str(src), "-o", str(out), "--celery", "x:app", "--concurrency", "4"])
+    assert usage.value.code == 2
+    assert "--concurrency does not go with --celery" in capsys.readouterr().err
+    # Nothing was written, nothing sent.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl"]
+    assert server.received == []
+    setup(gone, redis=False)
+
+
 def test_outside_a_worker_client_refuses_and_eager_mode_reads_django_settings(
     server: FakeCometServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -471,60 +514,76 @@ def test_a_batch_on_two_workers_loses_nothing_when_one_process_is_killed(
     assert all(firsts[p] < killed["at"] for p in again)
 
 
+def _lines(path: Path) -> int:
+    return len(path.read_bytes().splitlines()) if path.exists() else 0
+
+
+def _interrupt_when(out: Path, lines: int, timeout: float = 30) -> threading.Thread:
+    """SIGINT this process (Ctrl-C, to the batch in the main thread) once ``out`` has
+    ``lines`` lines: written only while the batch, and so its Ctrl-C handler, runs."""
+
+    def wait_then_interrupt() -> None:
+        end = time.monotonic() + timeout
+        while _lines(out) < lines and time.monotonic() < end:
+            time.sleep(0.005)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    thread = threading.Thread(target=wait_then_interrupt, daemon=True)
+    thread.start()
+    return thread
+
+
 @pytest.mark.slow
-def test_a_resumed_coordinator_takes_what_the_workers_finished_without_it(
+def test_a_coordinator_stopped_by_ctrl_c_or_killed_is_resumed_without_paying_twice(
     workers: Workers, tmp_path: Path
 ) -> None:
     from comet_sync.contrib.celery import run_batch_on
 
     server = workers.server
-    count = 1500
+    count = 1000
     src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     _batch_input(src, count, "r")
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-    }
+    path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, "PYTHONPATH": path}
     server.reset_stats()
     server.configure(latency=0.002)
     try:
+        # 1. Ctrl-C: the chunks stop sending; what finished is written; exit 130.
+        interrupter = _interrupt_when(out, 150)
+        code = run_batch_on(workers.app, str(src), str(out), chunk_size=20, grace=5)
+        interrupter.join()
+        assert code == 130
+        stopped_at = server.stats().requests
+        time.sleep(0.3)  # the chunks still queued arrive, and send nothing
+        assert server.stats().requests == stopped_at
+        first = _lines(out)
+        assert first == stopped_at  # every line sent before the stop was written
+        # 2. A coordinator (the command) SIGKILLed: its chunks run on without it.
         coordinator = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "comet_sync",
-                "batch",
-                str(src),
-                "-o",
-                str(out),
-                "--celery",
-                "tests.celery_app:app",
-                "--chunk-size",
-                "20",
-                "--no-progress",
-            ],
+            [sys.executable, "-m", "comet_sync", "batch", "-o", str(out), "--resume"],
             cwd=ROOT,
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
         end = time.monotonic() + 30
-        while not out.exists() or len(out.read_bytes().splitlines()) < 200:
+        while _lines(out) < first + 150:
             assert time.monotonic() < end and coordinator.poll() is None
             time.sleep(0.01)
-        coordinator.kill()  # SIGKILL: no goodbye to the workers, whose chunks run on
+        coordinator.kill()
         coordinator.wait()
-        written = len(out.read_bytes().splitlines())
+        written = _lines(out)
+        # 3. Resumed to the end: takes what the workers finished while no one was writing.
         with _Watchdog(60) as watchdog:
             code = run_batch_on(workers.app, None, str(out), resume=True, grace=2)
     finally:
         server.configure(latency=0.0)
     assert not watchdog.fired
     assert code == 0
-    assert written < count // 2  # most lines were finished by the workers, or sent, after
+    assert written < count  # the last resume had lines to take from Redis, or to send
     assert _answers(out) == Counter({f"r{i}": 1 for i in range(count)})
-    # The resume sent none of what the workers had finished: at most the calls on the wire
-    # when it silenced its predecessor's chunks were sent twice.
+    # No resume sent what had finished: a Ctrl-C waits for the chunks' calls on the wire, and
+    # a resumed coordinator for its dead predecessor's; nothing is sent twice.
     sent = _sent_per_prompt(server, "r")
     assert len(sent) == count
-    assert sum(n - 1 for n in sent.values()) <= SHARED_CAP, sent.most_common(5)
+    assert sum(n - 1 for n in sent.values()) == 0, sent.most_common(5)

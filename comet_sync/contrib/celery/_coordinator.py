@@ -96,17 +96,18 @@ def load_app(spec: str) -> Any:
     raise InvalidArgumentError("--celery", f"{module_name} has no {' or '.join(names)}")
 
 
-def check_app(app: Any, name: str) -> Any:
-    """``app`` if it is a Celery app set up with ``setup(app)``; else InvalidArgumentError."""
+def check_app(app: Any, name: str, argument: str = "--celery") -> Any:
+    """``app`` if it is a Celery app set up with ``setup(app)``; else InvalidArgumentError
+    naming ``argument``."""
     from celery import Celery
 
     from . import _worker
 
     if not isinstance(app, Celery):
-        raise InvalidArgumentError("--celery", f"{name} is not a Celery app")
+        raise InvalidArgumentError(argument, f"{name} is not a Celery app")
     if not _worker.is_set_up(app):
         raise InvalidArgumentError(
-            "--celery",
+            argument,
             f"{name} is not set up for comet_sync: call comet_sync.contrib.celery.setup(app) in "
             "the module that defines it (its workers would not have the batch's chunk task)",
         )
