@@ -454,8 +454,12 @@ def _spec_of(app: Any) -> str:
     for module_name, module in list(sys.modules.items()):
         if module is None or module_name == "__main__":
             continue
-        for name, value in list(getattr(module, "__dict__", {}).items()):
-            if value is app and not name.startswith("_"):
+        try:
+            names = [n for n, v in list(vars(module).items()) if v is app]
+        except Exception:  # (not every entry of sys.modules is a plain module)
+            continue
+        for name in names:
+            if not name.startswith("_"):
                 found.append((name not in ("app", "celery"), module_name, name))
     if not found:
         return CELERY_FROM_PYTHON

@@ -81,7 +81,8 @@ def setup(app: Any, **settings: Any) -> None:
     a worker builds its client, key by key from the first that has it: the keyword arguments
     given here, ``app.conf.comet_sync``, Django's settings (``COMET_SYNC``, ``COMETAPI_KEY``,
     ``COMETAPI_BASE_URL``; a ``limiter`` there is left to the web processes). ``max_wait``
-    defaults to 5 s.
+    defaults to 5 s. It also registers the task that runs a batch's chunks on the workers
+    (``run_batch_on``, ``comet-sync batch --celery``).
     """
     _check(settings, "setup()")
     global _connected
