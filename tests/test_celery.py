@@ -507,11 +507,25 @@ def test_a_batch_on_two_workers_loses_nothing_when_one_process_is_killed(
     sent = _sent_per_prompt(server, "k")
     again = {prompt for prompt, n in sent.items() if n > 1}
     assert sum(sent[p] - 1 for p in again) <= SHARED_CAP, sent.most_common(5)
+    # The run ended whole: its keys are gone from Redis.
+    assert _run_keys(out) == []
     firsts = {}
     for r in server.received:
         if isinstance(r.body, dict):
             firsts.setdefault(str(r.body["messages"][0]["content"]), r.started)
     assert all(firsts[p] < killed["at"] for p in again)
+
+
+def _redis() -> Any:
+    import redis
+
+    return redis.Redis.from_url(os.environ["COMET_TEST_BROKER"])
+
+
+def _run_keys(out: Path) -> list[bytes]:
+    """The Redis keys of the run writing ``out`` (its id is kept beside it)."""
+    run = json.loads(Path(f"{out}.celery").read_text())["run"]
+    return sorted(_redis().keys(f"*:batch:{run}:*"))
 
 
 def _lines(path: Path) -> int:
@@ -558,6 +572,10 @@ def test_a_coordinator_stopped_by_ctrl_c_or_killed_is_resumed_without_paying_twi
         assert server.stats().requests == stopped_at
         first = _lines(out)
         assert first == stopped_at  # every line sent before the stop was written
+        # Redis keeps that each written line is done, not its answer (the output has it).
+        (results,) = [k for k in _run_keys(out) if k.endswith(b":results")]
+        values = _redis().hgetall(results).values()
+        assert len(values) == first and set(values) == {b"w"}
         # 2. A coordinator (the command) SIGKILLed: its chunks run on without it.
         coordinator = subprocess.Popen(
             [sys.executable, "-m", "comet_sync", "batch", "-o", str(out), "--resume"],

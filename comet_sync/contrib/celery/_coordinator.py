@@ -69,6 +69,8 @@ logger = logging.getLogger("comet_sync")
 # what a stop waits for and what a killed worker's redelivery walks through again (skipping
 # what was recorded), so it stays small next to a batch.
 DEFAULT_CHUNK_SIZE = 100
+# Written lines are marked so on Redis (their answers dropped there) this many at a time.
+MARK_EVERY = 256
 # How long a resumed coordinator waits for its predecessor's chunks to finish their calls.
 SETTLE_WAIT = 30.0
 # How long the pump waits on Redis per round (so it notices a close), and after an error.
@@ -223,6 +225,9 @@ class CeleryRun(Iterator[BatchResult]):
         self.failure: str | None = None
         self._pending: list[tuple[BatchJob, Future[Any]]] = []  # consumer thread only
         self._chunks_sent = 0
+        # Lines handed to the consumer: written once it asks for the next (consumer thread).
+        self._handed: int | None = None
+        self._written: list[int] = []
         # Guards the two below; held for no I/O, and never taken by stop() (a signal handler
         # may run it on the consuming thread while that thread holds the lock).
         self._lock = threading.Lock()
@@ -247,13 +252,28 @@ class CeleryRun(Iterator[BatchResult]):
         return self
 
     def __next__(self) -> BatchResult:
+        self._note_written()
         while True:
             if not self._fan.stopped:
                 self._fan.fill()
                 self._maybe_send()
             result = _result_of(next(self._fan))
             if result is not None:
+                self._handed = result.line
                 return result
+
+    def _note_written(self, flush: bool = False) -> None:
+        """The consumer asks for a result only once it has written the last one: mark that
+        one written on Redis (in batches), where its answer is no longer needed."""
+        if self._handed is not None:
+            self._written.append(self._handed)
+            self._handed = None
+        if self._written and (flush or len(self._written) >= MARK_EVERY):
+            written, self._written = self._written, []
+            try:
+                self._store.mark_written(written)
+            except Exception as exc:  # kept in full instead: a resume reads them as results
+                logger.warning("comet_sync batch: Redis: %s: %s", type(exc).__name__, exc)
 
     def _submit(self, job: BatchJob) -> Future[Any]:
         future: Future[Any] = Future()
@@ -298,8 +318,11 @@ class CeleryRun(Iterator[BatchResult]):
                     if future.set_running_or_notify_cancel():
                         self._resolve(future, stored.result, job.route)
                     continue
-                if stored is not None:
-                    stale.append(line)  # another job's, or an error this resume retries
+                if line in found:
+                    # Another job's result (a line fixed since), an error this resume retries,
+                    # or a line marked written that the resume took out of the output to send
+                    # again (--retry-errors, a fixed line): dropped, and the line sent.
+                    stale.append(line)
                 to_send.append((job, future, payload, digest))
             self._store.forget(stale)
         except Exception as exc:
@@ -370,14 +393,26 @@ class CeleryRun(Iterator[BatchResult]):
             result = _result_of(future)
             if result is not None:
                 out.append(result)
+                if result.line is not None:
+                    # Written by the consumer before it closes the run (which marks them).
+                    self._written.append(result.line)
         return out
 
     def close(self) -> None:
+        """Called once the consumer has written what it will (``finished()`` included)."""
+        complete = self._fan.done and not self._stop_asked.is_set() and self.failure is None
         if not self._fan.done:
             self.abandon()
         self._closed.set()
         if self._pump is not threading.current_thread():
             self._pump.join(timeout=2 * PUMP_WAIT + 1)
+        try:
+            if complete:
+                self._store.delete()  # every line is in the output: nothing to keep
+            else:
+                self._note_written(flush=True)
+        except Exception as exc:  # (the keys lapse with their TTL)
+            logger.warning("comet_sync batch: Redis: %s: %s", type(exc).__name__, exc)
 
     def _fail(self, message: str) -> None:
         if self.failure is None:
@@ -437,7 +472,7 @@ class CeleryRun(Iterator[BatchResult]):
         with self._lock:
             for line, stored in found.items():
                 entry = self._waiting.get(line)
-                if entry is not None and stored.digest == entry.digest:
+                if entry is not None and stored is not None and stored.digest == entry.digest:
                     del self._waiting[line]
                     taken.append((entry, stored.result))
         for entry, result in taken:

@@ -4,7 +4,11 @@ Keys, under ``<namespace>:batch:<run id>`` (the namespace is the shared limiter'
 ``comet_sync:<app name>`` unless set), each with a TTL renewed on every write:
 
 * ``:results`` — a hash, input line number -> ``{"d": digest of the job, "r": the result}``.
-  Written once per line (HSETNX): the first result recorded for a line is its result.
+  Written once per line (HSETNX): the first result recorded for a line is its result. Once the
+  coordinator has written a line to the output, its result is replaced by a small mark
+  (``WRITTEN``): still recorded, so a chunk delivered again does not send the line, but no
+  longer holding the answer, so a long batch does not keep every answer in Redis. The keys of
+  a run that ended with every line written are deleted.
 * ``:events`` — a list the coordinator blocks on: ``r<line>`` (a result was recorded),
   ``s<chunk>`` / ``e<chunk>[<tab>error]`` (a chunk task started / ended), ``m<epoch>`` (the
   coordinator's own stop marker).
@@ -38,6 +42,8 @@ __all__ = ["DEFAULT_TTL", "RunStore", "Stored", "job_digest", "job_of", "job_pay
 DEFAULT_TTL = 7 * 24 * 3600.0
 # Events taken per round trip once one has arrived.
 EVENT_BATCH = 1000
+# What a written line's result becomes.
+WRITTEN = "w"
 # A running chunk's entry lapses this long after its last renewal (a killed worker's does).
 RUNNING_LEASE = 3.0
 
@@ -178,18 +184,27 @@ class RunStore:
         that may still send."""
         self._stop(keys=[self.epoch_key, self.events_key], args=[epoch, self.ttl_ms])
 
-    def fetch(self, lines: Iterable[int]) -> dict[int, Stored]:
-        """The recorded results of ``lines`` (those that have one)."""
+    def fetch(self, lines: Iterable[int]) -> dict[int, Stored | None]:
+        """The lines of ``lines`` recorded, each with its result (None: a line marked written,
+        or a value the store never writes)."""
         wanted = list(lines)
         if not wanted:
             return {}
         values = self.redis.hmget(self.results_key, [str(n) for n in wanted])
-        out: dict[int, Stored] = {}
-        for line, value in zip(wanted, values):
-            stored = _decode(value)
-            if stored is not None:
-                out[line] = stored
-        return out
+        return {line: _decode(value) for line, value in zip(wanted, values) if value is not None}
+
+    def mark_written(self, lines: Iterable[int]) -> None:
+        """The output holds these lines now: keep only the mark that they are done."""
+        names = [str(n) for n in lines]
+        if names:
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.hset(self.results_key, mapping=dict.fromkeys(names, WRITTEN))
+            pipe.pexpire(self.results_key, self.ttl_ms)
+            pipe.execute()
+
+    def delete(self) -> None:
+        """Every key of the run (it ended with every line written)."""
+        self.redis.delete(self.results_key, self.events_key, self.epoch_key, self.running_key)
 
     def forget(self, lines: Iterable[int]) -> None:
         """Drop recorded results that this session sends again (a fixed line, an error the
