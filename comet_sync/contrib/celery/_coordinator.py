@@ -175,7 +175,14 @@ class CeleryBackend:
         retry_errors: bool,
     ) -> CeleryRun:
         store = RunStore(self.redis, self.namespace, self.run_id, self.ttl)
-        self.run = CeleryRun(self, store, jobs, ordered=ordered, early=early, retry=retry_errors)
+        try:
+            self.run = CeleryRun(
+                self, store, jobs, ordered=ordered, early=early, retry=retry_errors
+            )
+        except Exception as exc:  # (Redis lost since the check: nothing was sent)
+            raise InvalidArgumentError(
+                "--celery", f"cannot reach the app's Redis: {type(exc).__name__}: {exc}"
+            ) from None
         return self.run
 
     def snapshot(self) -> Snapshot:
@@ -221,7 +228,7 @@ class CeleryRun(Iterator[BatchResult]):
         self._early = early
         self._chunk_size = backend.chunk_size
         self.epoch = store.begin()
-        _settle(store)
+        self._settled = False
         self.failure: str | None = None
         self._pending: list[tuple[BatchJob, Future[Any]]] = []  # consumer thread only
         self._chunks_sent = 0
@@ -252,6 +259,10 @@ class CeleryRun(Iterator[BatchResult]):
         return self
 
     def __next__(self) -> BatchResult:
+        if not self._settled:
+            # Here, not when the run is made: the writer's Ctrl-C handler is in place by now.
+            self._settled = True
+            _settle(self._store, self._stop_asked)
         self._note_written()
         while True:
             if not self._fan.stopped:
@@ -501,14 +512,17 @@ class CeleryRun(Iterator[BatchResult]):
         self._drop_lines(lines)
 
 
-def _settle(store: RunStore) -> None:
+def _settle(store: RunStore, stopped: threading.Event) -> None:
     """Wait (up to ``SETTLE_WAIT``) for the chunks of earlier sessions, just silenced by this
     one's epoch, to finish the calls on their wire and record them: sent again from here, each
     would be paid twice. A killed worker's chunk lapses within its lease."""
     end = time.monotonic() + SETTLE_WAIT
     said = False
-    while time.monotonic() < end:
-        running = store.running()
+    while time.monotonic() < end and not stopped.is_set():
+        try:
+            running = store.running()
+        except Exception:  # Redis unreachable: the sending will say so
+            return
         if not running:
             return
         if not said:
@@ -518,7 +532,7 @@ def _settle(store: RunStore) -> None:
                 file=sys.stderr,
             )
             said = True
-        time.sleep(0.05)
+        stopped.wait(0.05)
 
 
 def _result_of(future: Future[Any]) -> BatchResult | None:
