@@ -12,11 +12,12 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Iterable
 from types import FrameType
-from typing import IO, Any, Callable
+from typing import IO, Any, Callable, Protocol
 
 from . import _observe
-from ._batch.engine import BatchResult, run_batch
+from ._batch.engine import BatchJob, BatchResult, Run, run_batch
 from ._batch.journal import Journal, discard_journal
 from ._batch.jsonl import (
     FORMATS,
@@ -37,7 +38,7 @@ from ._config import DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_RETRIES, resolve_base_
 from ._demo import run_demo
 from ._exceptions import APIError, CometError
 from ._messages import ChatCompletionMessageParam
-from ._metrics import format_table
+from ._metrics import Snapshot, format_table
 from ._version import __version__
 from .testing import FakeCometServer
 from .testing._env import FAKE_KEY
@@ -51,6 +52,7 @@ DEFAULT_GRACE = 30.0
 EXIT_FAILED_LINES = 1
 EXIT_USAGE = 2
 EXIT_OUTPUT_FAILED = 3  # the output could not be written (a full disk): stopped, lines whole
+EXIT_WORKERS_FAILED = 4  # --celery: a worker could not run a chunk (its error is printed)
 EXIT_INTERRUPTED = 130
 
 
@@ -125,6 +127,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     batch.add_argument("--no-progress", action="store_true", help="no progress line")
     _add_fake(batch, "send to")
+    batch.add_argument(
+        "--celery",
+        metavar="MODULE:APP",
+        help="send the lines to the Celery workers of this app (set up with "
+        "comet_sync.contrib.celery.setup); the output is written here",
+    )
+    batch.add_argument(
+        "--chunk-size",
+        type=_positive_int,
+        help="with --celery: lines per task (default 100)",
+    )
 
     chat = sub.add_parser(
         "chat",
@@ -246,6 +259,8 @@ class _Interrupts:
         return self._stopped
 
     def install(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # (run_batch_on from another thread: signals are the main thread's)
         for sig in (signal.SIGINT, signal.SIGTERM):
             self._previous[sig] = signal.signal(sig, self._handle)
 
@@ -280,9 +295,62 @@ class _Interrupts:
         self._timer.start()
 
 
-def _batch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+class _Backend(Protocol):
+    """Where a batch's lines are sent: this process's client, or Celery workers
+    (``contrib.celery``'s ``CeleryBackend``). The writing around it is the same."""
+
+    failure: str | None
+
+    def start(
+        self,
+        jobs: Iterable[BatchJob],
+        *,
+        ordered: bool,
+        early: Callable[[BatchResult], None] | None,
+        retry_errors: bool,
+    ) -> Run: ...
+
+    def snapshot(self) -> Snapshot: ...
+
+
+class _Local:
+    """Lines sent by this process's client."""
+
+    failure: str | None = None
+
+    def __init__(self, client: CometClient) -> None:
+        self.client = client
+
+    def start(
+        self,
+        jobs: Iterable[BatchJob],
+        *,
+        ordered: bool,
+        early: Callable[[BatchResult], None] | None,
+        retry_errors: bool,
+    ) -> Run:
+        return run_batch(self.client, jobs, ordered=ordered, early=early)
+
+    def snapshot(self) -> Snapshot:
+        return self.client.metrics.snapshot()
+
+
+# Where a --celery run started from Python (run_batch_on, given the app itself) is recorded
+# to have gone: the command line cannot resume it without --celery MODULE:APP.
+CELERY_FROM_PYTHON = "(an app given to run_batch_on)"
+# The options that go to the client of this process, which a --celery run does not have.
+_LOCAL_ONLY = ("concurrency", "rpm", "tpm", "max_retries", "fake")
+
+
+def _batch(
+    args: argparse.Namespace, parser: argparse.ArgumentParser, celery_app: Any = None
+) -> int:
     if args.retry_errors and not args.resume:
         parser.error("--retry-errors goes with --resume")
+    if celery_app is not None:
+        args.celery = _spec_of(celery_app)
+    if args.chunk_size is not None and args.celery is None and not args.resume:
+        parser.error("--chunk-size goes with --celery")
     # One output, one name: through a link, a second run took a lock of its own and both wrote
     # to the same file (159 jobs paid twice), and a rewrite replaced the link, not its file.
     args.output = os.path.realpath(args.output)
@@ -311,17 +379,25 @@ def _batch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                 source = stack.enter_context(open(options["input"], "rb"))
             except OSError as exc:
                 parser.error(f"cannot read {options['input']}: {exc.strerror}")
-        # The client before any file: a configuration error (no key) must leave none behind
-        # (the lock's file goes with the lock).
-        client = stack.enter_context(
-            CometClient(
-                max_concurrency=options["concurrency"],
-                max_retries=options["max_retries"],
-                rpm=options["rpm"],
-                tpm=options["tpm"],
-                **_connection(options["endpoint"] == FAKE_ENDPOINT, stack),
+        # The client (or the workers' app) before any file: a configuration error (no key, no
+        # such app) must leave none behind (the lock's file goes with the lock).
+        backend: _Backend
+        celery_backend: Any = None
+        if options["celery"]:
+            celery_backend = _celery_backend(args, options, parser, celery_app)
+            stack.callback(celery_backend.close)
+            backend = celery_backend
+        else:
+            client = stack.enter_context(
+                CometClient(
+                    max_concurrency=options["concurrency"],
+                    max_retries=options["max_retries"],
+                    rpm=options["rpm"],
+                    tpm=options["tpm"],
+                    **_connection(options["endpoint"] == FAKE_ENDPOINT, stack),
+                )
             )
-        )
+            backend = _Local(client)
         try:
             if args.resume:
                 resumed = prepare_resume(
@@ -336,6 +412,8 @@ def _batch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             out = LineWriter(args.output)
             stack.callback(out.close)
             write_state(args.output, options)
+            if celery_backend is not None:
+                celery_backend.prepare(args.output, resume=args.resume and existed)
             ledger = InputLedger(
                 args.output, fresh=not (args.resume and existed), finished=resumed.keys
             )
@@ -366,7 +444,57 @@ def _batch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             )
         lines = count_lines(options["input"])
         total = max(lines - len(resumed.keys), 0) if lines is not None else None
-        return _run(args, options, client, _Files(source, out, ledger), resumed, total)
+        return _run(args, options, backend, _Files(source, out, ledger), resumed, total)
+
+
+def _spec_of(app: Any) -> str:
+    """``module:name`` of an app given to run_batch_on, found among the imported modules, so
+    that the command line can resume its run; else a mark that it cannot."""
+    found = []
+    for module_name, module in list(sys.modules.items()):
+        if module is None or module_name == "__main__":
+            continue
+        try:
+            names = [n for n, v in list(vars(module).items()) if v is app]
+        except Exception:  # (not every entry of sys.modules is a plain module)
+            continue
+        for name in names:
+            if not name.startswith("_"):
+                found.append((name not in ("app", "celery"), module_name, name))
+    if not found:
+        return CELERY_FROM_PYTHON
+    _, module_name, name = min(found)
+    return f"{module_name}:{name}"
+
+
+def _celery_backend(
+    args: argparse.Namespace,
+    options: dict[str, Any],
+    parser: argparse.ArgumentParser,
+    app: Any,
+) -> Any:
+    """The workers of the app ``--celery`` names (or the one given to run_batch_on): checked
+    before anything is written or sent."""
+    for name in _LOCAL_ONLY:
+        if getattr(args, name, None) not in (None, False):
+            flag = "--" + name.replace("_", "-")
+            parser.error(
+                f"{flag} does not go with --celery: the workers' clients have their own "
+                "settings (app.conf.comet_sync, or setup(app, ...))"
+            )
+    from .contrib.celery._coordinator import CeleryBackend, check_app, load_app
+
+    if app is not None:
+        app = check_app(app, "the app", argument="app")
+    elif options["celery"] == CELERY_FROM_PYTHON:
+        parser.error(
+            f"{args.output} was started on Celery from Python: resume it with --celery "
+            "MODULE:APP (or run_batch_on again)"
+        )
+    else:
+        app = load_app(options["celery"])
+    kwargs = {} if options["chunk_size"] is None else {"chunk_size": options["chunk_size"]}
+    return CeleryBackend(app, **kwargs)
 
 
 # The options a run keeps beside its output, with their defaults.
@@ -378,12 +506,16 @@ _OPTION_DEFAULTS: dict[str, Any] = {
     "max_retries": DEFAULT_MAX_RETRIES,
     "unordered": False,
     "output_format": "comet",
+    "celery": None,
+    "chunk_size": None,
 }
 # Those that decide what each line's answer is: a resume may not change them, or the output
 # would mix answers to two different runs.
 _IDENTITY = ("model", "output_format")
 # The endpoint a --fake run used (its fake server's address changes with every run).
 FAKE_ENDPOINT = "fake"
+# The endpoint of a --celery run: whatever the workers' settings say.
+CELERY_ENDPOINT = "celery"
 
 
 def _options(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[str, Any]:
@@ -411,19 +543,30 @@ def _options(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[
 def _endpoint(args: argparse.Namespace, kept: Any, parser: argparse.ArgumentParser) -> str:
     """Where this run sends: the fake server, or a base URL. A resume goes where its run went
     (a --fake run stays fake without --fake) and refuses to go anywhere else."""
-    here = FAKE_ENDPOINT if args.fake else resolve_base_url(None)
+    if getattr(args, "celery", None) or (kept == CELERY_ENDPOINT and args.resume):
+        here = CELERY_ENDPOINT
+    else:
+        here = FAKE_ENDPOINT if args.fake else resolve_base_url(None)
     if kept is None or kept == here:
         return here
     if kept == FAKE_ENDPOINT and not args.fake:
         return FAKE_ENDPOINT
-    where = "the embedded fake server (--fake)" if kept == FAKE_ENDPOINT else kept
-    now = "the embedded fake server" if here == FAKE_ENDPOINT else here
+    where = _where(kept, "(--fake)", "(--celery)")
+    now = _where(here, "", "")
     parser.error(
         f"{args.output} was started against {where}; this resume would send to {now}. "
         f"Resume it against {where}"
-        + ("" if kept == FAKE_ENDPOINT else " (COMETAPI_BASE_URL)")
+        + ("" if kept in (FAKE_ENDPOINT, CELERY_ENDPOINT) else " (COMETAPI_BASE_URL)")
         + ", or start a new output"
     )
+
+
+def _where(endpoint: str, fake: str, celery: str) -> str:
+    if endpoint == FAKE_ENDPOINT:
+        return f"the embedded fake server {fake}".strip()
+    if endpoint == CELERY_ENDPOINT:
+        return f"Celery workers {celery}".strip()
+    return endpoint
 
 
 def _resume_command(options: dict[str, Any], output: str) -> str:
@@ -459,13 +602,15 @@ SHOWN_ERRORS = 5
 def _run(
     args: argparse.Namespace,
     options: dict[str, Any],
-    client: CometClient,
+    backend: _Backend,
     files: _Files,
     resumed: Resumed,
     total: int | None,
 ) -> int:
     skip = resumed.keys
-    progress = _Progress(total, client, enabled=not args.no_progress and sys.stderr.isatty())
+    progress = _Progress(
+        total, backend.snapshot, enabled=not args.no_progress and sys.stderr.isatty()
+    )
     written = failed = lost = 0
     reasons: list[str] = []
     abandoned = False
@@ -500,7 +645,9 @@ def _run(
             failure = exc
             run.abandon()
 
-    run = run_batch(client, jobs, ordered=ordered, early=hold if ordered else None)
+    run = backend.start(
+        jobs, ordered=ordered, early=hold if ordered else None, retry_errors=args.retry_errors
+    )
     interrupts = _Interrupts(args.grace, on_first=run.stop)
     interrupts.install()
 
@@ -576,7 +723,7 @@ def _run(
             interrupts.uninstall()
             progress.close()
     wall = time.monotonic() - started
-    print(format_table(client.metrics.snapshot()))
+    print(format_table(backend.snapshot()))
     print(
         f"{written} line(s) written to {args.output} ({failed} error line(s)) in {wall:.1f}s"
         + (f"; {len(skip)} already there" if skip else "")
@@ -614,6 +761,13 @@ def _run(
     if changed is not None:
         print(_refusal(changed, args.output), file=sys.stderr)
         return EXIT_USAGE
+    if backend.failure is not None:
+        print(
+            f"comet-sync batch: {backend.failure}. Stopped: the {written} line(s) written are "
+            f"whole and kept. Fix the workers, then resume with\n{again}",
+            file=sys.stderr,
+        )
+        return EXIT_WORKERS_FAILED
     if interrupts.stopped or abandoned:
         print(
             f"interrupted by {interrupts.signal_name or 'SIGINT'}: resume with\n{again}",
@@ -655,9 +809,11 @@ class _Progress:
     """done/total, rate, 429s absorbed, ETA on a terminal; nothing otherwise. tqdm when it is
     installed (``comet-sync[progress]``), a plain line when not."""
 
-    def __init__(self, total: int | None, client: CometClient, *, enabled: bool) -> None:
+    def __init__(
+        self, total: int | None, snapshot: Callable[[], Snapshot], *, enabled: bool
+    ) -> None:
         self.total = total
-        self.client = client
+        self.snapshot = snapshot
         self.enabled = enabled
         self.started = time.monotonic()
         self.last = 0.0
@@ -677,7 +833,7 @@ class _Progress:
         if now - self.last < 0.2 and (self.total is None or done < self.total):
             return
         self.last = now
-        throttled = sum(s.throttled for s in self.client.metrics.snapshot().values())
+        throttled = sum(s.throttled for s in self.snapshot().values())
         if self.bar is not None:
             self.bar.n = done
             self.bar.set_postfix({"429s": throttled}, refresh=True)

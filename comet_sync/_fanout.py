@@ -132,6 +132,11 @@ class FanOut(Iterator["Future[Any]"], Generic[T]):
         return self._stopped
 
     @property
+    def exhausted(self) -> bool:
+        """Every job has been pulled (none is left to read)."""
+        return self._exhausted
+
+    @property
     def done(self) -> bool:
         """Every job pulled and handed back."""
         return self._exhausted and self._open == 0

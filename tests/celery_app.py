@@ -31,7 +31,12 @@ app.conf.update(
 app.conf.comet_sync = {
     "base_url": os.environ.get("COMET_TEST_BASE_URL", "http://127.0.0.1:1/v1"),
     "max_wait": 1.0,
-    "redis": {"max_concurrency": int(os.environ.get("COMET_TEST_SHARED_CAP", "2"))},
+    "redis": {
+        "max_concurrency": int(os.environ.get("COMET_TEST_SHARED_CAP", "2")),
+        # A killed process's slots come back after this (the batch test kills one): short, so
+        # the rest of the run does not wait out the default 10 s.
+        "lease_ttl": float(os.environ.get("COMET_TEST_LEASE_TTL", "10")),
+    },
 }
 setup(app)
 

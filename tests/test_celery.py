@@ -10,11 +10,14 @@ requeue) are checked first, on errors from real calls with fake time.
 from __future__ import annotations
 
 import gc
+import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Callable
@@ -41,6 +44,9 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED_CAP = 2
 PREFORK_CHILDREN = 2
 THREADS = 4
+# The shared slots' lease: a killed process's slots come back after it (the batch test kills
+# one while it holds some).
+LEASE_TTL = 1.5
 
 
 # -- the rules, without workers ----------------------------------------------------------------
@@ -101,6 +107,49 @@ def test_celery_autoretry_on_top_is_refused() -> None:
         def twice(self: Any) -> None: ...
 
         twice.name  # noqa: B018  (a lazy app builds the task class on first use)
+
+
+def test_a_celery_batch_with_wrong_arguments_sends_nothing_and_names_them(
+    server: FakeCometServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from celery import Celery
+
+    from comet_sync import InvalidArgumentError, _cli
+    from comet_sync.contrib.celery import run_batch_on, setup
+
+    src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    _batch_input(src, 3, "w")
+
+    def refused(app: Any) -> InvalidArgumentError:
+        with pytest.raises(InvalidArgumentError) as caught:
+            run_batch_on(app, str(src), str(out))
+        return caught.value
+
+    # A module:app that does not import.
+    assert _cli.main(["batch", str(src), "-o", str(out), "--celery", "no_such_module:app"]) == 2
+    assert "--celery: cannot import no_such_module" in capsys.readouterr().err
+    # An app whose module never called setup(app): its workers have no chunk task.
+    bare = Celery("bare", set_as_current=False, broker="redis://127.0.0.1:1/0")
+    error = refused(bare)
+    assert error.argument == "app" and "setup(app)" in str(error)
+    # A broker that is not Redis, and no Redis given for the run's state.
+    amqp = Celery("amqp", set_as_current=False, broker="amqp://127.0.0.1:1//")
+    setup(amqp, redis=False)
+    assert refused(amqp).argument == "redis"
+    # A Redis that does not answer.
+    gone = Celery("gone", set_as_current=False, broker="redis://127.0.0.1:1/0")
+    setup(gone, redis=False)
+    error = refused(gone)
+    assert error.argument == "--celery" and "cannot reach the app's Redis" in str(error)
+    # The client's own limits are the workers' settings with --celery.
+    with pytest.raises(SystemExit) as usage:
+        _cli.main(["batch", str(src), "-o", str(out), "--celery", "x:app", "--concurrency", "4"])
+    assert usage.value.code == 2
+    assert "--concurrency does not go with --celery" in capsys.readouterr().err
+    # Nothing was written, nothing sent.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl"]
+    assert server.received == []
+    setup(gone, redis=False)
 
 
 def test_outside_a_worker_client_refuses_and_eager_mode_reads_django_settings(
@@ -204,6 +253,7 @@ def workers() -> Iterator[Workers]:
         "COMET_TEST_BACKEND": redis.url[: -len("0")] + "1",
         "COMET_TEST_BASE_URL": server.base_url,
         "COMET_TEST_SHARED_CAP": str(SHARED_CAP),
+        "COMET_TEST_LEASE_TTL": str(LEASE_TTL),
     }
     env = {
         **{k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"},
@@ -367,3 +417,216 @@ def test_the_soft_time_limit_bounds_the_call(workers: Workers) -> None:
         result.get(timeout=30)
     assert time.monotonic() - start < 5 * soft
     assert server.stats().requests == 1
+
+
+# -- batches on the workers ---------------------------------------------------------------------
+
+
+def _batch_input(path: Path, count: int, tag: str) -> None:
+    """``count`` lines, each with a prompt of its own, so the server counts requests per line."""
+    with path.open("w") as f:
+        for i in range(count):
+            job = {"custom_id": f"{tag}{i}", "model": "m", "messages": user(f"{tag} {i}")}
+            f.write(json.dumps(job) + "\n")
+
+
+def _sent_per_prompt(server: FakeCometServer, tag: str) -> Counter[str]:
+    return Counter(
+        str(r.body["messages"][0]["content"])
+        for r in server.received
+        if isinstance(r.body, dict) and str(r.body["messages"][0]["content"]).startswith(tag)
+    )
+
+
+def _answers(out: Path) -> Counter[str]:
+    """custom_id -> how many answer lines the output holds for it (checked to be the echo)."""
+    seen: Counter[str] = Counter()
+    for raw in out.read_text().splitlines():
+        line = json.loads(raw)
+        assert line.get("error") is None, line
+        content = line["response"]["choices"][0]["message"]["content"]
+        tag, number = line["custom_id"][0], line["custom_id"][1:]
+        assert content == f"echo: {tag} {number}"
+        seen[line["custom_id"]] += 1
+    return seen
+
+
+class _Watchdog:
+    """Interrupts the batch running in the main thread (as Ctrl-C would) if it has not ended
+    in ``seconds``: a lost chunk would otherwise hang the test instead of failing it."""
+
+    def __init__(self, seconds: float) -> None:
+        self.fired = False
+        self._timer = threading.Timer(seconds, self._fire)
+        self._timer.daemon = True
+
+    def _fire(self) -> None:
+        self.fired = True
+        os.kill(os.getpid(), signal.SIGINT)
+
+    def __enter__(self) -> _Watchdog:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
+
+
+def _chunk_runner_pid(app: Any) -> int | None:
+    """The pid of a prefork child running a chunk task now (asked of the workers)."""
+    from comet_sync.contrib.celery._chunk import CHUNK_TASK
+
+    active = app.control.inspect(timeout=1.0, limit=2).active() or {}
+    for host, tasks in active.items():
+        if host.startswith("pre@"):
+            for task in tasks:
+                if task.get("name") == CHUNK_TASK and task.get("worker_pid"):
+                    return int(task["worker_pid"])
+    return None
+
+
+@pytest.mark.slow
+def test_a_batch_on_two_workers_loses_nothing_when_one_process_is_killed(
+    workers: Workers, tmp_path: Path
+) -> None:
+    from comet_sync.contrib.celery import run_batch_on
+
+    server = workers.server
+    count = 2000
+    src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    _batch_input(src, count, "k")
+    killed: dict[str, Any] = {}
+
+    def kill_mid_run() -> None:
+        end = time.monotonic() + 30
+        while time.monotonic() < end:
+            if server.stats().requests >= count // 4:
+                pid = _chunk_runner_pid(workers.app)
+                if pid is not None:
+                    killed["at"] = time.monotonic()
+                    killed["done"] = server.stats().requests
+                    os.kill(pid, signal.SIGKILL)  # a prefork child, mid-chunk
+                    return
+            time.sleep(0.02)
+
+    server.reset_stats()
+    server.configure(latency=0.002)
+    killer = threading.Thread(target=kill_mid_run, daemon=True)
+    try:
+        with _Watchdog(45) as watchdog:
+            killer.start()
+            code = run_batch_on(workers.app, str(src), str(out), chunk_size=50, grace=2)
+        killer.join(timeout=5)
+    finally:
+        server.configure(latency=0.0)
+    assert not watchdog.fired, "the batch did not end: a chunk was lost"
+    assert "at" in killed and killed["done"] < count, "no chunk runner was killed mid-run"
+    assert code == 0
+    # Every line answered, exactly once, in input order.
+    answers = _answers(out)
+    assert answers == Counter({f"k{i}": 1 for i in range(count)})
+    ids = [json.loads(raw)["custom_id"] for raw in out.read_text().splitlines()]
+    assert ids == [f"k{i}" for i in range(count)]
+    # Sent again: only what the killed process had on the wire (a shared cap of SHARED_CAP
+    # in flight across every worker), each first sent before the kill.
+    sent = _sent_per_prompt(server, "k")
+    again = {prompt for prompt, n in sent.items() if n > 1}
+    assert sum(sent[p] - 1 for p in again) <= SHARED_CAP, sent.most_common(5)
+    # The run ended whole: its keys are gone from Redis.
+    assert _run_keys(out) == []
+    firsts = {}
+    for r in server.received:
+        if isinstance(r.body, dict):
+            firsts.setdefault(str(r.body["messages"][0]["content"]), r.started)
+    assert all(firsts[p] < killed["at"] for p in again)
+
+
+def _redis() -> Any:
+    import redis
+
+    return redis.Redis.from_url(os.environ["COMET_TEST_BROKER"])
+
+
+def _run_keys(out: Path) -> list[bytes]:
+    """The Redis keys of the run writing ``out`` (its id is kept beside it)."""
+    run = json.loads(Path(f"{out}.celery").read_text())["run"]
+    return sorted(_redis().keys(f"*:batch:{run}:*"))
+
+
+def _lines(path: Path) -> int:
+    return len(path.read_bytes().splitlines()) if path.exists() else 0
+
+
+def _interrupt_when(out: Path, lines: int, timeout: float = 30) -> threading.Thread:
+    """SIGINT this process (Ctrl-C, to the batch in the main thread) once ``out`` has
+    ``lines`` lines: written only while the batch, and so its Ctrl-C handler, runs."""
+
+    def wait_then_interrupt() -> None:
+        end = time.monotonic() + timeout
+        while _lines(out) < lines and time.monotonic() < end:
+            time.sleep(0.005)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    thread = threading.Thread(target=wait_then_interrupt, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.slow
+def test_a_coordinator_stopped_by_ctrl_c_or_killed_is_resumed_without_paying_twice(
+    workers: Workers, tmp_path: Path
+) -> None:
+    from comet_sync.contrib.celery import run_batch_on
+
+    server = workers.server
+    count = 1000
+    src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    _batch_input(src, count, "r")
+    path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, "PYTHONPATH": path}
+    server.reset_stats()
+    server.configure(latency=0.002)
+    try:
+        # 1. Ctrl-C: the chunks stop sending; what finished is written; exit 130.
+        interrupter = _interrupt_when(out, 150)
+        code = run_batch_on(workers.app, str(src), str(out), chunk_size=20, grace=5)
+        interrupter.join()
+        assert code == 130
+        stopped_at = server.stats().requests
+        time.sleep(0.3)  # the chunks still queued arrive, and send nothing
+        assert server.stats().requests == stopped_at
+        first = _lines(out)
+        assert first == stopped_at  # every line sent before the stop was written
+        # Redis keeps that each written line is done, not its answer (the output has it).
+        (results,) = [k for k in _run_keys(out) if k.endswith(b":results")]
+        values = _redis().hgetall(results).values()
+        assert len(values) == first and set(values) == {b"w"}
+        # 2. A coordinator (the command) SIGKILLed: its chunks run on without it.
+        coordinator = subprocess.Popen(
+            [sys.executable, "-m", "comet_sync", "batch", "-o", str(out), "--resume"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        end = time.monotonic() + 30
+        while _lines(out) < first + 150:
+            assert time.monotonic() < end and coordinator.poll() is None
+            time.sleep(0.01)
+        coordinator.kill()
+        coordinator.wait()
+        written = _lines(out)
+        # 3. Resumed to the end: takes what the workers finished while no one was writing.
+        with _Watchdog(60) as watchdog:
+            code = run_batch_on(workers.app, None, str(out), resume=True, grace=2)
+    finally:
+        server.configure(latency=0.0)
+    assert not watchdog.fired
+    assert code == 0
+    assert written < count  # the last resume had lines to take from Redis, or to send
+    assert _answers(out) == Counter({f"r{i}": 1 for i in range(count)})
+    # No resume sent what had finished: a Ctrl-C waits for the chunks' calls on the wire, and
+    # a resumed coordinator for its dead predecessor's; nothing is sent twice.
+    sent = _sent_per_prompt(server, "r")
+    assert len(sent) == count
+    assert sum(n - 1 for n in sent.values()) == 0, sent.most_common(5)

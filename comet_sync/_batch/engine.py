@@ -33,7 +33,7 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from .. import _cancel
 from .._exceptions import APIError, APIStatusError, ClientClosedError, CometError
@@ -54,7 +54,9 @@ __all__ = [
     "BatchJob",
     "BatchResult",
     "BatchRun",
+    "Run",
     "run_batch",
+    "unsent_result",
 ]
 
 # The routes a batch line may name: the resources' own (each declares its route once).
@@ -113,6 +115,28 @@ class BatchResult:
         if self.line is not None:
             out["line"] = self.line
         return out
+
+
+class Run(Protocol):
+    """What a batch writer drives: results one by one, and the ways to stop. ``BatchRun``
+    (this process's client) and the Celery coordinator's run (``contrib.celery``, workers
+    elsewhere) implement it, so the CLI writes either through the same ordered writer."""
+
+    def __iter__(self) -> Iterator[BatchResult]: ...
+
+    def __next__(self) -> BatchResult: ...
+
+    def stop(self) -> None:
+        """No new line is sent; what is in flight still finishes and comes, unordered."""
+
+    def abandon(self) -> None:
+        """Stop, and give up what is in flight: the run ends at once."""
+
+    def finished(self) -> list[BatchResult]:
+        """What has finished and not yet come, without waiting."""
+
+    def close(self) -> None:
+        """The consumer is done with the run: abandon what is left."""
 
 
 class BatchRun(Iterator[BatchResult]):
@@ -271,9 +295,9 @@ def _job_from_dict(raw: Mapping[str, Any], position: int) -> BatchJob:
     )
 
 
-def _run_job(client: CometClient, job: BatchJob, scope: _cancel.Scope) -> BatchResult | None:
-    """The job's result; None when the run was stopped before the job finished (it has no
-    result: a resumed run sends it)."""
+def unsent_result(job: BatchJob) -> BatchResult | None:
+    """The result of a job that sends nothing (a blank or malformed line), made here; None
+    for a job to send. A run elsewhere (Celery workers) answers these lines itself too."""
     model = job.body.get("model") if isinstance(job.body.get("model"), str) else None
     if job.skipped is not None:
         return _result(job, None, 0, 0.0, None, None, skipped=job.skipped)
@@ -285,6 +309,16 @@ def _run_job(client: CometClient, job: BatchJob, scope: _cancel.Scope) -> BatchR
             0,
             0.0,
         )
+    return None
+
+
+def _run_job(client: CometClient, job: BatchJob, scope: _cancel.Scope) -> BatchResult | None:
+    """The job's result; None when the run was stopped before the job finished (it has no
+    result: a resumed run sends it)."""
+    model = job.body.get("model") if isinstance(job.body.get("model"), str) else None
+    unsent = unsent_result(job)
+    if unsent is not None:
+        return unsent
     resource = _resource_for(client, job.route)
     try:
         with _cancel.entered(scope):

@@ -19,6 +19,9 @@ celery_app.py::
 ``RedisLimiter`` on the broker's Redis shared by every worker; closed at worker shutdown.
 ``client()``: that process's client, for tasks. ``CometTask`` (in ``_task``): the task's time
 limit bounds its calls, long server waits requeue the task, permanent errors fail it.
+``run_batch_on(app, input, output)`` (in ``_coordinator``; the CLI's ``comet-sync batch
+--celery module:app``): a batch whose lines run as chunk tasks (``_chunk``) on the workers,
+their results recorded on Redis (``_store``) and written here.
 """
 
 from __future__ import annotations
@@ -27,7 +30,17 @@ from .._errors import require
 
 require("celery", "celery")
 
+from ._coordinator import DEFAULT_CHUNK_SIZE, run_batch_on  # noqa: E402
 from ._task import CometTask, requeue_after, task_budget  # noqa: E402
 from ._worker import DEFAULT_MAX_WAIT, client, setup  # noqa: E402
 
-__all__ = ["DEFAULT_MAX_WAIT", "CometTask", "client", "requeue_after", "setup", "task_budget"]
+__all__ = [
+    "DEFAULT_CHUNK_SIZE",
+    "DEFAULT_MAX_WAIT",
+    "CometTask",
+    "client",
+    "requeue_after",
+    "run_batch_on",
+    "setup",
+    "task_budget",
+]

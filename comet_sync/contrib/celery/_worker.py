@@ -23,7 +23,7 @@ from ..._client import CometClient
 from ..._exceptions import InvalidArgumentError
 from ..redis import RedisLimiter
 
-__all__ = ["DEFAULT_MAX_WAIT", "client", "max_wait", "setup"]
+__all__ = ["DEFAULT_MAX_WAIT", "client", "is_set_up", "max_wait", "redis_location", "setup"]
 
 logger = logging.getLogger("comet_sync")
 
@@ -81,10 +81,15 @@ def setup(app: Any, **settings: Any) -> None:
     a worker builds its client, key by key from the first that has it: the keyword arguments
     given here, ``app.conf.comet_sync``, Django's settings (``COMET_SYNC``, ``COMETAPI_KEY``,
     ``COMETAPI_BASE_URL``; a ``limiter`` there is left to the web processes). ``max_wait``
-    defaults to 5 s.
+    defaults to 5 s. It also registers the task that runs a batch's chunks on the workers
+    (``run_batch_on``, ``comet-sync batch --celery``).
     """
     _check(settings, "setup()")
     global _connected
+    # The batch chunk task: every worker started from this app's module has it.
+    from ._chunk import register
+
+    register(app)
     with _state.lock:
         _state.app = app
         _state.overrides = dict(settings)
@@ -135,6 +140,29 @@ def client() -> CometClient:
         return state.client
 
 
+def is_set_up(app: Any) -> bool:
+    """Whether ``setup(app)`` ran in this process (the module defining ``app`` calls it)."""
+    with _state.lock:
+        return _state.app is app
+
+
+def redis_location(app: Any) -> tuple[str, str]:
+    """The Redis URL and key namespace of ``app``'s comet_sync state: the shared limiter's
+    (``redis``'s ``url`` and ``namespace``), else the broker's and ``comet_sync:<app name>``.
+    Raises ``InvalidArgumentError`` when the broker is not Redis and no URL is given."""
+    with _state.lock:
+        overrides = dict(_state.overrides) if _state.app is app else {}
+    shared = _settings(app, overrides).get("redis")
+    options = dict(shared) if isinstance(shared, Mapping) else {}
+    url = options.get("url") or _broker_url(app)
+    namespace = options.get("namespace") or _namespace(app)
+    return str(url), str(namespace)
+
+
+def _namespace(app: Any) -> str:
+    return f"comet_sync:{app.main or 'celery'}"
+
+
 def max_wait() -> float:
     """The longest server wait this process's client sleeps through (its ``max_wait``)."""
     current = _state.client
@@ -183,7 +211,7 @@ def _build(app: Any, overrides: Mapping[str, Any]) -> CometClient:
     if shared is not False:
         limiter_options = dict(shared) if isinstance(shared, Mapping) else {}
         url = limiter_options.pop("url", None) or _broker_url(app)
-        namespace = limiter_options.pop("namespace", None) or f"comet_sync:{app.main or 'celery'}"
+        namespace = limiter_options.pop("namespace", None) or _namespace(app)
         limiter = RedisLimiter.from_url(url, namespace=namespace, **limiter_options)
     return CometClient(limiter=limiter, **options)
 
