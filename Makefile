@@ -31,15 +31,19 @@ demo: $(DEMO_STAMP)
 
 # mypy --strict on the package and the examples wherever mypy runs (3.10+; the 3.9 run checks
 # the suite only).
+# Two test processes, a test module to each (its fixtures, a Redis or Celery workers, start once):
+# most of the suite's time is spent waiting on real time, so two halve it on two cores.
+PARALLEL := -n 2 --dist loadfile
+
 test: $(STAMP)
 	$(BIN)/ruff check .
 	if [ -x $(BIN)/mypy ]; then $(BIN)/mypy; fi
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q $(PARALLEL)
 
 # The edit-test loop: everything but the tests marked slow (processes, real-time scenarios).
 # CI runs the whole suite (`make test`).
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -m "not slow" $(PARALLEL)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
