@@ -625,7 +625,7 @@ def test_a_pace_grown_elsewhere_meanwhile_is_taken_not_grown_twice(
     assert a.state().models["m"].rate == pytest.approx(15.0, rel=0.05)  # type: ignore[index]
 
 
-def test_the_share_is_read_off_the_namespaces_send_numbers() -> None:
+def test_the_share_is_read_off_the_namespaces_sends_over_the_last_second() -> None:
     from comet_sync.contrib._redis_pace import SharedPaceBoard
 
     now = [0.0]
@@ -640,14 +640,19 @@ def test_the_share_is_read_off_the_namespaces_send_numbers() -> None:
         on_error=lambda exc: None,
     )
     assert board.scale("m") == 1.0  # nothing sent: ours alone
-    for number in (10, 13, 16, 19):  # every third of the namespace's sends is ours
+    for recent in (3, 6, 9, 12):  # a third of the namespace's sends are ours
         now[0] += 0.1
-        board.granted("m", number)
-    assert board.scale("m") == pytest.approx(10 / 4)
+        board.granted("m", recent)
+    assert board.scale("m") == pytest.approx(3.0)
     assert board.scale("other") == 1.0
     now[0] += 2.0  # our sends of over a second ago say nothing of the share now
-    board.granted("m", 40)
+    board.granted("m", 1)
     assert board.scale("m") == 1.0
+    # A burst of ours, then the others' (sends come in bursts): still the share.
+    for _ in range(4):
+        board.granted("m", 5)
+    board.granted("m", 13)
+    assert board.scale("m") == pytest.approx(13 / 6)
 
 
 def test_a_first_429s_guess_slows_only_its_own_process(redis_server: RedisProcess) -> None:

@@ -7,8 +7,9 @@ and in the scripts (``_redis_scripts``), does three things:
 
 * **spaces every process's sends** of a model by the pace in Redis (GCRA on Redis's clock, in
   the acquire script, beside ``rpm``): N processes send the pace, not N times it;
-* **counts the namespace's sends** of each model: each grant returns its number, so a process
-  knows what share of the last second's sends were its own (:meth:`SharedPaceBoard.scale`);
+* **counts the namespace's sends** of each model: each grant returns how many the namespace
+  made over the last second, so a process knows what share of them were its own
+  (:meth:`SharedPaceBoard.scale`);
 * **hands a pace over**: a pace measured on 429s replaces the shared one; a pace grown by
   probing replaces it only if nobody moved it meanwhile (else the grower takes theirs), so N
   processes probing grow it once, not N times over. A process that sees a pace set elsewhere
@@ -71,7 +72,8 @@ class SharedPaceBoard:
         self._adopt = adopt  # the local limiter's adopt_pace
         self._on_error = on_error
         self._lock = threading.Lock()
-        # model -> (when, the namespace's number of the send) of our grants over SHARE_WINDOW
+        # model -> (when, the namespace's sends over the second before) of our grants over
+        # SHARE_WINDOW
         self._grants: dict[str | None, deque[tuple[float, int]]] = {}
         # model -> (the pace last seen in or written to Redis, when it was written by us)
         self._seen: dict[str | None, tuple[float, float]] = {}
@@ -83,11 +85,13 @@ class SharedPaceBoard:
             name = "#" + hashlib.sha256(name.encode()).hexdigest()
         return [f"{self._namespace}:{kind}:{name}" for kind in ("pace", "ptat", "sent")]
 
-    def granted(self, model: str | None, number: int) -> None:
+    def granted(self, model: str | None, recent: int) -> None:
+        """A send of ours granted; ``recent``: the namespace's sends over the last second, as
+        Redis counted them with this one."""
         now = self.monotonic()
         with self._lock:
             grants = self._grants.setdefault(model, deque())
-            grants.append((now, number))
+            grants.append((now, recent))
             while grants and grants[0][0] < now - SHARE_WINDOW:
                 grants.popleft()
 
@@ -113,11 +117,13 @@ class SharedPaceBoard:
         now = self.monotonic()
         with self._lock:
             grants = [g for g in self._grants.get(model, ()) if g[0] >= now - SHARE_WINDOW]
-        if len(grants) < 2:
+        if not grants:
             return 1.0
-        first, last = min(n for _, n in grants), max(n for _, n in grants)
-        # Between our first and last send the namespace made last - first + 1, ours among them.
-        return max(1.0, (last - first + 1) / len(grants))
+        # As of our last send: the namespace's sends over the second before it, per one of ours
+        # in that second.
+        at, recent = grants[-1]
+        ours = sum(1 for t, _ in grants if t >= at - SHARE_WINDOW)
+        return max(1.0, recent / ours)
 
     def publish(self, model: str | None, rate: float | None, *, measured: bool) -> None:
         if rate is None:

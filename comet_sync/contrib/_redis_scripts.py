@@ -48,13 +48,14 @@ local function number_at(key, lowest, highest)
 end
 """
 
-# KEYS: leases, limit, lastcut, cooldown, tat, and the model's pace, pace schedule, send count
+# KEYS: leases, limit, lastcut, cooldown, tat, and the model's pace, pace schedule, recent sends
 #       (contrib/_redis_pace.py)
 # ARGV: lease id, lease ttl ms, max concurrency, rpm interval ms (0: none), burst ms,
 #       longest pause ms, end of a pause this client no longer honours (0: none),
 #       adaptive state ttl ms
 # Returns {granted, in flight or wait ms (-1: full), now, limit, end of the pause waited for,
-#          the model's shared pace (requests/s, as text; "0": none), the send's number}
+#          the model's shared pace (requests/s, as text; "0": none), the model's sends over the
+#          last second, this one's included (0 when not granted)}
 ACQUIRE = (
     _PRELUDE
     + """
@@ -105,10 +106,13 @@ if ptat then
 end
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
 redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 2)
-number_at(KEYS[8], 0, FINITE)  -- a count that is not one of ours is deleted first
-local number = redis.call('INCR', KEYS[8])
-redis.call('PEXPIRE', KEYS[8], ttl)
-return {1, n + 1, now, limit, 0, tostring(pace), number}
+-- The model's sends over the last second, every process's: this one's share of them scales
+-- what it measures to the quota (a count, not send numbers: sends come in bursts).
+if owned(KEYS[8], 'zset') then redis.call('ZREMRANGEBYSCORE', KEYS[8], '-inf', now - 1000) end
+redis.call('ZADD', KEYS[8], now, ARGV[1])
+redis.call('PEXPIRE', KEYS[8], 2000)
+local recent = redis.call('ZCARD', KEYS[8])
+return {1, n + 1, now, limit, 0, tostring(pace), recent}
 """
 )
 

@@ -271,7 +271,7 @@ class RedisLimiter:
         paced = False  # the shared pace made this send wait
         while True:
             try:
-                granted, value, now_ms, limit, pause_end, pace, number = self._acquire_script(
+                granted, value, now_ms, limit, pause_end, pace, recent = self._acquire_script(
                     keys=keys,
                     args=[
                         lease,
@@ -311,7 +311,7 @@ class RedisLimiter:
                 self._shared_limit = int(limit)
                 with self._lock:
                     self._held[lease] = clock.monotonic()
-                self._pace.granted(local.model, int(number))
+                self._pace.granted(local.model, int(recent))
                 if paced:
                     local.paced = True  # the pace held it back: a success grows the pace
                 return _RedisPermit(
