@@ -288,6 +288,25 @@ def test_an_adopted_pace_is_probed_past_slowly() -> None:
     assert finder.on_success_paced(12.5) == pytest.approx(20.0 * 1.025)
 
 
+def test_refusals_in_runs_too_short_to_measure_are_paced_by_the_busiest_window() -> None:
+    """A sliding window of 50/s, 32 callers, a Retry-After of 1 s: each cycle the server takes
+    50 and refuses 32, every caller then asleep for over a second. No run of refusals lasts
+    long enough to measure, and the first guess grew without end (to 14,000/s here; 4
+    processes sharing a quota refused 213 of 800 jobs). The most taken in any second is the
+    pace once the guess is past twice it."""
+    sends: list[float] = []
+    accepted: set[float] = set()
+    for cycle in range(5):
+        start = cycle * 1.1
+        taken = [start + i * 0.001 for i in range(50)]
+        sends += taken + [start + 0.06 + i * 0.001 for i in range(32)]
+        accepted |= set(taken)
+    finder = RateFinder()
+    _feed(finder, sends, lambda t: t in accepted, rtt=0.02)
+    assert finder.found == pytest.approx(50, rel=0.1)
+    assert finder.rate == pytest.approx(50 * finder.margin, rel=0.1)
+
+
 @pytest.mark.parametrize("asleep", [True, False])
 def test_a_measure_over_a_stretch_we_sent_nothing_is_provisional(asleep: bool) -> None:
     """reqtok, groq: a burst fills a sliding window, every caller then sleeps out its
