@@ -4,7 +4,9 @@
 
 4 processes x 8 threads send 400 jobs (100 each) to one fake server, in one run:
   A. the server allows 4 requests in flight, 50 ms each (ideal: 400 / 4 x 0.05 s = 5 s);
-  B. the server allows 50 requests/s, 20 ms each (ideal: 400 / 50 = 8 s).
+  B. the server allows 50 requests/s, 20 ms each (ideal: 400 / 50 = 8 s);
+  C. a sliding window of 50 requests/s (benchmarks/servers.py), 20 ms, 429s with Retry-After
+     in whole seconds and no rate headers (ideal 8 s).
 Per-process: each process's own adaptive limiter, not told the limit (max_concurrency=8).
 Redis: one RedisLimiter namespace told the cluster limit (4 in flight, or rpm=3000), and for B
 also not told: the pace one process finds from 429s paces them all (shared in Redis).
@@ -15,6 +17,7 @@ and the p99 of an uncontended Redis acquire on loopback (target <= 2 ms).
 from __future__ import annotations
 
 import multiprocessing
+import os
 import shutil
 import socket
 import statistics
@@ -22,11 +25,14 @@ import subprocess
 import sys
 import time
 import uuid
-from typing import Any
+from typing import Any, Callable
 
 from comet_sync import CometClient
 from comet_sync.contrib.redis import RedisLimiter
 from comet_sync.testing import FakeCometServer
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from servers import LimitServer, SlidingWindow
 
 PROCESSES, THREADS, JOBS = 4, 8, 400
 
@@ -49,10 +55,15 @@ def worker(base_url: str, redis_kw: dict[str, Any] | None, tag: str, queue: Any)
 
 
 def run(
-    server_kw: dict[str, Any], redis_kw: dict[str, Any] | None, ideal: float, label: str
+    server_kw: dict[str, Any] | Callable[[], Any],
+    redis_kw: dict[str, Any] | None,
+    ideal: float,
+    label: str,
 ) -> None:
+    """``server_kw``: FakeCometServer's arguments, or a factory of another server."""
     ctx = multiprocessing.get_context("fork")
-    with FakeCometServer(**server_kw) as server:
+    make = server_kw if callable(server_kw) else lambda: FakeCometServer(**server_kw)
+    with make() as server:
         queue = ctx.Queue()
         started = time.monotonic()
         procs = [
@@ -119,6 +130,16 @@ def main() -> None:
             {"url": url, "namespace": uuid.uuid4().hex, "max_concurrency": 8, "rpm": 3000},
             8.0,
             "B 50 req/s, Redis limiter",
+        )
+        # A sliding window refusing with a Retry-After in whole seconds: every refused caller
+        # sleeps a second, and refusals come in runs too short to measure.
+        c = lambda: LimitServer([SlidingWindow(50, 1.0)], latency=0.02)  # noqa: E731
+        run(c, None, 8.0, "C 50/s sliding, per-process limiters")
+        run(
+            c,
+            {"url": url, "namespace": uuid.uuid4().hex, "max_concurrency": 8},
+            8.0,
+            "C 50/s sliding, Redis, not told",
         )
         print(f"p99 uncontended Redis acquire: {acquire_p99(url) * 1000:.2f} ms (target <= 2 ms)")
     finally:

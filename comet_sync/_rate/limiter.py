@@ -18,7 +18,9 @@ waits
    (``remaining`` under one with a reset ahead), until the reset (or until our oldest send in
    the window the resets measure leaves it), never past ``max_wait``. A 429, however long its
    ``Retry-After``, delays the request that got it (its retry waits), not the lane: held
-   lanes made every other caller's first attempt wait and then be refused again;
+   lanes made every other caller's first attempt wait and then be refused again. One
+   exception, once per cold lane: the first pace, set on a 429 after successes with a wait
+   finer than seconds, holds the lane until that wait (``_on_throttled``);
 4. for pacing: configured ``rpm``/``tpm`` (a ceiling the user chose), limits the server's
    headers told once their window is confirmed by the server's own numbers
    (``evidence.py``: a header names a count, not the window it counts over), and a rate
