@@ -630,7 +630,6 @@ def test_the_share_is_read_off_the_namespaces_sends_over_the_last_second() -> No
 
     now = [0.0]
     board = SharedPaceBoard(
-        None,
         namespace="ns",
         script=None,
         ttl=600.0,

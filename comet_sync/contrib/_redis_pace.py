@@ -44,6 +44,9 @@ GROWN_STEP = 0.02
 GROWN_EVERY = 0.5
 # A pace seen in Redis is taken when it differs from the last one by more than this share.
 SAME = 0.01
+# Beyond this many models, those not sent to lately are forgotten (the local limiter keeps as
+# many lanes).
+MAX_MODELS = 256
 # Model names longer than this are hashed in key names.
 LONGEST_NAME = 100
 
@@ -53,7 +56,6 @@ class SharedPaceBoard:
 
     def __init__(
         self,
-        redis_client: Any,
         *,
         namespace: str,
         script: Any,
@@ -63,7 +65,6 @@ class SharedPaceBoard:
         adopt: Callable[[str | None, float], None],
         on_error: Callable[[BaseException], None],
     ) -> None:
-        self._redis = redis_client
         self._namespace = namespace
         self._script = script  # the registered PUBLISH_PACE script
         self._ttl_ms = int(ttl * 1000)
@@ -94,6 +95,10 @@ class SharedPaceBoard:
             grants.append((now, recent))
             while grants and grants[0][0] < now - SHARE_WINDOW:
                 grants.popleft()
+            if len(self._grants) > MAX_MODELS:
+                # Models not sent to for a second say nothing of a share: forgotten.
+                for key in [k for k, g in self._grants.items() if g[-1][0] < now - SHARE_WINDOW]:
+                    del self._grants[key]
 
     def taken(self, model: str | None, pace: float) -> bool:
         """The shared pace read at a grant: whether it is news to take (not the one we last

@@ -184,7 +184,6 @@ class RedisLimiter:
         self._release_script = self._redis.register_script(RELEASE)
         self._renew_script = self._redis.register_script(RENEW)
         self._pace = SharedPaceBoard(
-            self._redis,
             namespace=self.namespace,
             script=self._redis.register_script(PUBLISH_PACE),
             ttl=ADAPTIVE_STATE_TTL,
