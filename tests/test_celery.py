@@ -342,16 +342,26 @@ def test_a_pace_one_worker_found_paces_the_others_from_their_first_request(
     request (a pace in Redis beside the shared cap): none of theirs is refused."""
     from tests.celery_app import ask
 
+    import redis
+
+    from comet_sync.contrib.celery._worker import redis_location
+
+    url, namespace = redis_location(workers.app)
     server = workers.server
     server.reset_stats()
     server.configure(rps=20, burst=4)
     try:
-        first = [ask.apply_async((f"t{i}",), queue="threads") for i in range(40)]
+        first = [ask.apply_async((f"t{i}",), queue="threads") for i in range(60)]
         assert all(r.get(timeout=30)["hostname"].startswith("thr@") for r in first)
         assert server.stats().statuses.get(429, 0) > 0  # it found the rate the hard way
+        with redis.Redis.from_url(url) as shared:
+            pace = float(shared.get(f"{namespace}:pace:m") or 0)
+        assert 10 < pace < 40  # found, and shared
         time.sleep(0.3)  # the server's bucket refills: what follows is the others' doing
         refused_before = server.stats().statuses.get(429, 0)
-        then = [ask.apply_async((f"p{i}",), queue="prefork") for i in range(10)]
+        # (6 sends spaced at up to 50/s fit the bucket of 4 refilled at 20/s; sent at wire
+        # speed, 2 of them are refused.)
+        then = [ask.apply_async((f"p{i}",), queue="prefork") for i in range(6)]
         assert all(r.get(timeout=30)["hostname"].startswith("pre@") for r in then)
         assert server.stats().statuses.get(429, 0) == refused_before
     finally:
