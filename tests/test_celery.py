@@ -340,11 +340,10 @@ def test_a_pace_one_worker_found_paces_the_others_from_their_first_request(
     """The threads worker finds the server's 20 requests/s from its 429s; the prefork
     worker's children, which have not sent to it, then send at that pace from their first
     request (a pace in Redis beside the shared cap): none of theirs is refused."""
-    from tests.celery_app import ask
-
     import redis
 
     from comet_sync.contrib.celery._worker import redis_location
+    from tests.celery_app import ask
 
     url, namespace = redis_location(workers.app)
     server = workers.server
