@@ -42,9 +42,9 @@ setup(app)
 
 
 @app.task(base=CometTask, bind=True)
-def ask(self: Any, text: str) -> dict[str, Any]:
+def ask(self: Any, text: str, model: str = "m") -> dict[str, Any]:
     c = client()
-    reply = c.chat.completions.create(model="m", messages=[{"role": "user", "content": text}])
+    reply = c.chat.completions.create(model=model, messages=[{"role": "user", "content": text}])
     return {
         "pid": os.getpid(),
         "client": id(c),

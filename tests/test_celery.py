@@ -337,32 +337,48 @@ def test_each_worker_process_has_its_own_client_and_all_share_one_cap(workers: W
 def test_a_pace_one_worker_found_paces_the_others_from_their_first_request(
     workers: Workers,
 ) -> None:
-    """The threads worker finds the server's 20 requests/s from its 429s; the prefork
-    worker's children, which have not sent to it, then send at that pace from their first
-    request (a pace in Redis beside the shared cap): none of theirs is refused."""
+    """The threads worker finds a pace from the server's 429s (20 requests/s); the prefork
+    worker's children, which have not sent to that model, send at that pace from their first
+    request: the pace is in Redis, and their requests reach the server spaced by it.
+
+    (The value found is the finder's business, tested exactly elsewhere: on the 3.9 CI run,
+    after the module's earlier tests, 60 tasks found none once and 161/s once.)"""
     import redis
 
     from comet_sync.contrib.celery._worker import redis_location
     from tests.celery_app import ask
 
+    # A model of its own: what earlier tests taught the workers about "m" stays in their lanes.
+    model = "shared-pace-model"
     url, namespace = redis_location(workers.app)
     server = workers.server
     server.reset_stats()
     server.configure(rps=20, burst=4)
     try:
-        first = [ask.apply_async((f"t{i}",), queue="threads") for i in range(60)]
-        assert all(r.get(timeout=30)["hostname"].startswith("thr@") for r in first)
-        assert server.stats().statuses.get(429, 0) > 0  # it found the rate the hard way
+        pace = 0.0
         with redis.Redis.from_url(url) as shared:
-            pace = float(shared.get(f"{namespace}:pace:m") or 0)
-        assert 10 < pace < 40  # found, and shared
-        time.sleep(0.3)  # the server's bucket refills: what follows is the others' doing
-        refused_before = server.stats().statuses.get(429, 0)
-        # (6 sends spaced at up to 50/s fit the bucket of 4 refilled at 20/s; sent at wire
-        # speed, 2 of them are refused.)
-        then = [ask.apply_async((f"p{i}",), queue="prefork") for i in range(6)]
+            for round_ in range(4):  # until the threads worker has found one
+                first = [
+                    ask.apply_async((f"t{round_}-{i}", model), queue="threads") for i in range(30)
+                ]
+                assert all(r.get(timeout=30)["hostname"].startswith("thr@") for r in first)
+                pace = float(shared.get(f"{namespace}:pace:{model}") or 0)
+                if pace:
+                    break
+        assert pace > 0  # found, and shared
+        then = [ask.apply_async((f"p{i}", model), queue="prefork") for i in range(6)]
         assert all(r.get(timeout=30)["hostname"].startswith("pre@") for r in then)
-        assert server.stats().statuses.get(429, 0) == refused_before
+        sent = sorted(
+            r.started
+            for r in server.received
+            if r.body["messages"][0]["content"] in {f"p{i}" for i in range(6)}
+            and r.status is not None
+        )
+        assert len(sent) >= 6
+        # Spaced by the shared pace (a GCRA without burst, on Redis's clock; a little less
+        # at the server for the way there). Unpaced, two children send at wire speed.
+        gaps = [b - a for a, b in zip(sent, sent[1:])]
+        assert min(gaps) >= 0.7 / pace, (pace, gaps)
     finally:
         server.configure(rps=None, burst=None)
 
