@@ -411,16 +411,12 @@ def test_a_long_retry_after_delays_only_its_own_request_too() -> None:
     assert ft.now == before
 
 
-@pytest.mark.parametrize("retry_after", [0.95, 1.0])
-def test_the_first_refusal_after_a_burst_holds_until_a_precise_retry_after(
-    retry_after: float,
-) -> None:
+def test_the_first_refusal_after_a_burst_holds_until_a_precise_retry_after() -> None:
     """reqtok (a sliding window of 25/s, retry-after-ms): 32 callers' first burst fills the
     window, and until it slides every next request was refused (47 of 300 jobs' 429s came in
     the first 2 s). A first refusal after successes, with a wait given finer than seconds,
     says when the server has room and how much it took: the model holds until then, paced at
-    that much over that span. Once. A whole-second Retry-After may be 0.02 s rounded up
-    (a token bucket's): neither held nor measured by, as before."""
+    that much over that span. Once."""
     ft = FakeTime()
     lim = make_limiter(ft, RateControl(initial_concurrency=32), limit=32)
     burst = [lim.acquire("m") for _ in range(25)]
@@ -428,20 +424,94 @@ def test_the_first_refusal_after_a_burst_holds_until_a_precise_retry_after(
     for permit in burst:
         permit.release(200)
     refused = lim.acquire("m")
-    refused.release(429, throttled=True, word=ServerWord(retry_after, None, None, None))
+    refused.release(429, throttled=True, word=ServerWord(0.95, None, None, None))
     model = lim.state().models["m"]
-    if retry_after == 1.0:
-        assert model.held_for == 0.0
-        assert model.rate == pytest.approx(26 / 0.25 * 0.5)  # half what was sent
-        return
     assert model.held_for == pytest.approx(0.95)
     assert model.rate == pytest.approx(25 / (0.05 + 0.95) * 0.97)
+    # No probe: the server said when it has room.
+    before = ft.now
+    lim.acquire("m").release(200)
+    assert ft.now >= before + 0.95
     # Not a second time: the lane has a pace now.
     ft.advance(1.0)
     again = lim.acquire("m")
     ft.advance(0.3)
     again.release(429, throttled=True, word=ServerWord(0.5, None, None, None))
     assert lim.state().models["m"].held_for == 0.0
+
+
+def _burst_then_refused(ft: FakeTime, lim: Limiter) -> None:
+    """25 taken in 50 ms, then a 429 with Retry-After: 1 (whole seconds), answered at once
+    while 10 of the 25 are still on their way back (they count as taken)."""
+    burst = [lim.acquire("m") for _ in range(25)]
+    ft.advance(0.05)
+    for permit in burst[:15]:
+        permit.release(200)
+    lim.acquire("m").release(429, throttled=True, word=ServerWord(1.0, None, None, None))
+    for permit in burst[15:]:
+        permit.release(200)
+
+
+def test_a_whole_second_retry_after_holds_with_probes_and_paces_at_what_was_taken() -> None:
+    """A sliding window of 25/s refusing with Retry-After in whole seconds: it has no room for
+    the second, and each probe is refused. Once the Retry-After is over, the model is paced at
+    what the server took over that span (not at half what was sent, 52/s: when every caller
+    woke a second later, 50 were taken and 21 refused, then 15 more half a second on)."""
+    ft = FakeTime()
+    lim = make_limiter(ft, RateControl(initial_concurrency=32), limit=32)
+    _burst_then_refused(ft, lim)
+    start = ft.now
+    model = lim.state().models["m"]
+    assert model.held_for == pytest.approx(1.0)
+    assert model.rate == pytest.approx(25 / (0.05 + 1.0) * 0.97)
+    probes = []
+    while ft.now < start + 1.0:
+        permit = lim.acquire("m")
+        probes.append(ft.now - start)
+        permit.release(429, throttled=True, word=ServerWord(1.0, None, None, None))
+    # One a fifth of the way in, one at twice the interval after; the third is after the hold.
+    assert len(probes) == 3
+    assert 0.2 <= probes[0] < 0.25 and 0.6 <= probes[1] < 0.7 and probes[2] >= 1.0
+    assert lim.state().models["m"].rate == pytest.approx(25 / (0.05 + 1.0) * 0.97)
+
+
+def test_a_send_let_go_before_a_hold_waits_it_out_before_it_leaves_the_process() -> None:
+    """A shared limiter (contrib.redis) waits for a shared slot after this limiter let a send
+    go: a hold that began meanwhile applies to it (32 of 32 callers were refused in the first
+    half second when it did not), a probe's turn included."""
+    ft = FakeTime()
+    lim = make_limiter(ft, RateControl(initial_concurrency=32), limit=32)
+    early = [lim.acquire("m") for _ in range(2)]
+    _burst_then_refused(ft, lim)
+    start = ft.now
+    lim.wait_out_hold(early[0], None)  # the first probe's turn
+    assert 0.2 <= ft.now - start < 0.25 and early[0].sent_at == ft.now
+    lim.wait_out_hold(early[1], None)  # the next one
+    assert 0.6 <= ft.now - start < 0.7 and early[1].sent_at == ft.now
+    late = lim.acquire("m")  # after the hold
+    assert ft.now - start >= 1.0
+    before = ft.now
+    lim.wait_out_hold(late, None)
+    assert ft.now == before and late.sent_at == before
+
+
+def test_a_probe_taken_before_a_whole_second_retry_after_ends_the_hold_and_its_measure() -> None:
+    """A token bucket refills in 20 ms and says Retry-After: 1: its first probe is taken, so
+    the wait was rounded up; the lane stops holding and paces at the first guess (half what was
+    sent), not at 25 over a second."""
+    ft = FakeTime()
+    lim = make_limiter(ft, RateControl(initial_concurrency=32), limit=32)
+    _burst_then_refused(ft, lim)
+    start = ft.now
+    probe = lim.acquire("m")
+    assert 0.2 <= ft.now - start < 0.25
+    probe.release(200)
+    model = lim.state().models["m"]
+    assert model.held_for == 0.0
+    assert model.rate == pytest.approx(26 / 0.25 * 0.5)
+    before = ft.now
+    lim.acquire("m").release(200)
+    assert ft.now - before < 0.05  # paced at 52/s, no longer held
 
 
 def _quota(limit: float, remaining: float, reset: float) -> ServerWord:

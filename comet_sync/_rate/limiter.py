@@ -19,8 +19,9 @@ waits
    the window the resets measure leaves it), never past ``max_wait``. A 429, however long its
    ``Retry-After``, delays the request that got it (its retry waits), not the lane: held
    lanes made every other caller's first attempt wait and then be refused again. One
-   exception, once per cold lane: the first pace, set on a 429 after successes with a wait
-   finer than seconds, holds the lane until that wait (``_on_throttled``);
+   exception, once per cold lane: the first pace, measured on a 429 after successes, holds
+   the lane until its ``Retry-After`` (``_on_throttled``); a wait in whole seconds may be
+   rounded up, so that hold lets a probe out now and then, and one the server takes ends it;
 4. for pacing: configured ``rpm``/``tpm`` (a ceiling the user chose), limits the server's
    headers told once their window is confirmed by the server's own numbers
    (``evidence.py``: a header names a count, not the window it counts over), and a rate
@@ -96,6 +97,10 @@ class _Lane:
         self.use_headers = control.use_headers
         self.line: deque[_Turn] = deque()  # sends waiting their turn, in arrival order
         self.hold_until = -math.inf
+        # A hold on a whole-second Retry-After lets one send out at each of these times: the
+        # wait may be rounded up (see ``Limiter._on_throttled``). None: no probing.
+        self.probe_at: float | None = None
+        self.probe_gap = 0.0
         self.holds = 0
         self.pace_version = 0  # moves on whenever the pace is lowered or a hold begins
         self.quota = RetryQuota(now=now) if control.throttle_retries else None
@@ -103,6 +108,16 @@ class _Lane:
         self.throttled = 0
         self.cuts = 0
         self.deferred = 0
+
+    def held(self, now: float) -> bool:
+        """Whether a hold keeps sends back now (a probing hold lets one out at its times)."""
+        return now < self.hold_until and (self.probe_at is None or now < self.probe_at)
+
+    def held_until(self) -> float:
+        """When the next send may go, as far as the hold goes."""
+        if self.probe_at is None:
+            return self.hold_until
+        return min(self.hold_until, self.probe_at)
 
     def pacers(self, cost: float) -> tuple[tuple[Pacer | None, float], ...]:
         return (
@@ -196,7 +211,7 @@ class Limiter:
                 with self._lock:
                     now = self._clock()
                     lane = self._lane(model, now)
-                    if now < lane.hold_until or (queued and lane.pace_version != version):
+                    if lane.held(now) or (queued and lane.pace_version != version):
                         # The server's word, or a slower pace, came while this send waited
                         # for a slot: it applies to this send too (else every 429 would free a
                         # slot for the next waiter, already past the old pace, to be refused
@@ -262,7 +277,7 @@ class Limiter:
         with self._lock:
             now = self._clock()
             lane = self._lane(model, now)
-            if now < lane.hold_until or self._queue or lane.line or not self._fits(lane):
+            if lane.held(now) or self._queue or lane.line or not self._fits(lane):
                 return None
             if lane.throttle is not None and lane.throttle.hold_probability(now) > 0:
                 return None
@@ -294,6 +309,7 @@ class Limiter:
         """The permit of a send that has its slot (the lock held)."""
         if lane.finder is not None:
             lane.finder.on_sent(now)
+        self._take_probe_locked(lane, now)
         return Permit(
             self,
             model,
@@ -305,15 +321,46 @@ class Limiter:
             retry_cost=retry_cost,
         )
 
+    @staticmethod
+    def _take_probe_locked(lane: _Lane, now: float) -> bool:
+        """Whether a send now is its lane's hold's probe (the next one then goes twice as long
+        after)."""
+        if lane.probe_at is None or now < lane.probe_at:
+            return False
+        lane.probe_gap *= 2.0
+        lane.probe_at = now + lane.probe_gap if now < lane.hold_until else None
+        return now < lane.hold_until
+
     def _wait_hold(self, model: str | None, deadline: float | None) -> None:
         with self._lock:
             now = self._clock()
-            until = self._lane(model, now).hold_until
+            until = self._lane(model, now).held_until()
         if now >= until:
             return
         # Everyone held comes back spread over a tenth of the hold, not in one herd.
         start = until + self._random() * min(1.0, 0.1 * (until - now))
         self._sleep_until(start, now, deadline, f"a hold on the server's word ({until - now:.3g}s)")
+
+    def wait_out_hold(self, permit: Permit, deadline: float | None) -> None:
+        """For a permit this limiter let go that then waited elsewhere (a shared slot,
+        ``contrib.redis``): wait for a hold on its lane that began meanwhile, taking a probe's
+        turn when one comes (the permit's send time then is when it goes). Without this, the
+        sends queued on the shared slots went out into a hold the first 429 began (32 of 32
+        callers refused in the first half second, where the hold meant to stop at one each
+        round trip)."""
+        while True:
+            with self._lock:
+                now = self._clock()
+                lane = self._lane(permit.model, now)
+                if not lane.held(now):
+                    if self._take_probe_locked(lane, now):
+                        permit.sent_at = now
+                    return
+                until = lane.held_until()
+            start = until + self._random() * min(1.0, 0.1 * (until - now))
+            self._sleep_until(
+                start, now, deadline, f"a hold on the server's word ({until - now:.3g}s)"
+            )
 
     def _wait_throttle(self, model: str | None, retry_cost: float, deadline: float | None) -> None:
         # The retry quota is paid once, however long the send then waits.
@@ -481,6 +528,7 @@ class Limiter:
             self._in_use -= 1
             lane.in_use -= 1
             ok = status is not None and 200 <= status < 300
+            voided = False
             if lane.throttle is not None and status != 429:
                 # 429s are the pacing's business; the throttle watches for servers that fail.
                 lane.throttle.on_result(status is not None and status < 500, now)
@@ -494,7 +542,7 @@ class Limiter:
             if throttled:
                 self._on_throttled(lane, permit, in_flight, word, now, messages)
             elif ok:
-                self._on_success(lane, permit, in_flight, now)
+                voided = self._on_success(lane, permit, in_flight, now)
             if total_tokens is not None:
                 for pacer in (lane.tpm, lane.told_tokens):
                     if pacer is not None:
@@ -504,12 +552,18 @@ class Limiter:
             # Only a pace a measure backs is shared: the first 429's guess (half what was
             # sent) is one process's reaction, and shared it slowed every process on the
             # quota (a told rpm of 3000 over 4 processes ran 1.2-1.5x slower on one 429).
-            backed = lane.finder is not None and lane.finder.found is not None
+            # A measure over a whole-second Retry-After is shared once borne out: shared at
+            # once, processes that took it were not held, and sent into the full window.
+            backed = (
+                lane.finder is not None
+                and lane.finder.found is not None
+                and not lane.finder.rounded(now)
+            )
         for message, args in messages:
             logger.info(message, *args)
         if self._shared is not None and after != before and backed:
             # A 429 changes the pace on a measure (or stops it on noise); a success only grows it.
-            self._shared.publish(permit.model, after, measured=throttled)
+            self._shared.publish(permit.model, after, measured=throttled or voided)
 
     def _heed(
         self,
@@ -570,10 +624,16 @@ class Limiter:
         seconds: float,
         model: str | None,
         messages: list[tuple[str, tuple[object, ...]]],
+        *,
+        probe: float | None = None,
     ) -> None:
+        """Hold the lane ``seconds`` (at most ``max_wait``); with ``probe``, let one send out
+        that long into it, then after twice as long, and so on."""
         seconds = min(seconds, self._max_hold)
         until = now + seconds
         if until > lane.hold_until:
+            lane.probe_at = None if probe is None else now + probe
+            lane.probe_gap = probe or 0.0
             if seconds >= 1.0:
                 messages.append(
                     (
@@ -623,6 +683,9 @@ class Limiter:
             or (self._shared is not None and self._shared.told),
             retry_after=word.retry_after if word is not None else None,
             scale=self._shared.scale(permit.model) if self._shared is not None else 1.0,
+            # Ours still out, but for a shared limiter: its sends in use here may still wait
+            # for a shared slot (four processes' first paces read 45-72/s of 50/s with them).
+            pending=in_flight - 1 if self._shared is None else 0,
         )
         if rate is None:
             return
@@ -638,13 +701,17 @@ class Limiter:
             return
         rate = max(rate, 1.0 / self._max_hold)  # no pace interval longer than a hold may be
         retry_after = word.retry_after if word is not None else None
-        if cold and precise(retry_after):
-            assert retry_after is not None
-            # The first pace, on a refusal after successes: the server's budget is spent until
-            # its Retry-After, and nothing else is known yet. Sent meanwhile, every caller's
-            # next request was refused (a sliding window full for a second: 25 of 300 jobs).
-            # Once: a lane paced since (or noise found) is not cold.
-            self._hold(lane, now, retry_after, permit.model, messages)
+        if cold and retry_after is not None and (precise(retry_after) or lane.finder.rounded(now)):
+            # The first pace, measured on a refusal after successes: the server's budget is
+            # spent until its Retry-After, and nothing else is known yet. Sent meanwhile, every
+            # caller's next request was refused (a sliding window full for a second: 25 of 300
+            # jobs; with whole seconds, 32 refused, then 50 taken and 21 refused when they all
+            # woke a second later). Once: a lane paced since (or noise found) is not cold.
+            # A wait in whole seconds may be rounded up (a token bucket's 20 ms): a probe goes
+            # a fifth of the way in, then at twice the interval; one the server takes ends the
+            # hold and the measure (``RateFinder.on_accepted``).
+            probe = None if precise(retry_after) else 0.2 * retry_after
+            self._hold(lane, now, retry_after, permit.model, messages, probe=probe)
         if lane.learned is None:
             lane.learned = Pacer(rate, burst=1.0)  # a learned rate never bursts
         else:
@@ -653,17 +720,25 @@ class Limiter:
         lane.pace_version += 1
         messages.append(("model %s: 429: pacing at %.3g requests/s", (permit.model, rate)))
 
-    def _on_success(self, lane: _Lane, permit: Permit, in_flight: int, now: float) -> None:
+    def _on_success(self, lane: _Lane, permit: Permit, in_flight: int, now: float) -> bool:
+        """Whether this success voided the pace's measure (a probe taken early)."""
+        voided = None
         lane.cap.on_success(permit.level, in_flight, permit.limit, permit.sent_at, now)
         if lane.quota is not None:
             # A retry that healed gets its price back; a first success adds one.
             lane.quota.deposit(permit.retry_cost or 1.0, now)
         if lane.finder is not None:
-            lane.finder.on_accepted(permit.sent_at, now)
+            voided = lane.finder.on_accepted(permit.sent_at, now)
+            if voided is not None and lane.learned is not None:
+                # A probe taken before the Retry-After: the server has room; so do we.
+                lane.hold_until = now
+                lane.probe_at = None
+                lane.learned.set_rate(voided, now)
             if permit.paced and lane.learned is not None:
                 rate = lane.finder.on_success_paced(now)
                 if rate is not None:
                     lane.learned.set_rate(rate, now)
+        return voided is not None
 
     def adopt_pace(self, model: str | None, rate: float) -> None:
         """Pace ``model`` at ``rate``, a pace another process sharing the quota set

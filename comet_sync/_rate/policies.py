@@ -204,6 +204,9 @@ class RateFinder:
         self._test: tuple[float, float, float] | None = None
         self._probe_at = -math.inf
         self._grown_at: float | None = None
+        # A first pace measured over a whole-second Retry-After: (the guess it replaced, when,
+        # until when the server said it had no room); see ``on_accepted``.
+        self._rounded: tuple[float, float, float] | None = None
 
     # -- what came back ------------------------------------------------------------------------
 
@@ -214,9 +217,31 @@ class RateFinder:
         while self._sends[0] < now - self.window:
             self._sends.popleft()
 
-    def on_accepted(self, sent_at: float, now: float) -> None:
+    def on_accepted(self, sent_at: float, now: float) -> float | None:
+        """A success: the new pace if it voids a measure (see ``rounded``), else None."""
         self._outcomes.append((sent_at, _OK))
         self._trim(now)
+        if self._rounded is None:
+            return None
+        guess, since, until = self._rounded
+        if sent_at >= until:
+            self._rounded = None  # the server had no room before its Retry-After: it stands
+            return None
+        if sent_at < since:
+            return None  # sent before the refusal, in the same burst: says nothing of it
+        # Room before the Retry-After we measured over: it was rounded up (a token bucket's
+        # 20 ms, said as 1 s), and the measure with it. Pace by the first guess instead.
+        self._rounded = None
+        self.found = None
+        self._provisional = False
+        self._measured_at = -math.inf
+        return self._set(guess, now, test=False)
+
+    def rounded(self, now: float) -> bool:
+        """Whether the pace stands on a whole-second Retry-After not yet borne out: until it
+        passes, the model holds, with a probe now and then (the limiter's ``_hold``); a probe
+        the server accepts voids the measure."""
+        return self._rounded is not None and now < self._rounded[2]
 
     def on_throttled(
         self,
@@ -226,6 +251,7 @@ class RateFinder:
         told: bool = False,
         retry_after: float | None = None,
         scale: float = 1.0,
+        pending: int = 0,
     ) -> float | None:
         """A 429 for a request sent at ``sent_at``: the new pace, or None if unchanged
         (``math.inf``: stop pacing).
@@ -234,7 +260,8 @@ class RateFinder:
         ``retry_after``: the wait the server asked of this request, if it asked one.
         ``scale``: how many requests the whole quota sent per one of ours lately (processes
         sharing a pace, ``contrib.redis``): what we saw accepted and sent is our share of
-        what the server did, and the pace found is the quota's."""
+        what the server did, and the pace found is the quota's. ``pending``: our other
+        requests still unanswered (a burst's successes come back after its first 429)."""
         self._outcomes.append((sent_at, _THROTTLED))
         self._trim(now)
         self._round_trip = round_trip
@@ -313,21 +340,27 @@ class RateFinder:
                 # nothing else damps them before a first answer is in - a concurrency cap
                 # answered 3% of jobs with 429s with it, 30% without.)
                 return None
-            if precise(retry_after):
+            guess = max(self.floor, pace * 0.5)
+            if retry_after is not None:
                 # The server took what it accepted since our first success and has no room
                 # until the Retry-After: that many over that span is the best measure there
                 # is. On a sliding window it is the limit (25 of 25/s), where half what we had
-                # sent was 4x it. (A Retry-After in whole seconds may be 0.02 s rounded up:
-                # over its span a token bucket's 60/s read as 8/s.)
-                assert retry_after is not None
+                # sent was 4x it. A Retry-After in whole seconds may be 0.02 s rounded up
+                # (over its span a token bucket's 60/s read as 8/s): such a measure stands
+                # only if the server has no room before it (``rounded``, ``on_accepted``).
+                # (With what is still out: a 429 comes back at once, the burst's successes
+                # after their latency; without them 30 of 30/s read as 19/s.)
                 oks = [t for t, o in self._outcomes if o == _OK]
                 span = now + retry_after - min(oks)
-                if span > 0 and len(oks) / span < pace * 0.5:
-                    self.found = len(oks) / span
+                taken = (len(oks) + pending) * scale / span if span > 0 else math.inf
+                if taken < guess:
+                    self.found = taken
                     self._provisional = True  # a lower bound: probed past, as one
                     self._measured_at = now
+                    if not precise(retry_after):
+                        self._rounded = (guess, now, now + retry_after)
                     return self._set(max(self.floor, self.found * self.margin), now, test=False)
-            return self._set(max(self.floor, pace * 0.5), now, test=False)
+            return self._set(guess, now, test=False)
         if measure is None and self._period != sent_at:
             return None  # refusals keep coming, but too little to measure yet: wait for it
         # (Or a lone refusal after a quiet second: a probe that crept past the limit.)
@@ -446,6 +479,7 @@ class RateFinder:
             self._changed_at = now
         self.rate = rate
         self.found = rate / self.margin
+        self._rounded = None  # the quota's pace, measured over whole windows, not ours
         self._grown_at = now
 
     # -- internals ---------------------------------------------------------------------------

@@ -269,6 +269,8 @@ class RedisLimiter:
         keys = self._keys + self._pace.keys(local.model)
         paced = False  # the shared pace made this send wait
         while True:
+            # A hold this process began while the send waited here applies to it too.
+            self._local().wait_out_hold(local, deadline)
             try:
                 granted, value, now_ms, limit, pause_end, pace, recent = self._acquire_script(
                     keys=keys,
