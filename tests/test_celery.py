@@ -1,6 +1,7 @@
 """comet_sync.contrib.celery with real parts: two real ``celery worker`` processes (prefork with
 2 children, and a threads pool) on a real redis-server broker, calling the fake server running
-in this process. The app they run is ``tests/celery_app.py``.
+in this process. The app they run is ``tests/celery_app.py``; the last test runs a worker of
+``examples/celery_app`` (the example Django project) the same way.
 
 The workers start once for the module; each test scripts the fake server, sends tasks and
 reads their state and results from the Redis result store. The pure rules (the budget, when to
@@ -188,15 +189,27 @@ def test_outside_a_worker_client_refuses_and_eager_mode_reads_django_settings(
         setup(app, redis=False)  # closes the client built here
 
 
-def test_the_example_app_answers(server: FakeCometServer) -> None:
+def test_the_example_projects_task_answers(
+    server: FakeCometServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("django")
     from comet_sync.contrib.celery import setup
+    from comet_sync.contrib.celery._worker import is_set_up
+
+    # Importing the project would name its own settings for this process unless some are named
+    # (the Django tests' are, so that this test sees the same whatever runs before it).
+    monkeypatch.setenv("DJANGO_SETTINGS_MODULE", "tests.djangoproj.settings")
     from examples.celery_app import tasks
 
-    # Eager (in this process), without its Redis: the example's own code, its task and setup.
+    # Eager (in this process), without its Redis: the example's own task and setup. (A real
+    # worker of the whole project, views included, is the last test of this module.)
+    assert is_set_up(tasks.app)
     tasks.app.conf.task_always_eager = True
     setup(tasks.app, api_key=SECRET, base_url=server.base_url, redis=False)
     try:
-        assert tasks.app.tasks[tasks.TASK].delay("hi").get() == "echo: hi"
+        assert tasks.ask.delay("hi").get() == "echo: hi"
+        (request,) = server.received  # the task's client sent it
+        assert request.body["messages"][0]["content"] == "hi"
     finally:
         tasks.app.conf.task_always_eager = False
         setup(tasks.app, redis=False)  # closes the client built here
@@ -206,10 +219,17 @@ def test_the_example_app_answers(server: FakeCometServer) -> None:
 
 
 class Workers:
-    def __init__(self, app: Any, server: FakeCometServer, procs: list[subprocess.Popen[bytes]]):
+    def __init__(
+        self,
+        app: Any,
+        server: FakeCometServer,
+        procs: list[subprocess.Popen[bytes]],
+        redis_url: str,
+    ):
         self.app = app
         self.server = server
         self.procs = procs
+        self.redis_url = redis_url  # the broker's Redis, database 0
 
 
 def _worker(pool: str, concurrency: int, name: str, queues: str, env: dict[str, str]) -> Any:
@@ -275,7 +295,7 @@ def workers() -> Iterator[Workers]:
         while len(celery_app.app.control.ping(timeout=0.3)) < len(procs):
             if time.monotonic() > end or any(p.poll() is not None for p in procs):
                 pytest.fail("the celery workers did not start")
-        yield Workers(celery_app.app, server, procs)
+        yield Workers(celery_app.app, server, procs, redis.url)
     finally:
         for p in procs:
             p.send_signal(signal.SIGTERM)  # warm shutdown: closes each process's client
@@ -655,3 +675,73 @@ def test_a_coordinator_stopped_by_ctrl_c_or_killed_is_resumed_without_paying_twi
     sent = _sent_per_prompt(server, "r")
     assert len(sent) == count
     assert sum(n - 1 for n in sent.values()) == 0, sent.most_common(5)
+
+
+@pytest.mark.slow
+def test_the_example_django_project_answers_through_its_views_from_a_real_worker(
+    workers: Workers,
+) -> None:
+    """examples/celery_app as shipped: a threads worker of the project (on the module's
+    redis-server, in a database of its own so that the test workers take none of its tasks)
+    and ``python -m examples.celery_app``, whose Django test client posts the question to
+    /ask and reads the answer from /answer/<id>: the worker's task called the fake server."""
+    pytest.importorskip("django")
+    import redis
+
+    server = workers.server
+    broker = workers.redis_url[: -len("0")] + "2"
+    env = {
+        **{k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"},
+        "CELERY_BROKER_URL": broker,
+        "COMETAPI_KEY": SECRET,
+        "COMETAPI_BASE_URL": server.base_url,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+
+    def ask(question: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "examples.celery_app", question],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    server.reset_stats()
+    # The command line its docstring gives, on a threads pool (one process: quick to start);
+    # the question waits on the broker until the worker is up.
+    worker = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "celery", "-A", "examples.celery_app", "worker"),
+            *("--pool", "threads", "--concurrency", "2", "--loglevel", "ERROR"),
+            *("--without-gossip", "--without-mingle", "--without-heartbeat"),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        answered = ask("what is Celery")
+        server.fail(400)  # a permanent error: the task fails, and the answer view says so
+        failed = ask("a bad request")
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
+    assert answered.returncode == 0, answered.stderr
+    assert answered.stdout.strip() == "echo: what is Celery"
+    assert failed.returncode == 1 and failed.stderr.startswith("FAILURE: "), failed.stderr
+    assert "BadRequestError" in failed.stderr and "400 from /chat/completions" in failed.stderr
+    # Both were sent by the worker's client, once each, with the key from the environment
+    # (Django's COMETAPI_KEY) ...
+    first, second = server.received
+    assert first.body["messages"][0]["content"] == "what is Celery"
+    assert (first.status, second.status) == (200, 400)
+    assert {k.lower(): v for k, v in first.headers.items()}["authorization"] == f"Bearer {SECRET}"
+    # ... through the limit the project's workers share on the broker's Redis.
+    with redis.Redis.from_url(broker) as shared:
+        assert shared.keys("comet_sync:celery_app:*")
