@@ -243,9 +243,11 @@ def _feed(
     admit: Callable[[float], bool],
     rtt: float = 0.04,
     scale: float = 1.0,
+    took: int | None = None,
 ) -> None:
     """Send at the given times; a success is back after ``rtt``, a 429 at once. ``scale``:
-    the whole quota's sends per one of these (other processes sharing the pace)."""
+    the whole quota's sends per one of these (other processes sharing the pace); ``took``:
+    what the whole quota had taken over the last second (counted in Redis)."""
     # (when, 0: an answer / 1: a send, sent at, accepted), taken in time order
     events = [(t, 1, t, False) for t in sends]
     heapq.heapify(events)
@@ -259,7 +261,7 @@ def _feed(
             finder.on_accepted(sent_at, when)
             finder.on_success_paced(when)
         else:
-            finder.on_throttled(sent_at, when, rtt, scale=scale)
+            finder.on_throttled(sent_at, when, rtt, scale=scale, quota_took=took)
 
 
 def _paced_on_a_sliding_window(finder: RateFinder, seconds: float) -> list[float]:
@@ -314,6 +316,49 @@ def test_a_process_sharing_the_quota_finds_the_quotas_rate_not_its_share() -> No
     assert alone.found == pytest.approx(20, rel=0.15)
     assert shared.found == pytest.approx(3 * alone.found)
     assert shared.rate == pytest.approx(3 * (alone.rate or 0))
+
+
+def test_what_the_quota_took_over_a_second_is_a_floor_on_a_shared_measure() -> None:
+    """Sharing the quota, the process that measures is the one whose callers were refused
+    and sleep on Retry-Afters: its share while refused is below the one read over the last
+    second (4 processes on 50/s read 21-40/s). What the namespace had taken over the last
+    second (Redis counts it) is a whole window's measure: a floor, not probed past fast."""
+    sends = [i * 0.01 for i in range(150)]  # 100/s of our own; 20 a second accepted
+    accepted = {t for t in sends if round(t * 100) % 100 < 20}
+    low, floored = RateFinder(), RateFinder()
+    _feed(low, sends, lambda t: t in accepted, scale=3.0, took=40)
+    _feed(floored, sends, lambda t: t in accepted, scale=3.0, took=90)
+    assert low.found == pytest.approx(60, rel=0.15)  # ours scaled: above the floor
+    assert floored.found == pytest.approx(90)
+    assert floored.rate == pytest.approx(90 * floored.margin)
+    # A whole window's: no fast growth past it (a provisional measure grows 20%/s).
+    assert floored.on_success_paced(2.0) is None
+
+
+def test_a_measure_taken_while_refused_never_raises_the_pace() -> None:
+    """Refused at a pace, a measure above it is misread (sharing the quota, a share of 16 read
+    117/s off 50/s, and every process was paced at it): the pace refused bounds it."""
+    sends = [i * 0.01 for i in range(150)]
+    accepted = {t for t in sends if round(t * 100) % 100 < 20}
+    finder = RateFinder()
+    finder.adopt(10.0, now=0.0)  # pacing at 10/s when the refusals come
+    _feed(finder, sends, lambda t: t in accepted, scale=3.0)
+    assert finder.rate is not None and finder.rate <= 10.0
+
+
+def test_an_adopted_pace_is_probed_past_slowly_even_after_a_provisional_measure() -> None:
+    """Grown fast from a provisional measure of its own, every process's pace went back over
+    the one another had just measured within a second (48.5/s to 60-73/s on 50/s)."""
+    finder = RateFinder()
+    burst = [i * 0.004 for i in range(25)]  # accepted
+    refused = [0.1 + i * 0.02 for i in range(25)]  # to 0.6, then asleep
+    back = [1.0 + i * 0.02 for i in range(15)]
+    again = [1.3 + i * 0.02 for i in range(10)]
+    accepted = set(burst + back)
+    _feed(finder, burst + refused + back + again, lambda t: t in accepted)
+    finder.adopt(20.0, now=2.0)
+    finder.on_success_paced(3.0)
+    assert finder.rate is not None and finder.rate <= 20.0 * 1.05 + 1e-9
 
 
 def test_an_adopted_pace_is_probed_past_slowly() -> None:

@@ -654,6 +654,29 @@ def test_the_share_is_read_off_the_namespaces_sends_over_the_last_second() -> No
     assert board.scale("m") == pytest.approx(13 / 6)
 
 
+def test_the_share_is_of_what_the_server_took_refused_sends_leave_both_counts(
+    redis_server: RedisProcess,
+) -> None:
+    """While a server refuses, refusals fall unevenly on the processes sharing the quota: a
+    share of sends read 2 to 4 for 4 equal processes, and paces of 25 to 74/s were read off
+    50/s. A 429 takes its send out of the namespace's count (in Redis) and of ours."""
+    ns = uuid.uuid4().hex
+    a = bound(limiter(redis_server, ns, max_concurrency=10), 30.0)
+    other = bound(limiter(redis_server, ns, max_concurrency=10), 30.0)
+    sent = raw_client(redis_server)
+    ours = [a.acquire("m", timeout=2) for _ in range(2)]
+    theirs = [other.acquire("m", timeout=2) for _ in range(4)]
+    assert sent.zcard(f"{ns}:sent:m") == 6
+    theirs[0].release(429, throttled=True)
+    ours[0].release(429, throttled=True)
+    assert sent.zcard(f"{ns}:sent:m") == 4
+    ours[1].release(200)
+    theirs[1].release(200)
+    assert sent.zcard(f"{ns}:sent:m") == 4
+    a.acquire("m", timeout=2).release(200)  # 5 taken in the namespace, 2 of them ours
+    assert a._pace.scale("m") == pytest.approx(5 / 2)
+
+
 def test_a_first_429s_guess_slows_only_its_own_process(redis_server: RedisProcess) -> None:
     """The first 429, with nothing measured yet, halves what this process sent: a guess of its
     own. Shared, it slowed every process on the quota (a told rpm over 4 processes ran 1.2 to

@@ -686,6 +686,7 @@ class Limiter:
             # Ours still out, but for a shared limiter: its sends in use here may still wait
             # for a shared slot (four processes' first paces read 45-72/s of 50/s with them).
             pending=in_flight - 1 if self._shared is None else 0,
+            quota_took=self._shared.took(permit.model) if self._shared is not None else None,
         )
         if rate is None:
             return

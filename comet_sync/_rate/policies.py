@@ -253,6 +253,7 @@ class RateFinder:
         retry_after: float | None = None,
         scale: float = 1.0,
         pending: int = 0,
+        quota_took: int | None = None,
     ) -> float | None:
         """A 429 for a request sent at ``sent_at``: the new pace, or None if unchanged
         (``math.inf``: stop pacing).
@@ -262,7 +263,9 @@ class RateFinder:
         ``scale``: how many requests the whole quota sent per one of ours lately (processes
         sharing a pace, ``contrib.redis``): what we saw accepted and sent is our share of
         what the server did, and the pace found is the quota's. ``pending``: our other
-        requests still unanswered (a burst's successes come back after its first 429)."""
+        requests still unanswered (a burst's successes come back after its first 429).
+        ``quota_took``: how many of the whole quota's sends over the last second the server
+        took (``contrib.redis``), a floor on a measure."""
         self._outcomes.append((sent_at, _THROTTLED))
         self._trim(now)
         self._round_trip = round_trip
@@ -310,7 +313,14 @@ class RateFinder:
         self._probe_at = now + self.hold
         measure = self._accepted_rate(now, round_trip)
         if measure is not None:
-            measure = (measure[0] * scale, measure[1], measure[2])
+            measured, whole = measure[0] * scale, measure[1]
+            if quota_took is not None and quota_took / self.window > measured:
+                # What the whole quota had taken over the last second, counted in Redis, is a
+                # floor, and a whole window's: our share of it, read while refused, is low
+                # (our callers are the ones asleep on Retry-Afters; 4 processes on 50/s read
+                # 21-40/s).
+                measured, whole = quota_took / self.window, True
+            measure = (measured, whole, measure[2])
         sent = self._send_rate(now) * scale
         if measure is None and self.rate is not None and self.found is None:
             # Only a guess paces, and the refusals come in runs too short to measure: every
@@ -391,6 +401,10 @@ class RateFinder:
         # A measure over less than a whole window may miss part of a server's window (and
         # one across a stretch we sent nothing may miss what it would have accepted): pace
         # by it, but probe past it sooner and faster until a whole window confirms it.
+        if self.rate is not None and measured * self.margin > self.rate:
+            # Refused at this pace, a measure that would raise it is misread (sharing the
+            # quota, a share of 16 once read 117/s off 50/s): the pace refused bounds it.
+            measured = self.rate / self.margin
         self.found = measured
         self._provisional = not whole
         self._measured_at = now
@@ -490,6 +504,9 @@ class RateFinder:
         self.rate = rate
         self.found = rate / self.margin
         self._rounded = None  # the quota's pace, measured over whole windows, not ours
+        # Probed past slowly: grown fast from a measure of ours, every process's pace went
+        # back over the one just measured within a second (48.5/s to 60-73/s on 50/s).
+        self._provisional = False
         self._grown_at = now
 
     # -- internals ---------------------------------------------------------------------------

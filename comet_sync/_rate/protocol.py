@@ -190,6 +190,12 @@ class SharedPace(Protocol):
         Called under the local limiter's lock: no I/O."""
         ...
 
+    def took(self, model: str | None) -> int | None:
+        """How many of the whole quota's sends over the last second the server took (not
+        refused), as of our last send; None if we sent none lately. Called under the local
+        limiter's lock: no I/O."""
+        ...
+
     def publish(self, model: str | None, rate: float | None, *, measured: bool) -> None:
         """The pace the local limiter now keeps (None: none). ``measured``: found from 429s,
         news that replaces any pace; else grown by probing, which yields to a pace another

@@ -8,8 +8,8 @@ and in the scripts (``_redis_scripts``), does three things:
 * **spaces every process's sends** of a model by the pace in Redis (GCRA on Redis's clock, in
   the acquire script, beside ``rpm``): N processes send the pace, not N times it;
 * **counts the namespace's sends** of each model: each grant returns how many the namespace
-  made over the last second, so a process knows what share of them were its own
-  (:meth:`SharedPaceBoard.scale`);
+  made over the last second and were not refused (a 429's release takes its send out), so a
+  process knows what share of what the server took was its own (:meth:`SharedPaceBoard.scale`);
 * **hands a pace over**: a pace measured on 429s replaces the shared one; a pace grown by
   probing replaces it only if nobody moved it meanwhile (else the grower takes theirs), so N
   processes probing grow it once, not N times over. A process that sees a pace set elsewhere
@@ -73,9 +73,9 @@ class SharedPaceBoard:
         self._adopt = adopt  # the local limiter's adopt_pace
         self._on_error = on_error
         self._lock = threading.Lock()
-        # model -> (when, the namespace's sends over the second before) of our grants over
-        # SHARE_WINDOW
-        self._grants: dict[str | None, deque[tuple[float, int]]] = {}
+        # model -> (when, the namespace's sends over the second before, lease) of our grants
+        # over SHARE_WINDOW that were not refused
+        self._grants: dict[str | None, deque[tuple[float, int, str]]] = {}
         # model -> (the pace last seen in or written to Redis, when it was written by us)
         self._seen: dict[str | None, tuple[float, float]] = {}
 
@@ -86,19 +86,33 @@ class SharedPaceBoard:
             name = "#" + hashlib.sha256(name.encode()).hexdigest()
         return [f"{self._namespace}:{kind}:{name}" for kind in ("pace", "ptat", "sent")]
 
-    def granted(self, model: str | None, recent: int) -> None:
-        """A send of ours granted; ``recent``: the namespace's sends over the last second, as
-        Redis counted them with this one."""
+    def granted(self, model: str | None, recent: int, lease: str = "") -> None:
+        """A send of ours granted; ``recent``: the namespace's sends over the last second that
+        were not refused, as Redis counted them with this one."""
         now = self.monotonic()
         with self._lock:
             grants = self._grants.setdefault(model, deque())
-            grants.append((now, recent))
+            grants.append((now, recent, lease))
             while grants and grants[0][0] < now - SHARE_WINDOW:
                 grants.popleft()
             if len(self._grants) > MAX_MODELS:
                 # Models not sent to for a second say nothing of a share: forgotten.
                 for key in [k for k, g in self._grants.items() if g[-1][0] < now - SHARE_WINDOW]:
                     del self._grants[key]
+
+    def refused(self, model: str | None, lease: str) -> None:
+        """A send of ours refused (429): it leaves our count of sends, as it leaves the
+        namespace's (the release script), so the share is of what the server took: while it
+        refuses, refusals fall unevenly on the processes (a share of sends read 2-4 for 4 equal
+        processes, and paces of 25-74/s were read off 50/s)."""
+        with self._lock:
+            grants = self._grants.get(model)
+            if grants is None:
+                return
+            for i, grant in enumerate(grants):
+                if grant[2] == lease:
+                    del grants[i]
+                    return
 
     def taken(self, model: str | None, pace: float) -> bool:
         """The shared pace read at a grant: whether it is news to take (not the one we last
@@ -125,10 +139,18 @@ class SharedPaceBoard:
         if not grants:
             return 1.0
         # As of our last send: the namespace's sends over the second before it, per one of ours
-        # in that second.
-        at, recent = grants[-1]
-        ours = sum(1 for t, _ in grants if t >= at - SHARE_WINDOW)
+        # in that second (both without those refused).
+        at, recent, _ = grants[-1]
+        ours = sum(1 for g in grants if g[0] >= at - SHARE_WINDOW)
         return max(1.0, recent / ours)
+
+    def took(self, model: str | None) -> int | None:
+        now = self.monotonic()
+        with self._lock:
+            grants = self._grants.get(model)
+            if not grants or grants[-1][0] < now - SHARE_WINDOW:
+                return None
+            return grants[-1][1]
 
     def publish(self, model: str | None, rate: float | None, *, measured: bool) -> None:
         if rate is None:

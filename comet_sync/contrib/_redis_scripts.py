@@ -116,7 +116,7 @@ return {1, n + 1, now, limit, 0, tostring(pace), recent}
 """
 )
 
-# KEYS: leases, limit, lastcut, cooldown
+# KEYS: leases, limit, lastcut, cooldown, the model's recent sends
 # ARGV: lease id, outcome (0 other, 1 success, 2 throttled), sent at ms, retry after ms,
 #       cut to (0: no cut; the cap policy's answer, _rate/cap.py), max concurrency,
 #       in flight at send, longest pause ms, adaptive state ttl ms
@@ -130,6 +130,8 @@ local limit = math.min(number_at(KEYS[2], 1, FINITE) or max, max)
 local ttl = tonumber(ARGV[9])
 local outcome = tonumber(ARGV[2])
 if outcome == 2 then
+  -- Refused: not among the sends the server took, which the shares are read off.
+  if owned(KEYS[5], 'zset') then redis.call('ZREM', KEYS[5], ARGV[1]) end
   -- Clamped here too: a pause written to Redis outlives this process, so no value any
   -- client sends may stop every process for longer than max_wait.
   local ra = math.min(tonumber(ARGV[4]), tonumber(ARGV[8]))

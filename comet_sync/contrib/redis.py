@@ -312,7 +312,7 @@ class RedisLimiter:
                 self._shared_limit = int(limit)
                 with self._lock:
                     self._held[lease] = clock.monotonic()
-                self._pace.granted(local.model, int(recent))
+                self._pace.granted(local.model, int(recent), lease)
                 if paced:
                     local.paced = True  # the pace held it back: a success grows the pace
                 return _RedisPermit(
@@ -390,7 +390,7 @@ class RedisLimiter:
         pause = retry_after if retry_after is not None and retry_after >= LONG_RETRY_AFTER else 0
         try:
             limit = self._release_script(
-                keys=self._keys[:4],
+                keys=[*self._keys[:4], self._pace.keys(permit.local.model)[2]],
                 args=[
                     permit.lease,
                     outcome,
@@ -573,6 +573,9 @@ class _RedisPermit:
         total_tokens: int | None = None,
     ) -> None:
         if self._done.acquire(blocking=False):
+            if throttled and self.lease is not None:
+                # Before the local limiter weighs the 429 with our share of the sends.
+                self._limiter._pace.refused(self.local.model, self.lease)
             self.local.release(status, throttled=throttled, word=word, total_tokens=total_tokens)
             retry_after = word.retry_after if word is not None else None
             self._limiter._release(self, status, throttled, retry_after)
