@@ -560,6 +560,34 @@ def test_a_whole_second_retry_after_holds_with_probes_and_paces_at_what_was_take
     assert lim.state().models["m"].rate == pytest.approx(25 / (0.05 + 1.0) * 0.97)
 
 
+def test_after_a_voided_measure_the_next_one_starts_past_the_hold() -> None:
+    """The hold sent next to nothing until its probe was taken: measured across it, a 60/s
+    bucket read 19/s and grew back at 20%/s for 4 s."""
+    finder = RateFinder()
+    for i in range(25):
+        finder.on_sent(i * 0.002)
+        finder.on_accepted(i * 0.002, i * 0.002 + 0.02)
+    finder.on_sent(0.06)
+    finder.on_throttled(0.06, 0.061, 0.02, retry_after=1.0)
+    assert finder.rounded(0.1)
+    finder.on_sent(0.26)
+    assert finder.on_accepted(0.26, 0.28) is not None  # the probe taken: voided
+    bucket = {"level": 5.0, "at": 0.3}  # 50/s, a burst of 5
+
+    def admit(t: float) -> bool:
+        bucket["level"] = min(5.0, bucket["level"] + (t - bucket["at"]) * 50.0)
+        bucket["at"] = t
+        if bucket["level"] < 1.0:
+            return False
+        bucket["level"] -= 1.0
+        return True
+
+    _feed(finder, [0.3 + i * 0.01 for i in range(40)], admit, rtt=0.02)  # sent at 100/s
+    # Over [0.28, ...]: 5 of the burst and 50/s (64/s over this short run); across the hold,
+    # 35/s.
+    assert finder.found is not None and finder.found > 50
+
+
 def test_a_send_let_go_before_a_hold_waits_it_out_before_it_leaves_the_process() -> None:
     """A shared limiter (contrib.redis) waits for a shared slot after this limiter let a send
     go: a hold that began meanwhile applies to it (32 of 32 callers were refused in the first
