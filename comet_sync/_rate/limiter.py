@@ -335,8 +335,10 @@ class Limiter:
         with self._lock:
             now = self._clock()
             until = self._lane(model, now).held_until()
-        if now >= until:
-            return
+        if now < until:
+            self._sleep_out_hold(until, now, deadline)
+
+    def _sleep_out_hold(self, until: float, now: float, deadline: float | None) -> None:
         # Everyone held comes back spread over a tenth of the hold, not in one herd.
         start = until + self._random() * min(1.0, 0.1 * (until - now))
         self._sleep_until(start, now, deadline, f"a hold on the server's word ({until - now:.3g}s)")
@@ -357,10 +359,7 @@ class Limiter:
                         permit.sent_at = now
                     return
                 until = lane.held_until()
-            start = until + self._random() * min(1.0, 0.1 * (until - now))
-            self._sleep_until(
-                start, now, deadline, f"a hold on the server's word ({until - now:.3g}s)"
-            )
+            self._sleep_out_hold(until, now, deadline)
 
     def _wait_throttle(self, model: str | None, retry_cost: float, deadline: float | None) -> None:
         # The retry quota is paid once, however long the send then waits.
